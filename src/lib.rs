@@ -1,0 +1,21 @@
+//! rtnode: a DICOM network node for radiotherapy.
+//!
+//! Data flows one way: [`scp`] (associations, C-ECHO/C-STORE) → [`store`]
+//! (durable files + redb index) → later stages. [`ul`] and [`dimse`] are the
+//! protocol layers under both [`scp`] and [`scu`]; [`config`], [`status`] and
+//! the CLI sit at the edge. See ARCHITECTURE.md.
+
+pub mod config;
+pub mod demo;
+pub mod dimse;
+pub mod node;
+pub mod part10;
+pub mod scp;
+pub mod scu;
+pub mod state;
+pub mod status;
+pub mod store;
+pub mod synth;
+pub mod time;
+pub mod uids;
+pub mod ul;

@@ -1,0 +1,322 @@
+//! The `rtnode` command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use rtnode::config::{self, Config, LogFormat, PeersFile};
+use rtnode::scu::{self, Target};
+use tracing::{info, warn};
+
+#[derive(Parser)]
+#[command(
+    name = "rtnode",
+    version,
+    about = "A DICOM network node for radiotherapy"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the node: accept associations, store instances durably.
+    Serve(ServeArgs),
+    /// Show what the node holds and what it is doing (works while `serve` runs).
+    Status {
+        /// Data directory of the node.
+        #[arg(long, default_value = "/var/lib/rtnode")]
+        data_dir: PathBuf,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send DICOM files and folders (recursively) to a peer with C-STORE.
+    Send {
+        /// The receiver, as AE@HOST:PORT.
+        #[arg(long)]
+        to: Target,
+        /// Our calling AE title.
+        #[arg(long, default_value = "RTNODE_SCU")]
+        calling_ae: String,
+        /// Largest PDU we accept from the peer.
+        #[arg(long, default_value_t = 262_144)]
+        max_pdu: u32,
+        /// Files or folders to send.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Write a synthetic CT series (water, lung and bone phantom on a couch).
+    Synth {
+        /// Output folder (created; must not already hold a series).
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of slices.
+        #[arg(long, default_value_t = 64)]
+        slices: u32,
+        /// Rows and columns per slice.
+        #[arg(long, default_value_t = 256)]
+        rows: u16,
+    },
+    /// Run the main job end to end on embedded defaults, nothing to configure.
+    Demo {
+        /// Number of CT slices to synthesise.
+        #[arg(long, default_value_t = 64)]
+        slices: u32,
+        /// Rows and columns per slice.
+        #[arg(long, default_value_t = 256)]
+        rows: u16,
+        /// Keep the temporary data directory.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Check the configuration and peers files; report every error with file and line.
+    Validate {
+        /// Node configuration file.
+        #[arg(long, default_value = config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Peers file (default: the one the configuration names).
+        #[arg(long)]
+        peers: Option<PathBuf>,
+    },
+    /// Rebuild the instance index from the stored files alone (server stopped).
+    RebuildIndex {
+        /// Data directory of the node.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Node configuration file.
+    #[arg(long, default_value = config::DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Port to listen on (0 picks a free one; see node.json in the data dir).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Address to bind.
+    #[arg(long)]
+    bind: Option<String>,
+    /// Data directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Our AE title.
+    #[arg(long)]
+    ae_title: Option<String>,
+    /// Peers file (default: the one the configuration names).
+    #[arg(long)]
+    peers: Option<PathBuf>,
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rtnode: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Status { data_dir, json } => {
+            let r = rtnode::status::report(&data_dir)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", rtnode::status::render_text(&r));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Send {
+            to,
+            calling_ae,
+            max_pdu,
+            paths,
+        } => {
+            config::check_ae_title(&calling_ae).map_err(anyhow::Error::msg)?;
+            init_logging(LogFormat::Text, "warn");
+            let files = scu::collect_files(&paths)?;
+            let outcomes = runtime()?.block_on(scu::send(&to, &calling_ae, &files, max_pdu));
+            let mut failed = 0;
+            for o in &outcomes {
+                let status = o
+                    .status
+                    .map(|s| format!("{s:04X} {}", rtnode::dimse::describe_status(s)))
+                    .unwrap_or_else(|| "not sent".into());
+                let detail = o
+                    .error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default();
+                println!("{}\t{}{}", o.path.display(), status, detail);
+                failed += usize::from(!o.ok());
+            }
+            println!(
+                "{} sent, {} failed, {} in all",
+                outcomes.len() - failed,
+                failed,
+                outcomes.len()
+            );
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Synth { out, slices, rows } => {
+            let opts = rtnode::synth::SynthOptions {
+                slices,
+                ..rtnode::synth::SynthOptions::default().with_rows(rows)
+            };
+            let s = rtnode::synth::write_ct_series(&out, &opts)?;
+            println!(
+                "wrote {} CT slices of {rows}x{rows} to {} (series {})",
+                s.files.len(),
+                out.display(),
+                s.series_instance_uid
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { slices, rows, keep } => {
+            init_logging(LogFormat::Text, "warn");
+            runtime()?.block_on(rtnode::demo::run(rtnode::demo::DemoOptions {
+                slices,
+                rows,
+                keep,
+            }))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { config, peers } => match config::validate(&config, peers.as_deref()) {
+            Ok((cfg, p)) => {
+                println!(
+                    "{}: OK ({} as {} on {}:{}); {}: OK ({} peers)",
+                    config.display(),
+                    cfg.node.data_dir.display(),
+                    cfg.node.ae_title,
+                    cfg.node.bind,
+                    cfg.node.port,
+                    peers.unwrap_or_else(|| cfg.resolved_peers_file()).display(),
+                    p.peers.len()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                for e in &errors.0 {
+                    eprintln!("{e}");
+                }
+                eprintln!("{} error(s)", errors.0.len());
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::RebuildIndex { data_dir } => {
+            init_logging(LogFormat::Text, "info");
+            rebuild(&data_dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn rebuild(data_dir: &Path) -> Result<()> {
+    // redb locks an open database: failing here means a server is running.
+    let index_path = rtnode::store::index_path(data_dir);
+    if index_path.exists() {
+        drop(
+            rtnode::store::Index::open(&index_path)
+                .context("the index is in use: stop the server first")?,
+        );
+    }
+    let r = rtnode::store::rebuild_index(data_dir)?;
+    println!(
+        "index rebuilt from {} files: {} indexed, {} unreadable, {} stale copies removed",
+        r.files_scanned,
+        r.indexed + r.repointed,
+        r.unreadable,
+        r.stale_removed
+    );
+    Ok(())
+}
+
+fn load_for_serve(args: &ServeArgs) -> Result<(Config, PeersFile)> {
+    let mut cfg = if args.config.exists() {
+        config::load_config(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?
+    } else if args.config == Path::new(config::DEFAULT_CONFIG_PATH) {
+        Config::default()
+    } else {
+        anyhow::bail!("config file {} not found", args.config.display());
+    };
+    if let Some(p) = args.port {
+        cfg.node.port = p;
+    }
+    if let Some(b) = &args.bind {
+        cfg.node.bind = b.clone();
+    }
+    if let Some(d) = &args.data_dir {
+        cfg.node.data_dir = d.clone();
+    }
+    if let Some(ae) = &args.ae_title {
+        config::check_ae_title(ae).map_err(anyhow::Error::msg)?;
+        cfg.node.ae_title = ae.clone();
+    }
+    let peers_path = args
+        .peers
+        .clone()
+        .unwrap_or_else(|| cfg.resolved_peers_file());
+    let peers = config::load_peers(&peers_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((cfg, peers))
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let (cfg, peers) = load_for_serve(&args)?;
+    init_logging(
+        cfg.logging.log_format().unwrap_or(LogFormat::Text),
+        &cfg.logging.level,
+    );
+    if !args.config.exists() {
+        warn!(path = %args.config.display(), "no config file; running on embedded defaults");
+    }
+    runtime()?.block_on(async move {
+        let running = rtnode::node::start(&cfg, peers).await?;
+        wait_for_signal().await?;
+        info!("shutting down");
+        running.stop().await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

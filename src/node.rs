@@ -1,0 +1,132 @@
+//! Assembling a running node from its configuration: store, state database,
+//! listener, admin socket; and taking it down cleanly.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::config::{Config, PeersFile};
+use crate::scp::{self, Node};
+use crate::state::StateDb;
+use crate::store::{Store, StoreOptions};
+
+pub struct RunningNode {
+    pub addr: SocketAddr,
+    pub node: Arc<Node>,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    admin: Option<JoinHandle<()>>,
+    data_dir: PathBuf,
+}
+
+/// Written at start so scripts and tests find the port chosen for `--port 0`.
+#[derive(Serialize)]
+struct NodeFile<'a> {
+    pid: u32,
+    ae_title: &'a str,
+    address: String,
+    port: u16,
+    started_at: &'a str,
+}
+
+pub fn node_file_path(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("node.json")
+}
+
+pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
+    let data_dir = cfg.node.data_dir.clone();
+    let opts = StoreOptions {
+        data_dir: data_dir.clone(),
+        fsync: cfg.storage.fsync,
+        min_free_bytes: cfg.storage.min_free_bytes,
+    };
+    let store = tokio::task::spawn_blocking(move || Store::open(opts))
+        .await
+        .context("store start-up panicked")??;
+    let state = StateDb::open(&data_dir)?;
+    let bind = cfg
+        .node
+        .listen_addr()
+        .context("node.bind is not an IP address")?;
+    let listener = TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("binding {bind}"))?;
+    let addr = listener.local_addr()?;
+    let node = Arc::new(Node::new(
+        cfg.node.ae_title.clone(),
+        cfg.network.clone(),
+        peers,
+        Arc::new(store),
+        Arc::new(state),
+    ));
+    let admin = if cfg.network.admin_socket {
+        let l = crate::status::bind_admin_socket(&data_dir)?;
+        Some(tokio::spawn(crate::status::serve_admin(
+            l,
+            node.clone(),
+            addr.to_string(),
+        )))
+    } else {
+        None
+    };
+    let nf = NodeFile {
+        pid: std::process::id(),
+        ae_title: &cfg.node.ae_title,
+        address: addr.ip().to_string(),
+        port: addr.port(),
+        started_at: &node.started_at,
+    };
+    std::fs::write(node_file_path(&data_dir), serde_json::to_vec_pretty(&nf)?)
+        .context("writing node.json")?;
+    let (shutdown, rx) = watch::channel(false);
+    let server = tokio::spawn(scp::run(node.clone(), listener, rx));
+    info!(
+        ae_title = %cfg.node.ae_title,
+        address = %addr,
+        data_dir = %data_dir.display(),
+        fsync = cfg.storage.fsync,
+        max_associations = cfg.network.max_associations,
+        "listening"
+    );
+    Ok(RunningNode {
+        addr,
+        node,
+        shutdown,
+        server,
+        admin,
+        data_dir,
+    })
+}
+
+impl RunningNode {
+    /// Stops accepting, lets associations in flight finish, then closes the
+    /// store so the next start needs no recovery scan.
+    pub async fn stop(self) -> Result<()> {
+        let _ = self.shutdown.send(true);
+        if let Err(e) = self.server.await {
+            warn!(error = %e, "server task ended abnormally");
+        }
+        if let Some(a) = self.admin {
+            a.abort();
+            let _ = a.await;
+        }
+        let _ = std::fs::remove_file(crate::status::admin_socket_path(&self.data_dir));
+        let _ = std::fs::remove_file(node_file_path(&self.data_dir));
+        let node = self.node;
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            node.state.flush()?;
+            node.store.close()
+        })
+        .await
+        .context("store shutdown panicked")??;
+        info!("stopped cleanly");
+        Ok(())
+    }
+}

@@ -1,0 +1,145 @@
+//! The C-STORE SCP: a TCP listener, association negotiation, and one task per
+//! association that serves C-ECHO and C-STORE into the [`Store`].
+
+mod association;
+mod negotiation;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::config::{NetworkSection, PeersFile};
+use crate::state::StateDb;
+use crate::store::Store;
+
+/// Counters for `rtnode status` and the log; reset at each start.
+#[derive(Default)]
+pub struct Stats {
+    pub active_associations: AtomicU64,
+    pub associations: AtomicU64,
+    pub rejected_associations: AtomicU64,
+    pub instances_stored: AtomicU64,
+    pub bytes_stored: AtomicU64,
+    pub store_failures: AtomicU64,
+}
+
+impl Stats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Everything an association task needs, shared.
+pub struct Node {
+    pub ae_title: String,
+    pub network: NetworkSection,
+    pub peers: RwLock<Arc<PeersFile>>,
+    pub store: Arc<Store>,
+    pub state: Arc<StateDb>,
+    pub stats: Stats,
+    pub started: Instant,
+    pub started_at: String,
+    association_slots: Arc<Semaphore>,
+    /// Bounds sockets that have not yet completed negotiation, so a flood of
+    /// idle connections cannot pin memory.
+    connection_slots: Arc<Semaphore>,
+}
+
+impl Node {
+    pub fn new(
+        ae_title: String,
+        network: NetworkSection,
+        peers: PeersFile,
+        store: Arc<Store>,
+        state: Arc<StateDb>,
+    ) -> Node {
+        let max = network.max_associations.max(1) as usize;
+        Node {
+            ae_title,
+            association_slots: Arc::new(Semaphore::new(max)),
+            connection_slots: Arc::new(Semaphore::new(max * 4 + 16)),
+            network,
+            peers: RwLock::new(Arc::new(peers)),
+            store,
+            state,
+            stats: Stats::default(),
+            started: Instant::now(),
+            started_at: crate::time::now_rfc3339(),
+        }
+    }
+
+    pub fn peers(&self) -> Arc<PeersFile> {
+        match self.peers.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn active_associations(&self) -> u64 {
+        self.stats.active_associations.load(Ordering::Relaxed)
+    }
+}
+
+/// Accepts connections until `shutdown` turns true, then waits (bounded)
+/// for the associations in flight to finish their current work.
+pub async fn run(node: Arc<Node>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                match accepted {
+                    Ok((stream, addr)) => spawn_connection(&node, &mut tasks, stream, addr),
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+            _ = shutdown.changed() => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    drop(listener);
+    info!(
+        in_flight = tasks.len(),
+        "no longer accepting associations; waiting for those in flight"
+    );
+    let deadline = tokio::time::sleep(Duration::from_secs(30));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            next = tasks.join_next() => if next.is_none() { break },
+            _ = &mut deadline => {
+                warn!(left = tasks.len(), "associations still open after 30 s; closing them");
+                tasks.abort_all();
+                break;
+            }
+        }
+    }
+}
+
+fn spawn_connection(
+    node: &Arc<Node>,
+    tasks: &mut JoinSet<()>,
+    stream: tokio::net::TcpStream,
+    addr: SocketAddr,
+) {
+    let Ok(slot) = node.connection_slots.clone().try_acquire_owned() else {
+        warn!(peer = %addr, "too many connections awaiting negotiation; closing this one");
+        return;
+    };
+    if let Err(e) = stream.set_nodelay(true) {
+        warn!(peer = %addr, error = %e, "cannot set TCP_NODELAY");
+    }
+    let node = node.clone();
+    tasks.spawn(async move {
+        association::handle(node, stream, addr, slot).await;
+    });
+}

@@ -1,0 +1,464 @@
+//! `rtnode send`: a C-STORE SCU over files and folders. Each file is offered
+//! in its own transfer syntax and streamed from disk as is, so what arrives
+//! is byte for byte the data set we hold.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use dicom_ul::pdu::{
+    AssociationRQ, Pdu, PresentationContextProposed, PresentationContextResultReason,
+    UserVariableItem,
+};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::dimse;
+use crate::part10;
+use crate::uids;
+use crate::ul::{self, pdu_type};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub called_ae: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+    /// `AE@HOST:PORT`
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (ae, rest) = s.split_once('@').ok_or("expected AE@HOST:PORT")?;
+        let (host, port) = rest.rsplit_once(':').ok_or("expected AE@HOST:PORT")?;
+        crate::config::check_ae_title(ae)?;
+        let port: u16 = port.parse().map_err(|_| format!("bad port {port:?}"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || port == 0 {
+            return Err("expected AE@HOST:PORT".into());
+        }
+        Ok(Target {
+            called_ae: ae.to_string(),
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+/// Where the data set bytes of a file come from.
+#[derive(Debug, Clone)]
+enum Body {
+    /// A Part 10 file: the bytes after its meta group, as they are.
+    File { offset: u64, len: u64 },
+    /// A bare data set re-encoded in memory (files without a meta group).
+    Memory(Vec<u8>),
+}
+
+#[derive(Debug, Clone)]
+struct Item {
+    path: PathBuf,
+    sop_class: String,
+    sop_instance: String,
+    ts: String,
+    body: Body,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub path: PathBuf,
+    pub sop_instance_uid: String,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        // B-range statuses are warnings: stored.
+        matches!(self.status, Some(s) if s == 0 || (0xB000..=0xBFFF).contains(&s))
+    }
+}
+
+pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        let meta = std::fs::metadata(p).with_context(|| format!("{}", p.display()))?;
+        if meta.is_dir() {
+            walk(p, &mut out)?;
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("{}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else if p.is_file() {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+fn prepare(path: &Path) -> Result<Item, String> {
+    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let len = f.metadata().map_err(|e| e.to_string())?.len();
+    if let Some(meta) = part10::read_file_meta(&mut f).map_err(|e| e.to_string())? {
+        return Ok(Item {
+            path: path.to_path_buf(),
+            sop_class: meta.sop_class_uid,
+            sop_instance: meta.sop_instance_uid,
+            ts: meta.transfer_syntax_uid,
+            body: Body::File {
+                offset: meta.dataset_offset,
+                len: len.saturating_sub(meta.dataset_offset),
+            },
+        });
+    }
+    // No meta group: let dicom-object guess the encoding and re-encode.
+    let obj = dicom_object::OpenFileOptions::new()
+        .read_preamble(dicom_object::file::ReadPreamble::Auto)
+        .open_file(path)
+        .map_err(|e| format!("not a DICOM file: {e}"))?;
+    let ts = obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .to_string();
+    let sop_class = obj
+        .meta()
+        .media_storage_sop_class_uid()
+        .trim_end_matches('\0')
+        .to_string();
+    let sop_instance = obj
+        .meta()
+        .media_storage_sop_instance_uid()
+        .trim_end_matches('\0')
+        .to_string();
+    let mut bytes = Vec::new();
+    obj.write_dataset(&mut bytes).map_err(|e| e.to_string())?;
+    Ok(Item {
+        path: path.to_path_buf(),
+        sop_class,
+        sop_instance,
+        ts,
+        body: Body::Memory(bytes),
+    })
+}
+
+/// Sends every file, as few associations as the 128-context limit allows.
+pub async fn send(
+    target: &Target,
+    calling_ae: &str,
+    files: &[PathBuf],
+    max_pdu: u32,
+) -> Vec<Outcome> {
+    let mut outcomes = Vec::with_capacity(files.len());
+    let mut items = Vec::new();
+    for f in files {
+        match prepare(f) {
+            Ok(i) => items.push(i),
+            Err(e) => outcomes.push(Outcome {
+                path: f.clone(),
+                sop_instance_uid: String::new(),
+                status: None,
+                error: Some(e),
+            }),
+        }
+    }
+    // Chunk so that no association needs more than 127 contexts.
+    let mut start = 0;
+    while start < items.len() {
+        let mut pairs = std::collections::HashSet::new();
+        let mut end = start;
+        while end < items.len() {
+            let key = (items[end].sop_class.clone(), items[end].ts.clone());
+            if !pairs.contains(&key) && pairs.len() == 127 {
+                break;
+            }
+            pairs.insert(key);
+            end += 1;
+        }
+        let chunk = &items[start..end];
+        match send_association(target, calling_ae, chunk, max_pdu).await {
+            Ok(mut o) => outcomes.append(&mut o),
+            Err(e) => outcomes.extend(chunk.iter().map(|i| Outcome {
+                path: i.path.clone(),
+                sop_instance_uid: i.sop_instance.clone(),
+                status: None,
+                error: Some(format!("{e:#}")),
+            })),
+        }
+        start = end;
+    }
+    outcomes
+}
+
+async fn send_association(
+    target: &Target,
+    calling_ae: &str,
+    items: &[Item],
+    max_pdu: u32,
+) -> Result<Vec<Outcome>> {
+    let stream = tokio::time::timeout(
+        Duration::from_secs(30),
+        TcpStream::connect((target.host.as_str(), target.port)),
+    )
+    .await
+    .context("connect timed out")?
+    .with_context(|| format!("connecting to {}:{}", target.host, target.port))?;
+    stream.set_nodelay(true)?;
+    let mut conn = BufReader::with_capacity(64 * 1024, stream);
+
+    let mut proposed: Vec<(String, String)> = Vec::new();
+    for i in items {
+        let key = (i.sop_class.clone(), i.ts.clone());
+        if !proposed.contains(&key) {
+            proposed.push(key);
+        }
+    }
+    let rq = AssociationRQ {
+        protocol_version: 1,
+        calling_ae_title: calling_ae.to_string(),
+        called_ae_title: target.called_ae.clone(),
+        application_context_name: uids::APPLICATION_CONTEXT.to_string(),
+        presentation_contexts: proposed
+            .iter()
+            .enumerate()
+            .map(|(n, (class, ts))| PresentationContextProposed {
+                id: (2 * n + 1) as u8,
+                abstract_syntax: class.clone(),
+                transfer_syntaxes: vec![ts.clone()],
+            })
+            .collect(),
+        user_variables: vec![
+            UserVariableItem::MaxLength(max_pdu),
+            UserVariableItem::ImplementationClassUID(ul::IMPLEMENTATION_CLASS_UID.to_string()),
+            UserVariableItem::ImplementationVersionName(
+                ul::IMPLEMENTATION_VERSION_NAME.to_string(),
+            ),
+        ],
+    };
+    ul::write_pdu(conn.get_mut(), &Pdu::AssociationRQ(rq)).await?;
+    let header = tokio::time::timeout(Duration::from_secs(30), ul::read_header(&mut conn))
+        .await
+        .context("no answer to A-ASSOCIATE-RQ")??
+        .context("connection closed during negotiation")?;
+    let ac = match ul::read_control_pdu(&mut conn, header).await? {
+        Pdu::AssociationAC(ac) => ac,
+        Pdu::AssociationRJ(rj) => bail!("association rejected: {:?} {:?}", rj.result, rj.source),
+        Pdu::AbortRQ { source } => bail!("association aborted: {source:?}"),
+        other => bail!("unexpected answer {other:?}"),
+    };
+    let peer_max = ul::peer_max_pdu(&ac.user_variables).min(16 * 1024 * 1024);
+    let mut accepted: HashMap<(String, String), u8> = HashMap::new();
+    for r in &ac.presentation_contexts {
+        if r.reason == PresentationContextResultReason::Acceptance {
+            if let Some((class, ts)) = proposed.get((r.id as usize).saturating_sub(1) / 2) {
+                accepted.insert((class.clone(), ts.clone()), r.id);
+            }
+        }
+    }
+
+    let mut outcomes = Vec::with_capacity(items.len());
+    let mut message_id: u16 = 0;
+    let mut broken: Option<String> = None;
+    for item in items {
+        let mut outcome = Outcome {
+            path: item.path.clone(),
+            sop_instance_uid: item.sop_instance.clone(),
+            status: None,
+            error: None,
+        };
+        if let Some(b) = &broken {
+            outcome.error = Some(b.clone());
+            outcomes.push(outcome);
+            continue;
+        }
+        let Some(&pc) = accepted.get(&(item.sop_class.clone(), item.ts.clone())) else {
+            outcome.error = Some(format!(
+                "peer accepted no presentation context for {} in {}",
+                uids::sop_class_name(&item.sop_class),
+                item.ts
+            ));
+            outcomes.push(outcome);
+            continue;
+        };
+        message_id = message_id.wrapping_add(1);
+        match store_one(&mut conn, pc, item, message_id, peer_max).await {
+            Ok(rsp) => {
+                outcome.status = rsp.status;
+                outcome.error = rsp.error_comment;
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                outcome.error = Some(msg.clone());
+                broken = Some(format!("association lost: {msg}"));
+            }
+        }
+        outcomes.push(outcome);
+    }
+    if broken.is_none() {
+        let _ = ul::write_pdu(conn.get_mut(), &Pdu::ReleaseRQ).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Ok(Some(h)) = ul::read_header(&mut conn).await {
+                let _ = skip(&mut conn, h.length).await;
+                if h.pdu_type == pdu_type::RELEASE_RP || h.pdu_type == pdu_type::ABORT {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    Ok(outcomes)
+}
+
+async fn skip(conn: &mut BufReader<TcpStream>, n: u32) -> std::io::Result<()> {
+    let mut left = n as u64;
+    let mut buf = [0u8; 8192];
+    while left > 0 {
+        let k = left.min(buf.len() as u64) as usize;
+        conn.read_exact(&mut buf[..k]).await?;
+        left -= k as u64;
+    }
+    Ok(())
+}
+
+async fn store_one(
+    conn: &mut BufReader<TcpStream>,
+    pc: u8,
+    item: &Item,
+    message_id: u16,
+    peer_max: u32,
+) -> Result<dimse::Command> {
+    let rq = dimse::c_store_rq(message_id, &item.sop_class, &item.sop_instance);
+    ul::write_pdata(
+        conn.get_mut(),
+        pc,
+        true,
+        &dimse::encode_command(&rq),
+        peer_max,
+        true,
+    )
+    .await?;
+    let chunk = (peer_max.max(1024) - 6).min(1024 * 1024) as usize;
+    match &item.body {
+        Body::Memory(bytes) => {
+            ul::write_pdata(conn.get_mut(), pc, false, bytes, peer_max, true).await?;
+        }
+        Body::File { offset, len } => {
+            let mut f = tokio::fs::File::open(&item.path).await?;
+            f.seek(std::io::SeekFrom::Start(*offset)).await?;
+            let mut left = *len;
+            let mut buf = vec![0u8; chunk];
+            if left == 0 {
+                ul::write_pdata(conn.get_mut(), pc, false, &[], peer_max, true).await?;
+            }
+            while left > 0 {
+                let n = left.min(chunk as u64) as usize;
+                f.read_exact(&mut buf[..n]).await?;
+                left -= n as u64;
+                ul::write_pdata(conn.get_mut(), pc, false, &buf[..n], peer_max, left == 0).await?;
+            }
+        }
+    }
+    read_response(conn).await
+}
+
+/// Reads PDUs until a complete command arrives (the C-STORE-RSP).
+async fn read_response(conn: &mut BufReader<TcpStream>) -> Result<dimse::Command> {
+    let mut command = Vec::new();
+    loop {
+        let header = tokio::time::timeout(Duration::from_secs(600), ul::read_header(conn))
+            .await
+            .context("no C-STORE response within 600 s")??
+            .context("connection closed before the response")?;
+        match header.pdu_type {
+            pdu_type::P_DATA_TF => {
+                let mut remaining = header.length;
+                while remaining > 0 {
+                    let pdv = ul::read_pdv_header(conn, &mut remaining).await?;
+                    if command.len() + pdv.data_len as usize > dimse::MAX_COMMAND_SET_LEN {
+                        bail!("response command set too long");
+                    }
+                    let start = command.len();
+                    command.resize(start + pdv.data_len as usize, 0);
+                    conn.read_exact(&mut command[start..]).await?;
+                    if pdv.is_command && pdv.is_last {
+                        return Ok(dimse::decode_command(&command)?);
+                    }
+                    if !pdv.is_command {
+                        command.truncate(start);
+                    }
+                }
+            }
+            pdu_type::ABORT => bail!("peer aborted the association"),
+            other => {
+                let pdu = ul::read_control_pdu(conn, header).await;
+                bail!("unexpected PDU {other:#04x} while waiting for a response: {pdu:?}");
+            }
+        }
+    }
+}
+
+/// A C-ECHO round trip; used by `demo`, `doctor` and tests.
+pub async fn echo(target: &Target, calling_ae: &str) -> Result<u16> {
+    let stream = TcpStream::connect((target.host.as_str(), target.port)).await?;
+    stream.set_nodelay(true)?;
+    let mut conn = BufReader::new(stream);
+    let rq = AssociationRQ {
+        protocol_version: 1,
+        calling_ae_title: calling_ae.to_string(),
+        called_ae_title: target.called_ae.clone(),
+        application_context_name: uids::APPLICATION_CONTEXT.to_string(),
+        presentation_contexts: vec![PresentationContextProposed {
+            id: 1,
+            abstract_syntax: uids::VERIFICATION.to_string(),
+            transfer_syntaxes: vec![uids::IMPLICIT_VR_LE.to_string()],
+        }],
+        user_variables: vec![UserVariableItem::MaxLength(16384)],
+    };
+    ul::write_pdu(conn.get_mut(), &Pdu::AssociationRQ(rq)).await?;
+    let header = ul::read_header(&mut conn).await?.context("closed")?;
+    match ul::read_control_pdu(&mut conn, header).await? {
+        Pdu::AssociationAC(_) => {}
+        other => bail!("association not accepted: {other:?}"),
+    }
+    let cmd = dimse::encode_command(&dimse::c_echo_rq(1));
+    ul::write_pdata(conn.get_mut(), 1, true, &cmd, 16384, true).await?;
+    let rsp = read_response(&mut conn).await?;
+    let _ = ul::write_pdu(conn.get_mut(), &Pdu::ReleaseRQ).await;
+    Ok(rsp.status.unwrap_or(0xFFFF))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_parses() {
+        let t: Target = "PACS@10.0.0.1:104".parse().unwrap();
+        assert_eq!(
+            t,
+            Target {
+                called_ae: "PACS".into(),
+                host: "10.0.0.1".into(),
+                port: 104
+            }
+        );
+        let t: Target = "A@[::1]:11112".parse().unwrap();
+        assert_eq!(t.host, "::1");
+        assert!("PACS10.0.0.1:104".parse::<Target>().is_err());
+        assert!("PACS@host".parse::<Target>().is_err());
+        assert!("THIS_AE_TITLE_IS_TOO_LONG@h:1".parse::<Target>().is_err());
+    }
+}

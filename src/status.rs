@@ -1,0 +1,226 @@
+//! `rtnode status`: one report, built from the live node when `serve` runs
+//! (asked over the admin socket in the data directory, since redb lets only
+//! one process open a database), or from the databases when it does not.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixListener;
+use tracing::{debug, warn};
+
+use crate::scp::Node;
+use crate::state::{AssociationRecord, StateDb};
+use crate::store::{Counts, Index};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    pub ae_title: String,
+    pub listening: String,
+    pub pid: u32,
+    pub started_at: String,
+    pub uptime_s: u64,
+    pub active_associations: u64,
+    pub associations_since_start: u64,
+    pub rejected_since_start: u64,
+    pub instances_since_start: u64,
+    pub bytes_since_start: u64,
+    pub store_failures_since_start: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub version: String,
+    pub data_dir: String,
+    /// "running" when a server answered on the admin socket, else "stopped".
+    pub server_state: String,
+    pub server: Option<ServerInfo>,
+    pub patients: u64,
+    pub studies: u64,
+    pub series: u64,
+    pub instances: u64,
+    pub free_bytes: u64,
+    pub recent_associations: Vec<AssociationRecord>,
+}
+
+pub fn admin_socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.sock")
+}
+
+fn base_report(data_dir: &Path, counts: Counts, recent: Vec<AssociationRecord>) -> StatusReport {
+    StatusReport {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        data_dir: data_dir.display().to_string(),
+        server_state: "stopped".into(),
+        server: None,
+        patients: counts.patients,
+        studies: counts.studies,
+        series: counts.series,
+        instances: counts.instances,
+        free_bytes: crate::store::free_bytes(data_dir).unwrap_or(0),
+        recent_associations: recent,
+    }
+}
+
+pub fn live_report(node: &Node, listening: &str) -> Result<StatusReport> {
+    let counts = node.store.index().counts()?;
+    let recent = node.state.recent_associations(10)?;
+    let mut r = base_report(node.store.data_dir(), counts, recent);
+    r.server_state = "running".into();
+    let s = &node.stats;
+    r.server = Some(ServerInfo {
+        ae_title: node.ae_title.clone(),
+        listening: listening.to_string(),
+        pid: std::process::id(),
+        started_at: node.started_at.clone(),
+        uptime_s: node.started.elapsed().as_secs(),
+        active_associations: s.active_associations.load(Ordering::Relaxed),
+        associations_since_start: s.associations.load(Ordering::Relaxed),
+        rejected_since_start: s.rejected_associations.load(Ordering::Relaxed),
+        instances_since_start: s.instances_stored.load(Ordering::Relaxed),
+        bytes_since_start: s.bytes_stored.load(Ordering::Relaxed),
+        store_failures_since_start: s.store_failures.load(Ordering::Relaxed),
+    });
+    Ok(r)
+}
+
+/// Serves status requests on a Unix socket that only the service's user can
+/// open: the socket is created under a umask of 077 and then chmod 600.
+pub fn bind_admin_socket(data_dir: &Path) -> Result<UnixListener> {
+    let path = admin_socket_path(data_dir);
+    // A stale socket from a crashed server would make bind fail.
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+            anyhow::bail!("another server answers on {}", path.display());
+        }
+        std::fs::remove_file(&path)
+            .with_context(|| format!("removing stale {}", path.display()))?;
+    }
+    // SAFETY: umask only changes this process's file-creation mask.
+    let old = unsafe { libc::umask(0o077) };
+    let bound = UnixListener::bind(&path);
+    // SAFETY: as above; restores the previous mask.
+    unsafe { libc::umask(old) };
+    let listener = bound.with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+pub async fn serve_admin(listener: UnixListener, node: Arc<Node>, listening: String) {
+    loop {
+        let (mut stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "admin socket accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let node = node.clone();
+        let listening = listening.clone();
+        tokio::spawn(async move {
+            let mut req = [0u8; 64];
+            let n = match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut req)).await
+            {
+                Ok(Ok(n)) => n,
+                _ => return,
+            };
+            let reply = match std::str::from_utf8(&req[..n]).map(str::trim) {
+                Ok("status") => {
+                    let node = node.clone();
+                    match tokio::task::spawn_blocking(move || live_report(&node, &listening)).await
+                    {
+                        Ok(Ok(r)) => serde_json::to_vec(&r).unwrap_or_default(),
+                        Ok(Err(e)) => format!("{{\"error\":{:?}}}", e.to_string()).into_bytes(),
+                        Err(e) => format!("{{\"error\":{:?}}}", e.to_string()).into_bytes(),
+                    }
+                }
+                _ => b"{\"error\":\"unknown request\"}".to_vec(),
+            };
+            if let Err(e) = stream.write_all(&reply).await {
+                debug!(error = %e, "admin client went away");
+            }
+        });
+    }
+}
+
+/// Asks a running server; `None` when none answers.
+fn ask_server(data_dir: &Path) -> Option<Result<StatusReport>> {
+    let path = admin_socket_path(data_dir);
+    let mut s = std::os::unix::net::UnixStream::connect(&path).ok()?;
+    let mut run = || -> Result<StatusReport> {
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.write_all(b"status\n")?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf)?;
+        let v: serde_json::Value = serde_json::from_slice(&buf).context("bad reply from server")?;
+        if let Some(e) = v.get("error") {
+            anyhow::bail!("server: {e}");
+        }
+        Ok(serde_json::from_value(v)?)
+    };
+    Some(run())
+}
+
+pub fn report(data_dir: &Path) -> Result<StatusReport> {
+    if let Some(r) = ask_server(data_dir) {
+        return r;
+    }
+    let index_path = crate::store::index_path(data_dir);
+    if !index_path.exists() {
+        anyhow::bail!("{} holds no rtnode index", data_dir.display());
+    }
+    let counts = Index::open(&index_path)
+        .context("opening the index (is a server running without its admin socket?)")?
+        .counts()?;
+    let recent = if crate::state::state_path(data_dir).exists() {
+        StateDb::open(data_dir)?.recent_associations(10)?
+    } else {
+        Vec::new()
+    };
+    Ok(base_report(data_dir, counts, recent))
+}
+
+pub fn render_text(r: &StatusReport) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("rtnode {}  data dir {}\n", r.version, r.data_dir));
+    match &r.server {
+        Some(s) => out.push_str(&format!(
+            "server: running as {} on {} (pid {}, up {} s), {} association(s) open; since start {} associations, {} rejected, {} instances ({} bytes), {} failures\n",
+            s.ae_title, s.listening, s.pid, s.uptime_s, s.active_associations, s.associations_since_start,
+            s.rejected_since_start, s.instances_since_start, s.bytes_since_start, s.store_failures_since_start
+        )),
+        None => out.push_str("server: not running\n"),
+    }
+    out.push_str(&format!(
+        "stored: {} patients, {} studies, {} series, {} instances; {:.1} GB free\n",
+        r.patients,
+        r.studies,
+        r.series,
+        r.instances,
+        r.free_bytes as f64 / 1e9
+    ));
+    if !r.recent_associations.is_empty() {
+        out.push_str("recent associations:\n");
+        for a in &r.recent_associations {
+            out.push_str(&format!(
+                "  {}  {:<16} {:<21} {:>6} inst {:>12} B {:>4} fail {:>7} ms  {}\n",
+                a.started_at,
+                a.calling_ae,
+                a.peer_address,
+                a.instances,
+                a.bytes,
+                a.failures,
+                a.duration_ms,
+                a.outcome
+            ));
+        }
+    }
+    out
+}

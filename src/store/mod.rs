@@ -1,0 +1,433 @@
+//! Durable storage of received instances.
+//!
+//! The rule that everything here serves: a C-STORE success is sent only once
+//! the file is complete at its final name, fsynced with its directory, and
+//! known to the index (or to the recovery scan that runs after a crash).
+//!
+//! Layout under the data directory:
+//! - `store/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm`: the instances, as
+//!   received, behind a file meta group we write;
+//! - `tmp/`: files being received (never visible in `store/`), emptied at start;
+//! - `index.redb`: the instance index (rebuildable), `index.clean` marks a
+//!   clean shutdown so that start-up can skip the recovery scan.
+
+pub mod index;
+pub mod record;
+mod recovery;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::sync::oneshot;
+use tracing::{debug, error, info, warn};
+
+pub use index::{Counts, Index};
+pub use record::InstanceRecord;
+pub use recovery::{rebuild_index, RecoveryReport};
+pub use writer::{PendingWrite, Prepared};
+
+use crate::dimse::status;
+
+/// Why a C-STORE was not stored: the DIMSE status and a comment for the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreFailure {
+    pub status: u16,
+    pub comment: String,
+}
+
+impl StoreFailure {
+    pub fn new(status: u16, comment: impl Into<String>) -> Self {
+        StoreFailure {
+            status,
+            comment: comment.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for StoreFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04X} {}", self.status, self.comment)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub data_dir: PathBuf,
+    pub fsync: bool,
+    pub min_free_bytes: u64,
+}
+
+struct CommitRequest {
+    prepared: Prepared,
+    reply: oneshot::Sender<Result<(), StoreFailure>>,
+}
+
+pub struct Store {
+    opts: StoreOptions,
+    store_dir: PathBuf,
+    tmp_dir: PathBuf,
+    index: Arc<Index>,
+    commits: std::sync::Mutex<Option<std_mpsc::Sender<CommitRequest>>>,
+    committer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+const CLEAN_MARKER: &str = "index.clean";
+
+pub fn index_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("index.redb")
+}
+
+impl Store {
+    /// Opens (creating) the store, recovers from an unclean stop, and starts
+    /// the commit thread.
+    pub fn open(opts: StoreOptions) -> Result<Store> {
+        let store_dir = opts.data_dir.join("store");
+        let tmp_dir = opts.data_dir.join("tmp");
+        for d in [&opts.data_dir, &store_dir, &tmp_dir] {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        }
+        clear_tmp(&tmp_dir);
+        let index = Arc::new(Index::open(&index_path(&opts.data_dir))?);
+        let marker = opts.data_dir.join(CLEAN_MARKER);
+        if marker.exists() {
+            std::fs::remove_file(&marker).context("removing the clean-shutdown marker")?;
+            fsync_dir(&opts.data_dir)?;
+            debug!("clean shutdown last time; no recovery scan");
+        } else {
+            let started = Instant::now();
+            let report = recovery::reconcile(&opts.data_dir, &index)?;
+            index.flush()?;
+            info!(
+                scanned = report.files_scanned,
+                indexed = report.indexed,
+                repointed = report.repointed,
+                removed_stale = report.stale_removed,
+                dropped = report.records_dropped,
+                unreadable = report.unreadable,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "recovery scan after an unclean stop"
+            );
+        }
+        let (tx, rx) = std_mpsc::channel();
+        let committer = {
+            let index = index.clone();
+            let data_dir = opts.data_dir.clone();
+            let fsync = opts.fsync;
+            std::thread::Builder::new()
+                .name("store-commit".into())
+                .spawn(move || commit_loop(rx, index, data_dir, fsync))
+                .context("starting the commit thread")?
+        };
+        Ok(Store {
+            opts,
+            store_dir,
+            tmp_dir,
+            index,
+            commits: std::sync::Mutex::new(Some(tx)),
+            committer: std::sync::Mutex::new(Some(committer)),
+        })
+    }
+
+    pub fn index(&self) -> &Arc<Index> {
+        &self.index
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.opts.data_dir
+    }
+
+    pub fn store_dir(&self) -> &Path {
+        &self.store_dir
+    }
+
+    pub fn free_bytes(&self) -> std::io::Result<u64> {
+        free_bytes(&self.opts.data_dir)
+    }
+
+    /// Refuses new data before the disk is actually full.
+    pub fn check_free_space(&self) -> Result<(), StoreFailure> {
+        match self.free_bytes() {
+            Ok(free) if free < self.opts.min_free_bytes => Err(StoreFailure::new(
+                status::OUT_OF_RESOURCES,
+                format!(
+                    "free space {} bytes below the low-watermark {}",
+                    free, self.opts.min_free_bytes
+                ),
+            )),
+            Ok(_) => Ok(()),
+            Err(e) => Err(StoreFailure::new(
+                status::OUT_OF_RESOURCES,
+                format!("cannot read free space: {e}"),
+            )),
+        }
+    }
+
+    /// Starts receiving one instance into a temporary file. Blocking.
+    pub fn begin(
+        &self,
+        sop_class_uid: &str,
+        sop_instance_uid: &str,
+        transfer_syntax_uid: &str,
+        calling_ae: &str,
+    ) -> Result<PendingWrite, StoreFailure> {
+        PendingWrite::create(
+            &self.tmp_dir,
+            self.opts.fsync,
+            sop_class_uid,
+            sop_instance_uid,
+            transfer_syntax_uid,
+            calling_ae,
+        )
+    }
+
+    /// Moves a prepared instance to its final name and indexes it; resolves
+    /// once that is durable (or covered by recovery).
+    pub async fn commit(&self, prepared: Prepared) -> Result<(), StoreFailure> {
+        let rx = self.submit(prepared)?;
+        rx.await.unwrap_or_else(|_| {
+            Err(StoreFailure::new(
+                status::OUT_OF_RESOURCES,
+                "commit thread stopped",
+            ))
+        })
+    }
+
+    /// Blocking variant for callers outside the runtime (import, tests).
+    pub fn commit_blocking(&self, prepared: Prepared) -> Result<(), StoreFailure> {
+        let rx = self.submit(prepared)?;
+        rx.blocking_recv().unwrap_or_else(|_| {
+            Err(StoreFailure::new(
+                status::OUT_OF_RESOURCES,
+                "commit thread stopped",
+            ))
+        })
+    }
+
+    fn submit(
+        &self,
+        prepared: Prepared,
+    ) -> Result<oneshot::Receiver<Result<(), StoreFailure>>, StoreFailure> {
+        let (reply, rx) = oneshot::channel();
+        let guard = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+        let sent = match guard.as_ref() {
+            Some(tx) => tx.send(CommitRequest { prepared, reply }).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(StoreFailure::new(
+                status::OUT_OF_RESOURCES,
+                "store is shutting down",
+            ));
+        }
+        Ok(rx)
+    }
+
+    /// Stops the commit thread, makes the index durable and marks the stop
+    /// as clean so that the next start skips the recovery scan. Call it only
+    /// once no writer can still commit.
+    pub fn close(&self) -> Result<()> {
+        drop(
+            self.commits
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
+        let handle = self
+            .committer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+        self.index.flush()?;
+        let marker = self.opts.data_dir.join(CLEAN_MARKER);
+        std::fs::write(&marker, b"clean\n").context("writing the clean-shutdown marker")?;
+        fsync_dir(&self.opts.data_dir)?;
+        Ok(())
+    }
+}
+
+fn clear_tmp(tmp_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp_dir) else {
+        return;
+    };
+    let mut n = 0;
+    for e in entries.flatten() {
+        if std::fs::remove_file(e.path()).is_ok() {
+            n += 1;
+        }
+    }
+    if n > 0 {
+        info!(
+            files = n,
+            "removed partial files of transfers that never completed"
+        );
+    }
+}
+
+pub fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other("path with NUL"))?;
+    let mut s = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a valid NUL-terminated path and `s` a properly sized
+    // out-parameter that statvfs fills completely on success.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), s.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so the struct is initialised.
+    let s = unsafe { s.assume_init() };
+    // The field types differ between platforms (u32 on some 32-bit ones).
+    #[allow(clippy::unnecessary_cast)]
+    Ok(s.f_bavail as u64 * s.f_frsize as u64)
+}
+
+/// Group commit: renames, directory syncs and one index transaction shared
+/// by every instance that arrived while the previous batch was committing.
+fn commit_loop(
+    rx: std_mpsc::Receiver<CommitRequest>,
+    index: Arc<Index>,
+    data_dir: PathBuf,
+    fsync: bool,
+) {
+    let mut dirty_since: Option<Instant> = None;
+    loop {
+        let first = match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(r) => r,
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                if dirty_since.take().is_some() {
+                    if let Err(e) = index.flush() {
+                        error!(error = %e, "index flush failed");
+                    }
+                }
+                continue;
+            }
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let mut batch = vec![first];
+        while batch.len() < 256 {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        commit_batch(batch, &index, &data_dir, fsync);
+        let since = *dirty_since.get_or_insert_with(Instant::now);
+        if since.elapsed() > Duration::from_secs(2) {
+            if let Err(e) = index.flush() {
+                error!(error = %e, "index flush failed");
+            }
+            dirty_since = None;
+        }
+    }
+    if let Err(e) = index.flush() {
+        error!(error = %e, "final index flush failed");
+    }
+}
+
+fn commit_batch(batch: Vec<CommitRequest>, index: &Index, data_dir: &Path, fsync: bool) {
+    let mut placed = Vec::with_capacity(batch.len());
+    let mut dirs_to_sync: Vec<PathBuf> = Vec::new();
+    for req in batch {
+        let rel = req.prepared.record.path.clone();
+        let dest = data_dir.join(&rel);
+        let result = (|| -> std::io::Result<()> {
+            let series_dir = dest
+                .parent()
+                .ok_or_else(|| std::io::Error::other("no parent"))?;
+            if !series_dir.exists() {
+                // New directories must reach the disk along with their entry
+                // in the parent, or a crash could lose the whole series.
+                let study_dir = series_dir
+                    .parent()
+                    .ok_or_else(|| std::io::Error::other("no parent"))?;
+                let study_new = !study_dir.exists();
+                std::fs::create_dir_all(series_dir)?;
+                push_unique(&mut dirs_to_sync, study_dir.to_path_buf());
+                if study_new {
+                    if let Some(store) = study_dir.parent() {
+                        push_unique(&mut dirs_to_sync, store.to_path_buf());
+                    }
+                }
+            }
+            std::fs::rename(&req.prepared.tmp_path, &dest)?;
+            push_unique(&mut dirs_to_sync, series_dir.to_path_buf());
+            Ok(())
+        })();
+        match result {
+            Ok(()) => placed.push(req),
+            Err(e) => {
+                error!(path = %dest.display(), error = %e, "cannot place received file");
+                let _ = std::fs::remove_file(&req.prepared.tmp_path);
+                let _ = req.reply.send(Err(StoreFailure::new(
+                    status::OUT_OF_RESOURCES,
+                    format!("write failed: {e}"),
+                )));
+            }
+        }
+    }
+    if fsync {
+        // Deepest first, so a series directory is synced before its study's.
+        dirs_to_sync.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for d in &dirs_to_sync {
+            if let Err(e) = fsync_dir(d) {
+                error!(dir = %d.display(), error = %e, "directory fsync failed");
+                for req in placed.drain(..) {
+                    let _ = req.reply.send(Err(StoreFailure::new(
+                        status::OUT_OF_RESOURCES,
+                        format!("directory sync failed: {e}"),
+                    )));
+                }
+                return;
+            }
+        }
+    }
+    let records: Vec<InstanceRecord> = placed.iter().map(|r| r.prepared.record.clone()).collect();
+    match index.apply(&records, false) {
+        Ok(replaced) => {
+            for (req, rep) in placed.into_iter().zip(replaced) {
+                if let Some(rep) = rep {
+                    let old = data_dir.join(&rep.old_path);
+                    match std::fs::remove_file(&old) {
+                        Ok(()) => info!(
+                            sop_instance_uid = %req.prepared.record.sop_instance_uid,
+                            "duplicate received under other study/series; older copy removed"
+                        ),
+                        Err(e) => {
+                            warn!(path = %old.display(), error = %e, "cannot remove older copy")
+                        }
+                    }
+                }
+                let _ = req.reply.send(Ok(()));
+            }
+        }
+        Err(e) => {
+            // The files are in place; recovery will index them, but the
+            // sender is told to retry since we cannot vouch for them now.
+            error!(error = %e, "index commit failed");
+            for req in placed {
+                let _ = req.reply.send(Err(StoreFailure::new(
+                    status::OUT_OF_RESOURCES,
+                    format!("index commit failed: {e}"),
+                )));
+            }
+        }
+    }
+}
+
+fn push_unique(v: &mut Vec<PathBuf>, p: PathBuf) {
+    if !v.contains(&p) {
+        v.push(p);
+    }
+}

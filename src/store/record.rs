@@ -1,0 +1,239 @@
+//! What the index knows of one stored instance, read from the file once at
+//! store time so that later stages never re-open files to group or sort them.
+
+use std::path::Path;
+
+use dicom_core::Tag;
+use dicom_dictionary_std::tags;
+use dicom_object::{InMemDicomObject, OpenFileOptions};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PatientInfo {
+    pub id: String,
+    pub name: String,
+    pub birth_date: String,
+    pub sex: String,
+    pub issuer: String,
+}
+
+impl PatientInfo {
+    /// A key that groups a patient's data in the index without putting the
+    /// PatientID itself anywhere it could leak into a path or a log line.
+    pub fn key(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        h.update(self.issuer.as_bytes());
+        h.update(b"\\");
+        h.update(self.id.as_bytes());
+        h.finalize().to_hex()[..16].to_string()
+    }
+}
+
+/// A UID that an RT object points at, with what kind of object it names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reference {
+    /// RTSTRUCT → ReferencedFrameOfReferenceSequence
+    FrameOfReference(String),
+    /// RTSTRUCT → RTReferencedSeriesSequence: the planning image series
+    ImageSeries(String),
+    /// RTPLAN → ReferencedStructureSetSequence
+    StructureSet(String),
+    /// RTDOSE (and a replan) → ReferencedRTPlanSequence, with the relationship
+    Plan { uid: String, relationship: String },
+}
+
+/// RT attributes that course assembly and dose selection decide on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RtAttributes {
+    pub plan_intent: String,
+    pub approval_status: String,
+    pub dose_summation_type: String,
+    pub dose_type: String,
+    pub dose_units: String,
+    pub structure_set_label: String,
+    pub plan_label: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    pub sop_instance_uid: String,
+    pub sop_class_uid: String,
+    pub transfer_syntax_uid: String,
+    pub study_instance_uid: String,
+    pub series_instance_uid: String,
+    pub patient: PatientInfo,
+    pub study_date: String,
+    pub study_description: String,
+    pub accession_number: String,
+    pub modality: String,
+    pub series_number: Option<i64>,
+    pub series_description: String,
+    pub frame_of_reference_uid: String,
+    pub instance_number: Option<i64>,
+    pub image_type: String,
+    pub image_position_patient: Option<[f64; 3]>,
+    pub image_orientation_patient: Option<[f64; 6]>,
+    pub specific_character_set: String,
+    pub references: Vec<Reference>,
+    pub rt: Option<RtAttributes>,
+    pub lossy_compressed: bool,
+    /// Path relative to the data directory.
+    pub path: String,
+    pub file_size: u64,
+    /// blake3 of the data set bytes as received: tells a re-send with
+    /// changed content from a plain duplicate.
+    pub content_hash: String,
+    pub calling_ae: String,
+    /// RFC 3339, UTC.
+    pub received_at: String,
+}
+
+fn text(obj: &InMemDicomObject, tag: Tag) -> String {
+    obj.get(tag)
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
+    obj.get(tag).and_then(|e| e.to_int::<i64>().ok())
+}
+
+fn floats<const N: usize>(obj: &InMemDicomObject, tag: Tag) -> Option<[f64; N]> {
+    let v = obj.get(tag)?.to_multi_float64().ok()?;
+    v.try_into().ok()
+}
+
+fn items(obj: &InMemDicomObject, tag: Tag) -> &[InMemDicomObject] {
+    obj.get(tag).and_then(|e| e.items()).unwrap_or(&[])
+}
+
+fn references(obj: &InMemDicomObject) -> Vec<Reference> {
+    let mut refs = Vec::new();
+    for fr in items(obj, tags::REFERENCED_FRAME_OF_REFERENCE_SEQUENCE) {
+        let uid = text(fr, tags::FRAME_OF_REFERENCE_UID);
+        if !uid.is_empty() {
+            refs.push(Reference::FrameOfReference(uid));
+        }
+        for study in items(fr, tags::RT_REFERENCED_STUDY_SEQUENCE) {
+            for series in items(study, tags::RT_REFERENCED_SERIES_SEQUENCE) {
+                let uid = text(series, tags::SERIES_INSTANCE_UID);
+                if !uid.is_empty() {
+                    refs.push(Reference::ImageSeries(uid));
+                }
+            }
+        }
+    }
+    for ss in items(obj, tags::REFERENCED_STRUCTURE_SET_SEQUENCE) {
+        let uid = text(ss, tags::REFERENCED_SOP_INSTANCE_UID);
+        if !uid.is_empty() {
+            refs.push(Reference::StructureSet(uid));
+        }
+    }
+    for plan in items(obj, tags::REFERENCED_RT_PLAN_SEQUENCE) {
+        let uid = text(plan, tags::REFERENCED_SOP_INSTANCE_UID);
+        if !uid.is_empty() {
+            refs.push(Reference::Plan {
+                uid,
+                relationship: text(plan, tags::RT_PLAN_RELATIONSHIP),
+            });
+        }
+    }
+    refs
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("cannot parse data set: {0}")]
+    Parse(String),
+    #[error("data set lacks {0}")]
+    Missing(&'static str),
+}
+
+/// Reads the index fields of a Part 10 file, stopping before Pixel Data.
+pub fn read_record(path: &Path) -> Result<InstanceRecord, RecordError> {
+    let file = OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
+        .open_file(path)
+        .map_err(|e| RecordError::Parse(e.to_string()))?;
+    let meta = file.meta();
+    let ts = meta.transfer_syntax().trim_end_matches('\0').to_string();
+    let obj: &InMemDicomObject = &file;
+    let sop_instance_uid = text(obj, tags::SOP_INSTANCE_UID);
+    if sop_instance_uid.is_empty() {
+        return Err(RecordError::Missing("SOPInstanceUID"));
+    }
+    let study_instance_uid = text(obj, tags::STUDY_INSTANCE_UID);
+    if study_instance_uid.is_empty() {
+        return Err(RecordError::Missing("StudyInstanceUID"));
+    }
+    let series_instance_uid = text(obj, tags::SERIES_INSTANCE_UID);
+    if series_instance_uid.is_empty() {
+        return Err(RecordError::Missing("SeriesInstanceUID"));
+    }
+    let modality = text(obj, tags::MODALITY);
+    let is_rt = matches!(
+        modality.as_str(),
+        "RTSTRUCT" | "RTPLAN" | "RTDOSE" | "RTIMAGE" | "RTRECORD"
+    );
+    let rt = is_rt.then(|| RtAttributes {
+        plan_intent: text(obj, tags::PLAN_INTENT),
+        approval_status: text(obj, tags::APPROVAL_STATUS),
+        dose_summation_type: text(obj, tags::DOSE_SUMMATION_TYPE),
+        dose_type: text(obj, tags::DOSE_TYPE),
+        dose_units: text(obj, tags::DOSE_UNITS),
+        structure_set_label: text(obj, tags::STRUCTURE_SET_LABEL),
+        plan_label: text(obj, tags::RT_PLAN_LABEL),
+    });
+    let lossy = text(obj, tags::LOSSY_IMAGE_COMPRESSION) == "01"
+        || matches!(
+            ts.as_str(),
+            "1.2.840.10008.1.2.4.50"
+                | "1.2.840.10008.1.2.4.51"
+                | "1.2.840.10008.1.2.4.81"
+                | "1.2.840.10008.1.2.4.91"
+        );
+    let mut frame_of_reference_uid = text(obj, tags::FRAME_OF_REFERENCE_UID);
+    let refs = references(obj);
+    if frame_of_reference_uid.is_empty() {
+        // An RTSTRUCT has no FrameOfReferenceUID of its own; the frame it
+        // references is the one it lives in.
+        if let Some(Reference::FrameOfReference(uid)) = refs
+            .iter()
+            .find(|r| matches!(r, Reference::FrameOfReference(_)))
+        {
+            frame_of_reference_uid = uid.clone();
+        }
+    }
+    Ok(InstanceRecord {
+        sop_instance_uid,
+        sop_class_uid: text(obj, tags::SOP_CLASS_UID),
+        transfer_syntax_uid: ts,
+        study_instance_uid,
+        series_instance_uid,
+        patient: PatientInfo {
+            id: text(obj, tags::PATIENT_ID),
+            name: text(obj, tags::PATIENT_NAME),
+            birth_date: text(obj, tags::PATIENT_BIRTH_DATE),
+            sex: text(obj, tags::PATIENT_SEX),
+            issuer: text(obj, tags::ISSUER_OF_PATIENT_ID),
+        },
+        study_date: text(obj, tags::STUDY_DATE),
+        study_description: text(obj, tags::STUDY_DESCRIPTION),
+        accession_number: text(obj, tags::ACCESSION_NUMBER),
+        modality,
+        series_number: int(obj, tags::SERIES_NUMBER),
+        series_description: text(obj, tags::SERIES_DESCRIPTION),
+        frame_of_reference_uid,
+        instance_number: int(obj, tags::INSTANCE_NUMBER),
+        image_type: text(obj, tags::IMAGE_TYPE),
+        image_position_patient: floats::<3>(obj, tags::IMAGE_POSITION_PATIENT),
+        image_orientation_patient: floats::<6>(obj, tags::IMAGE_ORIENTATION_PATIENT),
+        specific_character_set: text(obj, tags::SPECIFIC_CHARACTER_SET),
+        references: refs,
+        rt,
+        lossy_compressed: lossy,
+        ..InstanceRecord::default()
+    })
+}

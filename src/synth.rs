@@ -1,0 +1,1205 @@
+//! Synthetic CT phantom series (`rtnode synth`).
+//!
+//! The phantom is defined analytically in patient coordinates (mm) so that
+//! later stages (RTSTRUCT/RTPLAN/RTDOSE synthesis, auto-contour validation)
+//! can compare their results against exact geometry instead of against
+//! another rasterisation of it.
+//!
+//! Conventions, chosen once so that every consumer can rely on them:
+//! * Axial HFS, ImageOrientationPatient `1\0\0\0\1\0`: column index grows
+//!   along +x (patient left), row index grows along +y (posterior).
+//! * The in-plane grid is centred on x = y = 0; slice `k` (0-based) lies at
+//!   z = k * slice thickness.
+//! * Pixels are unsigned 16 bit, stored = HU + 1024, RescaleIntercept -1024,
+//!   RescaleSlope 1, so air (-1000 HU) is stored as 24 and nothing is negative.
+//! * Voxels are point samples of [`Phantom::hu_at`] at the pixel centre, with
+//!   no noise and no partial-volume averaging, so tests can predict every
+//!   stored value exactly.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, ensure, Context, Result};
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::meta::FileMetaTableBuilder;
+use dicom_object::InMemDicomObject;
+use rand::Rng;
+use rayon::prelude::*;
+
+/// Implementation Class UID written into the file meta group of every file
+/// produced by this module (a fixed UUID-derived UID, generated once).
+pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.190164243644202394618346894308131840346";
+/// Implementation Version Name (SH, at most 16 characters).
+pub const IMPLEMENTATION_VERSION_NAME: &str = "RTNODE_SYNTH";
+
+/// Field of view used by [`SynthOptions::default`] and [`SynthOptions::with_rows`].
+pub const DEFAULT_FOV_MM: f64 = 500.0;
+
+/// Rescale intercept: stored value = HU - intercept.
+pub const RESCALE_INTERCEPT: f64 = -1024.0;
+/// Rescale slope (1, so stored values are integral HU offsets).
+pub const RESCALE_SLOPE: f64 = 1.0;
+
+/// Material values in Hounsfield units.
+pub const HU_AIR: f64 = -1000.0;
+pub const HU_SOFT_TISSUE: f64 = 20.0;
+pub const HU_LUNG: f64 = -800.0;
+pub const HU_TRABECULAR_BONE: f64 = 700.0;
+pub const HU_CORTICAL_BONE: f64 = 1200.0;
+pub const HU_COUCH: f64 = 100.0;
+
+/// Smallest supported matrix: below this the couch gap (which must be at
+/// least a couple of pixels wide) no longer fits inside the field of view.
+pub const MIN_ROWS: u16 = 32;
+/// Largest supported matrix, to keep a slice well below any length limit.
+pub const MAX_ROWS: u16 = 4096;
+
+const SPECIFIC_CHARACTER_SET: &str = "ISO_IR 192";
+const MANUFACTURER: &str = "rtnode synth";
+const SERIES_DESCRIPTION: &str = "rtnode synthetic CT phantom";
+const WINDOW_CENTER: &str = "40";
+const WINDOW_WIDTH: &str = "400";
+const KVP: &str = "120";
+/// Room left for random digits after a custom UID root; fewer digits would
+/// make collisions between independently generated series plausible.
+const MIN_UID_RANDOM_DIGITS: usize = 20;
+
+/// Options of `rtnode synth`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SynthOptions {
+    /// Number of axial slices (default 64).
+    pub slices: u32,
+    /// Matrix size; columns = rows (default 256).
+    pub rows: u16,
+    /// In-plane pixel spacing (default `500.0 / rows`, i.e. a 500 mm field
+    /// of view). Changing `rows` alone does not update it; use
+    /// [`SynthOptions::with_rows`] to keep the field of view.
+    pub pixel_spacing_mm: f64,
+    /// Slice thickness and spacing (default 2.5).
+    pub slice_thickness_mm: f64,
+    pub patient_id: String,
+    pub patient_name: String,
+    /// UID root; UIDs are `<root>.<random decimal>` (default "2.25").
+    pub uid_root: String,
+}
+
+impl Default for SynthOptions {
+    fn default() -> Self {
+        let rows = 256;
+        SynthOptions {
+            slices: 64,
+            rows,
+            pixel_spacing_mm: DEFAULT_FOV_MM / f64::from(rows),
+            slice_thickness_mm: 2.5,
+            patient_id: "RTNODE-PHANTOM-001".to_string(),
+            patient_name: "Phantom^Water".to_string(),
+            uid_root: "2.25".to_string(),
+        }
+    }
+}
+
+impl SynthOptions {
+    /// Sets the matrix size and rescales the pixel spacing so the field of
+    /// view stays at [`DEFAULT_FOV_MM`]; a CLI `--rows` should go through
+    /// this so the anatomy keeps its physical size.
+    pub fn with_rows(mut self, rows: u16) -> Self {
+        self.rows = rows;
+        self.pixel_spacing_mm = DEFAULT_FOV_MM / f64::from(rows);
+        self
+    }
+
+    /// Field of view (mm) spanned by the matrix.
+    pub fn fov_mm(&self) -> f64 {
+        f64::from(self.rows) * self.pixel_spacing_mm
+    }
+
+    /// Rejects options that would produce invalid DICOM or a degenerate phantom.
+    pub fn validate(&self) -> Result<()> {
+        ensure!(self.slices >= 1, "slices must be at least 1");
+        ensure!(
+            (MIN_ROWS..=MAX_ROWS).contains(&self.rows),
+            "rows must be within {MIN_ROWS}..={MAX_ROWS}, got {}",
+            self.rows
+        );
+        ensure!(
+            self.pixel_spacing_mm.is_finite() && self.pixel_spacing_mm > 0.0,
+            "pixel spacing must be a positive number, got {}",
+            self.pixel_spacing_mm
+        );
+        ensure!(
+            self.slice_thickness_mm.is_finite() && self.slice_thickness_mm > 0.0,
+            "slice thickness must be a positive number, got {}",
+            self.slice_thickness_mm
+        );
+        check_text("patient ID", &self.patient_id, 64, false)?;
+        check_text("patient name", &self.patient_name, 64 * 3 + 2, true)?;
+        check_uid_root(&self.uid_root)?;
+        Ok(())
+    }
+}
+
+/// PN/LO values must not contain the value delimiter or control characters;
+/// `max_chars` is the VR's character limit.
+fn check_text(what: &str, value: &str, max_chars: usize, allow_empty: bool) -> Result<()> {
+    ensure!(allow_empty || !value.is_empty(), "{what} must not be empty");
+    ensure!(
+        value.chars().count() <= max_chars,
+        "{what} is longer than {max_chars} characters"
+    );
+    ensure!(
+        !value.chars().any(|c| c == '\\' || c.is_control()),
+        "{what} must not contain backslashes or control characters"
+    );
+    Ok(())
+}
+
+/// An axis-aligned ellipse in the axial (x, y) plane.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ellipse {
+    pub cx: f64,
+    pub cy: f64,
+    /// Semi-axis along x.
+    pub rx: f64,
+    /// Semi-axis along y.
+    pub ry: f64,
+}
+
+#[allow(
+    dead_code,
+    reason = "consumed by the RTSTRUCT/RTDOSE synthesis and contour-validation stages"
+)]
+impl Ellipse {
+    /// Closed ellipse test (boundary counts as inside).
+    pub fn contains(&self, x: f64, y: f64) -> bool {
+        let u = (x - self.cx) / self.rx;
+        let v = (y - self.cy) / self.ry;
+        u * u + v * v <= 1.0
+    }
+
+    pub fn area(&self) -> f64 {
+        std::f64::consts::PI * self.rx * self.ry
+    }
+
+    /// `n` points on the boundary, counter-clockwise in the (x, y) plane
+    /// starting at +x; intended for writing exact contours (RTSTRUCT).
+    pub fn boundary(&self, n: usize) -> Vec<(f64, f64)> {
+        (0..n)
+            .map(|i| {
+                let t = std::f64::consts::TAU * i as f64 / n as f64;
+                (self.cx + self.rx * t.cos(), self.cy + self.ry * t.sin())
+            })
+            .collect()
+    }
+}
+
+/// An axis-aligned rectangle in the axial plane, infinite along z.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Slab {
+    pub x_min: f64,
+    pub x_max: f64,
+    pub y_min: f64,
+    pub y_max: f64,
+}
+
+impl Slab {
+    pub fn contains(&self, x: f64, y: f64) -> bool {
+        (self.x_min..=self.x_max).contains(&x) && (self.y_min..=self.y_max).contains(&y)
+    }
+}
+
+/// Analytic phantom geometry in patient coordinates (mm).
+///
+/// Every structure is a prism along z (an infinite cylinder); only the lungs
+/// are limited in z, to `z >= lung_z_min`, so that the series is not the
+/// same image repeated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phantom {
+    /// Outer body outline (soft tissue).
+    pub body: Ellipse,
+    /// Right lung (patient right = -x) and left lung (+x).
+    pub lungs: [Ellipse; 2],
+    /// Lungs exist only for z at or above this value.
+    pub lung_z_min: f64,
+    /// Outer boundary of the vertebral body (cortical bone ring).
+    pub spine_cortical: Ellipse,
+    /// Inner trabecular bone; lies inside `spine_cortical`.
+    pub spine_trabecular: Ellipse,
+    /// Couch slab posterior to the body, separated by `couch_gap_mm` of air.
+    pub couch: Slab,
+    /// Air gap between the most posterior body point and the couch top.
+    pub couch_gap_mm: f64,
+}
+
+impl Phantom {
+    /// Geometry for the given options. All dimensions scale with the field
+    /// of view (values quoted for 500 mm); the couch gap additionally stays
+    /// at least 2.5 pixels wide so the couch never touches the body in the
+    /// sampled image, whatever the matrix size.
+    pub fn for_options(opts: &SynthOptions) -> Phantom {
+        let fov = opts.fov_mm();
+        let spacing = opts.pixel_spacing_mm;
+
+        // 350 x 250 mm body: a broad adult thorax.
+        let body = Ellipse {
+            cx: 0.0,
+            cy: 0.0,
+            rx: 0.35 * fov,
+            ry: 0.25 * fov,
+        };
+        let lung = |side: f64| Ellipse {
+            cx: side * 0.15 * fov,
+            cy: -0.02 * fov,
+            rx: 0.10 * fov,
+            ry: 0.14 * fov,
+        };
+        let spine_centre_y = 0.16 * fov;
+        let spine_cortical = Ellipse {
+            cx: 0.0,
+            cy: spine_centre_y,
+            rx: 0.036 * fov,
+            ry: 0.036 * fov,
+        };
+        let spine_trabecular = Ellipse {
+            rx: 0.026 * fov,
+            ry: 0.026 * fov,
+            ..spine_cortical
+        };
+
+        let couch_gap_mm = (0.012 * fov).max(2.5 * spacing);
+        let couch_thickness = (0.04 * fov).max(2.0 * spacing);
+        let couch_top = body.cy + body.ry + couch_gap_mm;
+        let couch = Slab {
+            x_min: -0.45 * fov,
+            x_max: 0.45 * fov,
+            y_min: couch_top,
+            y_max: couch_top + couch_thickness,
+        };
+
+        // Slices cover z in [-t/2, (N - 1/2) t]; the lungs occupy the upper
+        // (superior) 60 % of that extent. The bound falls between slice
+        // centres for every N, so no slice sits exactly on it.
+        let t = opts.slice_thickness_mm;
+        let lung_z_min = -0.5 * t + 0.4 * f64::from(opts.slices) * t;
+
+        Phantom {
+            body,
+            lungs: [lung(-1.0), lung(1.0)],
+            lung_z_min,
+            spine_cortical,
+            spine_trabecular,
+            couch,
+            couch_gap_mm,
+        }
+    }
+
+    /// HU at patient point (x,y,z) in mm
+    pub fn hu_at(&self, x: f64, y: f64, z: f64) -> f64 {
+        if self.body.contains(x, y) {
+            if self.spine_trabecular.contains(x, y) {
+                HU_TRABECULAR_BONE
+            } else if self.spine_cortical.contains(x, y) {
+                HU_CORTICAL_BONE
+            } else if self.lungs_present(z) && self.lungs.iter().any(|l| l.contains(x, y)) {
+                HU_LUNG
+            } else {
+                HU_SOFT_TISSUE
+            }
+        } else if self.couch.contains(x, y) {
+            HU_COUCH
+        } else {
+            HU_AIR
+        }
+    }
+
+    /// true where the point is inside the patient's body outline (body ellipse, excluding couch)
+    ///
+    /// The body is an infinite cylinder, so `z` does not matter; it is taken
+    /// so callers need not know that.
+    #[allow(
+        dead_code,
+        reason = "consumed by the RTSTRUCT/RTDOSE synthesis and contour-validation stages"
+    )]
+    pub fn inside_body(&self, x: f64, y: f64, _z: f64) -> bool {
+        self.body.contains(x, y)
+    }
+
+    /// Whether the lungs are present on the axial plane at `z`.
+    pub fn lungs_present(&self, z: f64) -> bool {
+        z >= self.lung_z_min
+    }
+}
+
+/// The sampling grid of the written series, with every value exactly as
+/// encoded in the DICOM headers (i.e. already rounded to DS precision), so
+/// that positions computed from it match what a reader derives from the files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CtGrid {
+    pub rows: u16,
+    pub columns: u16,
+    /// Equal row and column spacing (mm).
+    pub pixel_spacing_mm: f64,
+    pub slice_thickness_mm: f64,
+    /// x of the centre of column 0 (ImagePositionPatient[0]).
+    pub first_pixel_x: f64,
+    /// y of the centre of row 0 (ImagePositionPatient[1]).
+    pub first_pixel_y: f64,
+    /// z of each slice, index 0 first (ImagePositionPatient[2]).
+    pub slice_z: Vec<f64>,
+}
+
+impl CtGrid {
+    pub fn for_options(opts: &SynthOptions) -> Result<CtGrid> {
+        let spacing = quantize_ds(opts.pixel_spacing_mm)?;
+        let thickness = quantize_ds(opts.slice_thickness_mm)?;
+        // Centre the matrix on x = y = 0: pixel centres sit at
+        // (i - (n - 1) / 2) * spacing.
+        let first = quantize_ds(-0.5 * (f64::from(opts.rows) - 1.0) * spacing)?;
+        let slice_z = (0..opts.slices)
+            .map(|k| quantize_ds(f64::from(k) * thickness))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(CtGrid {
+            rows: opts.rows,
+            columns: opts.rows,
+            pixel_spacing_mm: spacing,
+            slice_thickness_mm: thickness,
+            first_pixel_x: first,
+            first_pixel_y: first,
+            slice_z,
+        })
+    }
+
+    /// Patient (x, y) of the centre of pixel (row, column).
+    pub fn pixel_centre(&self, row: u16, column: u16) -> (f64, f64) {
+        (
+            self.first_pixel_x + f64::from(column) * self.pixel_spacing_mm,
+            self.first_pixel_y + f64::from(row) * self.pixel_spacing_mm,
+        )
+    }
+}
+
+/// Result of [`write_ct_series`].
+#[derive(Debug, Clone)]
+#[allow(
+    dead_code,
+    reason = "consumed by the RTSTRUCT/RTDOSE synthesis and contour-validation stages"
+)]
+pub struct SynthSeries {
+    pub study_instance_uid: String,
+    pub series_instance_uid: String,
+    pub frame_of_reference_uid: String,
+    /// One file per slice, in slice order (index 0 = lowest z).
+    pub files: Vec<PathBuf>,
+    pub phantom: Phantom,
+    /// SOP Instance UIDs, parallel to `files` (needed to reference the
+    /// images from RTSTRUCT contour image sequences).
+    pub sop_instance_uids: Vec<String>,
+    pub grid: CtGrid,
+}
+
+/// Stored pixel value for a HU value under the module's rescale convention.
+pub fn hu_to_stored(hu: f64) -> u16 {
+    // The clamp makes the cast lossless; out-of-range HU cannot occur with
+    // the phantom's materials anyway.
+    (hu - RESCALE_INTERCEPT)
+        .round()
+        .clamp(0.0, f64::from(u16::MAX)) as u16
+}
+
+/// Writes the phantom as a CT series `CT_0001.dcm`, `CT_0002.dcm`, ... into
+/// `out_dir` (created if missing).
+///
+/// Refuses to write into a directory that already holds `CT_*.dcm` files:
+/// leftovers from an earlier, longer run would otherwise be silently mixed
+/// into this series by anything that imports the directory.
+pub fn write_ct_series(out_dir: &Path, opts: &SynthOptions) -> Result<SynthSeries> {
+    opts.validate()?;
+    let grid = CtGrid::for_options(opts)?;
+    let phantom = Phantom::for_options(opts);
+
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("creating output directory {}", out_dir.display()))?;
+    if let Some(existing) = find_existing_ct_file(out_dir)? {
+        bail!(
+            "{} already contains a CT series file ({}); use an empty directory",
+            out_dir.display(),
+            existing.display()
+        );
+    }
+
+    // ThreadRng is not Send, so every UID is drawn up front rather than
+    // inside the parallel loop.
+    let mut rng = rand::thread_rng();
+    let study_instance_uid = generate_uid(&opts.uid_root, &mut rng)?;
+    let series_instance_uid = generate_uid(&opts.uid_root, &mut rng)?;
+    let frame_of_reference_uid = generate_uid(&opts.uid_root, &mut rng)?;
+    let sop_instance_uids = (0..opts.slices)
+        .map(|_| generate_uid(&opts.uid_root, &mut rng))
+        .collect::<Result<Vec<_>>>()?;
+
+    let (date, time) = utc_now_da_tm();
+    let template = series_template(
+        opts,
+        &grid,
+        &date,
+        &time,
+        &study_instance_uid,
+        &series_instance_uid,
+        &frame_of_reference_uid,
+    )?;
+
+    let files = (0..opts.slices)
+        .into_par_iter()
+        .map(|k| {
+            let idx = k as usize;
+            write_slice(
+                out_dir,
+                &template,
+                &phantom,
+                &grid,
+                k,
+                &sop_instance_uids[idx],
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+
+    Ok(SynthSeries {
+        study_instance_uid,
+        series_instance_uid,
+        frame_of_reference_uid,
+        files,
+        phantom,
+        sop_instance_uids,
+        grid,
+    })
+}
+
+fn find_existing_ct_file(dir: &Path) -> Result<Option<PathBuf>> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("CT_") && name.ends_with(".dcm") {
+            return Ok(Some(entry.path()));
+        }
+    }
+    Ok(None)
+}
+
+/// File name of slice `k` (0-based).
+pub fn slice_file_name(k: u32) -> String {
+    format!("CT_{:04}.dcm", u64::from(k) + 1)
+}
+
+/// Everything that is identical across slices, built once and cloned per
+/// slice so the per-slice cost is the pixel data and a few elements.
+fn series_template(
+    opts: &SynthOptions,
+    grid: &CtGrid,
+    date: &str,
+    time: &str,
+    study_uid: &str,
+    series_uid: &str,
+    for_uid: &str,
+) -> Result<InMemDicomObject> {
+    let spacing = format_ds(grid.pixel_spacing_mm)?;
+    let mut obj = InMemDicomObject::new_empty();
+    let mut put = |tag: Tag, vr: VR, value: PrimitiveValue| {
+        obj.put(DataElement::new(tag, vr, value));
+    };
+    let s = |v: &str| PrimitiveValue::from(v);
+    let multi = |vs: &[&str]| PrimitiveValue::Strs(vs.iter().map(|v| v.to_string()).collect());
+
+    // SOP Common
+    put(
+        tags::SPECIFIC_CHARACTER_SET,
+        VR::CS,
+        s(SPECIFIC_CHARACTER_SET),
+    );
+    put(tags::SOP_CLASS_UID, VR::UI, s(uids::CT_IMAGE_STORAGE));
+    put(tags::INSTANCE_CREATION_DATE, VR::DA, s(date));
+    put(tags::INSTANCE_CREATION_TIME, VR::TM, s(time));
+    // Patient
+    put(tags::PATIENT_NAME, VR::PN, s(&opts.patient_name));
+    put(tags::PATIENT_ID, VR::LO, s(&opts.patient_id));
+    put(tags::PATIENT_BIRTH_DATE, VR::DA, PrimitiveValue::Empty);
+    put(tags::PATIENT_SEX, VR::CS, s("O"));
+    // General Study
+    put(tags::STUDY_INSTANCE_UID, VR::UI, s(study_uid));
+    put(tags::STUDY_DATE, VR::DA, s(date));
+    put(tags::STUDY_TIME, VR::TM, s(time));
+    put(
+        tags::REFERRING_PHYSICIAN_NAME,
+        VR::PN,
+        PrimitiveValue::Empty,
+    );
+    put(tags::STUDY_ID, VR::SH, s("1"));
+    put(tags::ACCESSION_NUMBER, VR::SH, PrimitiveValue::Empty);
+    put(
+        tags::STUDY_DESCRIPTION,
+        VR::LO,
+        s("rtnode synthetic phantom"),
+    );
+    // General Series
+    put(tags::MODALITY, VR::CS, s("CT"));
+    put(tags::SERIES_INSTANCE_UID, VR::UI, s(series_uid));
+    put(tags::SERIES_NUMBER, VR::IS, s("1"));
+    put(tags::SERIES_DATE, VR::DA, s(date));
+    put(tags::SERIES_TIME, VR::TM, s(time));
+    put(tags::SERIES_DESCRIPTION, VR::LO, s(SERIES_DESCRIPTION));
+    put(tags::PATIENT_POSITION, VR::CS, s("HFS"));
+    // Frame of Reference
+    put(tags::FRAME_OF_REFERENCE_UID, VR::UI, s(for_uid));
+    put(
+        tags::POSITION_REFERENCE_INDICATOR,
+        VR::LO,
+        PrimitiveValue::Empty,
+    );
+    // General Equipment
+    put(tags::MANUFACTURER, VR::LO, s(MANUFACTURER));
+    put(
+        tags::SOFTWARE_VERSIONS,
+        VR::LO,
+        s(concat!("rtnode ", env!("CARGO_PKG_VERSION"))),
+    );
+    // General Image / CT Image
+    put(
+        tags::IMAGE_TYPE,
+        VR::CS,
+        multi(&["ORIGINAL", "PRIMARY", "AXIAL"]),
+    );
+    put(tags::CONTENT_DATE, VR::DA, s(date));
+    put(tags::CONTENT_TIME, VR::TM, s(time));
+    put(tags::ACQUISITION_NUMBER, VR::IS, s("1"));
+    put(tags::KVP, VR::DS, s(KVP));
+    put(
+        tags::RESCALE_INTERCEPT,
+        VR::DS,
+        s(&format_ds(RESCALE_INTERCEPT)?),
+    );
+    put(tags::RESCALE_SLOPE, VR::DS, s(&format_ds(RESCALE_SLOPE)?));
+    put(tags::RESCALE_TYPE, VR::LO, s("HU"));
+    // Image Plane
+    put(tags::PIXEL_SPACING, VR::DS, multi(&[&spacing, &spacing]));
+    put(
+        tags::IMAGE_ORIENTATION_PATIENT,
+        VR::DS,
+        multi(&["1", "0", "0", "0", "1", "0"]),
+    );
+    put(
+        tags::SLICE_THICKNESS,
+        VR::DS,
+        s(&format_ds(grid.slice_thickness_mm)?),
+    );
+    // Image Pixel
+    put(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1_u16));
+    put(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, s("MONOCHROME2"));
+    put(tags::ROWS, VR::US, PrimitiveValue::from(grid.rows));
+    put(tags::COLUMNS, VR::US, PrimitiveValue::from(grid.columns));
+    put(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16_u16));
+    put(tags::BITS_STORED, VR::US, PrimitiveValue::from(16_u16));
+    put(tags::HIGH_BIT, VR::US, PrimitiveValue::from(15_u16));
+    put(
+        tags::PIXEL_REPRESENTATION,
+        VR::US,
+        PrimitiveValue::from(0_u16),
+    );
+    // VOI LUT
+    put(tags::WINDOW_CENTER, VR::DS, s(WINDOW_CENTER));
+    put(tags::WINDOW_WIDTH, VR::DS, s(WINDOW_WIDTH));
+    Ok(obj)
+}
+
+fn write_slice(
+    out_dir: &Path,
+    template: &InMemDicomObject,
+    phantom: &Phantom,
+    grid: &CtGrid,
+    k: u32,
+    sop_instance_uid: &str,
+) -> Result<PathBuf> {
+    let z = grid.slice_z[k as usize];
+    let z_ds = format_ds(z)?;
+    let mut obj = template.clone();
+    obj.put(DataElement::new(
+        tags::SOP_INSTANCE_UID,
+        VR::UI,
+        PrimitiveValue::from(sop_instance_uid),
+    ));
+    obj.put(DataElement::new(
+        tags::INSTANCE_NUMBER,
+        VR::IS,
+        PrimitiveValue::from((u64::from(k) + 1).to_string()),
+    ));
+    obj.put(DataElement::new(
+        tags::IMAGE_POSITION_PATIENT,
+        VR::DS,
+        PrimitiveValue::Strs(
+            [
+                format_ds(grid.first_pixel_x)?,
+                format_ds(grid.first_pixel_y)?,
+                z_ds.clone(),
+            ]
+            .into_iter()
+            .collect(),
+        ),
+    ));
+    obj.put(DataElement::new(
+        tags::SLICE_LOCATION,
+        VR::DS,
+        PrimitiveValue::from(z_ds),
+    ));
+    // Raw little-endian bytes are written with a single write call, unlike
+    // a U16 value which the encoder emits one sample at a time.
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OW,
+        PrimitiveValue::U8(render_slice(phantom, grid, z).into()),
+    ));
+
+    let file_obj = obj
+        .with_meta(
+            FileMetaTableBuilder::new()
+                .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+                .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+                .implementation_version_name(IMPLEMENTATION_VERSION_NAME),
+        )
+        .context("building file meta group")?;
+
+    let name = slice_file_name(k);
+    let path = out_dir.join(&name);
+    // Write under a hidden temporary name and rename, so a watcher on the
+    // directory never picks up a half-written file.
+    let tmp = out_dir.join(format!(".{name}.partial"));
+    file_obj
+        .write_to_file(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(path)
+}
+
+/// Pixel data of the slice at `z`, as little-endian stored values.
+fn render_slice(phantom: &Phantom, grid: &CtGrid, z: f64) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(usize::from(grid.rows) * usize::from(grid.columns) * 2);
+    for row in 0..grid.rows {
+        for column in 0..grid.columns {
+            let (x, y) = grid.pixel_centre(row, column);
+            bytes.extend_from_slice(&hu_to_stored(phantom.hu_at(x, y, z)).to_le_bytes());
+        }
+    }
+    bytes
+}
+
+/// Formats a value as a DICOM DS (at most 16 characters), using the
+/// shortest exact representation when it fits and rounding otherwise.
+pub fn format_ds(v: f64) -> Result<String> {
+    ensure!(v.is_finite(), "cannot encode {v} as a decimal string");
+    // Avoid "-0", which is valid but looks like a sign error to readers.
+    let v = if v == 0.0 { 0.0 } else { v };
+    let shortest = v.to_string();
+    if shortest.len() <= 16 {
+        return Ok(shortest);
+    }
+    for decimals in (0..=15).rev() {
+        let mut s = format!("{v:.decimals$}");
+        if s.contains('.') {
+            let trimmed = s.trim_end_matches('0').trim_end_matches('.').len();
+            s.truncate(trimmed);
+        }
+        if s == "-0" {
+            s = "0".to_string();
+        }
+        if s.len() <= 16 {
+            return Ok(s);
+        }
+    }
+    bail!("{v} does not fit in a 16-character decimal string")
+}
+
+/// The value a reader obtains after `v` has been written as DS.
+fn quantize_ds(v: f64) -> Result<f64> {
+    let s = format_ds(v)?;
+    s.parse::<f64>()
+        .with_context(|| format!("re-parsing decimal string {s:?}"))
+}
+
+/// Whether `uid` is a syntactically valid DICOM UID: at most 64 characters,
+/// dot-separated non-empty numeric components without leading zeros.
+pub fn is_valid_uid(uid: &str) -> bool {
+    !uid.is_empty()
+        && uid.len() <= 64
+        && uid.split('.').all(|c| {
+            !c.is_empty()
+                && c.bytes().all(|b| b.is_ascii_digit())
+                && (c == "0" || !c.starts_with('0'))
+        })
+}
+
+fn check_uid_root(root: &str) -> Result<()> {
+    ensure!(is_valid_uid(root), "invalid UID root {root:?}");
+    ensure!(
+        root.len() + 1 + MIN_UID_RANDOM_DIGITS <= 64,
+        "UID root {root:?} is too long: at least {MIN_UID_RANDOM_DIGITS} characters must remain for random digits"
+    );
+    Ok(())
+}
+
+/// `<root>.<random decimal>`. The random part is a version-4 UUID read as
+/// an integer, which is exactly what the "2.25" root (ISO/IEC 9834-8)
+/// calls for; under longer roots it is truncated to fit 64 characters.
+pub fn generate_uid<R: Rng + ?Sized>(root: &str, rng: &mut R) -> Result<String> {
+    check_uid_root(root)?;
+    let mut value: u128 = rng.gen();
+    value &= !(0xF_u128 << 76);
+    value |= 0x4_u128 << 76; // version 4
+    value &= !(0x3_u128 << 62);
+    value |= 0x2_u128 << 62; // RFC 4122 variant
+    let mut digits = value.to_string();
+    // Truncating a decimal string keeps its non-zero leading digit.
+    digits.truncate(64 - root.len() - 1);
+    let uid = format!("{root}.{digits}");
+    debug_assert!(is_valid_uid(&uid));
+    Ok(uid)
+}
+
+/// Current UTC date and time as DICOM DA (YYYYMMDD) and TM (HHMMSS).
+fn utc_now_da_tm() -> (String, String) {
+    // A clock before 1970 is a broken host; falling back to the epoch keeps
+    // the files valid rather than failing the whole series.
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    (
+        format!("{y:04}{m:02}{d:02}"),
+        format!("{:02}{:02}{:02}", rem / 3600, (rem / 60) % 60, rem % 60),
+    )
+}
+
+/// Proleptic Gregorian date of a day count since 1970-01-01, computed via
+/// 400-year eras starting in March so that leap days fall at the end of a
+/// year (avoids a date-time dependency for two header fields).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468; // shift epoch to 0000-03-01
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // day of era, 0..=146096
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // 0..=399
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // 0..=365, from March 1
+    let mp = (5 * doy + 2) / 153; // month index from March, 0..=11
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    // day is 1..=31 and month 1..=12 by construction.
+    (year, month as u32, day as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dicom_object::open_file;
+    use std::collections::HashSet;
+
+    fn small_opts() -> SynthOptions {
+        SynthOptions {
+            slices: 10,
+            ..SynthOptions::default().with_rows(64)
+        }
+    }
+
+    fn elem_str(obj: &dicom_object::DefaultDicomObject, tag: Tag) -> String {
+        obj.element(tag)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_end_matches(['\0', ' '])
+            .to_string()
+    }
+
+    fn elem_f64s(obj: &dicom_object::DefaultDicomObject, tag: Tag) -> Vec<f64> {
+        obj.element(tag).unwrap().to_multi_float64().unwrap()
+    }
+
+    fn elem_u16(obj: &dicom_object::DefaultDicomObject, tag: Tag) -> u16 {
+        obj.element(tag).unwrap().to_int::<u16>().unwrap()
+    }
+
+    /// HU image of one file, decoded via the file's own rescale tags.
+    fn decode_hu(obj: &dicom_object::DefaultDicomObject) -> Vec<f64> {
+        let slope = elem_f64s(obj, tags::RESCALE_SLOPE)[0];
+        let intercept = elem_f64s(obj, tags::RESCALE_INTERCEPT)[0];
+        let stored: Vec<u16> = obj
+            .element(tags::PIXEL_DATA)
+            .unwrap()
+            .to_multi_int::<u16>()
+            .unwrap();
+        stored
+            .into_iter()
+            .map(|v| f64::from(v) * slope + intercept)
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_spec() {
+        let o = SynthOptions::default();
+        assert_eq!(o.slices, 64);
+        assert_eq!(o.rows, 256);
+        assert_eq!(o.pixel_spacing_mm, 500.0 / 256.0);
+        assert_eq!(o.slice_thickness_mm, 2.5);
+        assert_eq!(o.patient_id, "RTNODE-PHANTOM-001");
+        assert_eq!(o.patient_name, "Phantom^Water");
+        assert_eq!(o.uid_root, "2.25");
+        assert_eq!(o.fov_mm(), 500.0);
+        assert_eq!(o.clone().with_rows(512).fov_mm(), 500.0);
+        o.validate().unwrap();
+    }
+
+    #[test]
+    fn invalid_options_are_rejected() {
+        let base = SynthOptions::default();
+        let bad = [
+            SynthOptions {
+                slices: 0,
+                ..base.clone()
+            },
+            SynthOptions {
+                rows: 8,
+                ..base.clone()
+            },
+            SynthOptions {
+                pixel_spacing_mm: f64::NAN,
+                ..base.clone()
+            },
+            SynthOptions {
+                slice_thickness_mm: 0.0,
+                ..base.clone()
+            },
+            SynthOptions {
+                patient_id: "a\\b".into(),
+                ..base.clone()
+            },
+            SynthOptions {
+                uid_root: "1.02.3".into(),
+                ..base.clone()
+            },
+            SynthOptions {
+                uid_root: format!("1.{}", "2".repeat(50)),
+                ..base.clone()
+            },
+        ];
+        for o in bad {
+            assert!(o.validate().is_err(), "{o:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn uids_are_valid_and_unique() {
+        let mut rng = rand::thread_rng();
+        let mut seen = HashSet::new();
+        for root in ["2.25", "1.2.826.0.1.3680043.10.543.42", "9"] {
+            for _ in 0..2000 {
+                let uid = generate_uid(root, &mut rng).unwrap();
+                assert!(is_valid_uid(&uid), "{uid}");
+                assert!(uid.starts_with(&format!("{root}.")));
+                assert!(seen.insert(uid));
+            }
+        }
+        assert!(is_valid_uid(IMPLEMENTATION_CLASS_UID));
+        for bad in ["", "1..2", "1.02", ".1", "1.", "1.a", &"1".repeat(65)] {
+            assert!(!is_valid_uid(bad), "{bad:?}");
+        }
+        assert!(is_valid_uid("1.0.2"));
+    }
+
+    #[test]
+    fn ds_formatting_fits_and_round_trips() {
+        assert_eq!(format_ds(1.953125).unwrap(), "1.953125");
+        assert_eq!(format_ds(-0.0).unwrap(), "0");
+        assert_eq!(format_ds(-1024.0).unwrap(), "-1024");
+        for v in [
+            1.0 / 3.0,
+            -249.0234375,
+            500.0 / 7.0,
+            -123456.789012345,
+            1e-9,
+            12345678901234.5,
+        ] {
+            let s = format_ds(v).unwrap();
+            assert!(s.len() <= 16, "{s}");
+            let back: f64 = s.parse().unwrap();
+            assert!((back - v).abs() <= 1e-6 * v.abs().max(1.0), "{v} -> {s}");
+            assert_eq!(format_ds(back).unwrap().parse::<f64>().unwrap(), back);
+        }
+        assert!(format_ds(f64::INFINITY).is_err());
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        let (da, tm) = utc_now_da_tm();
+        assert_eq!(da.len(), 8);
+        assert_eq!(tm.len(), 6);
+    }
+
+    #[test]
+    fn phantom_geometry() {
+        let opts = SynthOptions::default();
+        let p = Phantom::for_options(&opts);
+        let top = p.lung_z_min + 10.0;
+        let bottom = p.lung_z_min - 10.0;
+        assert_eq!(p.hu_at(0.0, 0.0, 0.0), HU_SOFT_TISSUE);
+        for l in &p.lungs {
+            assert_eq!(p.hu_at(l.cx, l.cy, top), HU_LUNG);
+            assert_eq!(p.hu_at(l.cx, l.cy, bottom), HU_SOFT_TISSUE);
+            // Lungs lie well inside the body outline.
+            assert!(l.boundary(360).iter().all(|&(x, y)| {
+                let u = x / p.body.rx;
+                let v = y / p.body.ry;
+                u * u + v * v < 0.9
+            }));
+        }
+        let spine = p.spine_cortical;
+        assert_eq!(p.hu_at(spine.cx, spine.cy, 0.0), HU_TRABECULAR_BONE);
+        let ring_r = 0.5 * (p.spine_cortical.rx + p.spine_trabecular.rx);
+        assert_eq!(p.hu_at(spine.cx, spine.cy + ring_r, 0.0), HU_CORTICAL_BONE);
+        let couch_y = 0.5 * (p.couch.y_min + p.couch.y_max);
+        assert_eq!(p.hu_at(0.0, couch_y, 0.0), HU_COUCH);
+        assert!(!p.inside_body(0.0, couch_y, 0.0));
+        assert!(p.inside_body(0.0, 0.0, 0.0));
+        assert!(p.inside_body(p.body.rx - 1.0, 0.0, 5.0));
+        assert!(!p.inside_body(p.body.rx + 1.0, 0.0, 5.0));
+        // Air gap between body and couch.
+        let gap_y = p.body.ry + 0.5 * p.couch_gap_mm;
+        assert_eq!(p.hu_at(0.0, gap_y, 0.0), HU_AIR);
+        assert!(p.couch_gap_mm >= 5.0);
+        // Couch stays inside the field of view.
+        assert!(p.couch.y_max < 0.5 * opts.fov_mm());
+        assert_eq!(p.hu_at(-240.0, -240.0, 0.0), HU_AIR);
+        // About 60 % of slices carry lungs.
+        let grid = CtGrid::for_options(&opts).unwrap();
+        let with_lungs = grid.slice_z.iter().filter(|&&z| p.lungs_present(z)).count();
+        assert_eq!(with_lungs, 38);
+    }
+
+    #[test]
+    fn couch_is_separated_in_every_matrix_size() {
+        for rows in [MIN_ROWS, 33, 64, 100, 256, 512] {
+            let opts = SynthOptions::default().with_rows(rows);
+            let p = Phantom::for_options(&opts);
+            let grid = CtGrid::for_options(&opts).unwrap();
+            let column = rows / 2;
+            let materials: Vec<f64> = (0..rows)
+                .map(|r| {
+                    let (x, y) = grid.pixel_centre(r, column);
+                    p.hu_at(x, y, 0.0)
+                })
+                .collect();
+            let last_body = materials
+                .iter()
+                .rposition(|&h| h != HU_AIR && h != HU_COUCH)
+                .unwrap();
+            let first_couch = materials.iter().position(|&h| h == HU_COUCH).unwrap();
+            assert!(
+                first_couch >= last_body + 3,
+                "rows {rows}: body ends at {last_body}, couch at {first_couch}"
+            );
+            assert!(materials[last_body + 1..first_couch]
+                .iter()
+                .all(|&h| h == HU_AIR));
+        }
+    }
+
+    #[test]
+    fn written_series_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = small_opts();
+        let series = write_ct_series(dir.path(), &opts).unwrap();
+        let n = opts.slices as usize;
+        assert_eq!(series.files.len(), n);
+        assert_eq!(series.sop_instance_uids.len(), n);
+        for uid in [
+            &series.study_instance_uid,
+            &series.series_instance_uid,
+            &series.frame_of_reference_uid,
+        ] {
+            assert!(is_valid_uid(uid), "{uid}");
+            assert!(uid.starts_with("2.25."));
+        }
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let expected: Vec<String> = (1..=n).map(|i| format!("CT_{i:04}.dcm")).collect();
+        assert_eq!(names, expected, "no temporary files may remain");
+
+        let p = &series.phantom;
+        let mut sop_uids = HashSet::new();
+        for (k, path) in series.files.iter().enumerate() {
+            let obj = open_file(path).unwrap();
+            let meta = obj.meta();
+            assert_eq!(
+                meta.transfer_syntax().trim_end_matches('\0'),
+                uids::EXPLICIT_VR_LITTLE_ENDIAN
+            );
+            assert_eq!(
+                meta.media_storage_sop_class_uid().trim_end_matches('\0'),
+                uids::CT_IMAGE_STORAGE
+            );
+            assert_eq!(
+                meta.implementation_class_uid().trim_end_matches('\0'),
+                IMPLEMENTATION_CLASS_UID
+            );
+            let sop_uid = elem_str(&obj, tags::SOP_INSTANCE_UID);
+            assert_eq!(
+                meta.media_storage_sop_instance_uid().trim_end_matches('\0'),
+                sop_uid
+            );
+            assert!(is_valid_uid(&sop_uid));
+            assert_eq!(sop_uid, series.sop_instance_uids[k]);
+            assert!(sop_uids.insert(sop_uid));
+
+            assert_eq!(elem_str(&obj, tags::SOP_CLASS_UID), uids::CT_IMAGE_STORAGE);
+            assert_eq!(elem_str(&obj, tags::SPECIFIC_CHARACTER_SET), "ISO_IR 192");
+            assert_eq!(elem_str(&obj, tags::MODALITY), "CT");
+            assert_eq!(elem_str(&obj, tags::PATIENT_NAME), "Phantom^Water");
+            assert_eq!(elem_str(&obj, tags::PATIENT_ID), "RTNODE-PHANTOM-001");
+            assert_eq!(elem_str(&obj, tags::PATIENT_POSITION), "HFS");
+            assert_eq!(elem_str(&obj, tags::MANUFACTURER), MANUFACTURER);
+            assert_eq!(elem_str(&obj, tags::RESCALE_TYPE), "HU");
+            assert_eq!(
+                elem_str(&obj, tags::PHOTOMETRIC_INTERPRETATION),
+                "MONOCHROME2"
+            );
+            assert_eq!(
+                obj.element(tags::IMAGE_TYPE)
+                    .unwrap()
+                    .to_multi_str()
+                    .unwrap()
+                    .as_ref(),
+                ["ORIGINAL", "PRIMARY", "AXIAL"]
+            );
+            assert_eq!(
+                elem_str(&obj, tags::STUDY_INSTANCE_UID),
+                series.study_instance_uid
+            );
+            assert_eq!(
+                elem_str(&obj, tags::SERIES_INSTANCE_UID),
+                series.series_instance_uid
+            );
+            assert_eq!(
+                elem_str(&obj, tags::FRAME_OF_REFERENCE_UID),
+                series.frame_of_reference_uid
+            );
+            assert_eq!(
+                obj.element(tags::INSTANCE_NUMBER)
+                    .unwrap()
+                    .to_int::<i32>()
+                    .unwrap(),
+                k as i32 + 1
+            );
+            assert_eq!(elem_u16(&obj, tags::ROWS), 64);
+            assert_eq!(elem_u16(&obj, tags::COLUMNS), 64);
+            assert_eq!(elem_u16(&obj, tags::SAMPLES_PER_PIXEL), 1);
+            assert_eq!(elem_u16(&obj, tags::BITS_ALLOCATED), 16);
+            assert_eq!(elem_u16(&obj, tags::BITS_STORED), 16);
+            assert_eq!(elem_u16(&obj, tags::HIGH_BIT), 15);
+            assert_eq!(elem_u16(&obj, tags::PIXEL_REPRESENTATION), 0);
+            assert_eq!(elem_f64s(&obj, tags::RESCALE_INTERCEPT), [-1024.0]);
+            assert_eq!(elem_f64s(&obj, tags::RESCALE_SLOPE), [1.0]);
+            assert_eq!(
+                elem_f64s(&obj, tags::IMAGE_ORIENTATION_PATIENT),
+                [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+            );
+            assert_eq!(elem_f64s(&obj, tags::SLICE_THICKNESS), [2.5]);
+
+            // Geometry exactly as a reader reconstructs it from the headers.
+            let spacing = elem_f64s(&obj, tags::PIXEL_SPACING);
+            assert_eq!(spacing, [500.0 / 64.0, 500.0 / 64.0]);
+            let ipp = elem_f64s(&obj, tags::IMAGE_POSITION_PATIENT);
+            assert_eq!(ipp[0], -31.5 * spacing[1]);
+            assert_eq!(ipp[1], -31.5 * spacing[0]);
+            assert_eq!(ipp[2], 2.5 * k as f64);
+            assert_eq!(elem_f64s(&obj, tags::SLICE_LOCATION), [ipp[2]]);
+
+            // Every pixel equals the analytic phantom at the pixel centre.
+            let hu = decode_hu(&obj);
+            assert_eq!(hu.len(), 64 * 64);
+            for r in 0..64_usize {
+                for c in 0..64_usize {
+                    let x = ipp[0] + c as f64 * spacing[1];
+                    let y = ipp[1] + r as f64 * spacing[0];
+                    assert_eq!(hu[r * 64 + c], p.hu_at(x, y, ipp[2]), "({r},{c}) k={k}");
+                }
+            }
+
+            // Known points, independent of hu_at: pixel nearest to a point.
+            let at = |x: f64, y: f64| {
+                let c = ((x - ipp[0]) / spacing[1]).round() as usize;
+                let r = ((y - ipp[1]) / spacing[0]).round() as usize;
+                hu[r * 64 + c]
+            };
+            assert_eq!(at(0.0, 0.0), 20.0);
+            assert_eq!(at(-240.0, -240.0), -1000.0);
+            assert_eq!(
+                at(0.0, 0.5 * (p.couch.y_min + p.couch.y_max)),
+                100.0,
+                "couch"
+            );
+            assert_eq!(at(0.0, 80.0), 700.0, "spine");
+            let lung = if p.lungs_present(ipp[2]) {
+                -800.0
+            } else {
+                20.0
+            };
+            assert_eq!(at(-75.0, -10.0), lung);
+            assert_eq!(at(75.0, -10.0), lung);
+        }
+        assert_eq!(
+            series
+                .grid
+                .slice_z
+                .iter()
+                .filter(|&&z| p.lungs_present(z))
+                .count(),
+            6
+        );
+
+        // A second run into the same directory must not mix series.
+        assert!(write_ct_series(dir.path(), &opts).is_err());
+    }
+
+    #[test]
+    fn dcmdump_accepts_output() {
+        let dcmdump = Path::new("/usr/bin/dcmdump");
+        if !dcmdump.exists() {
+            eprintln!("note: /usr/bin/dcmdump not installed, skipping");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let opts = SynthOptions {
+            slices: 2,
+            patient_name: "Phantôm^Wäter".into(),
+            ..small_opts()
+        };
+        let series = write_ct_series(dir.path(), &opts).unwrap();
+        let out = std::process::Command::new(dcmdump)
+            .arg("-q")
+            .arg(&series.files[1])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "dcmdump failed: {stderr}\n{stdout}");
+        assert!(stderr.trim().is_empty(), "dcmdump warned: {stderr}");
+        assert!(stdout.contains("Phantôm^Wäter"), "{stdout}");
+        assert!(stdout.contains("CTImageStorage"), "{stdout}");
+    }
+}

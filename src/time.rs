@@ -1,0 +1,21 @@
+//! Timestamps: always UTC, always RFC 3339, so logs and status from hosts in
+//! different time zones line up.
+
+use std::time::SystemTime;
+
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+pub fn now_rfc3339() -> String {
+    rfc3339(SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_with_z() {
+        let s = super::rfc3339(std::time::UNIX_EPOCH);
+        assert_eq!(s, "1970-01-01T00:00:00.000Z");
+    }
+}

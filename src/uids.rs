@@ -1,0 +1,160 @@
+//! UIDs we act on, and the rules that make a UID safe to use as a file name.
+
+use dicom_core::dictionary::UidDictionary;
+use dicom_dictionary_std::StandardSopClassDictionary;
+
+pub const VERIFICATION: &str = "1.2.840.10008.1.1";
+pub const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
+
+pub const CT_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
+pub const RT_STRUCTURE_SET_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.481.3";
+pub const RT_PLAN_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.481.5";
+pub const RT_ION_PLAN_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.481.8";
+pub const RT_DOSE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.481.2";
+
+pub const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+pub const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+pub const DEFLATED_EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1.99";
+pub const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
+
+/// Transfer syntaxes we store exactly as received and that dicom-pixeldata
+/// (with the features this crate enables) can decode later. The order is
+/// irrelevant: we take the first one the requestor proposed, since a sender
+/// lists its preference first.
+pub const ACCEPTED_TRANSFER_SYNTAXES: &[&str] = &[
+    IMPLICIT_VR_LE,
+    EXPLICIT_VR_LE,
+    DEFLATED_EXPLICIT_VR_LE,
+    EXPLICIT_VR_BE,
+    "1.2.840.10008.1.2.4.50", // JPEG baseline
+    "1.2.840.10008.1.2.4.51", // JPEG extended
+    "1.2.840.10008.1.2.4.57", // JPEG lossless
+    "1.2.840.10008.1.2.4.70", // JPEG lossless SV1
+    "1.2.840.10008.1.2.4.80", // JPEG-LS lossless
+    "1.2.840.10008.1.2.4.81", // JPEG-LS near-lossless
+    "1.2.840.10008.1.2.4.90", // JPEG 2000 lossless
+    "1.2.840.10008.1.2.4.91", // JPEG 2000
+    "1.2.840.10008.1.2.5",    // RLE lossless
+];
+
+pub fn is_accepted_transfer_syntax(uid: &str) -> bool {
+    ACCEPTED_TRANSFER_SYNTAXES.contains(&uid)
+}
+
+/// A storage SOP class of the standard: every "... Storage" class under the
+/// storage branch, retired ones included since archives still hold them.
+pub fn is_storage_sop_class(uid: &str) -> bool {
+    if !uid.starts_with("1.2.840.10008.5.1.4.1.1.") {
+        return false;
+    }
+    StandardSopClassDictionary
+        .by_uid(uid)
+        .is_some_and(|e| e.name.contains("Storage"))
+}
+
+pub fn sop_class_name(uid: &str) -> &'static str {
+    StandardSopClassDictionary
+        .by_uid(uid)
+        .map(|e| e.name)
+        .unwrap_or("unknown SOP class")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UidCheck {
+    Valid,
+    /// Legal to store, but not conformant: some archives emit components
+    /// with leading zeros, and refusing them would lose real data.
+    LeadingZeroComponent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UidError {
+    Empty,
+    TooLong(usize),
+    BadCharacter(char),
+    EmptyComponent,
+}
+
+impl std::fmt::Display for UidError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UidError::Empty => f.write_str("empty UID"),
+            UidError::TooLong(n) => write!(f, "UID of {n} characters (at most 64)"),
+            UidError::BadCharacter(c) => write!(f, "UID contains {c:?}"),
+            UidError::EmptyComponent => f.write_str("UID has an empty component"),
+        }
+    }
+}
+
+impl std::error::Error for UidError {}
+
+/// Checks a UID before it is ever used in a path: digits and dots only, at
+/// most 64 characters, no empty component. That alone rules out `..`, `/`,
+/// NUL and every other way out of the store directory.
+pub fn check_uid(uid: &str) -> Result<UidCheck, UidError> {
+    if uid.is_empty() {
+        return Err(UidError::Empty);
+    }
+    if uid.len() > 64 {
+        return Err(UidError::TooLong(uid.len()));
+    }
+    if let Some(c) = uid.chars().find(|c| !c.is_ascii_digit() && *c != '.') {
+        return Err(UidError::BadCharacter(c));
+    }
+    let mut result = UidCheck::Valid;
+    for component in uid.split('.') {
+        if component.is_empty() {
+            return Err(UidError::EmptyComponent);
+        }
+        if component.len() > 1 && component.starts_with('0') {
+            result = UidCheck::LeadingZeroComponent;
+        }
+    }
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_traversal_is_not_a_uid() {
+        assert!(check_uid("../../etc/x").is_err());
+        assert!(check_uid("1.2/3").is_err());
+        assert!(check_uid("1..2").is_err());
+        assert!(check_uid(".1.2").is_err());
+        assert!(check_uid("1.2.").is_err());
+        assert!(check_uid("1.2\0").is_err());
+        assert!(check_uid("").is_err());
+        assert!(check_uid(&"1".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn leading_zeros_are_stored_with_a_warning() {
+        assert_eq!(check_uid("1.2.840.10008.1.2"), Ok(UidCheck::Valid));
+        assert_eq!(check_uid("1.2.0"), Ok(UidCheck::Valid));
+        assert_eq!(check_uid("1.02.3"), Ok(UidCheck::LeadingZeroComponent));
+        assert_eq!(check_uid(&"1".repeat(64)), Ok(UidCheck::Valid));
+    }
+
+    #[test]
+    fn rt_classes_are_storage_classes() {
+        for uid in [
+            CT_IMAGE_STORAGE,
+            RT_STRUCTURE_SET_STORAGE,
+            RT_PLAN_STORAGE,
+            RT_ION_PLAN_STORAGE,
+            RT_DOSE_STORAGE,
+            "1.2.840.10008.5.1.4.1.1.481.1", // RT Image
+            "1.2.840.10008.5.1.4.1.1.4",     // MR
+            "1.2.840.10008.5.1.4.1.1.128",   // PET
+            "1.2.840.10008.5.1.4.1.1.66.1",  // Spatial Registration
+            "1.2.840.10008.5.1.4.1.1.7",     // Secondary Capture
+            "1.2.840.10008.5.1.4.1.1.104.1", // Encapsulated PDF
+        ] {
+            assert!(is_storage_sop_class(uid), "{uid}");
+        }
+        assert!(!is_storage_sop_class(VERIFICATION));
+        assert!(!is_storage_sop_class("1.2.840.10008.5.1.4.1.2.2.1")); // Q/R FIND
+    }
+}
