@@ -1,0 +1,409 @@
+#!/usr/bin/env bash
+# Store throughput of rtnode's C-STORE SCP, against three references, in one run.
+#
+#   bash benches/store_throughput.sh
+#
+# Sends SLICES synthetic CT slices (ROWS x ROWS, 16 bit; `rtnode synth`) with
+# dcmtk storescu over loopback and prints instances/s and ratios for:
+#
+#   orthanc1  rtnode (storage.fsync: true), 1 association  vs Orthanc, 1 association
+#   orthanc4  rtnode (storage.fsync: true), STREAMS assocs vs Orthanc, STREAMS assocs
+#   loop1     rtnode (storage.fsync: true), 1 association  vs write+fsync+rename loop, 1 thread
+#   loop4     rtnode (storage.fsync: true), STREAMS assocs vs the same loop, STREAMS threads
+#   sender1   rtnode (storage.fsync: false), 1 association vs storescp --ignore (stores nothing)
+#   sender4   (optional) as sender1 with STREAMS associations (storescp --fork --ignore)
+#
+# The disk's speed drifts from run to run, so every comparison is measured as
+# PAIRS adjacent A/B pairs (order alternating AB, BA, AB, ...; the pairs of the
+# different comparisons are interleaved round-robin), and the median A/B ratio
+# with its min-max spread is reported. Every run starts from an empty data
+# directory, and `sync` runs between runs.
+#
+# Environment knobs (defaults in brackets):
+#   PAIRS        A/B pairs per comparison [5]
+#   COMPARISONS  which comparisons, space separated
+#                ["orthanc1 orthanc4 loop1 loop4 sender1"]; "all" adds sender4
+#   SLICES       number of instances [1000]
+#   ROWS         matrix size [512]
+#   STREAMS      concurrent associations / loop threads for the "4" cases [4]
+#   BENCH_DIR    parent directory of the work directory (must be on the disk
+#                under test) [a mktemp dir under ${TMPDIR:-/tmp}]
+#   RTNODE       rtnode binary [${CARGO_TARGET_DIR:-target}/release/rtnode,
+#                built with `cargo build --release` when missing]
+#   PDU          max PDU announced by Orthanc and storescp (4096..131072)
+#                [131072, their largest; rtnode keeps its default 262144]
+#   INSTALL      1: apt-get install dcmtk / orthanc when missing (needs root) [1]
+#   KEEP         1: keep the work directory and logs [0]
+#   RESULTS      also write the raw per-run figures (TSV) to this file []
+#
+# Needs: bash, python3, dcmtk (storescu, storescp, echoscu), Orthanc.
+set -euo pipefail
+
+PAIRS=${PAIRS:-5}
+COMPARISONS=${COMPARISONS:-"orthanc1 orthanc4 loop1 loop4 sender1"}
+[[ $COMPARISONS == all ]] && COMPARISONS="orthanc1 orthanc4 loop1 loop4 sender1 sender4"
+SLICES=${SLICES:-1000}
+ROWS=${ROWS:-512}
+STREAMS=${STREAMS:-4}
+PDU=${PDU:-131072}
+INSTALL=${INSTALL:-1}
+KEEP=${KEEP:-0}
+RESULTS=${RESULTS:-}
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+
+# dcmtk (storescu, storescp, and Orthanc's DICOM layer) leaves Nagle's
+# algorithm on unless told otherwise, which caps a loopback transfer near
+# 20 images/s; every process started below inherits this.
+export TCP_NODELAY=1
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------- tools ---
+install_missing() {
+  local pkgs=()
+  command -v storescu >/dev/null && command -v storescp >/dev/null &&
+    command -v echoscu >/dev/null || pkgs+=(dcmtk)
+  command -v Orthanc >/dev/null || pkgs+=(orthanc)
+  command -v python3 >/dev/null || pkgs+=(python3)
+  ((${#pkgs[@]})) || return 0
+  [[ $INSTALL == 1 ]] || die "missing: ${pkgs[*]} (INSTALL=0)"
+  local sudo=()
+  ((EUID == 0)) || sudo=(sudo)
+  log "installing ${pkgs[*]} from the distribution"
+  # The orthanc package starts a system service when allowed to; forbid
+  # service starts for the duration of the install (we run our own Orthanc).
+  local policy=/usr/sbin/policy-rc.d made_policy=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+    "${sudo[@]}" chmod 755 "$policy"
+    made_policy=1
+  fi
+  local rc=0
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${pkgs[@]}" ||
+    { "${sudo[@]}" apt-get update && "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y "${pkgs[@]}"; } || rc=$?
+  ((made_policy)) && "${sudo[@]}" rm -f "$policy"
+  ((rc == 0)) || die "apt-get install ${pkgs[*]} failed"
+}
+install_missing
+
+if pgrep -x Orthanc >/dev/null; then
+  log "warning: an Orthanc process is already running (pids: $(pgrep -x Orthanc | tr '\n' ' '))."
+  log "         It does not conflict with ours (own ports and directories), but it"
+  log "         competes for CPU and disk; stop it (e.g. 'service orthanc stop') for clean figures."
+fi
+
+if [[ -z ${RTNODE:-} ]]; then
+  RTNODE=${CARGO_TARGET_DIR:-$REPO/target}/release/rtnode
+  if [[ ! -x $RTNODE ]]; then
+    log "building rtnode (cargo build --release)"
+    (cd "$REPO" && cargo build --release) >&2
+  fi
+fi
+[[ -x $RTNODE ]] || die "rtnode binary not found: $RTNODE"
+
+# ------------------------------------------------------------ work dir ---
+if [[ -n ${BENCH_DIR:-} ]]; then
+  mkdir -p "$BENCH_DIR"
+  WORK=$(mktemp -d "$BENCH_DIR/store-bench.XXXXXX")
+else
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/store-bench.XXXXXX")
+fi
+SERVER_PID=
+cleanup() {
+  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  if [[ $KEEP == 1 ]]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+RAW=$WORK/results.tsv
+: >"$RAW"
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+now() { printf '%s' "$EPOCHREALTIME"; }
+rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.1f", n / (b - a) }'; }
+
+# Waits until a DICOM SCP answers C-ECHO (as STORESCU) or the process dies.
+wait_echo() { # aet port pid
+  local i
+  for ((i = 0; i < 300; i++)); do
+    kill -0 "$3" 2>/dev/null || return 1
+    echoscu -aet STORESCU -aec "$1" 127.0.0.1 "$2" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+stop_server() {
+  [[ -n $SERVER_PID ]] || return 0
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=
+}
+
+# Sends the data set with n concurrent storescu processes to aet@port and
+# sets R to instances/s, timed from the first storescu's start to the last's end.
+send() { # n aet port logprefix
+  local n=$1 aet=$2 port=$3 lp=$4 t0 t1 i fail=0
+  local dirs=("$WORK/data/all")
+  ((n == 1)) || dirs=("${SPLIT_DIRS[@]}")
+  local pids=()
+  t0=$(now)
+  for ((i = 0; i < n; i++)); do
+    storescu -aec "$aet" -aet STORESCU 127.0.0.1 "$port" +sd "${dirs[i]}" \
+      >"$lp.storescu$i.log" 2>&1 &
+    pids+=($!)
+  done
+  for i in "${!pids[@]}"; do
+    wait "${pids[i]}" || { fail=1; log "storescu $i failed; see below"; tail -5 "$lp.storescu$i.log" >&2; }
+  done
+  t1=$(now)
+  ((fail == 0)) || return 1
+  R=$(rate "$SLICES" "$t0" "$t1")
+}
+
+count_files() { find "$1" -type f "${@:2}" | wc -l; }
+
+# ----------------------------------------------------------- the runs ---
+run_rtnode() { # fsync(true|false) n
+  local fsync=$1 n=$2 d=$WORK/run/rtnode
+  rm -rf "$WORK/run"; mkdir -p "$d"
+  cat >"$WORK/run/peers.yaml" <<EOF
+peers:
+  - ae_title: STORESCU
+    host: 127.0.0.1
+    port: 104
+    may_store: true
+    description: "dcmtk storescu on loopback (benchmark)"
+EOF
+  cat >"$WORK/run/rtnode.yaml" <<EOF
+node:
+  ae_title: RTNODE
+  bind: 127.0.0.1
+  data_dir: $d
+  peers_file: $WORK/run/peers.yaml
+storage:
+  fsync: $fsync
+EOF
+  local lp=$WORK/logs/rtnode-fsync$fsync-$n-$RUN_NO
+  sync
+  # node.port in the file must be 1-65535; --port 0 picks a free port, and
+  # node.json in the data directory tells which.
+  "$RTNODE" serve --config "$WORK/run/rtnode.yaml" --port 0 >"$lp.log" 2>&1 &
+  SERVER_PID=$!
+  local i port=
+  for ((i = 0; i < 300; i++)); do
+    [[ -s $d/node.json ]] && port=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["port"])' "$d/node.json" 2>/dev/null) && break
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  [[ -n $port ]] || { tail -20 "$lp.log" >&2; die "rtnode did not start"; }
+  send "$n" RTNODE "$port" "$lp" || { stop_server; tail -20 "$lp.log" >&2; die "send to rtnode failed"; }
+  stop_server
+  local got
+  got=$(count_files "$d/store" -name '*.dcm')
+  ((got == SLICES)) || die "rtnode stored $got of $SLICES instances (log: $lp.log)"
+  rm -rf "$WORK/run"
+}
+
+run_orthanc() { # n
+  local n=$1 d=$WORK/run/orthanc port http
+  rm -rf "$WORK/run"; mkdir -p "$d/storage" "$d/index"
+  port=$(free_port); http=$(free_port)
+  sed -e "s|@STORAGE_DIR@|$d/storage|" -e "s|@INDEX_DIR@|$d/index|" \
+      -e "s|@DICOM_PORT@|$port|" -e "s|@HTTP_PORT@|$http|" -e "s|@PDU@|$PDU|" \
+      "$HERE/orthanc.json.in" >"$WORK/run/orthanc.json"
+  local lp=$WORK/logs/orthanc-$n-$RUN_NO
+  sync
+  Orthanc "$WORK/run/orthanc.json" >"$lp.log" 2>&1 &
+  SERVER_PID=$!
+  wait_echo ORTHANC "$port" "$SERVER_PID" || { tail -20 "$lp.log" >&2; die "Orthanc did not start"; }
+  send "$n" ORTHANC "$port" "$lp" || { stop_server; tail -20 "$lp.log" >&2; die "send to Orthanc failed"; }
+  stop_server
+  local got
+  got=$(count_files "$d/storage")
+  ((got == SLICES)) || die "Orthanc stored $got of $SLICES instances (log: $lp.log)"
+  rm -rf "$WORK/run"
+}
+
+run_storescp() { # n
+  local n=$1 port fork=()
+  ((n == 1)) || fork=(--fork)
+  rm -rf "$WORK/run"; mkdir -p "$WORK/run/storescp"
+  port=$(free_port)
+  local lp=$WORK/logs/storescp-$n-$RUN_NO
+  sync
+  (cd "$WORK/run/storescp" && exec storescp --ignore -pdu "$PDU" "${fork[@]}" "$port") >"$lp.log" 2>&1 &
+  SERVER_PID=$!
+  wait_echo ANY-SCP "$port" "$SERVER_PID" || { tail -20 "$lp.log" >&2; die "storescp did not start"; }
+  send "$n" ANY-SCP "$port" "$lp" || { stop_server; die "send to storescp failed"; }
+  stop_server
+  rm -rf "$WORK/run"
+}
+
+run_loop() { # n
+  local n=$1 dirs=("$WORK/data/all") out
+  ((n == 1)) || dirs=("${SPLIT_DIRS[@]}")
+  rm -rf "$WORK/run"; mkdir -p "$WORK/run/loop"
+  sync
+  out=$(python3 "$HERE/fsync_loop.py" "$WORK/run/loop" "${dirs[@]}") || die "fsync loop failed"
+  local got
+  got=$(count_files "$WORK/run/loop" -name '*.dcm')
+  ((got == SLICES)) || die "loop wrote $got of $SLICES files"
+  rm -rf "$WORK/run"
+  # "<files> files <bytes> bytes <s> s <rate> files/s": its own timing, which
+  # leaves out interpreter start-up (in the loop's favour).
+  R=$(awk '{ print $7 }' <<<"$out")
+}
+
+# ----------------------------------------------------------- the data ---
+log "work directory: $WORK"
+mkdir -p "$WORK/logs" "$WORK/data"
+log "generating $SLICES slices of ${ROWS}x$ROWS (rtnode synth)"
+"$RTNODE" synth --out "$WORK/data/all" --slices "$SLICES" --rows "$ROWS" >&2
+mapfile -t FILES < <(find "$WORK/data/all" -type f -name '*.dcm' | sort)
+((${#FILES[@]} == SLICES)) || die "synth produced ${#FILES[@]} files, expected $SLICES"
+# STREAMS folders with every STREAMS-th file (hard links: same page-cache pages).
+SPLIT_DIRS=()
+for ((s = 0; s < STREAMS; s++)); do
+  mkdir -p "$WORK/data/split$s"
+  SPLIT_DIRS+=("$WORK/data/split$s")
+done
+for i in "${!FILES[@]}"; do
+  ln "${FILES[i]}" "$WORK/data/split$((i % STREAMS))/"
+done
+DATA_BYTES=$(du -sb "$WORK/data/all" | awk '{print $1}')
+cat "${FILES[@]}" >/dev/null # into the page cache
+
+# ------------------------------------------------------------ machine ---
+machine_info() {
+  local dev
+  dev=$(df --output=source "$WORK" | tail -1)
+  echo "date:        $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "cpu:         $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+  echo "memory:      $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+  echo "kernel:      $(uname -r)"
+  echo "work dir fs: $(df --output=fstype "$WORK" | tail -1 | tr -d ' ') on $dev ($(findmnt -no OPTIONS -T "$WORK" 2>/dev/null || echo '?'))"
+  local base rot
+  base=$(basename "$(readlink -f "$dev")")
+  if [[ -e /sys/class/block/$base ]]; then
+    local disk=$base
+    [[ -e /sys/class/block/$base/partition ]] && disk=$(basename "$(readlink -f "/sys/class/block/$base/..")")
+    rot=$(cat "/sys/block/$disk/queue/rotational" 2>/dev/null || echo '?')
+    echo "disk:        $disk, rotational=$rot, $(lsblk -dno SIZE,MODEL "/dev/$disk" 2>/dev/null | sed 's/  */ /g')"
+  fi
+  echo "data:        $SLICES files, $DATA_BYTES bytes (${ROWS}x$ROWS, 16 bit)"
+  echo "dcmtk:       $(storescu --version 2>&1 | grep -m1 -o 'v[0-9][0-9.]*' || echo '?')"
+  echo "orthanc:     $(Orthanc --version 2>&1 | head -1)"
+  echo "rtnode:      $("$RTNODE" --version 2>/dev/null || echo '?') $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || true)"
+  echo "pairs:       $PAIRS; streams: $STREAMS; receiver PDU (Orthanc, storescp): $PDU"
+}
+machine_info
+
+# ---------------------------------------------------------- schedule ---
+# comparison -> "A-run|B-run|label|target-ratio|target-text"
+describe() {
+  case $1 in
+    orthanc1) echo "rtnode_on 1|orthanc 1|rtnode (fsync) vs Orthanc, 1 association|1.0|ahead of Orthanc (>1.00)" ;;
+    orthanc4) echo "rtnode_on $STREAMS|orthanc $STREAMS|rtnode (fsync) vs Orthanc, $STREAMS associations|2.0|>=2.00x Orthanc" ;;
+    loop1) echo "rtnode_on 1|loop 1|rtnode (fsync) vs write+fsync+rename loop, 1 association / 1 thread|0.9|>=0.90 of the loop" ;;
+    loop4) echo "rtnode_on $STREAMS|loop $STREAMS|rtnode (fsync) vs write+fsync+rename loop, $STREAMS associations / $STREAMS threads|0.9|>=0.90 of the loop" ;;
+    sender1) echo "rtnode_off 1|storescp 1|rtnode (fsync: false) vs storescp --ignore, 1 association|0.9|>=0.90 of the sender's limit" ;;
+    sender4) echo "rtnode_off $STREAMS|storescp $STREAMS|rtnode (fsync: false) vs storescp --fork --ignore, $STREAMS associations|0.9|>=0.90 of the sender's limit" ;;
+    *) die "unknown comparison: $1" ;;
+  esac
+}
+
+run_one() { # kind n
+  case $1 in
+    rtnode_on) run_rtnode true "$2" ;;
+    rtnode_off) run_rtnode false "$2" ;;
+    orthanc) run_orthanc "$2" ;;
+    loop) run_loop "$2" ;;
+    storescp) run_storescp "$2" ;;
+  esac
+}
+
+for c in $COMPARISONS; do describe "$c" >/dev/null; done
+RUN_NO=0
+for ((p = 1; p <= PAIRS; p++)); do
+  for c in $COMPARISONS; do
+    IFS='|' read -r a b label _ _ <<<"$(describe "$c")"
+    if ((p % 2)); then order=(A B); else order=(B A); fi
+    declare -A got=()
+    for which in "${order[@]}"; do
+      RUN_NO=$((RUN_NO + 1))
+      if [[ $which == A ]]; then spec=$a; else spec=$b; fi
+      # shellcheck disable=SC2086
+      run_one $spec
+      got[$which]=$R
+      log "pair $p/$PAIRS  $c  $which ($spec): ${got[$which]} instances/s"
+    done
+    printf '%s\t%d\t%s\t%s\t%s\n' "$c" "$p" "${got[A]}" "${got[B]}" "${order[*]}" >>"$RAW"
+    unset got
+  done
+done
+
+[[ -n $RESULTS ]] && cp "$RAW" "$RESULTS"
+
+# ------------------------------------------------------------- report ---
+DESCS=$WORK/descriptions.tsv
+: >"$DESCS"
+for c in $COMPARISONS; do
+  IFS='|' read -r a b label target ttext <<<"$(describe "$c")"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$a" "$b" "$label" "$target" "$ttext" >>"$DESCS"
+done
+echo
+python3 - "$RAW" "$DESCS" <<'EOF'
+import statistics, sys
+raw, descs = sys.argv[1], sys.argv[2]
+rows = {}
+for line in open(raw):
+    c, p, a, b, order = line.rstrip("\n").split("\t")
+    rows.setdefault(c, []).append((int(p), float(a), float(b), order.replace(" ", "")))
+summary = []
+for line in open(descs):
+    c, a, b, label, target, ttext = line.rstrip("\n").split("\t")
+    target = float(target)
+    runs = rows.get(c, [])
+    print(f"== {c}: {label}")
+    print(f"   A = {a.replace('_on', ' fsync:true').replace('_off', ' fsync:false')}, B = {b}  (instances/s)")
+    print(f"   {'pair':>4}  {'order':>5}  {'A':>8}  {'B':>8}  {'A/B':>6}")
+    ratios = []
+    for p, va, vb, order in runs:
+        r = va / vb
+        ratios.append(r)
+        print(f"   {p:>4}  {order:>5}  {va:>8.1f}  {vb:>8.1f}  {r:>6.2f}")
+    if not ratios:
+        continue
+    med, lo, hi = statistics.median(ratios), min(ratios), max(ratios)
+    ma = statistics.median(x[1] for x in runs)
+    mb = statistics.median(x[2] for x in runs)
+    print(f"   median A {ma:.1f}/s, median B {mb:.1f}/s; "
+          f"median ratio {med:.2f} (spread {lo:.2f}-{hi:.2f})")
+    print()
+    if target == 1.0:
+        met = med > target
+    else:
+        met = med >= target
+    every = all((r > target) if target == 1.0 else (r >= target) for r in ratios)
+    verdict = "met" if met else "NOT met"
+    if met and not every:
+        verdict += " (median only; not in every pair)"
+    elif met:
+        verdict += " (in every pair)"
+    summary.append((c, label, ttext, med, lo, hi, verdict))
+print("== summary against the targets (median A/B ratio, min-max over pairs)")
+for c, label, ttext, med, lo, hi, verdict in summary:
+    print(f"   {c:<9} {med:5.2f} ({lo:.2f}-{hi:.2f})  target {ttext:<30} {verdict}")
+EOF
