@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use dicom_core::Tag;
+use dicom_core::{Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::{InMemDicomObject, OpenFileOptions};
 use serde::{Deserialize, Serialize};
@@ -89,11 +89,30 @@ pub struct InstanceRecord {
     pub received_at: String,
 }
 
+/// Text of an element. An archive whose dictionary predates an attribute
+/// forwards it as UN (PS3.5 6.2.2); standard RT attributes arrive that way
+/// from older PACS, so UN values are read as the text they carry.
 fn text(obj: &InMemDicomObject, tag: Tag) -> String {
-    obj.get(tag)
-        .and_then(|e| e.to_str().ok())
-        .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_string())
-        .unwrap_or_default()
+    let Some(e) = obj.get(tag) else {
+        return String::new();
+    };
+    let s = if e.vr() == VR::UN {
+        match e.to_bytes() {
+            Ok(b)
+                if b.iter()
+                    .all(|c| c.is_ascii() && (!c.is_ascii_control() || *c == 0)) =>
+            {
+                String::from_utf8_lossy(&b).into_owned()
+            }
+            _ => return String::new(),
+        }
+    } else {
+        match e.to_str() {
+            Ok(s) => s.into_owned(),
+            Err(_) => return String::new(),
+        }
+    };
+    s.trim_end_matches(['\0', ' ']).trim().to_string()
 }
 
 fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
@@ -105,19 +124,69 @@ fn floats<const N: usize>(obj: &InMemDicomObject, tag: Tag) -> Option<[f64; N]> 
     v.try_into().ok()
 }
 
-fn items(obj: &InMemDicomObject, tag: Tag) -> &[InMemDicomObject] {
-    obj.get(tag).and_then(|e| e.items()).unwrap_or(&[])
+/// Items of a sequence; a sequence forwarded as UN is implicit VR little
+/// endian inside (PS3.5 6.2.2) and is decoded here.
+fn items(obj: &InMemDicomObject, tag: Tag) -> Vec<InMemDicomObject> {
+    let Some(e) = obj.get(tag) else {
+        return Vec::new();
+    };
+    if let Some(items) = e.items() {
+        return items.to_vec();
+    }
+    if e.vr() != VR::UN {
+        return Vec::new();
+    }
+    let Ok(bytes) = e.to_bytes() else {
+        return Vec::new();
+    };
+    un_sequence_items(&bytes)
+}
+
+fn un_sequence_items(bytes: &[u8]) -> Vec<InMemDicomObject> {
+    use dicom_encoding::TransferSyntaxIndex;
+    let Some(ts) =
+        dicom_transfer_syntax_registry::TransferSyntaxRegistry.get(crate::uids::IMPLICIT_VR_LE)
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while pos + 8 <= bytes.len() {
+        let tag = (
+            u16::from_le_bytes([bytes[pos], bytes[pos + 1]]),
+            u16::from_le_bytes([bytes[pos + 2], bytes[pos + 3]]),
+        );
+        let len = u32::from_le_bytes([
+            bytes[pos + 4],
+            bytes[pos + 5],
+            bytes[pos + 6],
+            bytes[pos + 7],
+        ]);
+        // Only defined-length items; anything else is left alone rather than guessed.
+        if tag != (0xFFFE, 0xE000) || len == u32::MAX {
+            break;
+        }
+        let start = pos + 8;
+        let Some(body) = bytes.get(start..start + len as usize) else {
+            break;
+        };
+        if let Ok(item) = InMemDicomObject::read_dataset_with_ts(body, ts) {
+            out.push(item);
+        }
+        pos = start + len as usize;
+    }
+    out
 }
 
 fn references(obj: &InMemDicomObject) -> Vec<Reference> {
     let mut refs = Vec::new();
-    for fr in items(obj, tags::REFERENCED_FRAME_OF_REFERENCE_SEQUENCE) {
+    for fr in &items(obj, tags::REFERENCED_FRAME_OF_REFERENCE_SEQUENCE) {
         let uid = text(fr, tags::FRAME_OF_REFERENCE_UID);
         if !uid.is_empty() {
             refs.push(Reference::FrameOfReference(uid));
         }
-        for study in items(fr, tags::RT_REFERENCED_STUDY_SEQUENCE) {
-            for series in items(study, tags::RT_REFERENCED_SERIES_SEQUENCE) {
+        for study in &items(fr, tags::RT_REFERENCED_STUDY_SEQUENCE) {
+            for series in &items(study, tags::RT_REFERENCED_SERIES_SEQUENCE) {
                 let uid = text(series, tags::SERIES_INSTANCE_UID);
                 if !uid.is_empty() {
                     refs.push(Reference::ImageSeries(uid));
@@ -125,13 +194,13 @@ fn references(obj: &InMemDicomObject) -> Vec<Reference> {
             }
         }
     }
-    for ss in items(obj, tags::REFERENCED_STRUCTURE_SET_SEQUENCE) {
+    for ss in &items(obj, tags::REFERENCED_STRUCTURE_SET_SEQUENCE) {
         let uid = text(ss, tags::REFERENCED_SOP_INSTANCE_UID);
         if !uid.is_empty() {
             refs.push(Reference::StructureSet(uid));
         }
     }
-    for plan in items(obj, tags::REFERENCED_RT_PLAN_SEQUENCE) {
+    for plan in &items(obj, tags::REFERENCED_RT_PLAN_SEQUENCE) {
         let uid = text(plan, tags::REFERENCED_SOP_INSTANCE_UID);
         if !uid.is_empty() {
             refs.push(Reference::Plan {
@@ -236,4 +305,100 @@ pub fn read_record(path: &Path) -> Result<InstanceRecord, RecordError> {
         lossy_compressed: lossy,
         ..InstanceRecord::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dicom_core::{DataElement, PrimitiveValue};
+    use dicom_object::meta::FileMetaTableBuilder;
+
+    /// Writes a minimal RT Structure Set whose patient name is in `charset`.
+    fn write(dir: &Path, charset: &str, name: &str) -> std::path::PathBuf {
+        let mut obj = InMemDicomObject::new_empty();
+        let put = |obj: &mut InMemDicomObject, tag, vr, v: &str| {
+            obj.put(DataElement::new(tag, vr, PrimitiveValue::from(v)));
+        };
+        put(&mut obj, tags::SPECIFIC_CHARACTER_SET, VR::CS, charset);
+        put(
+            &mut obj,
+            tags::SOP_CLASS_UID,
+            VR::UI,
+            crate::uids::RT_STRUCTURE_SET_STORAGE,
+        );
+        put(&mut obj, tags::SOP_INSTANCE_UID, VR::UI, "1.2.3.4");
+        put(&mut obj, tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3.5");
+        put(&mut obj, tags::SERIES_INSTANCE_UID, VR::UI, "1.2.3.6");
+        put(&mut obj, tags::MODALITY, VR::CS, "RTSTRUCT");
+        put(&mut obj, tags::PATIENT_NAME, VR::PN, name);
+        put(&mut obj, tags::PATIENT_ID, VR::LO, "P1");
+        let mut series = InMemDicomObject::new_empty();
+        put(&mut series, tags::SERIES_INSTANCE_UID, VR::UI, "1.2.3.7");
+        let mut study = InMemDicomObject::new_empty();
+        study.put(DataElement::new(
+            tags::RT_REFERENCED_SERIES_SEQUENCE,
+            VR::SQ,
+            dicom_core::value::DataSetSequence::from(vec![series]),
+        ));
+        let mut frame = InMemDicomObject::new_empty();
+        put(&mut frame, tags::FRAME_OF_REFERENCE_UID, VR::UI, "1.2.3.8");
+        frame.put(DataElement::new(
+            tags::RT_REFERENCED_STUDY_SEQUENCE,
+            VR::SQ,
+            dicom_core::value::DataSetSequence::from(vec![study]),
+        ));
+        obj.put(DataElement::new(
+            tags::REFERENCED_FRAME_OF_REFERENCE_SEQUENCE,
+            VR::SQ,
+            dicom_core::value::DataSetSequence::from(vec![frame]),
+        ));
+        let file = obj
+            .with_meta(
+                FileMetaTableBuilder::new()
+                    .media_storage_sop_class_uid(crate::uids::RT_STRUCTURE_SET_STORAGE)
+                    .media_storage_sop_instance_uid("1.2.3.4")
+                    .transfer_syntax(crate::uids::EXPLICIT_VR_LE),
+            )
+            .unwrap();
+        let path = dir.join(format!("{}.dcm", charset.replace(' ', "_")));
+        file.write_to_file(&path).unwrap();
+        path
+    }
+
+    #[test]
+    fn patient_names_are_decoded_by_their_character_set() {
+        let dir = tempfile::tempdir().unwrap();
+        for (charset, name, raw) in [
+            ("ISO_IR 100", "Müller^Jürgen", &b"M\xfcller"[..]),
+            ("ISO_IR 192", "Ærø^Åse", "Ærø".as_bytes()),
+            ("GB18030", "王^小明", &[0xcd, 0xf5][..]),
+        ] {
+            let path = write(dir.path(), charset, name);
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                bytes.windows(raw.len()).any(|w| w == raw),
+                "{charset}: name not encoded in its character set"
+            );
+            let rec = read_record(&path).unwrap();
+            assert_eq!(rec.patient.name, name, "{charset}");
+            assert_eq!(rec.specific_character_set, charset);
+        }
+    }
+
+    #[test]
+    fn rtstruct_references_are_indexed() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = read_record(&write(dir.path(), "ISO_IR 192", "A^B")).unwrap();
+        assert_eq!(
+            rec.references,
+            vec![
+                Reference::FrameOfReference("1.2.3.8".into()),
+                Reference::ImageSeries("1.2.3.7".into())
+            ]
+        );
+        // The structure set lives in the frame it references.
+        assert_eq!(rec.frame_of_reference_uid, "1.2.3.8");
+        assert!(rec.rt.is_some());
+        assert_ne!(rec.patient.key(), PatientInfo::default().key());
+    }
 }

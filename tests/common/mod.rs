@@ -199,7 +199,11 @@ pub fn synth(dir: &Path, slices: u32, rows: u16) -> Vec<PathBuf> {
         .args(["--slices", &slices.to_string(), "--rows", &rows.to_string()])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
