@@ -96,6 +96,16 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             f.error
         );
     }
+    // The association log is written as each association ends; give the
+    // server a moment to record the one that just released.
+    for _ in 0..100 {
+        if running.node.active_associations() == 0
+            && running.node.state.association_count().unwrap_or(0) >= 2
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let report = {
         let node = running.node.clone();
         let addr = running.addr.to_string();

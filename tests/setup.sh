@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs beyond the Rust toolchain, on Debian:
+# dcmtk (the interoperability peers: echoscu, storescu, storescp and its
+# converters) and cmake + g++ (CharLS, the JPEG-LS codec, builds from source).
+set -euo pipefail
+need=()
+for bin in storescu echoscu storescp dcmdump dcmcjpls cmake g++; do
+  command -v "$bin" >/dev/null 2>&1 || need+=("$bin")
+done
+if ((${#need[@]})); then
+  pkgs=(dcmtk cmake g++)
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+echo "test dependencies present: $(storescu --version 2>&1 | head -1 | tr -s ' ')"
