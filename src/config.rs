@@ -90,6 +90,8 @@ pub struct Config {
     pub storage: StorageSection,
     #[serde(default)]
     pub logging: LoggingSection,
+    #[serde(default)]
+    pub pipeline: PipelineSection,
     /// The file this config was read from; relative paths inside the config
     /// are resolved against its directory.
     #[serde(skip)]
@@ -250,6 +252,110 @@ impl LoggingSection {
     /// that went through the loaders has already been checked.
     pub fn log_format(&self) -> Option<LogFormat> {
         LogFormat::parse(&self.format)
+    }
+}
+
+/// When a course is processed, and with how much of the machine.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSection {
+    /// `ct`, `ct+rtstruct` or `full` (CT + RTSTRUCT + RTPLAN + RTDOSE).
+    #[serde(default = "default_trigger")]
+    pub trigger: String,
+    /// Per calling AE title, a rule that overrides `trigger`.
+    #[serde(default)]
+    pub trigger_by_calling_ae: std::collections::BTreeMap<String, String>,
+    /// Seconds without a new instance before a complete course starts.
+    #[serde(default = "default_stable_age_s")]
+    pub stable_age_s: u64,
+    /// Only plans with ApprovalStatus APPROVED count towards `full`.
+    #[serde(default = "default_false")]
+    pub require_approved: bool,
+    /// Stage runs at once across courses: `auto` (cores − 1, at least 1) or a number.
+    #[serde(default = "default_workers")]
+    pub workers: String,
+    /// Attempts of a failing stage before it is left failed.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// First retry delay; doubled at each further attempt.
+    #[serde(default = "default_retry_backoff_s")]
+    pub retry_backoff_s: u64,
+    /// Per-stage limits, by stage name.
+    #[serde(default = "default_stage_limits")]
+    pub stages: std::collections::BTreeMap<String, StageLimits>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageLimits {
+    /// Runs of this stage at once (0: no limit beyond `pipeline.workers`).
+    #[serde(default)]
+    pub workers: u32,
+    /// Threads one run may use, passed to child processes as OMP_NUM_THREADS
+    /// and friends (0: the machine's cores divided by the stage's workers).
+    #[serde(default)]
+    pub threads: u32,
+}
+
+fn default_trigger() -> String {
+    "ct+rtstruct".to_owned()
+}
+fn default_stable_age_s() -> u64 {
+    30
+}
+fn default_workers() -> String {
+    "auto".to_owned()
+}
+fn default_max_attempts() -> u32 {
+    3
+}
+fn default_retry_backoff_s() -> u64 {
+    10
+}
+fn default_stage_limits() -> std::collections::BTreeMap<String, StageLimits> {
+    // One GPU job at a time, as the predecessor learned.
+    std::collections::BTreeMap::from([(
+        "segmentation".to_owned(),
+        StageLimits {
+            workers: 1,
+            threads: 0,
+        },
+    )])
+}
+
+impl Default for PipelineSection {
+    fn default() -> Self {
+        PipelineSection {
+            trigger: default_trigger(),
+            trigger_by_calling_ae: Default::default(),
+            stable_age_s: default_stable_age_s(),
+            require_approved: false,
+            workers: default_workers(),
+            max_attempts: default_max_attempts(),
+            retry_backoff_s: default_retry_backoff_s(),
+            stages: default_stage_limits(),
+        }
+    }
+}
+
+pub const TRIGGER_RULES: [&str; 3] = ["ct", "ct+rtstruct", "full"];
+
+impl PipelineSection {
+    /// The number of stage runs at once.
+    pub fn worker_count(&self) -> usize {
+        match self.workers.trim() {
+            "auto" => std::thread::available_parallelism()
+                .map(|n| n.get().saturating_sub(1).max(1))
+                .unwrap_or(1),
+            n => n.parse::<usize>().unwrap_or(1).max(1),
+        }
+    }
+
+    pub fn trigger_for(&self, calling_ae: Option<&str>) -> &str {
+        calling_ae
+            .and_then(|ae| self.trigger_by_calling_ae.get(ae.trim()))
+            .map(String::as_str)
+            .unwrap_or(&self.trigger)
     }
 }
 
@@ -660,6 +766,41 @@ fn check_config(c: &Config, text: &str, file: &Path) -> Vec<ConfigError> {
             "idle_timeout_s",
             "must be at least 1 second".to_owned(),
         );
+    }
+
+    let pipe = &c.pipeline;
+    if !TRIGGER_RULES.contains(&pipe.trigger.as_str()) {
+        err(
+            "pipeline",
+            "trigger",
+            format!(
+                "unknown rule {:?}; expected one of {TRIGGER_RULES:?}",
+                pipe.trigger
+            ),
+        );
+    }
+    for (ae, rule) in &pipe.trigger_by_calling_ae {
+        if !TRIGGER_RULES.contains(&rule.as_str()) {
+            err(
+                "pipeline",
+                "trigger_by_calling_ae",
+                format!("{ae}: unknown rule {rule:?}; expected one of {TRIGGER_RULES:?}"),
+            );
+        }
+    }
+    if pipe.workers.trim() != "auto" && pipe.workers.trim().parse::<u32>().map_or(true, |n| n == 0)
+    {
+        err(
+            "pipeline",
+            "workers",
+            format!(
+                "{:?} is neither \"auto\" nor a positive number",
+                pipe.workers
+            ),
+        );
+    }
+    if pipe.max_attempts == 0 {
+        err("pipeline", "max_attempts", "must be at least 1".to_owned());
     }
 
     let log = &c.logging;

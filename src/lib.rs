@@ -6,12 +6,17 @@
 //! the CLI sit at the edge. See ARCHITECTURE.md.
 
 pub mod config;
+pub mod course;
 pub mod demo;
 pub mod dimse;
+pub mod import;
 pub mod node;
 pub mod part10;
+pub mod pipeline;
+pub mod process;
 pub mod scp;
 pub mod scu;
+pub mod stages;
 pub mod state;
 pub mod status;
 pub mod store;
@@ -19,3 +24,4 @@ pub mod synth;
 pub mod time;
 pub mod uids;
 pub mod ul;
+pub mod volume;

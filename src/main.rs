@@ -32,6 +32,20 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Redraw every second in place (text only) until interrupted.
+        #[arg(long, conflicts_with = "json")]
+        watch: bool,
+    },
+    /// Run course assembly and the processing stages over a folder, no network.
+    Process {
+        /// Folder of DICOM files (searched recursively).
+        dir: PathBuf,
+        /// Output folder: becomes a data directory with courses/<id>/v<N>/…
+        #[arg(long)]
+        out: PathBuf,
+        /// Node configuration file (for the pipeline settings).
+        #[arg(long, default_value = config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
     },
     /// Send DICOM files and folders (recursively) to a peer with C-STORE.
     Send {
@@ -109,6 +123,9 @@ struct ServeArgs {
     /// Peers file (default: the one the configuration names).
     #[arg(long)]
     peers: Option<PathBuf>,
+    /// Seconds without a new instance before a complete course is processed.
+    #[arg(long)]
+    stable_age: Option<u64>,
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -145,7 +162,20 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Status { data_dir, json } => {
+        Command::Status { data_dir, json, watch } => {
+            if watch {
+                loop {
+                    let text = match rtnode::status::report(&data_dir) {
+                        Ok(r) => rtnode::status::render_text(&r),
+                        Err(e) => format!("rtnode: {e:#}\n"),
+                    };
+                    // Home the cursor and clear, then draw: one frame at a time.
+                    print!("\x1b[H\x1b[2J{text}");
+                    use std::io::Write;
+                    std::io::stdout().flush()?;
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+            }
             let r = rtnode::status::report(&data_dir)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
@@ -153,6 +183,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print!("{}", rtnode::status::render_text(&r));
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Process { dir, out, config } => {
+            let cfg = if config.exists() {
+                config::load_config(&config).map_err(|e| anyhow::anyhow!("{e}"))?
+            } else {
+                Config::default()
+            };
+            init_logging(LogFormat::Text, "info");
+            let summary = rtnode::process::run(&dir, &out, &cfg)?;
+            for c in &summary.status.courses {
+                let stages: Vec<String> = c.stages.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!("{}\tv{}\t{}\t{}", c.id, c.version, c.state, stages.join(" "));
+                for d in &c.stage_details {
+                    if let Some(r) = &d.skip_reason {
+                        println!("\t{} skipped: {r}", d.stage);
+                    }
+                }
+            }
+            println!(
+                "{} files imported ({} not), {} course(s), results in {}",
+                summary.imported,
+                summary.import_failures.len(),
+                summary.status.courses.len(),
+                out.join("courses").display()
+            );
+            for p in &summary.problems {
+                eprintln!("problem: {p}");
+            }
+            Ok(if summary.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Send {
             to,
@@ -279,6 +338,9 @@ fn load_for_serve(args: &ServeArgs) -> Result<(Config, PeersFile)> {
     }
     if let Some(d) = &args.data_dir {
         cfg.node.data_dir = d.clone();
+    }
+    if let Some(s) = args.stable_age {
+        cfg.pipeline.stable_age_s = s;
     }
     if let Some(ae) = &args.ae_title {
         config::check_ae_title(ae).map_err(anyhow::Error::msg)?;

@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::config::{Config, PeersFile};
 use crate::scp::{self, Node};
+use crate::pipeline::{Pipeline, PipelineOptions};
 use crate::state::StateDb;
 use crate::store::{Store, StoreOptions};
 
@@ -23,6 +24,7 @@ pub struct RunningNode {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     admin: Option<JoinHandle<()>>,
+    scheduler: std::thread::JoinHandle<()>,
     data_dir: PathBuf,
 }
 
@@ -50,7 +52,21 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
     let store = tokio::task::spawn_blocking(move || Store::open(opts))
         .await
         .context("store start-up panicked")??;
-    let state = StateDb::open(&data_dir)?;
+    let state = Arc::new(StateDb::open(&data_dir)?);
+    let pipeline = Pipeline::open(
+        &data_dir,
+        state.clone(),
+        PipelineOptions {
+            settings: cfg.pipeline.clone(),
+            immediate: false,
+        },
+    )?;
+    pipeline.load_records(store.index().all_records()?);
+    {
+        let p = pipeline.clone();
+        store.set_listener(Arc::new(move |r| p.on_instance(r)));
+    }
+    let scheduler = pipeline.spawn()?;
     let bind = cfg
         .node
         .listen_addr()
@@ -59,13 +75,16 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
         .await
         .with_context(|| format!("binding {bind}"))?;
     let addr = listener.local_addr()?;
-    let node = Arc::new(Node::new(
-        cfg.node.ae_title.clone(),
-        cfg.network.clone(),
-        peers,
-        Arc::new(store),
-        Arc::new(state),
-    ));
+    let node = Arc::new(
+        Node::new(
+            cfg.node.ae_title.clone(),
+            cfg.network.clone(),
+            peers,
+            Arc::new(store),
+            state,
+        )
+        .with_pipeline(pipeline),
+    );
     let admin = if cfg.network.admin_socket {
         let l = crate::status::bind_admin_socket(&data_dir)?;
         Some(tokio::spawn(crate::status::serve_admin(
@@ -101,6 +120,7 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
         shutdown,
         server,
         admin,
+        scheduler,
         data_dir,
     })
 }
@@ -120,7 +140,14 @@ impl RunningNode {
         let _ = std::fs::remove_file(crate::status::admin_socket_path(&self.data_dir));
         let _ = std::fs::remove_file(node_file_path(&self.data_dir));
         let node = self.node;
+        let scheduler = self.scheduler;
+        if let Some(p) = &node.pipeline {
+            p.stop();
+        }
         tokio::task::spawn_blocking(move || -> Result<()> {
+            // A stage still running is recorded as running and re-queued at
+            // the next start (stages are idempotent).
+            let _ = scheduler.join();
             node.state.flush()?;
             node.store.close()
         })

@@ -3,7 +3,7 @@
 //! is byte for byte the data set we hold.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -14,10 +14,9 @@ use dicom_ul::pdu::{
 use tokio::io::{AsyncReadExt, AsyncSeekExt, BufReader};
 use tokio::net::TcpStream;
 
-use dicom_encoding::TransferSyntaxIndex;
-
 use crate::dimse;
-use crate::part10;
+pub use crate::import::collect_files;
+use crate::import::{prepare, Body, Item};
 use crate::uids;
 use crate::ul::{self, pdu_type};
 
@@ -48,24 +47,6 @@ impl std::str::FromStr for Target {
     }
 }
 
-/// Where the data set bytes of a file come from.
-#[derive(Debug, Clone)]
-enum Body {
-    /// A Part 10 file: the bytes after its meta group, as they are.
-    File { offset: u64, len: u64 },
-    /// A bare data set re-encoded in memory (files without a meta group).
-    Memory(Vec<u8>),
-}
-
-#[derive(Debug, Clone)]
-struct Item {
-    path: PathBuf,
-    sop_class: String,
-    sop_instance: String,
-    ts: String,
-    body: Body,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub path: PathBuf,
@@ -79,109 +60,6 @@ impl Outcome {
         // B-range statuses are warnings: stored.
         matches!(self.status, Some(s) if s == 0 || (0xB000..=0xBFFF).contains(&s))
     }
-}
-
-pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in paths {
-        let meta = std::fs::metadata(p).with_context(|| format!("{}", p.display()))?;
-        if meta.is_dir() {
-            walk(p, &mut out)?;
-        } else {
-            out.push(p.clone());
-        }
-    }
-    Ok(out)
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("{}", dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            walk(&p, out)?;
-        } else if p.is_file() && looks_like_dicom(&p) {
-            out.push(p);
-        }
-    }
-    Ok(())
-}
-
-fn text_of(obj: &dicom_object::InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {
-    obj.get(tag)
-        .and_then(|e| e.to_str().ok())
-        .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
-        .filter(|s| uids::check_uid(s).is_ok())
-}
-
-/// A bare data set (no preamble, no meta group) starts with a group-0008
-/// element; explicit VR shows as two upper-case letters after the tag.
-fn bare_dataset_syntax(head: &[u8]) -> Option<&'static str> {
-    if head.len() < 8 || head[0..2] != [0x08, 0x00] {
-        return None;
-    }
-    if head[4].is_ascii_uppercase() && head[5].is_ascii_uppercase() {
-        Some(uids::EXPLICIT_VR_LE)
-    } else {
-        Some(uids::IMPLICIT_VR_LE)
-    }
-}
-
-/// Whether a file found while walking a folder is worth offering at all.
-fn looks_like_dicom(path: &Path) -> bool {
-    use std::io::Read;
-    let mut head = [0u8; 132];
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return false;
-    };
-    let n = f.read(&mut head).unwrap_or(0);
-    (n == 132 && &head[128..132] == b"DICM") || bare_dataset_syntax(&head[..n]).is_some()
-}
-
-fn prepare(path: &Path) -> Result<Item, String> {
-    use dicom_dictionary_std::tags;
-    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let len = f.metadata().map_err(|e| e.to_string())?.len();
-    if let Some(meta) = part10::read_file_meta(&mut f).map_err(|e| e.to_string())? {
-        // The command carries the data set's own UIDs, as dcmtk's storescu
-        // does: a meta group that disagrees with its data set is not ours to
-        // believe, and the receiver checks the data set anyway.
-        let head = dicom_object::OpenFileOptions::new()
-            .read_until(tags::STUDY_DATE)
-            .open_file(path)
-            .map_err(|e| format!("cannot parse: {e}"))?;
-        return Ok(Item {
-            path: path.to_path_buf(),
-            sop_class: text_of(&head, tags::SOP_CLASS_UID).unwrap_or(meta.sop_class_uid),
-            sop_instance: text_of(&head, tags::SOP_INSTANCE_UID).unwrap_or(meta.sop_instance_uid),
-            ts: meta.transfer_syntax_uid,
-            body: Body::File {
-                offset: meta.dataset_offset,
-                len: len.saturating_sub(meta.dataset_offset),
-            },
-        });
-    }
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    let ts_uid =
-        bare_dataset_syntax(&bytes).ok_or("not a DICOM file (no DICM marker, no data set)")?;
-    let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
-        .get(ts_uid)
-        .ok_or("transfer syntax not registered")?;
-    let obj = dicom_object::InMemDicomObject::read_dataset_with_ts(&bytes[..], ts)
-        .map_err(|e| format!("not a DICOM file: {e}"))?;
-    let sop_class = text_of(&obj, tags::SOP_CLASS_UID).ok_or("no SOPClassUID")?;
-    let sop_instance = text_of(&obj, tags::SOP_INSTANCE_UID).ok_or("no SOPInstanceUID")?;
-    Ok(Item {
-        path: path.to_path_buf(),
-        sop_class,
-        sop_instance,
-        ts: ts_uid.to_string(),
-        body: Body::Memory(bytes),
-    })
 }
 
 /// Sends every file, as few associations as the 128-context limit allows.

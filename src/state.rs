@@ -9,6 +9,14 @@ use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefi
 use serde::{Deserialize, Serialize};
 
 const ASSOCIATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("associations");
+/// course id → CourseRecord (JSON)
+const COURSES: TableDefinition<&str, &[u8]> = TableDefinition::new("courses");
+/// "<course id>/v<NNNN>/<stage>" → JobRecord (JSON)
+const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
+/// SOP Instance UID of an object rtnode created → course id
+const CREATED: TableDefinition<&str, &str> = TableDefinition::new("created_instances");
+/// stage name → number of runs since the state database was made
+const STAGE_RUNS: TableDefinition<&str, u64> = TableDefinition::new("stage_runs");
 
 /// Keeps the log bounded on a node that runs for years.
 const MAX_ASSOCIATIONS_KEPT: u64 = 100_000;
@@ -42,6 +50,10 @@ impl StateDb {
             .with_context(|| format!("opening state database {}", path.display()))?;
         let txn = db.begin_write()?;
         txn.open_table(ASSOCIATIONS)?;
+        txn.open_table(COURSES)?;
+        txn.open_table(JOBS)?;
+        txn.open_table(CREATED)?;
+        txn.open_table(STAGE_RUNS)?;
         txn.commit()?;
         Ok(StateDb { db })
     }
@@ -79,6 +91,86 @@ impl StateDb {
     pub fn association_count(&self) -> Result<u64> {
         let txn = self.db.begin_read()?;
         Ok(txn.open_table(ASSOCIATIONS)?.len()?)
+    }
+
+    /// Stores a JSON value under `key` in one of the pipeline tables; job
+    /// and course transitions are durable at once, since a crash must not
+    /// forget that a stage finished or started.
+    fn put_json<T: Serialize>(&self, table: TableDefinition<&str, &[u8]>, key: &str, v: &T) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(table)?.insert(key, serde_json::to_vec(v)?.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn all_json<T: for<'de> Deserialize<'de>>(&self, table: TableDefinition<&str, &[u8]>, prefix: &str) -> Result<Vec<T>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(table)?;
+        let mut out = Vec::new();
+        for row in t.range(prefix..)? {
+            let (k, v) = row?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push(serde_json::from_slice(v.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn put_course<T: Serialize>(&self, id: &str, course: &T) -> Result<()> {
+        self.put_json(COURSES, id, course)
+    }
+
+    pub fn courses<T: for<'de> Deserialize<'de>>(&self) -> Result<Vec<T>> {
+        self.all_json(COURSES, "")
+    }
+
+    pub fn put_job<T: Serialize>(&self, key: &str, job: &T) -> Result<()> {
+        self.put_json(JOBS, key, job)
+    }
+
+    /// Jobs whose key starts with `prefix` ("" for all), in key order.
+    pub fn jobs<T: for<'de> Deserialize<'de>>(&self, prefix: &str) -> Result<Vec<T>> {
+        self.all_json(JOBS, prefix)
+    }
+
+    pub fn mark_created(&self, sop_instance_uid: &str, course_id: &str) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(CREATED)?.insert(sop_instance_uid, course_id)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn created(&self) -> Result<std::collections::HashSet<String>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(CREATED)?;
+        let mut out = std::collections::HashSet::new();
+        for row in t.iter()? {
+            out.insert(row?.0.value().to_string());
+        }
+        Ok(out)
+    }
+
+    pub fn count_stage_run(&self, stage: &str) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut t = txn.open_table(STAGE_RUNS)?;
+            let n = t.get(stage)?.map(|v| v.value()).unwrap_or(0);
+            t.insert(stage, n + 1)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn stage_runs(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(STAGE_RUNS)?;
+        let mut out = std::collections::BTreeMap::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.insert(k.value().to_string(), v.value());
+        }
+        Ok(out)
     }
 
     pub fn flush(&self) -> Result<()> {

@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 use tracing::{debug, warn};
 
+use crate::pipeline::{CourseStatus, PipelineStatus, StageStatus};
 use crate::scp::Node;
 use crate::state::{AssociationRecord, StateDb};
 use crate::store::{Counts, Index};
@@ -47,6 +48,14 @@ pub struct StatusReport {
     pub instances: u64,
     pub free_bytes: u64,
     pub recent_associations: Vec<AssociationRecord>,
+    /// Courses with their stages (see `pipeline::CourseStatus`).
+    pub courses: Vec<CourseStatus>,
+    /// Stage runs waiting to start.
+    pub queue_depth: usize,
+    pub running_stages: usize,
+    pub recent_failures: Vec<StageStatus>,
+    /// Runs of each stage since the state database was created.
+    pub stage_runs: std::collections::BTreeMap<String, u64>,
 }
 
 pub fn admin_socket_path(data_dir: &Path) -> PathBuf {
@@ -65,13 +74,26 @@ fn base_report(data_dir: &Path, counts: Counts, recent: Vec<AssociationRecord>) 
         instances: counts.instances,
         free_bytes: crate::store::free_bytes(data_dir).unwrap_or(0),
         recent_associations: recent,
+        ..StatusReport::default()
     }
+}
+
+fn with_pipeline(mut r: StatusReport, p: PipelineStatus) -> StatusReport {
+    r.courses = p.courses;
+    r.queue_depth = p.queue_depth;
+    r.running_stages = p.running;
+    r.recent_failures = p.recent_failures;
+    r.stage_runs = p.stage_runs;
+    r
 }
 
 pub fn live_report(node: &Node, listening: &str) -> Result<StatusReport> {
     let counts = node.store.index().counts()?;
     let recent = node.state.recent_associations(10)?;
     let mut r = base_report(node.store.data_dir(), counts, recent);
+    if let Some(p) = &node.pipeline {
+        r = with_pipeline(r, p.status()?);
+    }
     r.server_state = "running".into();
     let s = &node.stats;
     r.server = Some(ServerInfo {
@@ -179,12 +201,13 @@ pub fn report(data_dir: &Path) -> Result<StatusReport> {
     let counts = Index::open(&index_path)
         .context("opening the index (is a server running without its admin socket?)")?
         .counts()?;
-    let recent = if crate::state::state_path(data_dir).exists() {
-        StateDb::open(data_dir)?.recent_associations(10)?
+    if crate::state::state_path(data_dir).exists() {
+        let state = StateDb::open(data_dir)?;
+        let r = base_report(data_dir, counts, state.recent_associations(10)?);
+        Ok(with_pipeline(r, crate::pipeline::offline_status(&state)?))
     } else {
-        Vec::new()
-    };
-    Ok(base_report(data_dir, counts, recent))
+        Ok(base_report(data_dir, counts, Vec::new()))
+    }
 }
 
 pub fn render_text(r: &StatusReport) -> String {
@@ -206,6 +229,73 @@ pub fn render_text(r: &StatusReport) -> String {
         r.instances,
         r.free_bytes as f64 / 1e9
     ));
+    if !r.courses.is_empty() {
+        out.push_str(&format!(
+            "courses: {} ({} stage runs queued, {} running)\n",
+            r.courses.len(),
+            r.queue_depth,
+            r.running_stages
+        ));
+        for c in &r.courses {
+            let objects: Vec<String> = c.objects.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            out.push_str(&format!(
+                "  {:<28} {:<24} v{:<3} {:<11} {}\n",
+                c.id,
+                truncate(&c.patient_name, 24),
+                c.version,
+                c.state,
+                objects.join(", ")
+            ));
+            if let Some(h) = &c.held {
+                out.push_str(&format!("      held: {h}\n"));
+            }
+            for m in &c.missing {
+                out.push_str(&format!("      missing: {m}\n"));
+            }
+            for w in &c.waiting_for {
+                out.push_str(&format!("      waiting for: {w}\n"));
+            }
+            for s in &c.stage_details {
+                let mut line = format!("      {:<12} {:<8}", s.stage, s.state);
+                if let (Some(d), Some(t)) = (s.done, s.total) {
+                    line.push_str(&format!(" {d}/{t}"));
+                }
+                if let Some(e) = s.eta_s {
+                    line.push_str(&format!(" ETA {e:.0} s"));
+                }
+                if let Some(ms) = s.duration_ms {
+                    line.push_str(&format!(" {:.1} s", ms as f64 / 1000.0));
+                }
+                if s.attempts > 1 {
+                    line.push_str(&format!(" (attempt {})", s.attempts));
+                }
+                if let Some(v) = s.reused_from {
+                    line.push_str(&format!(" (same as v{v})"));
+                }
+                if let Some(r) = &s.skip_reason {
+                    line.push_str(&format!(" ({r})"));
+                }
+                if let Some(e) = &s.error {
+                    line.push_str(&format!(" error: {}", truncate(e, 120)));
+                }
+                out.push_str(&line);
+                out.push('\n');
+            }
+        }
+    }
+    if !r.recent_failures.is_empty() {
+        out.push_str("recent failures:\n");
+        for f in &r.recent_failures {
+            out.push_str(&format!(
+                "  {} v{} {} ({} attempts): {}\n",
+                f.course_id,
+                f.version,
+                f.stage,
+                f.attempts,
+                truncate(f.error.as_deref().unwrap_or(""), 160)
+            ));
+        }
+    }
     if !r.recent_associations.is_empty() {
         out.push_str("recent associations:\n");
         for a in &r.recent_associations {
@@ -223,4 +313,14 @@ pub fn render_text(r: &StatusReport) -> String {
         }
     }
     out
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
 }

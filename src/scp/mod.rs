@@ -45,6 +45,8 @@ pub struct Node {
     pub stats: Stats,
     pub started: Instant,
     pub started_at: String,
+    /// The course pipeline fed by this node's store, when it runs one.
+    pub pipeline: Option<Arc<crate::pipeline::Pipeline>>,
     association_slots: Arc<Semaphore>,
     /// Bounds sockets that have not yet completed negotiation, so a flood of
     /// idle connections cannot pin memory.
@@ -71,7 +73,13 @@ impl Node {
             stats: Stats::default(),
             started: Instant::now(),
             started_at: crate::time::now_rfc3339(),
+            pipeline: None,
         }
+    }
+
+    pub fn with_pipeline(mut self, p: Arc<crate::pipeline::Pipeline>) -> Node {
+        self.pipeline = Some(p);
+        self
     }
 
     pub fn peers(&self) -> Arc<PeersFile> {

@@ -162,6 +162,17 @@ impl Index {
         Ok(out)
     }
 
+    /// Every instance record (the pipeline's starting picture).
+    pub fn all_records(&self) -> Result<Vec<InstanceRecord>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(INSTANCES)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            out.push(serde_json::from_slice(row?.1.value())?);
+        }
+        Ok(out)
+    }
+
     pub fn series_instances(&self, series_instance_uid: &str) -> Result<Vec<InstanceRecord>> {
         let txn = self.db.begin_read()?;
         let members = txn.open_multimap_table(SERIES_INSTANCES)?;

@@ -61,6 +61,10 @@ pub struct StoreOptions {
     pub min_free_bytes: u64,
 }
 
+/// Told of every instance once it is committed (the course assembler).
+pub type Listener = Arc<dyn Fn(&InstanceRecord) + Send + Sync>;
+type ListenerSlot = Arc<std::sync::RwLock<Option<Listener>>>;
+
 struct CommitRequest {
     prepared: Prepared,
     reply: oneshot::Sender<Result<(), StoreFailure>>,
@@ -73,6 +77,7 @@ pub struct Store {
     index: Arc<Index>,
     commits: std::sync::Mutex<Option<std_mpsc::Sender<CommitRequest>>>,
     committer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    listener: ListenerSlot,
 }
 
 const CLEAN_MARKER: &str = "index.clean";
@@ -113,13 +118,15 @@ impl Store {
             );
         }
         let (tx, rx) = std_mpsc::channel();
+        let listener: ListenerSlot = Arc::new(std::sync::RwLock::new(None));
         let committer = {
             let index = index.clone();
             let data_dir = opts.data_dir.clone();
             let fsync = opts.fsync;
+            let listener = listener.clone();
             std::thread::Builder::new()
                 .name("store-commit".into())
-                .spawn(move || commit_loop(rx, index, data_dir, fsync))
+                .spawn(move || commit_loop(rx, index, data_dir, fsync, listener))
                 .context("starting the commit thread")?
         };
         Ok(Store {
@@ -129,7 +136,13 @@ impl Store {
             index,
             commits: std::sync::Mutex::new(Some(tx)),
             committer: std::sync::Mutex::new(Some(committer)),
+            listener,
         })
+    }
+
+    /// Registers the one listener told of each committed instance.
+    pub fn set_listener(&self, l: Listener) {
+        *self.listener.write().unwrap_or_else(|p| p.into_inner()) = Some(l);
     }
 
     pub fn index(&self) -> &Arc<Index> {
@@ -300,6 +313,7 @@ fn commit_loop(
     index: Arc<Index>,
     data_dir: PathBuf,
     fsync: bool,
+    listener: ListenerSlot,
 ) {
     let mut dirty_since: Option<Instant> = None;
     loop {
@@ -322,7 +336,7 @@ fn commit_loop(
                 Err(_) => break,
             }
         }
-        commit_batch(batch, &index, &data_dir, fsync);
+        commit_batch(batch, &index, &data_dir, fsync, &listener);
         let since = *dirty_since.get_or_insert_with(Instant::now);
         if since.elapsed() > Duration::from_secs(2) {
             if let Err(e) = index.flush() {
@@ -336,7 +350,13 @@ fn commit_loop(
     }
 }
 
-fn commit_batch(batch: Vec<CommitRequest>, index: &Index, data_dir: &Path, fsync: bool) {
+fn commit_batch(
+    batch: Vec<CommitRequest>,
+    index: &Index,
+    data_dir: &Path,
+    fsync: bool,
+    listener: &ListenerSlot,
+) {
     let mut placed = Vec::with_capacity(batch.len());
     let mut dirs_to_sync: Vec<PathBuf> = Vec::new();
     for req in batch {
@@ -396,7 +416,11 @@ fn commit_batch(batch: Vec<CommitRequest>, index: &Index, data_dir: &Path, fsync
     let records: Vec<InstanceRecord> = placed.iter().map(|r| r.prepared.record.clone()).collect();
     match index.apply(&records, false) {
         Ok(replaced) => {
+            let l = listener.read().unwrap_or_else(|p| p.into_inner()).clone();
             for (req, rep) in placed.into_iter().zip(replaced) {
+                if let Some(l) = &l {
+                    l(&req.prepared.record);
+                }
                 if let Some(rep) = rep {
                     let old = data_dir.join(&rep.old_path);
                     match std::fs::remove_file(&old) {

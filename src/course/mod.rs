@@ -1,0 +1,611 @@
+//! Treatment courses, assembled from the instance index by RT references
+//! alone.
+//!
+//! A course is the planning image series the RTSTRUCT references, the
+//! RTSTRUCTs that reference it, the RTPLANs that reference those, and the
+//! RTDOSEs that reference the plans. When a reference cannot be resolved the
+//! course waits and says what for: it never guesses (the predecessor took
+//! the largest series of a study, and picked the wrong CT for much of a
+//! cohort). Assembly is a pure function of the records, so the live node and
+//! `rtnode process` decide identically.
+
+pub mod geometry;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::record::{PatientInfo, Reference};
+use crate::store::InstanceRecord;
+use crate::uids;
+pub use geometry::{check_series, SeriesGeometry};
+
+/// One member object of a course.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    pub sop_instance_uid: String,
+    pub series_instance_uid: String,
+    pub content_hash: String,
+    pub path: String,
+    pub calling_ae: String,
+    pub received_at: String,
+}
+
+impl Member {
+    fn of(r: &InstanceRecord) -> Member {
+        Member {
+            sop_instance_uid: r.sop_instance_uid.clone(),
+            series_instance_uid: r.series_instance_uid.clone(),
+            content_hash: r.content_hash.clone(),
+            path: r.path.clone(),
+            calling_ae: r.calling_ae.clone(),
+            received_at: r.received_at.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanMember {
+    pub member: Member,
+    pub label: String,
+    pub intent: String,
+    pub approval_status: String,
+    /// A plan this one replaces (RTPlanRelationship PREDECESSOR).
+    pub predecessor: Option<String>,
+    pub structure_set: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DoseMember {
+    pub member: Member,
+    pub plan: String,
+    pub summation_type: String,
+    pub dose_type: String,
+    pub units: String,
+    pub frame_of_reference_uid: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Course {
+    /// Patient ID (made path-safe) and a short hash of the planning series.
+    pub id: String,
+    pub patient: PatientInfo,
+    pub planning_series_uid: String,
+    pub modality: String,
+    pub frame_of_reference_uid: String,
+    pub images: Vec<Member>,
+    pub geometry: SeriesGeometry,
+    /// Oldest first.
+    pub structure_sets: Vec<Member>,
+    pub plans: Vec<PlanMember>,
+    pub doses: Vec<DoseMember>,
+    /// Why the course cannot run at all (e.g. patient identity mismatch).
+    pub held: Option<String>,
+    /// Objects it waits for, in words.
+    pub waiting_for: Vec<String>,
+    /// Things noticed and deliberately left out (QA plans, orphan doses).
+    pub notes: Vec<String>,
+    /// Calling AE titles that sent its objects.
+    pub calling_aes: BTreeSet<String>,
+}
+
+impl Course {
+    pub fn has_images(&self) -> bool {
+        !self.images.is_empty() && self.geometry.complete
+    }
+
+    /// The newest structure set: a revised RTSTRUCT supersedes the older.
+    pub fn current_structure_set(&self) -> Option<&Member> {
+        self.structure_sets.last()
+    }
+
+    /// What a trigger rule still lacks, empty when it holds.
+    pub fn missing_for(&self, rule: &str, require_approved: bool) -> Vec<String> {
+        let mut missing = Vec::new();
+        if self.images.is_empty() {
+            missing.push(format!("planning image series {}", self.planning_series_uid));
+        } else if !self.geometry.complete {
+            missing.push(format!(
+                "a complete image series ({})",
+                self.geometry.problems.join("; ")
+            ));
+        }
+        if rule == "ct" {
+            return missing;
+        }
+        if self.structure_sets.is_empty() {
+            missing.push("RTSTRUCT".into());
+        }
+        if rule == "full" {
+            let plans: Vec<_> = self
+                .plans
+                .iter()
+                .filter(|p| !require_approved || p.approval_status == "APPROVED")
+                .collect();
+            if plans.is_empty() {
+                missing.push(if require_approved && !self.plans.is_empty() {
+                    "an APPROVED RTPLAN".into()
+                } else {
+                    "RTPLAN".into()
+                });
+            }
+            if self.doses.is_empty() {
+                missing.push("RTDOSE".into());
+            }
+        }
+        missing
+    }
+
+    /// Every member object, for fingerprints and for QC.
+    pub fn all_members(&self) -> impl Iterator<Item = &Member> {
+        self.images
+            .iter()
+            .chain(self.structure_sets.iter())
+            .chain(self.plans.iter().map(|p| &p.member))
+            .chain(self.doses.iter().map(|d| &d.member))
+    }
+}
+
+/// Keeps a course id readable and safe in a path: PatientID characters
+/// outside `[A-Za-z0-9_-]` become `_`, at most 32 of them.
+pub fn course_id(patient_id: &str, planning_series_uid: &str) -> String {
+    let mut pid: String = patient_id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .take(32)
+        .collect();
+    if pid.is_empty() {
+        pid = "NOID".into();
+    }
+    let h = blake3::hash(planning_series_uid.as_bytes()).to_hex();
+    format!("{pid}-{}", &h[..8])
+}
+
+fn is_image(r: &InstanceRecord) -> bool {
+    matches!(r.modality.as_str(), "CT" | "MR" | "PT") && r.image_position_patient.is_some()
+}
+
+fn is_rtstruct(r: &InstanceRecord) -> bool {
+    r.sop_class_uid == uids::RT_STRUCTURE_SET_STORAGE
+}
+
+fn is_plan(r: &InstanceRecord) -> bool {
+    r.sop_class_uid == uids::RT_PLAN_STORAGE || r.sop_class_uid == uids::RT_ION_PLAN_STORAGE
+}
+
+fn is_dose(r: &InstanceRecord) -> bool {
+    r.sop_class_uid == uids::RT_DOSE_STORAGE
+}
+
+/// A series that may stand as a course on its own under the `ct` rule: an
+/// original, primary, axial acquisition (not a derived, MIP or 4DCT phase).
+fn is_primary_axial(series: &[&InstanceRecord]) -> bool {
+    let Some(first) = series.first() else { return false };
+    if first.modality != "CT" {
+        return false;
+    }
+    let t = first.image_type.to_ascii_uppercase();
+    let parts: Vec<&str> = t.split('\\').map(str::trim).collect();
+    let original_primary = parts.first() == Some(&"ORIGINAL") && parts.get(1) == Some(&"PRIMARY");
+    let excluded = parts
+        .iter()
+        .any(|p| matches!(*p, "MIP" | "MINIP" | "AVERAGE" | "AVE" | "DERIVED" | "SECONDARY" | "REFORMATTED"));
+    let desc = first.series_description.to_ascii_uppercase();
+    let phase = desc.contains('%') || desc.contains("PHASE") || desc.contains("4D");
+    let axial = first
+        .image_orientation_patient
+        .is_some_and(|o| o[0].abs() > 0.99 && o[4].abs() > 0.99);
+    original_primary && !excluded && !phase && axial
+}
+
+fn identity(p: &PatientInfo) -> (String, String, String, String) {
+    (p.id.clone(), p.name.clone(), p.birth_date.clone(), p.issuer.clone())
+}
+
+/// Assembles every course the records allow. `ours` are SOP Instance UIDs
+/// rtnode itself created: results, never inputs.
+pub fn assemble(records: &[InstanceRecord], ours: &HashSet<String>) -> Vec<Course> {
+    let records: Vec<&InstanceRecord> = records
+        .iter()
+        .filter(|r| !ours.contains(&r.sop_instance_uid))
+        .collect();
+    let mut series: HashMap<&str, Vec<&InstanceRecord>> = HashMap::new();
+    for r in records.iter().filter(|r| is_image(r)) {
+        series.entry(r.series_instance_uid.as_str()).or_default().push(r);
+    }
+    let mut by_sop: HashMap<&str, &InstanceRecord> = HashMap::new();
+    for r in &records {
+        by_sop.insert(r.sop_instance_uid.as_str(), r);
+    }
+
+    // Planning series → its course, seeded from the structure sets.
+    let mut courses: BTreeMap<String, Course> = BTreeMap::new();
+    let mut ss_course: HashMap<String, String> = HashMap::new();
+    let mut orphans: Vec<String> = Vec::new();
+    let mut structure_sets: Vec<&InstanceRecord> = records.iter().copied().filter(|r| is_rtstruct(r)).collect();
+    structure_sets.sort_by(|a, b| a.received_at.cmp(&b.received_at));
+    for ss in structure_sets {
+        let planning = ss.references.iter().find_map(|r| match r {
+            Reference::ImageSeries(uid) => Some(uid.clone()),
+            _ => None,
+        });
+        let Some(planning) = planning else {
+            orphans.push(format!(
+                "RTSTRUCT {} references no image series; not attached",
+                ss.sop_instance_uid
+            ));
+            continue;
+        };
+        let course = courses
+            .entry(planning.clone())
+            .or_insert_with(|| new_course(&planning, &ss.patient));
+        course.structure_sets.push(Member::of(ss));
+        ss_course.insert(ss.sop_instance_uid.clone(), planning);
+    }
+    // CT series that stand alone (the `ct` rule): only primary axial ones.
+    for (uid, imgs) in &series {
+        if !courses.contains_key(*uid) && is_primary_axial(imgs) {
+            courses.insert(uid.to_string(), new_course(uid, &imgs[0].patient));
+        }
+    }
+
+    let mut plan_course: HashMap<String, String> = HashMap::new();
+    let mut plans: Vec<&InstanceRecord> = records.iter().copied().filter(|r| is_plan(r)).collect();
+    plans.sort_by(|a, b| a.received_at.cmp(&b.received_at));
+    let mut unresolved_plans: Vec<(&InstanceRecord, String)> = Vec::new();
+    for p in plans {
+        let rt = p.rt.clone().unwrap_or_default();
+        if matches!(rt.plan_intent.as_str(), "VERIFICATION" | "MACHINE_QA") {
+            // Phantom QA plans never join a patient course.
+            continue;
+        }
+        let ss_uid = p.references.iter().find_map(|r| match r {
+            Reference::StructureSet(uid) => Some(uid.clone()),
+            _ => None,
+        });
+        let predecessor = p.references.iter().find_map(|r| match r {
+            Reference::Plan { uid, relationship } if relationship == "PREDECESSOR" => Some(uid.clone()),
+            _ => None,
+        });
+        let member = PlanMember {
+            member: Member::of(p),
+            label: rt.plan_label.clone(),
+            intent: rt.plan_intent.clone(),
+            approval_status: rt.approval_status.clone(),
+            predecessor,
+            structure_set: ss_uid.clone(),
+        };
+        match ss_uid.as_ref().and_then(|u| ss_course.get(u)) {
+            Some(planning) => {
+                plan_course.insert(p.sop_instance_uid.clone(), planning.clone());
+                if let Some(c) = courses.get_mut(planning) {
+                    c.plans.push(member);
+                }
+            }
+            None => unresolved_plans.push((
+                p,
+                match ss_uid {
+                    Some(u) => format!("RTSTRUCT {u}"),
+                    None => "a structure set reference (the plan has none)".into(),
+                },
+            )),
+        }
+    }
+
+    let mut doses: Vec<&InstanceRecord> = records.iter().copied().filter(|r| is_dose(r)).collect();
+    doses.sort_by(|a, b| a.received_at.cmp(&b.received_at));
+    let mut unresolved_doses: Vec<(&InstanceRecord, String)> = Vec::new();
+    for d in doses {
+        let rt = d.rt.clone().unwrap_or_default();
+        let plan_uid = d.references.iter().find_map(|r| match r {
+            Reference::Plan { uid, .. } => Some(uid.clone()),
+            _ => None,
+        });
+        let Some(plan_uid) = plan_uid else {
+            // An RTDOSE without a plan reference is never attached silently.
+            orphans.push(format!(
+                "RTDOSE {} references no RTPLAN; not attached",
+                d.sop_instance_uid
+            ));
+            continue;
+        };
+        let member = DoseMember {
+            member: Member::of(d),
+            plan: plan_uid.clone(),
+            summation_type: rt.dose_summation_type.clone(),
+            dose_type: rt.dose_type.clone(),
+            units: rt.dose_units.clone(),
+            frame_of_reference_uid: d.frame_of_reference_uid.clone(),
+        };
+        match plan_course.get(&plan_uid).and_then(|c| courses.get_mut(c)) {
+            Some(c) => c.doses.push(member),
+            None => unresolved_doses.push((d, plan_uid)),
+        }
+    }
+
+    // Members known; now images, identity, geometry and what is awaited.
+    for (planning, course) in courses.iter_mut() {
+        let imgs = series.get(planning.as_str()).cloned().unwrap_or_default();
+        let mut imgs = imgs;
+        imgs.sort_by(|a, b| a.sop_instance_uid.cmp(&b.sop_instance_uid));
+        course.geometry = check_series(&imgs);
+        course.images = imgs.iter().map(|r| Member::of(r)).collect();
+        if let Some(first) = imgs.first() {
+            course.modality = first.modality.clone();
+            course.frame_of_reference_uid = first.frame_of_reference_uid.clone();
+            course.patient = first.patient.clone();
+        } else {
+            course
+                .waiting_for
+                .push(format!("planning image series {planning} (referenced by the RTSTRUCT)"));
+        }
+        let mut identities: BTreeMap<(String, String, String, String), Vec<String>> = BTreeMap::new();
+        let member_uids: Vec<String> = course.all_members().map(|m| m.sop_instance_uid.clone()).collect();
+        for uid in &member_uids {
+            if let Some(r) = by_sop.get(uid.as_str()) {
+                identities
+                    .entry(identity(&r.patient))
+                    .or_default()
+                    .push(format!("{} {}", r.modality, r.sop_instance_uid));
+                course.calling_aes.insert(r.calling_ae.clone());
+            }
+        }
+        if identities.len() > 1 {
+            let described: Vec<String> = identities
+                .iter()
+                .map(|((id, name, birth, issuer), objs)| {
+                    format!(
+                        "ID {id:?} name {name:?} born {birth:?} issuer {issuer:?} on {} object(s), e.g. {}",
+                        objs.len(),
+                        objs[0]
+                    )
+                })
+                .collect();
+            course.held = Some(format!(
+                "patient identity differs between objects: {}",
+                described.join(" / ")
+            ));
+        }
+        if course.patient.id.is_empty() {
+            if let Some(ss) = course.structure_sets.first().and_then(|m| by_sop.get(m.sop_instance_uid.as_str())) {
+                course.patient = ss.patient.clone();
+            }
+        }
+        course.id = course_id(&course.patient.id, planning);
+        for d in &course.doses {
+            if !course.frame_of_reference_uid.is_empty()
+                && !d.frame_of_reference_uid.is_empty()
+                && d.frame_of_reference_uid != course.frame_of_reference_uid
+            {
+                course.notes.push(format!(
+                    "RTDOSE {} is on frame of reference {}, the images on {}",
+                    d.member.sop_instance_uid, d.frame_of_reference_uid, course.frame_of_reference_uid
+                ));
+            }
+        }
+    }
+    // Unresolved references wait inside the course of the same patient when
+    // there is exactly one; otherwise they stay visible as notes everywhere.
+    for (p, what) in unresolved_plans {
+        let note = format!("RTPLAN {} waits for {what}", p.sop_instance_uid);
+        attach_note(&mut courses, &p.patient, note, true);
+    }
+    for (d, plan) in unresolved_doses {
+        let note = format!("RTDOSE {} waits for RTPLAN {plan}", d.sop_instance_uid);
+        attach_note(&mut courses, &d.patient, note, true);
+    }
+    for note in orphans {
+        for c in courses.values_mut() {
+            c.notes.push(note.clone());
+        }
+    }
+    courses.into_values().collect()
+}
+
+fn new_course(planning: &str, patient: &PatientInfo) -> Course {
+    Course {
+        id: course_id(&patient.id, planning),
+        patient: patient.clone(),
+        planning_series_uid: planning.to_string(),
+        modality: String::new(),
+        frame_of_reference_uid: String::new(),
+        images: Vec::new(),
+        geometry: SeriesGeometry::default(),
+        structure_sets: Vec::new(),
+        plans: Vec::new(),
+        doses: Vec::new(),
+        held: None,
+        waiting_for: Vec::new(),
+        notes: Vec::new(),
+        calling_aes: BTreeSet::new(),
+    }
+}
+
+fn attach_note(courses: &mut BTreeMap<String, Course>, patient: &PatientInfo, note: String, waiting: bool) {
+    let same: Vec<&mut Course> = courses
+        .values_mut()
+        .filter(|c| c.patient.id == patient.id && c.patient.issuer == patient.issuer)
+        .collect();
+    for c in same {
+        if waiting {
+            c.waiting_for.push(note.clone());
+        } else {
+            c.notes.push(note.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::record::RtAttributes;
+
+    fn patient(id: &str) -> PatientInfo {
+        PatientInfo {
+            id: id.into(),
+            name: "Doe^Jane".into(),
+            birth_date: "19600101".into(),
+            ..PatientInfo::default()
+        }
+    }
+
+    fn ct(series: &str, n: usize, pid: &str) -> Vec<InstanceRecord> {
+        (0..n)
+            .map(|i| InstanceRecord {
+                sop_instance_uid: format!("{series}.{i}"),
+                series_instance_uid: series.into(),
+                sop_class_uid: uids::CT_IMAGE_STORAGE.into(),
+                modality: "CT".into(),
+                image_type: "ORIGINAL\\PRIMARY\\AXIAL".into(),
+                frame_of_reference_uid: "9.9".into(),
+                image_position_patient: Some([0.0, 0.0, i as f64 * 2.5]),
+                image_orientation_patient: Some([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
+                patient: patient(pid),
+                received_at: format!("2026-01-01T00:00:{:02}Z", i % 60),
+                ..InstanceRecord::default()
+            })
+            .collect()
+    }
+
+    fn rtstruct(uid: &str, series: &str, pid: &str, at: &str) -> InstanceRecord {
+        InstanceRecord {
+            sop_instance_uid: uid.into(),
+            sop_class_uid: uids::RT_STRUCTURE_SET_STORAGE.into(),
+            modality: "RTSTRUCT".into(),
+            references: vec![Reference::FrameOfReference("9.9".into()), Reference::ImageSeries(series.into())],
+            patient: patient(pid),
+            received_at: at.into(),
+            ..InstanceRecord::default()
+        }
+    }
+
+    fn plan(uid: &str, ss: &str, intent: &str) -> InstanceRecord {
+        InstanceRecord {
+            sop_instance_uid: uid.into(),
+            sop_class_uid: uids::RT_PLAN_STORAGE.into(),
+            modality: "RTPLAN".into(),
+            references: vec![Reference::StructureSet(ss.into())],
+            rt: Some(RtAttributes {
+                plan_intent: intent.into(),
+                approval_status: "APPROVED".into(),
+                ..RtAttributes::default()
+            }),
+            patient: patient("P1"),
+            ..InstanceRecord::default()
+        }
+    }
+
+    fn dose(uid: &str, plan: &str) -> InstanceRecord {
+        InstanceRecord {
+            sop_instance_uid: uid.into(),
+            sop_class_uid: uids::RT_DOSE_STORAGE.into(),
+            modality: "RTDOSE".into(),
+            frame_of_reference_uid: "9.9".into(),
+            references: vec![Reference::Plan { uid: plan.into(), relationship: String::new() }],
+            patient: patient("P1"),
+            ..InstanceRecord::default()
+        }
+    }
+
+    #[test]
+    fn full_course_from_references_in_any_order() {
+        let mut recs = vec![dose("4.1", "3.1"), plan("3.1", "2.1", "CURATIVE"), rtstruct("2.1", "1.1", "P1", "t1")];
+        recs.extend(ct("1.1", 10, "P1"));
+        // A bigger CT of the same study is not the planning CT.
+        recs.extend(ct("1.2", 40, "P1").into_iter().map(|mut r| {
+            r.image_type = "DERIVED\\SECONDARY".into();
+            r
+        }));
+        let courses = assemble(&recs, &HashSet::new());
+        assert_eq!(courses.len(), 1);
+        let c = &courses[0];
+        assert_eq!(c.planning_series_uid, "1.1");
+        assert_eq!(c.images.len(), 10);
+        assert_eq!((c.structure_sets.len(), c.plans.len(), c.doses.len()), (1, 1, 1));
+        assert!(c.missing_for("full", true).is_empty());
+        assert!(c.id.starts_with("P1-"));
+        assert_eq!(c.id, course_id("P1", "1.1"));
+    }
+
+    #[test]
+    fn rtstruct_before_its_ct_waits_and_never_guesses() {
+        let mut recs = vec![rtstruct("2.1", "1.1", "P1", "t1")];
+        recs.extend(ct("1.9", 50, "P1"));
+        let courses = assemble(&recs, &HashSet::new());
+        let c = courses.iter().find(|c| c.planning_series_uid == "1.1").unwrap();
+        assert!(c.images.is_empty());
+        assert!(c.waiting_for[0].contains("planning image series 1.1"));
+        assert_eq!(c.missing_for("ct+rtstruct", false), vec!["planning image series 1.1"]);
+    }
+
+    #[test]
+    fn two_courses_of_one_patient_stay_apart() {
+        let mut recs = vec![rtstruct("2.1", "1.1", "P1", "t1"), rtstruct("2.2", "1.2", "P1", "t2")];
+        recs.extend(ct("1.1", 5, "P1"));
+        recs.extend(ct("1.2", 5, "P1"));
+        let courses = assemble(&recs, &HashSet::new());
+        assert_eq!(courses.len(), 2);
+        assert_ne!(courses[0].id, courses[1].id);
+        assert!(courses.iter().all(|c| c.structure_sets.len() == 1 && c.images.len() == 5));
+    }
+
+    #[test]
+    fn qa_plans_orphan_doses_and_our_own_objects_stay_out() {
+        let mut recs = vec![
+            rtstruct("2.1", "1.1", "P1", "t1"),
+            plan("3.9", "2.1", "VERIFICATION"),
+            dose("4.9", "3.9"),
+            rtstruct("2.7", "1.1", "P1", "t9"),
+        ];
+        let mut orphan = dose("4.8", "x");
+        orphan.references.clear();
+        recs.push(orphan);
+        recs.extend(ct("1.1", 5, "P1"));
+        let ours = HashSet::from(["2.7".to_string()]);
+        let c = &assemble(&recs, &ours)[0];
+        assert!(c.plans.is_empty());
+        assert!(c.doses.is_empty());
+        assert_eq!(c.structure_sets.len(), 1, "our own RTSTRUCT is a result, not an input");
+        assert!(c.notes.iter().any(|n| n.contains("4.8 references no RTPLAN")));
+        assert!(c.waiting_for.iter().any(|n| n.contains("4.9 waits for RTPLAN 3.9")));
+    }
+
+    #[test]
+    fn patient_mismatch_holds_the_course() {
+        let mut recs = vec![rtstruct("2.1", "1.1", "P2", "t1")];
+        recs.extend(ct("1.1", 5, "P1"));
+        let c = &assemble(&recs, &HashSet::new())[0];
+        let held = c.held.as_ref().unwrap();
+        assert!(held.contains("\"P1\"") && held.contains("\"P2\""), "{held}");
+    }
+
+    #[test]
+    fn revised_rtstruct_is_the_current_one() {
+        let mut recs = vec![rtstruct("2.2", "1.1", "P1", "t2"), rtstruct("2.1", "1.1", "P1", "t1")];
+        recs.extend(ct("1.1", 5, "P1"));
+        let c = &assemble(&recs, &HashSet::new())[0];
+        assert_eq!(c.current_structure_set().unwrap().sop_instance_uid, "2.2");
+    }
+
+    #[test]
+    fn ct_alone_only_when_primary_axial() {
+        let mut recs = ct("1.1", 5, "P1");
+        recs.extend(ct("1.2", 5, "P1").into_iter().map(|mut r| {
+            r.series_description = "4DCT 50%".into();
+            r
+        }));
+        let courses = assemble(&recs, &HashSet::new());
+        assert_eq!(courses.len(), 1);
+        assert_eq!(courses[0].planning_series_uid, "1.1");
+        assert!(courses[0].missing_for("ct", false).is_empty());
+        assert_eq!(courses[0].missing_for("ct+rtstruct", false), vec!["RTSTRUCT"]);
+    }
+
+    #[test]
+    fn course_ids_are_path_safe() {
+        let id = course_id("../etc/passwd", "1.2.3");
+        assert!(id.starts_with("___etc_passwd-"));
+        assert!(!id.contains('/'));
+        assert_eq!(course_id("", "1.2").len(), 4 + 1 + 8);
+    }
+}

@@ -1,0 +1,757 @@
+//! The pipeline: decides when a course is ready, makes a result version,
+//! and runs its stages in dependency order on a bounded set of workers,
+//! with durable state, retries with backoff, and results that appear whole
+//! or not at all.
+//!
+//! One scheduler thread ticks: it re-assembles courses when instances
+//! arrived, triggers the complete ones whose stable age has passed, and
+//! starts runnable stages. Stage runs are plain threads (their work is CPU
+//! and disk); each writes into `courses/<id>/v<N>/.tmp-<stage>-*` and that
+//! folder is renamed to `<stage>/` only on success.
+
+mod fault;
+pub mod jobs;
+mod versions;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use tracing::{error, info, warn};
+
+use crate::config::{PipelineSection, StageLimits};
+use crate::course::{self, Course};
+use crate::stages::{Outcome, Stage, StageContext};
+use crate::state::StateDb;
+use crate::store::InstanceRecord;
+pub use jobs::{job_key, CourseRecord, JobRecord, JobState, VersionRecord};
+
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    pub settings: PipelineSection,
+    /// `rtnode process`: every course runs at once, whatever the rule and
+    /// the stable age (those are for the live node).
+    pub immediate: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    done: u64,
+    total: u64,
+    started: Instant,
+    last_log: Instant,
+}
+
+struct Inner {
+    records: HashMap<String, InstanceRecord>,
+    ours: HashSet<String>,
+    dirty: bool,
+    courses: BTreeMap<String, CourseRecord>,
+    /// Monotonic time of the last change to a course's members.
+    last_change: HashMap<String, Instant>,
+    /// Jobs of every version still of interest (the latest of each course
+    /// and any still running), by key.
+    jobs: BTreeMap<String, JobRecord>,
+    running: HashMap<String, Progress>,
+}
+
+pub struct Pipeline {
+    data_dir: PathBuf,
+    state: Arc<StateDb>,
+    opts: PipelineOptions,
+    stages: Vec<Arc<dyn Stage>>,
+    inner: Mutex<Inner>,
+    stopping: AtomicBool,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// What `rtnode status` shows of one course.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CourseStatus {
+    pub id: String,
+    pub patient_id: String,
+    pub patient_name: String,
+    pub objects: BTreeMap<String, usize>,
+    pub complete: bool,
+    pub state: String,
+    pub rule: String,
+    pub missing: Vec<String>,
+    pub waiting_for: Vec<String>,
+    pub held: Option<String>,
+    pub version: u32,
+    /// stage → state
+    pub stages: BTreeMap<String, String>,
+    pub stage_details: Vec<StageStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageStatus {
+    pub course_id: String,
+    pub version: u32,
+    pub stage: String,
+    pub state: String,
+    pub attempts: u32,
+    pub done: Option<u64>,
+    pub total: Option<u64>,
+    pub eta_s: Option<f64>,
+    pub duration_ms: Option<u64>,
+    pub reused_from: Option<u32>,
+    pub error: Option<String>,
+    pub skip_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PipelineStatus {
+    pub courses: Vec<CourseStatus>,
+    pub queue_depth: usize,
+    pub running: usize,
+    pub recent_failures: Vec<StageStatus>,
+    pub stage_runs: BTreeMap<String, u64>,
+}
+
+impl Pipeline {
+    /// Opens the pipeline over its durable state, re-queueing any stage a
+    /// crash interrupted and removing its partial output.
+    pub fn open(data_dir: &Path, state: Arc<StateDb>, opts: PipelineOptions) -> Result<Arc<Pipeline>> {
+        Pipeline::with_stages(data_dir, state, opts, crate::stages::registry())
+    }
+
+    pub fn with_stages(
+        data_dir: &Path,
+        state: Arc<StateDb>,
+        opts: PipelineOptions,
+        stages: Vec<Arc<dyn Stage>>,
+    ) -> Result<Arc<Pipeline>> {
+        versions::remove_partial_outputs(&data_dir.join("courses"));
+        let mut courses = BTreeMap::new();
+        for c in state.courses::<CourseRecord>()? {
+            courses.insert(c.course.id.clone(), c);
+        }
+        let mut jobs = BTreeMap::new();
+        for mut j in state.jobs::<JobRecord>("")? {
+            let latest = courses.get(&j.course_id).and_then(|c| c.latest_version()).map(|v| v.n);
+            if j.state == JobState::Running {
+                warn!(course = %j.course_id, version = j.version, stage = %j.stage, "stage was interrupted; queued again");
+                j.state = JobState::Queued;
+                j.error = Some("interrupted (node stopped or crashed during the run)".into());
+                state.put_job(&j.key(), &j)?;
+            }
+            if Some(j.version) == latest || !j.state.is_final() {
+                jobs.insert(j.key(), j);
+            }
+        }
+        let ours = state.created()?;
+        Ok(Arc::new(Pipeline {
+            data_dir: data_dir.to_path_buf(),
+            state,
+            opts,
+            stages,
+            inner: Mutex::new(Inner {
+                records: HashMap::new(),
+                ours,
+                dirty: true,
+                courses,
+                last_change: HashMap::new(),
+                jobs,
+                running: HashMap::new(),
+            }),
+            stopping: AtomicBool::new(false),
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Seeds the record cache (all indexed instances) at start.
+    pub fn load_records(&self, records: Vec<InstanceRecord>) {
+        let mut inner = self.lock();
+        for r in records {
+            inner.records.insert(r.sop_instance_uid.clone(), r);
+        }
+        inner.dirty = true;
+    }
+
+    /// Called for every instance the store has committed.
+    pub fn on_instance(&self, rec: &InstanceRecord) {
+        let mut inner = self.lock();
+        inner.records.insert(rec.sop_instance_uid.clone(), rec.clone());
+        inner.dirty = true;
+    }
+
+    /// Records an object rtnode created, so that it never re-opens a course
+    /// when it comes back through a PACS or a planning system.
+    pub fn mark_created(&self, sop_instance_uid: &str, course_id: &str) -> Result<()> {
+        self.state.mark_created(sop_instance_uid, course_id)?;
+        self.lock().ours.insert(sop_instance_uid.to_string());
+        Ok(())
+    }
+
+    /// Starts the scheduler thread.
+    pub fn spawn(self: &Arc<Self>) -> Result<std::thread::JoinHandle<()>> {
+        let me = self.clone();
+        Ok(std::thread::Builder::new()
+            .name("pipeline".into())
+            .spawn(move || {
+                while !me.stopping.load(Ordering::Relaxed) {
+                    if let Err(e) = me.tick() {
+                        error!(error = format!("{e:#}"), "pipeline tick failed");
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                me.wait_idle_running(Duration::from_secs(10));
+            })?)
+    }
+
+    /// Stops scheduling new stage runs; the scheduler thread then waits for
+    /// the runs in flight to finish.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    fn wait_idle_running(&self, limit: Duration) {
+        let t0 = Instant::now();
+        while !self.lock().running.is_empty() && t0.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs until no stage is queued or running (for `rtnode process`).
+    pub fn run_until_idle(self: &Arc<Self>) -> Result<()> {
+        loop {
+            self.tick()?;
+            let idle = {
+                let inner = self.lock();
+                !inner.dirty
+                    && inner.running.is_empty()
+                    && !inner.jobs.values().any(|j| j.state == JobState::Queued)
+            };
+            if idle {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// One scheduling step.
+    pub fn tick(self: &Arc<Self>) -> Result<()> {
+        self.reassemble()?;
+        self.trigger()?;
+        self.dispatch()
+    }
+
+    fn rule_for(&self, c: &Course) -> String {
+        let s = &self.opts.settings;
+        c.calling_aes
+            .iter()
+            .find_map(|ae| s.trigger_by_calling_ae.get(ae.trim()).cloned())
+            .unwrap_or_else(|| s.trigger.clone())
+    }
+
+    fn reassemble(&self) -> Result<()> {
+        let mut inner = self.lock();
+        if !inner.dirty {
+            return Ok(());
+        }
+        inner.dirty = false;
+        let records: Vec<InstanceRecord> = inner.records.values().cloned().collect();
+        let assembled = course::assemble(&records, &inner.ours);
+        for c in assembled {
+            let fingerprint = versions::members_fingerprint(&c);
+            let rule = self.rule_for(&c);
+            let missing = c.missing_for(&rule, self.opts.settings.require_approved);
+            let id = c.id.clone();
+            let changed = match inner.courses.get(&id) {
+                Some(old) => old.fingerprint != fingerprint || old.missing != missing || old.course.held != c.held,
+                None => true,
+            };
+            if !changed {
+                continue;
+            }
+            if inner.courses.get(&id).is_none_or(|o| o.fingerprint != fingerprint) {
+                inner.last_change.insert(id.clone(), Instant::now());
+            }
+            let old = inner.courses.get(&id);
+            let rec = CourseRecord {
+                state: old.map(|o| o.state.clone()).unwrap_or_else(|| "incomplete".into()),
+                versions: old.map(|o| o.versions.clone()).unwrap_or_default(),
+                course: c,
+                rule,
+                missing,
+                fingerprint,
+                updated_at: crate::time::now_rfc3339(),
+            };
+            self.state.put_course(&id, &rec)?;
+            inner.courses.insert(id, rec);
+        }
+        Ok(())
+    }
+
+    fn trigger(&self) -> Result<()> {
+        let stable = Duration::from_secs(self.opts.settings.stable_age_s);
+        let mut inner = self.lock();
+        let ids: Vec<String> = inner.courses.keys().cloned().collect();
+        for id in ids {
+            let Some(rec) = inner.courses.get(&id).cloned() else { continue };
+            let new_state = if let Some(h) = &rec.course.held {
+                let _ = h;
+                "held".to_string()
+            } else if !self.opts.immediate && !rec.missing.is_empty() {
+                "incomplete".to_string()
+            } else if rec.latest_version().is_some_and(|v| v.fingerprint == rec.fingerprint) {
+                versions::state_of_latest(&inner.jobs, &rec)
+            } else {
+                let settled = self.opts.immediate
+                    || inner.last_change.get(&id).is_none_or(|t| t.elapsed() >= stable);
+                if settled {
+                    let rec = self.new_version(&mut inner, rec)?;
+                    inner.courses.insert(id.clone(), rec);
+                    "processing".to_string()
+                } else {
+                    "waiting".to_string()
+                }
+            };
+            if let Some(r) = inner.courses.get_mut(&id) {
+                if r.state != new_state {
+                    if new_state == "held" {
+                        warn!(course = %id, reason = ?r.course.held, "course held");
+                    }
+                    r.state = new_state;
+                    r.updated_at = crate::time::now_rfc3339();
+                    let r = r.clone();
+                    self.state.put_course(&id, &r)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes version N+1 of a course: each stage is queued, reused from
+    /// the previous version when its fingerprint is unchanged, or skipped
+    /// when its inputs are absent.
+    fn new_version(&self, inner: &mut Inner, mut rec: CourseRecord) -> Result<CourseRecord> {
+        let n = rec.latest_version().map(|v| v.n + 1).unwrap_or(1);
+        let prev = rec.latest_version().map(|v| v.n);
+        let reason = match prev {
+            None => "first complete delivery".to_string(),
+            Some(p) => format!("members changed since v{p}"),
+        };
+        let id = rec.course.id.clone();
+        // Supersede what is still queued in older versions.
+        for j in inner.jobs.values_mut() {
+            if j.course_id == id && j.version < n && j.state == JobState::Queued {
+                j.state = JobState::Skipped;
+                j.skip_reason = Some(format!("superseded by v{n}"));
+                self.state.put_job(&j.key(), j)?;
+            }
+        }
+        let mut fingerprints: HashMap<&str, String> = HashMap::new();
+        let vdir = versions::version_dir(&self.data_dir, &id, n);
+        std::fs::create_dir_all(&vdir)?;
+        for stage in &self.stages {
+            let name = stage.name();
+            let mut job = JobRecord {
+                course_id: id.clone(),
+                version: n,
+                stage: name.to_string(),
+                state: JobState::Queued,
+                attempts: 0,
+                fingerprint: String::new(),
+                reused_from: None,
+                started_at: None,
+                finished_at: None,
+                duration_ms: None,
+                error: None,
+                skip_reason: None,
+                not_before_ms: 0,
+                threads: self.threads_for(name) as u32,
+                summary: serde_json::Value::Null,
+            };
+            match stage.inputs(&rec.course) {
+                Err(why) => {
+                    job.state = JobState::Skipped;
+                    job.skip_reason = Some(why);
+                }
+                Ok(inputs) => {
+                    let fp = versions::stage_fingerprint(stage.as_ref(), &inputs, &fingerprints);
+                    job.fingerprint = fp.clone();
+                    fingerprints.insert(name, fp.clone());
+                    if let Some(p) = prev {
+                        let old = inner.jobs.get(&job_key(&id, p, name)).cloned().or_else(|| {
+                            self.state
+                                .jobs::<JobRecord>(&job_key(&id, p, name))
+                                .ok()
+                                .and_then(|v| v.into_iter().next())
+                        });
+                        if let Some(old) = old.filter(|o| o.state == JobState::Done && o.fingerprint == fp) {
+                            let from = versions::version_dir(&self.data_dir, &id, p).join(name);
+                            if versions::link_tree(&from, &vdir.join(name)).is_ok() {
+                                job.state = JobState::Done;
+                                job.reused_from = Some(old.reused_from.unwrap_or(p));
+                                job.summary = old.summary.clone();
+                                job.finished_at = Some(crate::time::now_rfc3339());
+                            }
+                        }
+                    }
+                }
+            }
+            self.state.put_job(&job.key(), &job)?;
+            inner.jobs.insert(job.key(), job);
+        }
+        // Only the newest version's jobs stay cached, plus anything running.
+        inner
+            .jobs
+            .retain(|_, j| j.course_id != id || j.version == n || j.state == JobState::Running);
+        rec.versions.push(VersionRecord {
+            n,
+            created_at: crate::time::now_rfc3339(),
+            fingerprint: rec.fingerprint.clone(),
+            reason: reason.clone(),
+            structure_set: rec.course.current_structure_set().map(|m| m.sop_instance_uid.clone()),
+        });
+        versions::write_manifest(&self.data_dir, &rec, n, &inner.jobs)?;
+        info!(course = %id, version = n, reason = %reason, "course triggered");
+        Ok(rec)
+    }
+
+    fn threads_for(&self, stage: &str) -> usize {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        match self.opts.settings.stages.get(stage) {
+            Some(StageLimits { threads, .. }) if *threads > 0 => *threads as usize,
+            Some(StageLimits { workers, .. }) if *workers > 0 => (cores / *workers as usize).max(1),
+            _ => cores,
+        }
+    }
+
+    fn dispatch(self: &Arc<Self>) -> Result<()> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let max = self.opts.settings.worker_count();
+        let mut to_start = Vec::new();
+        {
+            let mut inner = self.lock();
+            let now = now_ms();
+            let mut per_stage: HashMap<String, usize> = HashMap::new();
+            for key in inner.running.keys() {
+                if let Some(j) = inner.jobs.get(key) {
+                    *per_stage.entry(j.stage.clone()).or_default() += 1;
+                }
+            }
+            let keys: Vec<String> = inner.jobs.keys().cloned().collect();
+            for key in keys {
+                if inner.running.len() + to_start.len() >= max {
+                    break;
+                }
+                let Some(job) = inner.jobs.get(&key).cloned() else { continue };
+                if job.state != JobState::Queued || job.not_before_ms > now {
+                    continue;
+                }
+                let Some(stage) = self.stages.iter().find(|s| s.name() == job.stage).cloned() else {
+                    continue;
+                };
+                // Dependencies: all final; any not done makes this one skipped.
+                let mut blocked = false;
+                let mut unmet = None;
+                for dep in stage.after() {
+                    match inner.jobs.get(&job_key(&job.course_id, job.version, dep)).map(|d| d.state) {
+                        Some(JobState::Done) => {}
+                        Some(s) if s.is_final() => unmet = Some(format!("needs {dep}, which {}", s.as_str())),
+                        _ => blocked = true,
+                    }
+                }
+                if blocked {
+                    continue;
+                }
+                if let Some(why) = unmet {
+                    if let Some(j) = inner.jobs.get_mut(&key) {
+                        j.state = JobState::Skipped;
+                        j.skip_reason = Some(why);
+                        let j = j.clone();
+                        self.state.put_job(&key, &j)?;
+                        self.refresh_manifest(&inner, &j.course_id, j.version);
+                    }
+                    continue;
+                }
+                let limit = self.opts.settings.stages.get(&job.stage).map(|l| l.workers).unwrap_or(0);
+                let busy = per_stage.get(&job.stage).copied().unwrap_or(0);
+                if limit > 0 && busy >= limit as usize {
+                    continue;
+                }
+                let Some(course) = inner.courses.get(&job.course_id).map(|c| c.course.clone()) else {
+                    continue;
+                };
+                *per_stage.entry(job.stage.clone()).or_default() += 1;
+                if let Some(j) = inner.jobs.get_mut(&key) {
+                    j.state = JobState::Running;
+                    j.attempts += 1;
+                    j.started_at = Some(crate::time::now_rfc3339());
+                    let j = j.clone();
+                    self.state.put_job(&key, &j)?;
+                    to_start.push((j, stage, course));
+                }
+                let t = Instant::now();
+                inner.running.insert(
+                    key.clone(),
+                    Progress {
+                        done: 0,
+                        total: 0,
+                        started: t,
+                        last_log: t,
+                    },
+                );
+            }
+        }
+        for (job, stage, course) in to_start {
+            let me = self.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("stage-{}", job.stage))
+                .spawn(move || me.run_job(job, stage, course));
+            if let Err(e) = spawned {
+                error!(error = %e, "cannot start a stage thread");
+            }
+        }
+        Ok(())
+    }
+
+    fn refresh_manifest(&self, inner: &Inner, course_id: &str, version: u32) {
+        if let Some(rec) = inner.courses.get(course_id) {
+            if let Err(e) = versions::write_manifest(&self.data_dir, rec, version, &inner.jobs) {
+                warn!(course = %course_id, error = %e, "cannot write manifest");
+            }
+        }
+    }
+
+    fn run_job(self: Arc<Self>, mut job: JobRecord, stage: Arc<dyn Stage>, course: Course) {
+        let key = job.key();
+        let vdir = versions::version_dir(&self.data_dir, &job.course_id, job.version);
+        let tmp = vdir.join(format!(".tmp-{}-{:08x}", job.stage, rand::random::<u32>()));
+        let started = Instant::now();
+        info!(course = %job.course_id, version = job.version, stage = %job.stage, attempt = job.attempts, "stage started");
+        let result: Result<Outcome> = (|| {
+            std::fs::create_dir_all(&tmp)?;
+            let upstream = stage
+                .after()
+                .iter()
+                .map(|d| (d.to_string(), vdir.join(d)))
+                .collect();
+            let me = self.clone();
+            let pkey = key.clone();
+            let progress = move |done: u64, total: u64| me.progress(&pkey, done, total);
+            let ctx = StageContext {
+                course: &course,
+                version: job.version,
+                data_dir: &self.data_dir,
+                out_dir: tmp.clone(),
+                upstream,
+                threads: job.threads.max(1) as usize,
+                progress: &progress,
+            };
+            fault::inject(&job.stage, job.attempts)?;
+            // A panic in one stage must cost that stage, not the node.
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage.run(&ctx))) {
+                Ok(r) => r,
+                Err(p) => {
+                    let msg = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "panic".into());
+                    anyhow::bail!("stage panicked: {msg}")
+                }
+            }
+        })();
+        let result = result.and_then(|outcome| {
+            if let Outcome::Done(_) = &outcome {
+                let dest = vdir.join(&job.stage);
+                if dest.exists() {
+                    std::fs::remove_dir_all(&dest)?;
+                }
+                std::fs::rename(&tmp, &dest)?;
+                crate::store::fsync_dir(&vdir)?;
+            }
+            Ok(outcome)
+        });
+        let _ = std::fs::remove_dir_all(&tmp);
+        let elapsed = started.elapsed();
+        job.duration_ms = Some(elapsed.as_millis() as u64);
+        job.finished_at = Some(crate::time::now_rfc3339());
+        match result {
+            Ok(Outcome::Done(summary)) => {
+                job.state = JobState::Done;
+                job.summary = summary;
+                info!(course = %job.course_id, version = job.version, stage = %job.stage, ms = elapsed.as_millis() as u64, "stage done");
+            }
+            Ok(Outcome::Skipped(why)) => {
+                job.state = JobState::Skipped;
+                job.skip_reason = Some(why);
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                let oom = versions::looks_like_oom(&msg);
+                job.error = Some(msg.clone());
+                if job.attempts < self.opts.settings.max_attempts {
+                    let backoff = self.opts.settings.retry_backoff_s * 1000 * (1u64 << (job.attempts - 1).min(10));
+                    job.state = JobState::Queued;
+                    job.not_before_ms = now_ms() + backoff;
+                    if oom {
+                        job.threads = (job.threads / 2).max(1);
+                    }
+                    warn!(course = %job.course_id, version = job.version, stage = %job.stage, attempt = job.attempts, retry_in_s = backoff / 1000, error = %msg, "stage failed; will retry");
+                } else {
+                    job.state = JobState::Failed;
+                    error!(course = %job.course_id, version = job.version, stage = %job.stage, attempts = job.attempts, error = %msg, "stage failed");
+                }
+            }
+        }
+        if let Err(e) = self.state.count_stage_run(&job.stage) {
+            warn!(error = %e, "cannot count a stage run");
+        }
+        let mut inner = self.lock();
+        inner.running.remove(&key);
+        if let Err(e) = self.state.put_job(&key, &job) {
+            error!(error = %e, "cannot record a stage result");
+        }
+        let (cid, v) = (job.course_id.clone(), job.version);
+        inner.jobs.insert(key, job);
+        self.refresh_manifest(&inner, &cid, v);
+    }
+
+    fn progress(&self, key: &str, done: u64, total: u64) {
+        let mut inner = self.lock();
+        if let Some(p) = inner.running.get_mut(key) {
+            p.done = done;
+            p.total = total;
+            if p.last_log.elapsed() >= Duration::from_secs(5) {
+                p.last_log = Instant::now();
+                let eta = eta(p);
+                info!(job = %key, done, total, eta_s = eta.map(|e| e.round()), "progress");
+            }
+        }
+    }
+
+    pub fn status(&self) -> Result<PipelineStatus> {
+        let inner = self.lock();
+        let mut st = build_status(&inner.courses, &inner.jobs, &inner.running);
+        st.stage_runs = self.state.stage_runs()?;
+        Ok(st)
+    }
+
+    pub fn any_failed_or_held(&self) -> Vec<String> {
+        let inner = self.lock();
+        let mut out = Vec::new();
+        for c in inner.courses.values() {
+            if let Some(h) = &c.course.held {
+                out.push(format!("{}: held: {h}", c.course.id));
+            }
+        }
+        for j in inner.jobs.values() {
+            if j.state == JobState::Failed {
+                out.push(format!("{} v{} {}: {}", j.course_id, j.version, j.stage, j.error.as_deref().unwrap_or("")));
+            }
+        }
+        out
+    }
+}
+
+fn eta(p: &Progress) -> Option<f64> {
+    if p.done == 0 || p.total == 0 {
+        return None;
+    }
+    let per = p.started.elapsed().as_secs_f64() / p.done as f64;
+    Some(per * (p.total.saturating_sub(p.done)) as f64)
+}
+
+fn build_status(
+    courses: &BTreeMap<String, CourseRecord>,
+    jobs: &BTreeMap<String, JobRecord>,
+    running: &HashMap<String, Progress>,
+) -> PipelineStatus {
+    let mut st = PipelineStatus::default();
+    for rec in courses.values() {
+        let c = &rec.course;
+        let version = rec.latest_version().map(|v| v.n).unwrap_or(0);
+        let mut cs = CourseStatus {
+            id: c.id.clone(),
+            patient_id: c.patient.id.clone(),
+            patient_name: c.patient.name.clone(),
+            objects: BTreeMap::from([
+                ("images".to_string(), c.images.len()),
+                ("rtstruct".to_string(), c.structure_sets.len()),
+                ("rtplan".to_string(), c.plans.len()),
+                ("rtdose".to_string(), c.doses.len()),
+            ]),
+            complete: rec.missing.is_empty() && c.held.is_none(),
+            state: rec.state.clone(),
+            rule: rec.rule.clone(),
+            missing: rec.missing.clone(),
+            waiting_for: c.waiting_for.clone(),
+            held: c.held.clone(),
+            version,
+            ..CourseStatus::default()
+        };
+        let prefix = format!("{}/v{version:04}/", c.id);
+        for (k, j) in jobs.range(prefix.clone()..) {
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let p = running.get(k);
+            cs.stages.insert(j.stage.clone(), j.state.as_str().to_string());
+            cs.stage_details.push(stage_status(j, p));
+        }
+        st.courses.push(cs);
+    }
+    for (k, j) in jobs {
+        match j.state {
+            JobState::Queued => st.queue_depth += 1,
+            JobState::Running => st.running += 1,
+            _ => {}
+        }
+        if j.error.is_some() && (j.state == JobState::Failed || j.state == JobState::Queued) {
+            st.recent_failures.push(stage_status(j, running.get(k)));
+        }
+    }
+    st
+}
+
+fn stage_status(j: &JobRecord, p: Option<&Progress>) -> StageStatus {
+    StageStatus {
+        course_id: j.course_id.clone(),
+        version: j.version,
+        stage: j.stage.clone(),
+        state: j.state.as_str().to_string(),
+        attempts: j.attempts,
+        done: p.map(|p| p.done),
+        total: p.map(|p| p.total),
+        eta_s: p.and_then(eta),
+        duration_ms: j.duration_ms,
+        reused_from: j.reused_from,
+        error: j.error.clone(),
+        skip_reason: j.skip_reason.clone(),
+    }
+}
+
+/// The pipeline part of `rtnode status` with no server running.
+pub fn offline_status(state: &StateDb) -> Result<PipelineStatus> {
+    let mut courses = BTreeMap::new();
+    for c in state.courses::<CourseRecord>()? {
+        courses.insert(c.course.id.clone(), c);
+    }
+    let mut jobs = BTreeMap::new();
+    for j in state.jobs::<JobRecord>("")? {
+        jobs.insert(j.key(), j);
+    }
+    let mut st = build_status(&courses, &jobs, &HashMap::new());
+    st.stage_runs = state.stage_runs()?;
+    Ok(st)
+}

@@ -1,0 +1,182 @@
+//! Result versions on disk: `courses/<id>/v<N>/<stage>/…` with a manifest,
+//! the fingerprints that decide what a new version must recompute, and the
+//! clean-up of partial outputs after a crash.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde_json::json;
+use tracing::info;
+
+use super::jobs::{CourseRecord, JobRecord, JobState};
+use crate::course::Course;
+use crate::stages::Stage;
+
+pub fn version_dir(data_dir: &Path, course_id: &str, n: u32) -> PathBuf {
+    data_dir.join("courses").join(course_id).join(format!("v{n}"))
+}
+
+/// Hash of every member object (UID and content): any new, revised or
+/// re-sent-with-changes object changes it.
+pub fn members_fingerprint(c: &Course) -> String {
+    let mut keys: Vec<String> = c
+        .all_members()
+        .map(|m| format!("{}:{}", m.sop_instance_uid, m.content_hash))
+        .collect();
+    keys.sort();
+    let mut h = blake3::Hasher::new();
+    for k in keys {
+        h.update(k.as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().to_hex()[..16].to_string()
+}
+
+/// A stage's fingerprint: its name and revision, its inputs, and the
+/// fingerprints of the stages it runs after.
+pub fn stage_fingerprint(stage: &dyn Stage, inputs: &[String], upstream: &HashMap<&str, String>) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(stage.name().as_bytes());
+    h.update(&stage.revision().to_le_bytes());
+    let mut sorted = inputs.to_vec();
+    sorted.sort();
+    for i in sorted {
+        h.update(i.as_bytes());
+        h.update(b"\n");
+    }
+    for dep in stage.after() {
+        h.update(dep.as_bytes());
+        h.update(upstream.get(dep).map(String::as_str).unwrap_or("-").as_bytes());
+    }
+    h.finalize().to_hex()[..16].to_string()
+}
+
+/// Hard-links a finished stage's files into a new version (results are
+/// immutable once written, so sharing the inodes is safe and free).
+pub fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let dest = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            link_tree(&e.path(), &dest)?;
+        } else if std::fs::hard_link(e.path(), &dest).is_err() {
+            std::fs::copy(e.path(), &dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// Partial stage outputs (`.tmp-*`) left by a crash are never results.
+pub fn remove_partial_outputs(courses_dir: &Path) {
+    let Ok(courses) = std::fs::read_dir(courses_dir) else { return };
+    for c in courses.flatten() {
+        let Ok(versions) = std::fs::read_dir(c.path()) else { continue };
+        for v in versions.flatten() {
+            let Ok(entries) = std::fs::read_dir(v.path()) else { continue };
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                    info!(path = %e.path().display(), "removing partial stage output");
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+}
+
+/// The course state implied by its latest version's jobs.
+pub fn state_of_latest(jobs: &BTreeMap<String, JobRecord>, rec: &CourseRecord) -> String {
+    let Some(v) = rec.latest_version() else {
+        return "incomplete".into();
+    };
+    let prefix = format!("{}/v{:04}/", rec.course.id, v.n);
+    let states: Vec<JobState> = jobs
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .map(|(_, j)| j.state)
+        .collect();
+    if states.iter().any(|s| !s.is_final()) {
+        "processing".into()
+    } else if states.contains(&JobState::Failed) {
+        "failed".into()
+    } else {
+        "done".into()
+    }
+}
+
+pub fn looks_like_oom(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    m.contains("out of memory")
+        || m.contains("cannot allocate memory")
+        || m.contains("memory allocation of")
+        || m.contains("killed by signal 9")
+        || m.contains("oom")
+}
+
+/// `v<N>/manifest.json`: what the version was made from and what each stage
+/// did. Written whole (temporary file, then rename).
+pub fn write_manifest(
+    data_dir: &Path,
+    rec: &CourseRecord,
+    n: u32,
+    jobs: &BTreeMap<String, JobRecord>,
+) -> Result<()> {
+    let Some(v) = rec.versions.iter().find(|v| v.n == n).cloned().or_else(|| {
+        // Called while the version record is being made.
+        rec.latest_version().filter(|v| v.n == n).cloned()
+    }) else {
+        return write_manifest_raw(data_dir, rec, n, None, jobs);
+    };
+    write_manifest_raw(data_dir, rec, n, Some(v), jobs)
+}
+
+fn write_manifest_raw(
+    data_dir: &Path,
+    rec: &CourseRecord,
+    n: u32,
+    v: Option<super::jobs::VersionRecord>,
+    jobs: &BTreeMap<String, JobRecord>,
+) -> Result<()> {
+    let c = &rec.course;
+    let prefix = format!("{}/v{n:04}/", c.id);
+    let mut stages = serde_json::Map::new();
+    for (_, j) in jobs.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)) {
+        stages.insert(
+            j.stage.clone(),
+            json!({
+                "state": j.state.as_str(),
+                "fingerprint": j.fingerprint,
+                "attempts": j.attempts,
+                "reused_from": j.reused_from.map(|r| format!("v{r}")),
+                "duration_ms": j.duration_ms,
+                "error": j.error,
+                "skip_reason": j.skip_reason,
+                "summary": j.summary,
+            }),
+        );
+    }
+    let manifest = json!({
+        "course_id": c.id,
+        "version": n,
+        "created_at": v.as_ref().map(|v| v.created_at.clone()),
+        "reason": v.as_ref().map(|v| v.reason.clone()),
+        "members_fingerprint": rec.fingerprint,
+        "patient": {"id": c.patient.id, "name": c.patient.name},
+        "planning_series_uid": c.planning_series_uid,
+        "frame_of_reference_uid": c.frame_of_reference_uid,
+        "images": c.images.len(),
+        "structure_sets": c.structure_sets.iter().map(|m| &m.sop_instance_uid).collect::<Vec<_>>(),
+        "current_structure_set": c.current_structure_set().map(|m| &m.sop_instance_uid),
+        "plans": c.plans.iter().map(|p| &p.member.sop_instance_uid).collect::<Vec<_>>(),
+        "doses": c.doses.iter().map(|d| &d.member.sop_instance_uid).collect::<Vec<_>>(),
+        "notes": c.notes,
+        "stages": stages,
+    });
+    let dir = version_dir(data_dir, &c.id, n);
+    std::fs::create_dir_all(&dir)?;
+    let tmp = dir.join(".manifest.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&manifest)?)?;
+    std::fs::rename(&tmp, dir.join("manifest.json"))?;
+    Ok(())
+}

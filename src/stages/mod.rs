@@ -1,0 +1,70 @@
+//! The processing stages of a course, and what the pipeline needs to know of
+//! each: its name, what it runs after, which course objects it reads (its
+//! fingerprint), and how to run it into an output folder.
+
+pub mod organize;
+pub mod qc;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::course::Course;
+
+/// Everything a stage run may use. Outputs go to `out_dir`, a temporary
+/// folder the pipeline renames into place only when the run succeeds.
+pub struct StageContext<'a> {
+    pub course: &'a Course,
+    pub version: u32,
+    pub data_dir: &'a Path,
+    pub out_dir: PathBuf,
+    /// Output folders of the stages this one runs after, in this version.
+    pub upstream: HashMap<String, PathBuf>,
+    /// Threads this run may use (the stage's limit, halved after an
+    /// out-of-memory failure).
+    pub threads: usize,
+    pub progress: &'a (dyn Fn(u64, u64) + Sync),
+}
+
+impl StageContext<'_> {
+    /// Absolute path of a stored instance.
+    pub fn instance_path(&self, rel: &str) -> PathBuf {
+        self.data_dir.join(rel)
+    }
+}
+
+pub enum Outcome {
+    /// Ran; a short JSON summary for the manifest and `status`.
+    Done(serde_json::Value),
+    /// Had nothing to do, and why (recorded as skipped).
+    Skipped(String),
+}
+
+/// What a stage reads from the course: the UIDs and content hashes that make
+/// its fingerprint. `Err` means it cannot run on this course, and why.
+pub type Inputs = Result<Vec<String>, String>;
+
+pub trait Stage: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Bumped when the stage's code changes its results, so that a course
+    /// is recomputed rather than reused after an upgrade.
+    fn revision(&self) -> u32 {
+        1
+    }
+    /// Stages whose outputs this one reads.
+    fn after(&self) -> &'static [&'static str];
+    fn inputs(&self, course: &Course) -> Inputs;
+    fn run(&self, ctx: &StageContext) -> anyhow::Result<Outcome>;
+}
+
+/// The stages this build runs, in an order where every stage follows the
+/// ones it runs after.
+pub fn registry() -> Vec<Arc<dyn Stage>> {
+    vec![Arc::new(organize::Organize), Arc::new(qc::Qc)]
+}
+
+pub(crate) fn member_keys<'a>(members: impl Iterator<Item = &'a crate::course::Member>) -> Vec<String> {
+    members
+        .map(|m| format!("{}:{}", m.sop_instance_uid, m.content_hash))
+        .collect()
+}

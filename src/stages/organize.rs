@@ -1,0 +1,184 @@
+//! organize: the planning image series as one volume — slices sorted along
+//! their normal, the geometry built from them, pixel data decoded (any
+//! transfer syntax dicom-pixeldata decodes) and rescaled to HU.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{bail, Context, Result};
+use dicom_dictionary_std::tags;
+use dicom_pixeldata::PixelDecoder;
+use ndarray::Array3;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::{member_keys, Inputs, Outcome, Stage, StageContext};
+use crate::course::Course;
+use crate::volume::{Geometry, Volume};
+
+pub struct Organize;
+
+pub const VOLUME_FILE: &str = "volume.nrrd";
+pub const GEOMETRY_FILE: &str = "geometry.json";
+
+#[derive(Serialize)]
+struct GeometryFile<'a> {
+    geometry: &'a Geometry,
+    modality: &'a str,
+    frame_of_reference_uid: &'a str,
+    series_instance_uid: &'a str,
+    /// SOP Instance UIDs in slice order (index 0 first).
+    slices: Vec<String>,
+    slice_positions_mm: Vec<f64>,
+    hu_min: f32,
+    hu_max: f32,
+}
+
+struct Slice {
+    uid: String,
+    path: std::path::PathBuf,
+    position: [f64; 3],
+    along: f64,
+}
+
+fn text(obj: &dicom_object::InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {
+    obj.get(tag).and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string())
+}
+
+impl Stage for Organize {
+    fn name(&self) -> &'static str {
+        "organize"
+    }
+
+    fn after(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn inputs(&self, course: &Course) -> Inputs {
+        if course.images.is_empty() {
+            return Err("no planning image series".into());
+        }
+        if !course.geometry.complete {
+            return Err(format!(
+                "image series incomplete: {}",
+                course.geometry.problems.join("; ")
+            ));
+        }
+        Ok(member_keys(course.images.iter()))
+    }
+
+    fn run(&self, ctx: &StageContext) -> Result<Outcome> {
+        let course = ctx.course;
+        let normal = course.geometry.normal.context("no slice normal")?;
+        // Positions come from the files themselves, not the index: this is
+        // the geometry every later stage computes on.
+        let mut slices = Vec::with_capacity(course.images.len());
+        for m in &course.images {
+            let path = ctx.instance_path(&m.path);
+            let obj = dicom_object::OpenFileOptions::new()
+                .read_until(tags::PIXEL_DATA)
+                .open_file(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let ipp = obj
+                .get(tags::IMAGE_POSITION_PATIENT)
+                .and_then(|e| e.to_multi_float64().ok())
+                .filter(|v| v.len() == 3)
+                .with_context(|| format!("{} lacks ImagePositionPatient", m.sop_instance_uid))?;
+            let position = [ipp[0], ipp[1], ipp[2]];
+            let along = position[0] * normal[0] + position[1] * normal[1] + position[2] * normal[2];
+            slices.push(Slice {
+                uid: m.sop_instance_uid.clone(),
+                path,
+                position,
+                along,
+            });
+        }
+        slices.sort_by(|a, b| a.along.total_cmp(&b.along));
+
+        let first = dicom_object::open_file(&slices[0].path)?;
+        let rows: usize = first.element(tags::ROWS)?.to_int::<u16>()? as usize;
+        let cols: usize = first.element(tags::COLUMNS)?.to_int::<u16>()? as usize;
+        let ps = first.element(tags::PIXEL_SPACING)?.to_multi_float64()?;
+        let iop = first.element(tags::IMAGE_ORIENTATION_PATIENT)?.to_multi_float64()?;
+        if ps.len() != 2 || iop.len() != 6 {
+            bail!("bad PixelSpacing or ImageOrientationPatient");
+        }
+        let n = slices.len();
+        let spacing_z = course.geometry.spacing_mm.context("no slice spacing")?;
+        // Slice direction from the sorted positions, so feet-first series
+        // (whose normal points the other way) keep a right-handed grid.
+        let mut dz = [0.0; 3];
+        for a in 0..3 {
+            dz[a] = (slices[n - 1].position[a] - slices[0].position[a]) / (n as f64 - 1.0);
+        }
+        let len = (dz[0] * dz[0] + dz[1] * dz[1] + dz[2] * dz[2]).sqrt();
+        let geometry = Geometry {
+            origin: slices[0].position,
+            // PixelSpacing is row spacing \ column spacing.
+            spacing: [ps[1], ps[0], spacing_z],
+            directions: [[iop[0], iop[1], iop[2]], [iop[3], iop[4], iop[5]], [dz[0] / len, dz[1] / len, dz[2] / len]],
+            size: [cols, rows, n],
+        };
+
+        let done = AtomicU64::new(0);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(ctx.threads.max(1))
+            .build()
+            .context("thread pool")?;
+        let planes: Vec<Result<Vec<f32>>> = pool.install(|| {
+            slices
+                .par_iter()
+                .map(|s| {
+                    let obj = dicom_object::open_file(&s.path)
+                        .with_context(|| format!("reading {}", s.path.display()))?;
+                    let r: usize = obj.element(tags::ROWS)?.to_int::<u16>()? as usize;
+                    let c: usize = obj.element(tags::COLUMNS)?.to_int::<u16>()? as usize;
+                    if (r, c) != (rows, cols) {
+                        bail!("slice {} is {r}x{c}, the series {rows}x{cols}", s.uid);
+                    }
+                    let pixels = obj
+                        .decode_pixel_data()
+                        .with_context(|| format!("decoding {}", s.uid))?
+                        .to_vec::<f32>()
+                        .with_context(|| format!("rescaling {}", s.uid))?;
+                    if pixels.len() != rows * cols {
+                        bail!("slice {} has {} values, expected {}", s.uid, pixels.len(), rows * cols);
+                    }
+                    let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+                    (ctx.progress)(d, n as u64);
+                    Ok(pixels)
+                })
+                .collect()
+        });
+        let mut data = Vec::with_capacity(n * rows * cols);
+        for p in planes {
+            data.extend(p?);
+        }
+        let volume = Volume {
+            geometry,
+            data: Array3::from_shape_vec((n, rows, cols), data)?,
+        };
+        let (hu_min, hu_max) = volume
+            .data
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+        volume.write_nrrd(&ctx.out_dir.join(VOLUME_FILE))?;
+        let for_uid = text(&first, tags::FRAME_OF_REFERENCE_UID).unwrap_or_else(|| course.frame_of_reference_uid.clone());
+        let gf = GeometryFile {
+            geometry: &volume.geometry,
+            modality: &course.modality,
+            frame_of_reference_uid: &for_uid,
+            series_instance_uid: &course.planning_series_uid,
+            slices: slices.iter().map(|s| s.uid.clone()).collect(),
+            slice_positions_mm: slices.iter().map(|s| s.along).collect(),
+            hu_min,
+            hu_max,
+        };
+        std::fs::write(ctx.out_dir.join(GEOMETRY_FILE), serde_json::to_vec_pretty(&gf)?)?;
+        Ok(Outcome::Done(serde_json::json!({
+            "slices": n,
+            "size": [cols, rows, n],
+            "spacing_mm": volume.geometry.spacing,
+            "hu_range": [hu_min, hu_max],
+        })))
+    }
+}
