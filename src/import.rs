@@ -131,10 +131,13 @@ pub fn prepare(path: &Path) -> Result<Item, String> {
     })
 }
 
-
 impl Item {
     /// The data set bytes, in pieces of at most `chunk` bytes.
-    pub fn for_each_chunk(&self, chunk: usize, mut f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    pub fn for_each_chunk(
+        &self,
+        chunk: usize,
+        mut f: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
         use std::io::{Read, Seek, SeekFrom};
         match &self.body {
             Body::Memory(bytes) => {
@@ -143,7 +146,8 @@ impl Item {
                 }
             }
             Body::File { offset, len } => {
-                let mut file = std::fs::File::open(&self.path).with_context(|| format!("{}", self.path.display()))?;
+                let mut file = std::fs::File::open(&self.path)
+                    .with_context(|| format!("{}", self.path.display()))?;
                 file.seek(SeekFrom::Start(*offset))?;
                 let mut left = *len;
                 let mut buf = vec![0u8; chunk.max(1)];

@@ -162,7 +162,11 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Status { data_dir, json, watch } => {
+        Command::Status {
+            data_dir,
+            json,
+            watch,
+        } => {
             if watch {
                 loop {
                     let text = match rtnode::status::report(&data_dir) {
@@ -193,8 +197,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             init_logging(LogFormat::Text, "info");
             let summary = rtnode::process::run(&dir, &out, &cfg)?;
             for c in &summary.status.courses {
-                let stages: Vec<String> = c.stages.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                println!("{}\tv{}\t{}\t{}", c.id, c.version, c.state, stages.join(" "));
+                let stages: Vec<String> =
+                    c.stages.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!(
+                    "{}\tv{}\t{}\t{}",
+                    c.id,
+                    c.version,
+                    c.state,
+                    stages.join(" ")
+                );
                 for d in &c.stage_details {
                     if let Some(r) = &d.skip_reason {
                         println!("\t{} skipped: {r}", d.stage);
@@ -211,7 +222,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             for p in &summary.problems {
                 eprintln!("problem: {p}");
             }
-            Ok(if summary.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if summary.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Send {
             to,

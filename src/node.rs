@@ -13,8 +13,8 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::config::{Config, PeersFile};
-use crate::scp::{self, Node};
 use crate::pipeline::{Pipeline, PipelineOptions};
+use crate::scp::{self, Node};
 use crate::state::StateDb;
 use crate::store::{Store, StoreOptions};
 

@@ -88,5 +88,7 @@ fn import_one(store: &Store, path: &Path) -> Result<()> {
     })
     .context("reading")?;
     let prepared = pending.finish().map_err(|f| anyhow::anyhow!("{f}"))?;
-    store.commit_blocking(prepared).map_err(|f| anyhow::anyhow!("{f}"))
+    store
+        .commit_blocking(prepared)
+        .map_err(|f| anyhow::anyhow!("{f}"))
 }

@@ -96,14 +96,24 @@ impl StateDb {
     /// Stores a JSON value under `key` in one of the pipeline tables; job
     /// and course transitions are durable at once, since a crash must not
     /// forget that a stage finished or started.
-    fn put_json<T: Serialize>(&self, table: TableDefinition<&str, &[u8]>, key: &str, v: &T) -> Result<()> {
+    fn put_json<T: Serialize>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+        v: &T,
+    ) -> Result<()> {
         let txn = self.db.begin_write()?;
-        txn.open_table(table)?.insert(key, serde_json::to_vec(v)?.as_slice())?;
+        txn.open_table(table)?
+            .insert(key, serde_json::to_vec(v)?.as_slice())?;
         txn.commit()?;
         Ok(())
     }
 
-    fn all_json<T: for<'de> Deserialize<'de>>(&self, table: TableDefinition<&str, &[u8]>, prefix: &str) -> Result<Vec<T>> {
+    fn all_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        prefix: &str,
+    ) -> Result<Vec<T>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(table)?;
         let mut out = Vec::new();
@@ -136,7 +146,8 @@ impl StateDb {
 
     pub fn mark_created(&self, sop_instance_uid: &str, course_id: &str) -> Result<()> {
         let txn = self.db.begin_write()?;
-        txn.open_table(CREATED)?.insert(sop_instance_uid, course_id)?;
+        txn.open_table(CREATED)?
+            .insert(sop_instance_uid, course_id)?;
         txn.commit()?;
         Ok(())
     }

@@ -52,7 +52,8 @@ impl Volume {
             .data
             .iter()
             .all(|v| v.fract() == 0.0 && *v >= i16::MIN as f32 && *v <= i16::MAX as f32);
-        let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let f =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
         let mut w = BufWriter::with_capacity(1 << 20, f);
         let dir = |v: [f64; 3], s: f64| format!("({},{},{})", v[0] * s, v[1] * s, v[2] * s);
         write!(
@@ -150,9 +151,13 @@ impl Volume {
         let mut raw = vec![0u8; n * width];
         r.read_exact(&mut raw)?;
         let values: Vec<f32> = if width == 2 {
-            raw.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as f32).collect()
+            raw.chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]) as f32)
+                .collect()
         } else {
-            raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+            raw.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
         };
         let data = Array3::from_shape_vec((sizes[2], sizes[1], sizes[0]), values)?;
         Ok(Volume {
@@ -174,7 +179,10 @@ fn parse_vectors(s: &str) -> Result<Vec<[f64; 3]>> {
         if part.is_empty() {
             continue;
         }
-        let v: Vec<f64> = part.split(',').map(|x| x.trim().parse()).collect::<Result<_, _>>()?;
+        let v: Vec<f64> = part
+            .split(',')
+            .map(|x| x.trim().parse())
+            .collect::<Result<_, _>>()?;
         if v.len() != 3 {
             bail!("bad NRRD vector {part}");
         }
@@ -199,7 +207,10 @@ mod tests {
             directions: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
             size: [5, 4, 3],
         };
-        let v = Volume { geometry: g.clone(), data: data.clone() };
+        let v = Volume {
+            geometry: g.clone(),
+            data: data.clone(),
+        };
         let p = dir.path().join("v.nrrd");
         v.write_nrrd(&p).unwrap();
         let back = Volume::read_nrrd(&p).unwrap();

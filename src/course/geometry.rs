@@ -63,7 +63,10 @@ pub fn check_series(images: &[&InstanceRecord]) -> SeriesGeometry {
             ));
             return g;
         };
-        if o.iter().zip(iop.iter()).any(|(a, b)| (a - b).abs() > ORIENTATION_TOL) {
+        if o.iter()
+            .zip(iop.iter())
+            .any(|(a, b)| (a - b).abs() > ORIENTATION_TOL)
+        {
             g.problems.push(format!(
                 "instance {} is not parallel to the others",
                 rec.sop_instance_uid
@@ -124,7 +127,11 @@ mod tests {
     }
 
     fn check(zs: &[f64]) -> SeriesGeometry {
-        let recs: Vec<_> = zs.iter().enumerate().map(|(i, z)| slice(&i.to_string(), *z)).collect();
+        let recs: Vec<_> = zs
+            .iter()
+            .enumerate()
+            .map(|(i, z)| slice(&i.to_string(), *z))
+            .collect();
         let refs: Vec<&InstanceRecord> = recs.iter().collect();
         check_series(&refs)
     }
@@ -141,7 +148,10 @@ mod tests {
     fn a_missing_slice_is_named() {
         let g = check(&[0.0, 2.5, 5.0, 10.0, 12.5, 15.0]);
         assert!(!g.complete);
-        assert_eq!(g.problems, vec!["gap: 1 slice(s) missing between 5.00 mm and 10.00 mm"]);
+        assert_eq!(
+            g.problems,
+            vec!["gap: 1 slice(s) missing between 5.00 mm and 10.00 mm"]
+        );
     }
 
     #[test]

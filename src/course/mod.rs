@@ -103,7 +103,10 @@ impl Course {
     pub fn missing_for(&self, rule: &str, require_approved: bool) -> Vec<String> {
         let mut missing = Vec::new();
         if self.images.is_empty() {
-            missing.push(format!("planning image series {}", self.planning_series_uid));
+            missing.push(format!(
+                "planning image series {}",
+                self.planning_series_uid
+            ));
         } else if !self.geometry.complete {
             missing.push(format!(
                 "a complete image series ({})",
@@ -151,7 +154,13 @@ impl Course {
 pub fn course_id(patient_id: &str, planning_series_uid: &str) -> String {
     let mut pid: String = patient_id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(32)
         .collect();
     if pid.is_empty() {
@@ -180,16 +189,21 @@ fn is_dose(r: &InstanceRecord) -> bool {
 /// A series that may stand as a course on its own under the `ct` rule: an
 /// original, primary, axial acquisition (not a derived, MIP or 4DCT phase).
 fn is_primary_axial(series: &[&InstanceRecord]) -> bool {
-    let Some(first) = series.first() else { return false };
+    let Some(first) = series.first() else {
+        return false;
+    };
     if first.modality != "CT" {
         return false;
     }
     let t = first.image_type.to_ascii_uppercase();
     let parts: Vec<&str> = t.split('\\').map(str::trim).collect();
     let original_primary = parts.first() == Some(&"ORIGINAL") && parts.get(1) == Some(&"PRIMARY");
-    let excluded = parts
-        .iter()
-        .any(|p| matches!(*p, "MIP" | "MINIP" | "AVERAGE" | "AVE" | "DERIVED" | "SECONDARY" | "REFORMATTED"));
+    let excluded = parts.iter().any(|p| {
+        matches!(
+            *p,
+            "MIP" | "MINIP" | "AVERAGE" | "AVE" | "DERIVED" | "SECONDARY" | "REFORMATTED"
+        )
+    });
     let desc = first.series_description.to_ascii_uppercase();
     let phase = desc.contains('%') || desc.contains("PHASE") || desc.contains("4D");
     let axial = first
@@ -199,7 +213,12 @@ fn is_primary_axial(series: &[&InstanceRecord]) -> bool {
 }
 
 fn identity(p: &PatientInfo) -> (String, String, String, String) {
-    (p.id.clone(), p.name.clone(), p.birth_date.clone(), p.issuer.clone())
+    (
+        p.id.clone(),
+        p.name.clone(),
+        p.birth_date.clone(),
+        p.issuer.clone(),
+    )
 }
 
 /// Assembles every course the records allow. `ours` are SOP Instance UIDs
@@ -211,7 +230,10 @@ pub fn assemble(records: &[InstanceRecord], ours: &HashSet<String>) -> Vec<Cours
         .collect();
     let mut series: HashMap<&str, Vec<&InstanceRecord>> = HashMap::new();
     for r in records.iter().filter(|r| is_image(r)) {
-        series.entry(r.series_instance_uid.as_str()).or_default().push(r);
+        series
+            .entry(r.series_instance_uid.as_str())
+            .or_default()
+            .push(r);
     }
     let mut by_sop: HashMap<&str, &InstanceRecord> = HashMap::new();
     for r in &records {
@@ -222,7 +244,8 @@ pub fn assemble(records: &[InstanceRecord], ours: &HashSet<String>) -> Vec<Cours
     let mut courses: BTreeMap<String, Course> = BTreeMap::new();
     let mut ss_course: HashMap<String, String> = HashMap::new();
     let mut orphans: Vec<String> = Vec::new();
-    let mut structure_sets: Vec<&InstanceRecord> = records.iter().copied().filter(|r| is_rtstruct(r)).collect();
+    let mut structure_sets: Vec<&InstanceRecord> =
+        records.iter().copied().filter(|r| is_rtstruct(r)).collect();
     structure_sets.sort_by(|a, b| a.received_at.cmp(&b.received_at));
     for ss in structure_sets {
         let planning = ss.references.iter().find_map(|r| match r {
@@ -264,7 +287,9 @@ pub fn assemble(records: &[InstanceRecord], ours: &HashSet<String>) -> Vec<Cours
             _ => None,
         });
         let predecessor = p.references.iter().find_map(|r| match r {
-            Reference::Plan { uid, relationship } if relationship == "PREDECESSOR" => Some(uid.clone()),
+            Reference::Plan { uid, relationship } if relationship == "PREDECESSOR" => {
+                Some(uid.clone())
+            }
             _ => None,
         });
         let member = PlanMember {
@@ -335,12 +360,16 @@ pub fn assemble(records: &[InstanceRecord], ours: &HashSet<String>) -> Vec<Cours
             course.frame_of_reference_uid = first.frame_of_reference_uid.clone();
             course.patient = first.patient.clone();
         } else {
-            course
-                .waiting_for
-                .push(format!("planning image series {planning} (referenced by the RTSTRUCT)"));
+            course.waiting_for.push(format!(
+                "planning image series {planning} (referenced by the RTSTRUCT)"
+            ));
         }
-        let mut identities: BTreeMap<(String, String, String, String), Vec<String>> = BTreeMap::new();
-        let member_uids: Vec<String> = course.all_members().map(|m| m.sop_instance_uid.clone()).collect();
+        let mut identities: BTreeMap<(String, String, String, String), Vec<String>> =
+            BTreeMap::new();
+        let member_uids: Vec<String> = course
+            .all_members()
+            .map(|m| m.sop_instance_uid.clone())
+            .collect();
         for uid in &member_uids {
             if let Some(r) = by_sop.get(uid.as_str()) {
                 identities
@@ -367,7 +396,11 @@ pub fn assemble(records: &[InstanceRecord], ours: &HashSet<String>) -> Vec<Cours
             ));
         }
         if course.patient.id.is_empty() {
-            if let Some(ss) = course.structure_sets.first().and_then(|m| by_sop.get(m.sop_instance_uid.as_str())) {
+            if let Some(ss) = course
+                .structure_sets
+                .first()
+                .and_then(|m| by_sop.get(m.sop_instance_uid.as_str()))
+            {
                 course.patient = ss.patient.clone();
             }
         }
@@ -379,7 +412,9 @@ pub fn assemble(records: &[InstanceRecord], ours: &HashSet<String>) -> Vec<Cours
             {
                 course.notes.push(format!(
                     "RTDOSE {} is on frame of reference {}, the images on {}",
-                    d.member.sop_instance_uid, d.frame_of_reference_uid, course.frame_of_reference_uid
+                    d.member.sop_instance_uid,
+                    d.frame_of_reference_uid,
+                    course.frame_of_reference_uid
                 ));
             }
         }
@@ -421,7 +456,12 @@ fn new_course(planning: &str, patient: &PatientInfo) -> Course {
     }
 }
 
-fn attach_note(courses: &mut BTreeMap<String, Course>, patient: &PatientInfo, note: String, waiting: bool) {
+fn attach_note(
+    courses: &mut BTreeMap<String, Course>,
+    patient: &PatientInfo,
+    note: String,
+    waiting: bool,
+) {
     let same: Vec<&mut Course> = courses
         .values_mut()
         .filter(|c| c.patient.id == patient.id && c.patient.issuer == patient.issuer)
@@ -472,7 +512,10 @@ mod tests {
             sop_instance_uid: uid.into(),
             sop_class_uid: uids::RT_STRUCTURE_SET_STORAGE.into(),
             modality: "RTSTRUCT".into(),
-            references: vec![Reference::FrameOfReference("9.9".into()), Reference::ImageSeries(series.into())],
+            references: vec![
+                Reference::FrameOfReference("9.9".into()),
+                Reference::ImageSeries(series.into()),
+            ],
             patient: patient(pid),
             received_at: at.into(),
             ..InstanceRecord::default()
@@ -501,7 +544,10 @@ mod tests {
             sop_class_uid: uids::RT_DOSE_STORAGE.into(),
             modality: "RTDOSE".into(),
             frame_of_reference_uid: "9.9".into(),
-            references: vec![Reference::Plan { uid: plan.into(), relationship: String::new() }],
+            references: vec![Reference::Plan {
+                uid: plan.into(),
+                relationship: String::new(),
+            }],
             patient: patient("P1"),
             ..InstanceRecord::default()
         }
@@ -509,7 +555,11 @@ mod tests {
 
     #[test]
     fn full_course_from_references_in_any_order() {
-        let mut recs = vec![dose("4.1", "3.1"), plan("3.1", "2.1", "CURATIVE"), rtstruct("2.1", "1.1", "P1", "t1")];
+        let mut recs = vec![
+            dose("4.1", "3.1"),
+            plan("3.1", "2.1", "CURATIVE"),
+            rtstruct("2.1", "1.1", "P1", "t1"),
+        ];
         recs.extend(ct("1.1", 10, "P1"));
         // A bigger CT of the same study is not the planning CT.
         recs.extend(ct("1.2", 40, "P1").into_iter().map(|mut r| {
@@ -521,7 +571,10 @@ mod tests {
         let c = &courses[0];
         assert_eq!(c.planning_series_uid, "1.1");
         assert_eq!(c.images.len(), 10);
-        assert_eq!((c.structure_sets.len(), c.plans.len(), c.doses.len()), (1, 1, 1));
+        assert_eq!(
+            (c.structure_sets.len(), c.plans.len(), c.doses.len()),
+            (1, 1, 1)
+        );
         assert!(c.missing_for("full", true).is_empty());
         assert!(c.id.starts_with("P1-"));
         assert_eq!(c.id, course_id("P1", "1.1"));
@@ -532,21 +585,32 @@ mod tests {
         let mut recs = vec![rtstruct("2.1", "1.1", "P1", "t1")];
         recs.extend(ct("1.9", 50, "P1"));
         let courses = assemble(&recs, &HashSet::new());
-        let c = courses.iter().find(|c| c.planning_series_uid == "1.1").unwrap();
+        let c = courses
+            .iter()
+            .find(|c| c.planning_series_uid == "1.1")
+            .unwrap();
         assert!(c.images.is_empty());
         assert!(c.waiting_for[0].contains("planning image series 1.1"));
-        assert_eq!(c.missing_for("ct+rtstruct", false), vec!["planning image series 1.1"]);
+        assert_eq!(
+            c.missing_for("ct+rtstruct", false),
+            vec!["planning image series 1.1"]
+        );
     }
 
     #[test]
     fn two_courses_of_one_patient_stay_apart() {
-        let mut recs = vec![rtstruct("2.1", "1.1", "P1", "t1"), rtstruct("2.2", "1.2", "P1", "t2")];
+        let mut recs = vec![
+            rtstruct("2.1", "1.1", "P1", "t1"),
+            rtstruct("2.2", "1.2", "P1", "t2"),
+        ];
         recs.extend(ct("1.1", 5, "P1"));
         recs.extend(ct("1.2", 5, "P1"));
         let courses = assemble(&recs, &HashSet::new());
         assert_eq!(courses.len(), 2);
         assert_ne!(courses[0].id, courses[1].id);
-        assert!(courses.iter().all(|c| c.structure_sets.len() == 1 && c.images.len() == 5));
+        assert!(courses
+            .iter()
+            .all(|c| c.structure_sets.len() == 1 && c.images.len() == 5));
     }
 
     #[test]
@@ -565,9 +629,19 @@ mod tests {
         let c = &assemble(&recs, &ours)[0];
         assert!(c.plans.is_empty());
         assert!(c.doses.is_empty());
-        assert_eq!(c.structure_sets.len(), 1, "our own RTSTRUCT is a result, not an input");
-        assert!(c.notes.iter().any(|n| n.contains("4.8 references no RTPLAN")));
-        assert!(c.waiting_for.iter().any(|n| n.contains("4.9 waits for RTPLAN 3.9")));
+        assert_eq!(
+            c.structure_sets.len(),
+            1,
+            "our own RTSTRUCT is a result, not an input"
+        );
+        assert!(c
+            .notes
+            .iter()
+            .any(|n| n.contains("4.8 references no RTPLAN")));
+        assert!(c
+            .waiting_for
+            .iter()
+            .any(|n| n.contains("4.9 waits for RTPLAN 3.9")));
     }
 
     #[test]
@@ -581,7 +655,10 @@ mod tests {
 
     #[test]
     fn revised_rtstruct_is_the_current_one() {
-        let mut recs = vec![rtstruct("2.2", "1.1", "P1", "t2"), rtstruct("2.1", "1.1", "P1", "t1")];
+        let mut recs = vec![
+            rtstruct("2.2", "1.1", "P1", "t2"),
+            rtstruct("2.1", "1.1", "P1", "t1"),
+        ];
         recs.extend(ct("1.1", 5, "P1"));
         let c = &assemble(&recs, &HashSet::new())[0];
         assert_eq!(c.current_structure_set().unwrap().sop_instance_uid, "2.2");
@@ -598,7 +675,10 @@ mod tests {
         assert_eq!(courses.len(), 1);
         assert_eq!(courses[0].planning_series_uid, "1.1");
         assert!(courses[0].missing_for("ct", false).is_empty());
-        assert_eq!(courses[0].missing_for("ct+rtstruct", false), vec!["RTSTRUCT"]);
+        assert_eq!(
+            courses[0].missing_for("ct+rtstruct", false),
+            vec!["RTSTRUCT"]
+        );
     }
 
     #[test]

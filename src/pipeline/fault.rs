@@ -17,10 +17,16 @@ fn faults() -> &'static HashMap<String, Fault> {
     static F: OnceLock<HashMap<String, Fault>> = OnceLock::new();
     F.get_or_init(|| {
         let mut m: HashMap<String, Fault> = HashMap::new();
-        let Ok(spec) = std::env::var("RTNODE_FAULTS") else { return m };
+        let Ok(spec) = std::env::var("RTNODE_FAULTS") else {
+            return m;
+        };
         for part in spec.split(',') {
-            let Some((stage, what)) = part.split_once(':') else { continue };
-            let Some((k, v)) = what.split_once('=') else { continue };
+            let Some((stage, what)) = part.split_once(':') else {
+                continue;
+            };
+            let Some((k, v)) = what.split_once('=') else {
+                continue;
+            };
             let f = m.entry(stage.trim().to_string()).or_default();
             match (k.trim(), v.trim().parse::<u64>()) {
                 ("delay_ms", Ok(n)) => f.delay_ms = n,
@@ -36,12 +42,17 @@ fn faults() -> &'static HashMap<String, Fault> {
 }
 
 pub fn inject(stage: &str, attempt: u32) -> anyhow::Result<()> {
-    let Some(f) = faults().get(stage).copied() else { return Ok(()) };
+    let Some(f) = faults().get(stage).copied() else {
+        return Ok(());
+    };
     if f.delay_ms > 0 {
         std::thread::sleep(Duration::from_millis(f.delay_ms));
     }
     if attempt <= f.fail {
-        anyhow::bail!("injected failure of {stage} (attempt {attempt} of {} set to fail)", f.fail);
+        anyhow::bail!(
+            "injected failure of {stage} (attempt {attempt} of {} set to fail)",
+            f.fail
+        );
     }
     Ok(())
 }

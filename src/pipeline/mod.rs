@@ -122,7 +122,11 @@ pub struct PipelineStatus {
 impl Pipeline {
     /// Opens the pipeline over its durable state, re-queueing any stage a
     /// crash interrupted and removing its partial output.
-    pub fn open(data_dir: &Path, state: Arc<StateDb>, opts: PipelineOptions) -> Result<Arc<Pipeline>> {
+    pub fn open(
+        data_dir: &Path,
+        state: Arc<StateDb>,
+        opts: PipelineOptions,
+    ) -> Result<Arc<Pipeline>> {
         Pipeline::with_stages(data_dir, state, opts, crate::stages::registry())
     }
 
@@ -139,7 +143,10 @@ impl Pipeline {
         }
         let mut jobs = BTreeMap::new();
         for mut j in state.jobs::<JobRecord>("")? {
-            let latest = courses.get(&j.course_id).and_then(|c| c.latest_version()).map(|v| v.n);
+            let latest = courses
+                .get(&j.course_id)
+                .and_then(|c| c.latest_version())
+                .map(|v| v.n);
             if j.state == JobState::Running {
                 warn!(course = %j.course_id, version = j.version, stage = %j.stage, "stage was interrupted; queued again");
                 j.state = JobState::Queued;
@@ -185,7 +192,9 @@ impl Pipeline {
     /// Called for every instance the store has committed.
     pub fn on_instance(&self, rec: &InstanceRecord) {
         let mut inner = self.lock();
-        inner.records.insert(rec.sop_instance_uid.clone(), rec.clone());
+        inner
+            .records
+            .insert(rec.sop_instance_uid.clone(), rec.clone());
         inner.dirty = true;
     }
 
@@ -272,18 +281,28 @@ impl Pipeline {
             let missing = c.missing_for(&rule, self.opts.settings.require_approved);
             let id = c.id.clone();
             let changed = match inner.courses.get(&id) {
-                Some(old) => old.fingerprint != fingerprint || old.missing != missing || old.course.held != c.held,
+                Some(old) => {
+                    old.fingerprint != fingerprint
+                        || old.missing != missing
+                        || old.course.held != c.held
+                }
                 None => true,
             };
             if !changed {
                 continue;
             }
-            if inner.courses.get(&id).is_none_or(|o| o.fingerprint != fingerprint) {
+            if inner
+                .courses
+                .get(&id)
+                .is_none_or(|o| o.fingerprint != fingerprint)
+            {
                 inner.last_change.insert(id.clone(), Instant::now());
             }
             let old = inner.courses.get(&id);
             let rec = CourseRecord {
-                state: old.map(|o| o.state.clone()).unwrap_or_else(|| "incomplete".into()),
+                state: old
+                    .map(|o| o.state.clone())
+                    .unwrap_or_else(|| "incomplete".into()),
                 versions: old.map(|o| o.versions.clone()).unwrap_or_default(),
                 course: c,
                 rule,
@@ -302,17 +321,25 @@ impl Pipeline {
         let mut inner = self.lock();
         let ids: Vec<String> = inner.courses.keys().cloned().collect();
         for id in ids {
-            let Some(rec) = inner.courses.get(&id).cloned() else { continue };
+            let Some(rec) = inner.courses.get(&id).cloned() else {
+                continue;
+            };
             let new_state = if let Some(h) = &rec.course.held {
                 let _ = h;
                 "held".to_string()
             } else if !self.opts.immediate && !rec.missing.is_empty() {
                 "incomplete".to_string()
-            } else if rec.latest_version().is_some_and(|v| v.fingerprint == rec.fingerprint) {
+            } else if rec
+                .latest_version()
+                .is_some_and(|v| v.fingerprint == rec.fingerprint)
+            {
                 versions::state_of_latest(&inner.jobs, &rec)
             } else {
                 let settled = self.opts.immediate
-                    || inner.last_change.get(&id).is_none_or(|t| t.elapsed() >= stable);
+                    || inner
+                        .last_change
+                        .get(&id)
+                        .is_none_or(|t| t.elapsed() >= stable);
                 if settled {
                     let rec = self.new_version(&mut inner, rec)?;
                     inner.courses.insert(id.clone(), rec);
@@ -393,7 +420,9 @@ impl Pipeline {
                                 .ok()
                                 .and_then(|v| v.into_iter().next())
                         });
-                        if let Some(old) = old.filter(|o| o.state == JobState::Done && o.fingerprint == fp) {
+                        if let Some(old) =
+                            old.filter(|o| o.state == JobState::Done && o.fingerprint == fp)
+                        {
                             let from = versions::version_dir(&self.data_dir, &id, p).join(name);
                             if versions::link_tree(&from, &vdir.join(name)).is_ok() {
                                 job.state = JobState::Done;
@@ -417,7 +446,10 @@ impl Pipeline {
             created_at: crate::time::now_rfc3339(),
             fingerprint: rec.fingerprint.clone(),
             reason: reason.clone(),
-            structure_set: rec.course.current_structure_set().map(|m| m.sop_instance_uid.clone()),
+            structure_set: rec
+                .course
+                .current_structure_set()
+                .map(|m| m.sop_instance_uid.clone()),
         });
         versions::write_manifest(&self.data_dir, &rec, n, &inner.jobs)?;
         info!(course = %id, version = n, reason = %reason, "course triggered");
@@ -425,7 +457,9 @@ impl Pipeline {
     }
 
     fn threads_for(&self, stage: &str) -> usize {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         match self.opts.settings.stages.get(stage) {
             Some(StageLimits { threads, .. }) if *threads > 0 => *threads as usize,
             Some(StageLimits { workers, .. }) if *workers > 0 => (cores / *workers as usize).max(1),
@@ -453,20 +487,29 @@ impl Pipeline {
                 if inner.running.len() + to_start.len() >= max {
                     break;
                 }
-                let Some(job) = inner.jobs.get(&key).cloned() else { continue };
+                let Some(job) = inner.jobs.get(&key).cloned() else {
+                    continue;
+                };
                 if job.state != JobState::Queued || job.not_before_ms > now {
                     continue;
                 }
-                let Some(stage) = self.stages.iter().find(|s| s.name() == job.stage).cloned() else {
+                let Some(stage) = self.stages.iter().find(|s| s.name() == job.stage).cloned()
+                else {
                     continue;
                 };
                 // Dependencies: all final; any not done makes this one skipped.
                 let mut blocked = false;
                 let mut unmet = None;
                 for dep in stage.after() {
-                    match inner.jobs.get(&job_key(&job.course_id, job.version, dep)).map(|d| d.state) {
+                    match inner
+                        .jobs
+                        .get(&job_key(&job.course_id, job.version, dep))
+                        .map(|d| d.state)
+                    {
                         Some(JobState::Done) => {}
-                        Some(s) if s.is_final() => unmet = Some(format!("needs {dep}, which {}", s.as_str())),
+                        Some(s) if s.is_final() => {
+                            unmet = Some(format!("needs {dep}, which {}", s.as_str()))
+                        }
                         _ => blocked = true,
                     }
                 }
@@ -483,12 +526,19 @@ impl Pipeline {
                     }
                     continue;
                 }
-                let limit = self.opts.settings.stages.get(&job.stage).map(|l| l.workers).unwrap_or(0);
+                let limit = self
+                    .opts
+                    .settings
+                    .stages
+                    .get(&job.stage)
+                    .map(|l| l.workers)
+                    .unwrap_or(0);
                 let busy = per_stage.get(&job.stage).copied().unwrap_or(0);
                 if limit > 0 && busy >= limit as usize {
                     continue;
                 }
-                let Some(course) = inner.courses.get(&job.course_id).map(|c| c.course.clone()) else {
+                let Some(course) = inner.courses.get(&job.course_id).map(|c| c.course.clone())
+                else {
                     continue;
                 };
                 *per_stage.entry(job.stage.clone()).or_default() += 1;
@@ -601,7 +651,9 @@ impl Pipeline {
                 let oom = versions::looks_like_oom(&msg);
                 job.error = Some(msg.clone());
                 if job.attempts < self.opts.settings.max_attempts {
-                    let backoff = self.opts.settings.retry_backoff_s * 1000 * (1u64 << (job.attempts - 1).min(10));
+                    let backoff = self.opts.settings.retry_backoff_s
+                        * 1000
+                        * (1u64 << (job.attempts - 1).min(10));
                     job.state = JobState::Queued;
                     job.not_before_ms = now_ms() + backoff;
                     if oom {
@@ -657,7 +709,13 @@ impl Pipeline {
         }
         for j in inner.jobs.values() {
             if j.state == JobState::Failed {
-                out.push(format!("{} v{} {}: {}", j.course_id, j.version, j.stage, j.error.as_deref().unwrap_or("")));
+                out.push(format!(
+                    "{} v{} {}: {}",
+                    j.course_id,
+                    j.version,
+                    j.stage,
+                    j.error.as_deref().unwrap_or("")
+                ));
             }
         }
         out
@@ -706,7 +764,8 @@ fn build_status(
                 break;
             }
             let p = running.get(k);
-            cs.stages.insert(j.stage.clone(), j.state.as_str().to_string());
+            cs.stages
+                .insert(j.stage.clone(), j.state.as_str().to_string());
             cs.stage_details.push(stage_status(j, p));
         }
         st.courses.push(cs);

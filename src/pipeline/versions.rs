@@ -14,7 +14,10 @@ use crate::course::Course;
 use crate::stages::Stage;
 
 pub fn version_dir(data_dir: &Path, course_id: &str, n: u32) -> PathBuf {
-    data_dir.join("courses").join(course_id).join(format!("v{n}"))
+    data_dir
+        .join("courses")
+        .join(course_id)
+        .join(format!("v{n}"))
 }
 
 /// Hash of every member object (UID and content): any new, revised or
@@ -35,7 +38,11 @@ pub fn members_fingerprint(c: &Course) -> String {
 
 /// A stage's fingerprint: its name and revision, its inputs, and the
 /// fingerprints of the stages it runs after.
-pub fn stage_fingerprint(stage: &dyn Stage, inputs: &[String], upstream: &HashMap<&str, String>) -> String {
+pub fn stage_fingerprint(
+    stage: &dyn Stage,
+    inputs: &[String],
+    upstream: &HashMap<&str, String>,
+) -> String {
     let mut h = blake3::Hasher::new();
     h.update(stage.name().as_bytes());
     h.update(&stage.revision().to_le_bytes());
@@ -47,7 +54,13 @@ pub fn stage_fingerprint(stage: &dyn Stage, inputs: &[String], upstream: &HashMa
     }
     for dep in stage.after() {
         h.update(dep.as_bytes());
-        h.update(upstream.get(dep).map(String::as_str).unwrap_or("-").as_bytes());
+        h.update(
+            upstream
+                .get(dep)
+                .map(String::as_str)
+                .unwrap_or("-")
+                .as_bytes(),
+        );
     }
     h.finalize().to_hex()[..16].to_string()
 }
@@ -70,11 +83,17 @@ pub fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 
 /// Partial stage outputs (`.tmp-*`) left by a crash are never results.
 pub fn remove_partial_outputs(courses_dir: &Path) {
-    let Ok(courses) = std::fs::read_dir(courses_dir) else { return };
+    let Ok(courses) = std::fs::read_dir(courses_dir) else {
+        return;
+    };
     for c in courses.flatten() {
-        let Ok(versions) = std::fs::read_dir(c.path()) else { continue };
+        let Ok(versions) = std::fs::read_dir(c.path()) else {
+            continue;
+        };
         for v in versions.flatten() {
-            let Ok(entries) = std::fs::read_dir(v.path()) else { continue };
+            let Ok(entries) = std::fs::read_dir(v.path()) else {
+                continue;
+            };
             for e in entries.flatten() {
                 if e.file_name().to_string_lossy().starts_with(".tmp-") {
                     info!(path = %e.path().display(), "removing partial stage output");
@@ -141,7 +160,10 @@ fn write_manifest_raw(
     let c = &rec.course;
     let prefix = format!("{}/v{n:04}/", c.id);
     let mut stages = serde_json::Map::new();
-    for (_, j) in jobs.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)) {
+    for (_, j) in jobs
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+    {
         stages.insert(
             j.stage.clone(),
             json!({

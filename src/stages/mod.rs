@@ -63,7 +63,9 @@ pub fn registry() -> Vec<Arc<dyn Stage>> {
     vec![Arc::new(organize::Organize), Arc::new(qc::Qc)]
 }
 
-pub(crate) fn member_keys<'a>(members: impl Iterator<Item = &'a crate::course::Member>) -> Vec<String> {
+pub(crate) fn member_keys<'a>(
+    members: impl Iterator<Item = &'a crate::course::Member>,
+) -> Vec<String> {
     members
         .map(|m| format!("{}:{}", m.sop_instance_uid, m.content_hash))
         .collect()

@@ -41,7 +41,9 @@ struct Slice {
 }
 
 fn text(obj: &dicom_object::InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {
-    obj.get(tag).and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string())
+    obj.get(tag)
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim().to_string())
 }
 
 impl Stage for Organize {
@@ -98,7 +100,9 @@ impl Stage for Organize {
         let rows: usize = first.element(tags::ROWS)?.to_int::<u16>()? as usize;
         let cols: usize = first.element(tags::COLUMNS)?.to_int::<u16>()? as usize;
         let ps = first.element(tags::PIXEL_SPACING)?.to_multi_float64()?;
-        let iop = first.element(tags::IMAGE_ORIENTATION_PATIENT)?.to_multi_float64()?;
+        let iop = first
+            .element(tags::IMAGE_ORIENTATION_PATIENT)?
+            .to_multi_float64()?;
         if ps.len() != 2 || iop.len() != 6 {
             bail!("bad PixelSpacing or ImageOrientationPatient");
         }
@@ -106,16 +110,18 @@ impl Stage for Organize {
         let spacing_z = course.geometry.spacing_mm.context("no slice spacing")?;
         // Slice direction from the sorted positions, so feet-first series
         // (whose normal points the other way) keep a right-handed grid.
-        let mut dz = [0.0; 3];
-        for a in 0..3 {
-            dz[a] = (slices[n - 1].position[a] - slices[0].position[a]) / (n as f64 - 1.0);
-        }
+        let dz: [f64; 3] =
+            std::array::from_fn(|a| (slices[n - 1].position[a] - slices[0].position[a]) / (n as f64 - 1.0));
         let len = (dz[0] * dz[0] + dz[1] * dz[1] + dz[2] * dz[2]).sqrt();
         let geometry = Geometry {
             origin: slices[0].position,
             // PixelSpacing is row spacing \ column spacing.
             spacing: [ps[1], ps[0], spacing_z],
-            directions: [[iop[0], iop[1], iop[2]], [iop[3], iop[4], iop[5]], [dz[0] / len, dz[1] / len, dz[2] / len]],
+            directions: [
+                [iop[0], iop[1], iop[2]],
+                [iop[3], iop[4], iop[5]],
+                [dz[0] / len, dz[1] / len, dz[2] / len],
+            ],
             size: [cols, rows, n],
         };
 
@@ -141,7 +147,12 @@ impl Stage for Organize {
                         .to_vec::<f32>()
                         .with_context(|| format!("rescaling {}", s.uid))?;
                     if pixels.len() != rows * cols {
-                        bail!("slice {} has {} values, expected {}", s.uid, pixels.len(), rows * cols);
+                        bail!(
+                            "slice {} has {} values, expected {}",
+                            s.uid,
+                            pixels.len(),
+                            rows * cols
+                        );
                     }
                     let d = done.fetch_add(1, Ordering::Relaxed) + 1;
                     (ctx.progress)(d, n as u64);
@@ -162,7 +173,8 @@ impl Stage for Organize {
             .iter()
             .fold((f32::MAX, f32::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
         volume.write_nrrd(&ctx.out_dir.join(VOLUME_FILE))?;
-        let for_uid = text(&first, tags::FRAME_OF_REFERENCE_UID).unwrap_or_else(|| course.frame_of_reference_uid.clone());
+        let for_uid = text(&first, tags::FRAME_OF_REFERENCE_UID)
+            .unwrap_or_else(|| course.frame_of_reference_uid.clone());
         let gf = GeometryFile {
             geometry: &volume.geometry,
             modality: &course.modality,
@@ -173,7 +185,10 @@ impl Stage for Organize {
             hu_min,
             hu_max,
         };
-        std::fs::write(ctx.out_dir.join(GEOMETRY_FILE), serde_json::to_vec_pretty(&gf)?)?;
+        std::fs::write(
+            ctx.out_dir.join(GEOMETRY_FILE),
+            serde_json::to_vec_pretty(&gf)?,
+        )?;
         Ok(Outcome::Done(serde_json::json!({
             "slices": n,
             "size": [cols, rows, n],

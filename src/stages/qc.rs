@@ -91,7 +91,9 @@ fn read_rois(obj: &InMemDicomObject) -> Vec<Roi> {
         .iter()
         .map(|i| {
             (
-                i.get(tags::ROI_NUMBER).and_then(|e| e.to_int::<i64>().ok()).unwrap_or(-1),
+                i.get(tags::ROI_NUMBER)
+                    .and_then(|e| e.to_int::<i64>().ok())
+                    .unwrap_or(-1),
                 text(i, tags::ROI_NAME),
             )
         })
@@ -104,26 +106,44 @@ fn read_rois(obj: &InMemDicomObject) -> Vec<Roi> {
             contours: Vec::new(),
         })
         .collect();
-    for item in obj.get(tags::ROI_CONTOUR_SEQUENCE).and_then(|e| e.items()).unwrap_or(&[]) {
+    for item in obj
+        .get(tags::ROI_CONTOUR_SEQUENCE)
+        .and_then(|e| e.items())
+        .unwrap_or(&[])
+    {
         let n = item
             .get(tags::REFERENCED_ROI_NUMBER)
             .and_then(|e| e.to_int::<i64>().ok())
             .unwrap_or(-1);
-        let Some(roi) = rois.iter_mut().find(|r| r.number == n) else { continue };
-        for c in item.get(tags::CONTOUR_SEQUENCE).and_then(|e| e.items()).unwrap_or(&[]) {
+        let Some(roi) = rois.iter_mut().find(|r| r.number == n) else {
+            continue;
+        };
+        for c in item
+            .get(tags::CONTOUR_SEQUENCE)
+            .and_then(|e| e.items())
+            .unwrap_or(&[])
+        {
             if text(c, tags::CONTOUR_GEOMETRIC_TYPE) != "CLOSED_PLANAR" {
                 continue;
             }
             let d = floats(c, tags::CONTOUR_DATA);
-            roi.contours.push(d.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect());
+            roi.contours
+                .push(d.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect());
         }
     }
     rois
 }
 
 fn segments_cross(a: [f64; 2], b: [f64; 2], c: [f64; 2], d: [f64; 2]) -> bool {
-    let orient = |p: [f64; 2], q: [f64; 2], r: [f64; 2]| (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0]);
-    let (o1, o2, o3, o4) = (orient(a, b, c), orient(a, b, d), orient(c, d, a), orient(c, d, b));
+    let orient = |p: [f64; 2], q: [f64; 2], r: [f64; 2]| {
+        (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
+    };
+    let (o1, o2, o3, o4) = (
+        orient(a, b, c),
+        orient(a, b, d),
+        orient(c, d, a),
+        orient(c, d, b),
+    );
     o1 * o2 < 0.0 && o3 * o4 < 0.0
 }
 
@@ -162,7 +182,9 @@ impl Bounds {
 }
 
 fn image_bounds(course: &Course, data_dir: &Path) -> Result<Option<Bounds>> {
-    let Some(first) = course.images.first() else { return Ok(None) };
+    let Some(first) = course.images.first() else {
+        return Ok(None);
+    };
     let obj = header(&data_dir.join(&first.path))?;
     let rows = obj.element(tags::ROWS)?.to_int::<u16>()? as f64;
     let cols = obj.element(tags::COLUMNS)?.to_int::<u16>()? as f64;
@@ -190,7 +212,9 @@ fn image_bounds(course: &Course, data_dir: &Path) -> Result<Option<Bounds>> {
         hi[a] = c0[a].max(c1[a]);
     }
     // Along the normal the extent is the slice stack (axial: z).
-    let axis = (0..3).max_by(|a, b| normal[*a].abs().total_cmp(&normal[*b].abs())).unwrap_or(2);
+    let axis = (0..3)
+        .max_by(|a, b| normal[*a].abs().total_cmp(&normal[*b].abs()))
+        .unwrap_or(2);
     lo[axis] = z0.min(z1) * normal[axis].signum();
     hi[axis] = z0.max(z1) * normal[axis].signum();
     if lo[axis] > hi[axis] {
@@ -256,19 +280,55 @@ impl Stage for Qc {
 
         // Image series.
         if course.images.is_empty() {
-            checks.add("image", "image_series_present", Fail, "no planning image series received");
+            checks.add(
+                "image",
+                "image_series_present",
+                Fail,
+                "no planning image series received",
+            );
         } else {
-            checks.add("image", "image_series_present", Pass, format!("{} slices", course.images.len()));
+            checks.add(
+                "image",
+                "image_series_present",
+                Pass,
+                format!("{} slices", course.images.len()),
+            );
             let gaps: Vec<&String> = g.problems.iter().filter(|p| p.starts_with("gap")).collect();
             if gaps.is_empty() {
                 checks.add("image", "missing_slices", Pass, "no gap between slices");
             } else {
-                checks.add("image", "missing_slices", Fail, gaps.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("; "));
+                checks.add(
+                    "image",
+                    "missing_slices",
+                    Fail,
+                    gaps.iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                );
             }
-            let other: Vec<&String> = g.problems.iter().filter(|p| !p.starts_with("gap")).collect();
+            let other: Vec<&String> = g
+                .problems
+                .iter()
+                .filter(|p| !p.starts_with("gap"))
+                .collect();
             match (other.is_empty(), g.spacing_mm) {
-                (true, Some(s)) => checks.add("image", "slice_spacing_regularity", Pass, format!("{s:.3} mm throughout")),
-                _ => checks.add("image", "slice_spacing_regularity", Fail, other.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("; ")),
+                (true, Some(s)) => checks.add(
+                    "image",
+                    "slice_spacing_regularity",
+                    Pass,
+                    format!("{s:.3} mm throughout"),
+                ),
+                _ => checks.add(
+                    "image",
+                    "slice_spacing_regularity",
+                    Fail,
+                    other
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
             }
             match g.normal {
                 Some(n) if n[2].abs() > 0.99 => checks.add("image", "orientation", Pass, "axial"),
@@ -276,7 +336,10 @@ impl Stage for Qc {
                     "image",
                     "orientation",
                     Warning,
-                    format!("not axial: slice normal ({:.3}, {:.3}, {:.3})", n[0], n[1], n[2]),
+                    format!(
+                        "not axial: slice normal ({:.3}, {:.3}, {:.3})",
+                        n[0], n[1], n[2]
+                    ),
                 ),
                 None => checks.add("image", "orientation", Fail, "no orientation"),
             }
@@ -298,7 +361,9 @@ impl Stage for Qc {
                 .map(|i| text(i, tags::FRAME_OF_REFERENCE_UID))
                 .collect();
             if !image_for.is_empty() && !refs.contains(&image_for) {
-                for_problems.push(format!("RTSTRUCT references {refs:?}, images are on {image_for}"));
+                for_problems.push(format!(
+                    "RTSTRUCT references {refs:?}, images are on {image_for}"
+                ));
             }
         }
         let mut dose_objs = Vec::new();
@@ -306,52 +371,115 @@ impl Stage for Qc {
             let obj = header(&ctx.instance_path(&d.member.path))?;
             let f = text(&obj, tags::FRAME_OF_REFERENCE_UID);
             if !image_for.is_empty() && f != image_for {
-                for_problems.push(format!("RTDOSE {} is on {f}, images on {image_for}", d.member.sop_instance_uid));
+                for_problems.push(format!(
+                    "RTDOSE {} is on {f}, images on {image_for}",
+                    d.member.sop_instance_uid
+                ));
             }
             dose_objs.push((d, obj));
         }
         if for_problems.is_empty() {
-            checks.add("references", "frame_of_reference_consistency", Pass, format!("all objects on {image_for}"));
+            checks.add(
+                "references",
+                "frame_of_reference_consistency",
+                Pass,
+                format!("all objects on {image_for}"),
+            );
         } else {
-            checks.add("references", "frame_of_reference_consistency", Fail, for_problems.join("; "));
+            checks.add(
+                "references",
+                "frame_of_reference_consistency",
+                Fail,
+                for_problems.join("; "),
+            );
         }
 
         // Structures.
         match &ss_obj {
-            None => checks.add("structures", "structure_set_present", Warning, "no RTSTRUCT"),
+            None => checks.add(
+                "structures",
+                "structure_set_present",
+                Warning,
+                "no RTSTRUCT",
+            ),
             Some(ss) => {
                 let rois = read_rois(ss);
-                checks.add("structures", "structure_set_present", Pass, format!("{} ROIs", rois.len()));
-                let empty: Vec<&str> = rois.iter().filter(|r| r.contours.iter().all(|c| c.is_empty())).map(|r| r.name.as_str()).collect();
+                checks.add(
+                    "structures",
+                    "structure_set_present",
+                    Pass,
+                    format!("{} ROIs", rois.len()),
+                );
+                let empty: Vec<&str> = rois
+                    .iter()
+                    .filter(|r| r.contours.iter().all(|c| c.is_empty()))
+                    .map(|r| r.name.as_str())
+                    .collect();
                 if empty.is_empty() {
-                    checks.add("structures", "empty_structures", Pass, "every ROI has contours");
+                    checks.add(
+                        "structures",
+                        "empty_structures",
+                        Pass,
+                        "every ROI has contours",
+                    );
                 } else {
-                    checks.add("structures", "empty_structures", Warning, format!("no contours: {}", empty.join(", ")));
+                    checks.add(
+                        "structures",
+                        "empty_structures",
+                        Warning,
+                        format!("no contours: {}", empty.join(", ")),
+                    );
                 }
-                let crossing: Vec<&str> = rois.iter().filter(|r| r.contours.iter().any(|c| self_intersects(c))).map(|r| r.name.as_str()).collect();
+                let crossing: Vec<&str> = rois
+                    .iter()
+                    .filter(|r| r.contours.iter().any(|c| self_intersects(c)))
+                    .map(|r| r.name.as_str())
+                    .collect();
                 if crossing.is_empty() {
                     checks.add("structures", "self_intersecting_contours", Pass, "none");
                 } else {
-                    checks.add("structures", "self_intersecting_contours", Warning, format!("self-intersecting contours in: {}", crossing.join(", ")));
+                    checks.add(
+                        "structures",
+                        "self_intersecting_contours",
+                        Warning,
+                        format!("self-intersecting contours in: {}", crossing.join(", ")),
+                    );
                 }
                 if let Some(b) = image_bounds(course, ctx.data_dir)? {
                     // Within half a millimetre of the outermost voxel centres.
                     let edge: Vec<&str> = rois
                         .iter()
-                        .filter(|r| r.contours.iter().flatten().any(|p| {
-                            (0..2).any(|a| (p[a] - b.lo[a]).abs() < 0.5 || (p[a] - b.hi[a]).abs() < 0.5) || !b.contains(*p, 0.5)
-                        }))
+                        .filter(|r| {
+                            r.contours.iter().flatten().any(|p| {
+                                (0..2).any(|a| {
+                                    (p[a] - b.lo[a]).abs() < 0.5 || (p[a] - b.hi[a]).abs() < 0.5
+                                }) || !b.contains(*p, 0.5)
+                            })
+                        })
                         .map(|r| r.name.as_str())
                         .collect();
                     if edge.is_empty() {
                         checks.add("structures", "structures_touching_image_edge", Pass, "none");
                     } else {
-                        checks.add("structures", "structures_touching_image_edge", Warning, format!("at or beyond the image edge: {}", edge.join(", ")));
+                        checks.add(
+                            "structures",
+                            "structures_touching_image_edge",
+                            Warning,
+                            format!("at or beyond the image edge: {}", edge.join(", ")),
+                        );
                     }
                 }
                 for (d, obj) in &dose_objs {
                     let Some(b) = dose_bounds(obj) else {
-                        checks.add("dose", "dose_grid_coverage", Fail, format!("RTDOSE {}: no usable grid geometry", d.member.sop_instance_uid));
+                        checks.add(
+                            "dose",
+                            "dose_grid_coverage",
+                            Fail,
+                            format!(
+                                "RTDOSE {}: no usable grid geometry",
+                                d.member.sop_instance_uid
+                            ),
+                        );
                         continue;
                     };
                     let mut partial = Vec::new();
@@ -362,13 +490,34 @@ impl Stage for Qc {
                         }
                         let outside = pts.iter().filter(|p| !b.contains(***p, 1e-6)).count();
                         if outside > 0 {
-                            partial.push(format!("{} ({:.0}% of contour points outside)", r.name, 100.0 * outside as f64 / pts.len() as f64));
+                            partial.push(format!(
+                                "{} ({:.0}% of contour points outside)",
+                                r.name,
+                                100.0 * outside as f64 / pts.len() as f64
+                            ));
                         }
                     }
                     if partial.is_empty() {
-                        checks.add("dose", "dose_grid_coverage", Pass, format!("RTDOSE {} covers every structure", d.member.sop_instance_uid));
+                        checks.add(
+                            "dose",
+                            "dose_grid_coverage",
+                            Pass,
+                            format!(
+                                "RTDOSE {} covers every structure",
+                                d.member.sop_instance_uid
+                            ),
+                        );
                     } else {
-                        checks.add("dose", "dose_grid_coverage", Warning, format!("RTDOSE {} covers only part of: {}", d.member.sop_instance_uid, partial.join(", ")));
+                        checks.add(
+                            "dose",
+                            "dose_grid_coverage",
+                            Warning,
+                            format!(
+                                "RTDOSE {} covers only part of: {}",
+                                d.member.sop_instance_uid,
+                                partial.join(", ")
+                            ),
+                        );
                     }
                 }
             }
@@ -379,21 +528,65 @@ impl Stage for Qc {
             checks.add("plan", "plan_present", Warning, "no RTPLAN");
         }
         for p in &course.plans {
-            let status = if p.approval_status == "APPROVED" { Pass } else { Warning };
-            checks.add("plan", "plan_approval", status, format!("RTPLAN {} ({}) is {}", p.member.sop_instance_uid, p.label, if p.approval_status.is_empty() { "without ApprovalStatus" } else { &p.approval_status }));
+            let status = if p.approval_status == "APPROVED" {
+                Pass
+            } else {
+                Warning
+            };
+            checks.add(
+                "plan",
+                "plan_approval",
+                status,
+                format!(
+                    "RTPLAN {} ({}) is {}",
+                    p.member.sop_instance_uid,
+                    p.label,
+                    if p.approval_status.is_empty() {
+                        "without ApprovalStatus"
+                    } else {
+                        &p.approval_status
+                    }
+                ),
+            );
         }
         for (d, obj) in &dose_objs {
             let uid = &d.member.sop_instance_uid;
             let class = text(obj, tags::SOP_CLASS_UID);
-            checks.add("dose", "dose_sop_class", if class == uids::RT_DOSE_STORAGE { Pass } else { Fail }, format!("RTDOSE {uid}: {}", uids::sop_class_name(&class)));
+            checks.add(
+                "dose",
+                "dose_sop_class",
+                if class == uids::RT_DOSE_STORAGE {
+                    Pass
+                } else {
+                    Fail
+                },
+                format!("RTDOSE {uid}: {}", uids::sop_class_name(&class)),
+            );
             match d.units.as_str() {
                 "GY" => checks.add("dose", "dose_units", Pass, format!("RTDOSE {uid}: GY")),
-                "RELATIVE" => checks.add("dose", "dose_units", Warning, format!("RTDOSE {uid}: RELATIVE, no absolute metrics")),
-                u => checks.add("dose", "dose_units", Fail, format!("RTDOSE {uid}: unknown units {u:?}")),
+                "RELATIVE" => checks.add(
+                    "dose",
+                    "dose_units",
+                    Warning,
+                    format!("RTDOSE {uid}: RELATIVE, no absolute metrics"),
+                ),
+                u => checks.add(
+                    "dose",
+                    "dose_units",
+                    Fail,
+                    format!("RTDOSE {uid}: unknown units {u:?}"),
+                ),
             }
             match d.dose_type.as_str() {
-                "PHYSICAL" => checks.add("dose", "dose_type", Pass, format!("RTDOSE {uid}: PHYSICAL")),
-                "EFFECTIVE" => checks.add("dose", "dose_type", Warning, format!("RTDOSE {uid}: EFFECTIVE, never summed with PHYSICAL")),
+                "PHYSICAL" => {
+                    checks.add("dose", "dose_type", Pass, format!("RTDOSE {uid}: PHYSICAL"))
+                }
+                "EFFECTIVE" => checks.add(
+                    "dose",
+                    "dose_type",
+                    Warning,
+                    format!("RTDOSE {uid}: EFFECTIVE, never summed with PHYSICAL"),
+                ),
                 t => checks.add("dose", "dose_type", Fail, format!("RTDOSE {uid}: {t:?}")),
             }
             match d.summation_type.as_str() {
@@ -412,8 +605,16 @@ impl Stage for Qc {
             verdict,
             checks: checks.0,
         };
-        std::fs::write(ctx.out_dir.join(REPORT_FILE), serde_json::to_vec_pretty(&report)?)?;
-        let failed: Vec<&str> = report.checks.iter().filter(|c| c.status == Fail).map(|c| c.id.as_str()).collect();
+        std::fs::write(
+            ctx.out_dir.join(REPORT_FILE),
+            serde_json::to_vec_pretty(&report)?,
+        )?;
+        let failed: Vec<&str> = report
+            .checks
+            .iter()
+            .filter(|c| c.status == Fail)
+            .map(|c| c.id.as_str())
+            .collect();
         Ok(Outcome::Done(serde_json::json!({
             "verdict": verdict,
             "checks": report.checks.len(),
@@ -428,9 +629,19 @@ mod tests {
 
     #[test]
     fn figure_eight_self_intersects_and_a_square_does_not() {
-        let square = [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 1.0, 0.0]];
+        let square = [
+            [0.0, 0.0, 0.0],
+            [1.0, 0.0, 0.0],
+            [1.0, 1.0, 0.0],
+            [0.0, 1.0, 0.0],
+        ];
         assert!(!self_intersects(&square));
-        let bowtie = [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]];
+        let bowtie = [
+            [0.0, 0.0, 0.0],
+            [1.0, 1.0, 0.0],
+            [1.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0],
+        ];
         assert!(self_intersects(&bowtie));
     }
 

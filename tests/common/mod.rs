@@ -33,6 +33,8 @@ pub struct ServerOptions {
     pub min_free_bytes: u64,
     pub max_associations: u32,
     pub extra_yaml: String,
+    /// Environment of the server process (e.g. RTNODE_FAULTS).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for ServerOptions {
@@ -42,6 +44,7 @@ impl Default for ServerOptions {
             min_free_bytes: 1024 * 1024,
             max_associations: 16,
             extra_yaml: String::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -81,11 +84,15 @@ pub fn write_config(dir: &Path, opts: &ServerOptions) -> PathBuf {
 impl Server {
     pub fn start(dir: &Path, opts: &ServerOptions) -> Server {
         let cfg = write_config(dir, opts);
-        Server::start_with_config(dir, &cfg)
+        Server::start_with_config_env(dir, &cfg, &opts.env)
     }
 
     /// Starts `rtnode serve --config CFG` and waits until it listens.
     pub fn start_with_config(dir: &Path, cfg: &Path) -> Server {
+        Server::start_with_config_env(dir, cfg, &[])
+    }
+
+    pub fn start_with_config_env(dir: &Path, cfg: &Path, env: &[(String, String)]) -> Server {
         let data_dir = dir.join("data");
         let node_file = data_dir.join("node.json");
         let _ = std::fs::remove_file(&node_file);
@@ -93,6 +100,7 @@ impl Server {
         let child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(cfg)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -251,4 +259,229 @@ pub fn rss_kb(pid: u32) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap()
+}
+
+/// Writes a minimal RT Structure Set that references the CT series of
+/// `ct_files` (as a planning system would): one ROI "BODY" with a square
+/// contour on every slice. `patient_id` overrides the CT's PatientID.
+pub fn write_rtstruct(path: &Path, ct_files: &[PathBuf], sop_uid: &str, patient_id: Option<&str>) {
+    use dicom_core::value::DataSetSequence;
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    use dicom_object::{meta::FileMetaTableBuilder, InMemDicomObject};
+    let ct = dicom_object::open_file(&ct_files[0]).unwrap();
+    let get = |t| {
+        ct.element(t)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_end_matches('\0')
+            .to_string()
+    };
+    let mut obj = InMemDicomObject::new_empty();
+    let put = |o: &mut InMemDicomObject, t, vr, v: &str| {
+        o.put(DataElement::new(t, vr, PrimitiveValue::from(v)));
+    };
+    put(&mut obj, tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
+    put(
+        &mut obj,
+        tags::SOP_CLASS_UID,
+        VR::UI,
+        rtnode::uids::RT_STRUCTURE_SET_STORAGE,
+    );
+    put(&mut obj, tags::SOP_INSTANCE_UID, VR::UI, sop_uid);
+    put(
+        &mut obj,
+        tags::STUDY_INSTANCE_UID,
+        VR::UI,
+        &get(tags::STUDY_INSTANCE_UID),
+    );
+    put(
+        &mut obj,
+        tags::SERIES_INSTANCE_UID,
+        VR::UI,
+        &format!("{sop_uid}.1"),
+    );
+    put(&mut obj, tags::MODALITY, VR::CS, "RTSTRUCT");
+    put(
+        &mut obj,
+        tags::PATIENT_NAME,
+        VR::PN,
+        &get(tags::PATIENT_NAME),
+    );
+    put(
+        &mut obj,
+        tags::PATIENT_ID,
+        VR::LO,
+        patient_id.unwrap_or(&get(tags::PATIENT_ID)),
+    );
+    put(
+        &mut obj,
+        tags::PATIENT_BIRTH_DATE,
+        VR::DA,
+        &get(tags::PATIENT_BIRTH_DATE),
+    );
+    put(&mut obj, tags::STRUCTURE_SET_LABEL, VR::SH, "TEST");
+    let series_uid = get(tags::SERIES_INSTANCE_UID);
+    let for_uid = get(tags::FRAME_OF_REFERENCE_UID);
+    let mut images = Vec::new();
+    let mut contours = Vec::new();
+    for f in ct_files {
+        let o = dicom_object::open_file(f).unwrap();
+        let uid = o
+            .element(tags::SOP_INSTANCE_UID)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_end_matches('\0')
+            .to_string();
+        let z = o
+            .element(tags::IMAGE_POSITION_PATIENT)
+            .unwrap()
+            .to_multi_float64()
+            .unwrap()[2];
+        let mut img = InMemDicomObject::new_empty();
+        put(
+            &mut img,
+            tags::REFERENCED_SOP_CLASS_UID,
+            VR::UI,
+            rtnode::uids::CT_IMAGE_STORAGE,
+        );
+        put(&mut img, tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, &uid);
+        images.push(img.clone());
+        let mut c = InMemDicomObject::new_empty();
+        c.put(DataElement::new(
+            tags::CONTOUR_IMAGE_SEQUENCE,
+            VR::SQ,
+            DataSetSequence::from(vec![img]),
+        ));
+        put(
+            &mut c,
+            tags::CONTOUR_GEOMETRIC_TYPE,
+            VR::CS,
+            "CLOSED_PLANAR",
+        );
+        put(&mut c, tags::NUMBER_OF_CONTOUR_POINTS, VR::IS, "4");
+        let pts = [-50.0, -50.0, 50.0, -50.0, 50.0, 50.0, -50.0, 50.0];
+        let data: Vec<f64> = pts.chunks(2).flat_map(|p| [p[0], p[1], z]).collect();
+        c.put(DataElement::new(
+            tags::CONTOUR_DATA,
+            VR::DS,
+            PrimitiveValue::from(
+                data.iter()
+                    .map(|v| format!("{v}"))
+                    .collect::<Vec<_>>()
+                    .join("\\"),
+            ),
+        ));
+        contours.push(c);
+    }
+    let mut series = InMemDicomObject::new_empty();
+    put(&mut series, tags::SERIES_INSTANCE_UID, VR::UI, &series_uid);
+    series.put(DataElement::new(
+        tags::CONTOUR_IMAGE_SEQUENCE,
+        VR::SQ,
+        DataSetSequence::from(images),
+    ));
+    let mut study = InMemDicomObject::new_empty();
+    put(
+        &mut study,
+        tags::REFERENCED_SOP_CLASS_UID,
+        VR::UI,
+        "1.2.840.10008.3.1.2.3.1",
+    );
+    put(
+        &mut study,
+        tags::REFERENCED_SOP_INSTANCE_UID,
+        VR::UI,
+        &get(tags::STUDY_INSTANCE_UID),
+    );
+    study.put(DataElement::new(
+        tags::RT_REFERENCED_SERIES_SEQUENCE,
+        VR::SQ,
+        DataSetSequence::from(vec![series]),
+    ));
+    let mut frame = InMemDicomObject::new_empty();
+    put(&mut frame, tags::FRAME_OF_REFERENCE_UID, VR::UI, &for_uid);
+    frame.put(DataElement::new(
+        tags::RT_REFERENCED_STUDY_SEQUENCE,
+        VR::SQ,
+        DataSetSequence::from(vec![study]),
+    ));
+    obj.put(DataElement::new(
+        tags::REFERENCED_FRAME_OF_REFERENCE_SEQUENCE,
+        VR::SQ,
+        DataSetSequence::from(vec![frame]),
+    ));
+    let mut roi = InMemDicomObject::new_empty();
+    put(&mut roi, tags::ROI_NUMBER, VR::IS, "1");
+    put(
+        &mut roi,
+        tags::REFERENCED_FRAME_OF_REFERENCE_UID,
+        VR::UI,
+        &for_uid,
+    );
+    put(&mut roi, tags::ROI_NAME, VR::LO, "BODY");
+    obj.put(DataElement::new(
+        tags::STRUCTURE_SET_ROI_SEQUENCE,
+        VR::SQ,
+        DataSetSequence::from(vec![roi]),
+    ));
+    let mut rc = InMemDicomObject::new_empty();
+    put(&mut rc, tags::REFERENCED_ROI_NUMBER, VR::IS, "1");
+    rc.put(DataElement::new(
+        tags::CONTOUR_SEQUENCE,
+        VR::SQ,
+        DataSetSequence::from(contours),
+    ));
+    obj.put(DataElement::new(
+        tags::ROI_CONTOUR_SEQUENCE,
+        VR::SQ,
+        DataSetSequence::from(vec![rc]),
+    ));
+    let file = obj
+        .with_meta(
+            FileMetaTableBuilder::new()
+                .media_storage_sop_class_uid(rtnode::uids::RT_STRUCTURE_SET_STORAGE)
+                .media_storage_sop_instance_uid(sop_uid)
+                .transfer_syntax(rtnode::uids::EXPLICIT_VR_LE),
+        )
+        .unwrap();
+    file.write_to_file(path).unwrap();
+}
+
+/// `rtnode send` of files to a test server; panics unless all succeed.
+pub fn send_ok(port: u16, files: &[PathBuf]) {
+    let out = Command::new(BIN)
+        .args(["send", "--to", &format!("RTNODE@127.0.0.1:{port}")])
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Polls `rtnode status --json` until `pred` holds (or panics after `secs`).
+pub fn wait_status(
+    data_dir: &Path,
+    secs: u64,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let v = status_json(data_dir);
+        if pred(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {}",
+            serde_json::to_string_pretty(&v["courses"]).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -1,0 +1,364 @@
+//! Courses over the live node: arrival in any order across associations,
+//! completeness, re-runs of only what a revision touches, held patients,
+//! a crash in the middle of a stage, and retries — watched through
+//! `rtnode status --json` as an operator would.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+const PIPELINE: &str = "pipeline:\n  stable_age_s: 1\n  retry_backoff_s: 1\n  workers: 2\n";
+
+fn opts() -> ServerOptions {
+    ServerOptions {
+        extra_yaml: PIPELINE.into(),
+        ..ServerOptions::default()
+    }
+}
+
+fn course(
+    v: &serde_json::Value,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> Option<&serde_json::Value> {
+    v["courses"].as_array()?.iter().find(|c| pred(c))
+}
+
+fn done(c: &serde_json::Value) -> bool {
+    c["state"] == "done"
+}
+
+fn manifest(data_dir: &Path, id: &str, v: u32) -> serde_json::Value {
+    let p = data_dir
+        .join("courses")
+        .join(id)
+        .join(format!("v{v}"))
+        .join("manifest.json");
+    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .unwrap()
+}
+
+#[test]
+fn course_arrives_out_of_order_then_a_revision_reruns_only_what_depends_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ct = synth(&dir.path().join("ct"), 12, 64);
+    let ss1 = dir.path().join("ss1.dcm");
+    write_rtstruct(&ss1, &ct, "1.2.826.0.1.3680043.10.1", None);
+    let s = Server::start(dir.path(), &opts());
+
+    // RTSTRUCT first, in its own association: the course waits for its CT.
+    send_ok(s.port, std::slice::from_ref(&ss1));
+    let v = wait_status(&s.data_dir, 20, "a waiting course", |v| {
+        course(v, |_| true).is_some()
+    });
+    let c = course(&v, |_| true).unwrap();
+    assert_eq!(c["state"], "incomplete");
+    assert!(
+        c["missing"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("planning image series"),
+        "{c}"
+    );
+
+    // Then the CT over two more associations.
+    send_ok(s.port, &ct[..6]);
+    send_ok(s.port, &ct[6..]);
+    let v = wait_status(&s.data_dir, 60, "course done", |v| {
+        course(v, done).is_some()
+    });
+    let c = course(&v, done).unwrap();
+    let id = c["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("RTNODE-PHANTOM-001-"));
+    assert_eq!(c["complete"], true);
+    assert_eq!(c["stages"]["organize"], "done");
+    assert_eq!(c["stages"]["qc"], "done");
+    assert_eq!(c["version"], 1);
+    assert_eq!(v["stage_runs"]["organize"], 1);
+    let qc: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(s.data_dir.join("courses").join(&id).join("v1/qc/qc.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(qc["verdict"], "WARNING", "no plan or dose yet: {qc}");
+    assert!(s
+        .data_dir
+        .join("courses")
+        .join(&id)
+        .join("v1/organize/volume.nrrd")
+        .exists());
+
+    // A revised RTSTRUCT a day later: a new version; organize is reused.
+    let ss2 = dir.path().join("ss2.dcm");
+    write_rtstruct(&ss2, &ct, "1.2.826.0.1.3680043.10.2", None);
+    send_ok(s.port, std::slice::from_ref(&ss2));
+    let v = wait_status(&s.data_dir, 60, "version 2 done", |v| {
+        course(v, |c| c["version"] == 2 && done(c)).is_some()
+    });
+    assert_eq!(
+        v["stage_runs"]["organize"], 1,
+        "organize must not run again"
+    );
+    assert_eq!(
+        v["stage_runs"]["qc"], 2,
+        "qc reads the structure set, so it runs again"
+    );
+    let m2 = manifest(&s.data_dir, &id, 2);
+    assert_eq!(m2["current_structure_set"], "1.2.826.0.1.3680043.10.2");
+    assert_eq!(m2["stages"]["organize"]["reused_from"], "v1");
+    assert!(m2["stages"]["qc"]["reused_from"].is_null());
+    // Old versions are kept, and the reused output is really there.
+    assert!(s
+        .data_dir
+        .join("courses")
+        .join(&id)
+        .join("v1/qc/qc.json")
+        .exists());
+    assert!(s
+        .data_dir
+        .join("courses")
+        .join(&id)
+        .join("v2/organize/volume.nrrd")
+        .exists());
+
+    // The same RTSTRUCT again (plain duplicate): nothing re-opens.
+    send_ok(s.port, std::slice::from_ref(&ss2));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let v = s.status_json();
+    assert_eq!(course(&v, |_| true).unwrap()["version"], 2);
+    s.stop();
+}
+
+#[test]
+fn missing_slice_never_triggers_and_status_names_the_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ct = synth(&dir.path().join("ct"), 10, 64);
+    let ss = dir.path().join("ss.dcm");
+    write_rtstruct(&ss, &ct, "1.2.826.0.1.3680043.10.3", None);
+    ct.remove(4);
+    let s = Server::start(dir.path(), &opts());
+    send_ok(s.port, &ct);
+    send_ok(s.port, &[ss]);
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let v = s.status_json();
+    let c = course(&v, |_| true).unwrap();
+    assert_eq!(c["state"], "incomplete");
+    assert_eq!(c["complete"], false);
+    let missing = c["missing"][0].as_str().unwrap();
+    assert!(
+        missing.contains("gap: 1 slice(s) missing between 7.50 mm and 12.50 mm"),
+        "{missing}"
+    );
+    assert!(c["stages"].as_object().unwrap().is_empty(), "nothing ran");
+    let text = Command::new(BIN)
+        .args(["status", "--data-dir"])
+        .arg(&s.data_dir)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("missing: a complete image series (gap"));
+    s.stop();
+}
+
+#[test]
+fn two_courses_of_one_patient_and_a_patient_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let ct1 = synth(&dir.path().join("ct1"), 6, 64);
+    let ct2 = synth(&dir.path().join("ct2"), 6, 64);
+    let ss1 = dir.path().join("ss1.dcm");
+    let ss2 = dir.path().join("ss2.dcm");
+    write_rtstruct(&ss1, &ct1, "1.2.826.0.1.3680043.10.11", None);
+    // The second structure set claims another patient.
+    write_rtstruct(
+        &ss2,
+        &ct2,
+        "1.2.826.0.1.3680043.10.12",
+        Some("SOMEONE-ELSE"),
+    );
+    let s = Server::start(dir.path(), &opts());
+    let mut all: Vec<PathBuf> = ct1.clone();
+    all.extend(ct2.clone());
+    all.push(ss1);
+    all.push(ss2);
+    send_ok(s.port, &all);
+    let v = wait_status(&s.data_dir, 60, "one done, one held", |v| {
+        course(v, done).is_some() && course(v, |c| c["state"] == "held").is_some()
+    });
+    let courses = v["courses"].as_array().unwrap();
+    assert_eq!(courses.len(), 2);
+    assert_ne!(courses[0]["id"], courses[1]["id"]);
+    let held = course(&v, |c| c["state"] == "held").unwrap();
+    let reason = held["held"].as_str().unwrap();
+    assert!(
+        reason.contains("SOMEONE-ELSE") && reason.contains("RTNODE-PHANTOM-001"),
+        "{reason}"
+    );
+    assert!(
+        held["stages"].as_object().unwrap().is_empty(),
+        "a held course never runs"
+    );
+    s.stop();
+}
+
+#[test]
+fn kill_9_mid_stage_then_restart_completes_without_partial_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let ct = synth(&dir.path().join("ct"), 8, 64);
+    let ss = dir.path().join("ss.dcm");
+    write_rtstruct(&ss, &ct, "1.2.826.0.1.3680043.10.21", None);
+    let slow = ServerOptions {
+        env: vec![("RTNODE_FAULTS".into(), "organize:delay_ms=4000".into())],
+        ..opts()
+    };
+    let s = Server::start(dir.path(), &slow);
+    let mut all = ct.clone();
+    all.push(ss);
+    send_ok(s.port, &all);
+    let v = wait_status(&s.data_dir, 60, "organize running", |v| {
+        course(v, |c| c["stages"]["organize"] == "running").is_some()
+    });
+    let id = course(&v, |_| true).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let vdir = s.data_dir.join("courses").join(&id).join("v1");
+    let partial: Vec<_> = std::fs::read_dir(&vdir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-organize"))
+        .collect();
+    assert_eq!(partial.len(), 1, "the run writes into a temporary folder");
+    s.kill9();
+
+    let s = Server::start(dir.path(), &opts());
+    let v = wait_status(&s.data_dir, 60, "course done after restart", |v| {
+        course(v, done).is_some()
+    });
+    let c = course(&v, done).unwrap();
+    assert_eq!(c["version"], 1, "no duplicate version");
+    let organize = c["stage_details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["stage"] == "organize")
+        .unwrap();
+    assert_eq!(organize["attempts"], 2, "{organize}");
+    let names: Vec<String> = std::fs::read_dir(&vdir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(names.iter().all(|n| !n.starts_with(".tmp")), "{names:?}");
+    assert!(s.log_text().contains("stage was interrupted"));
+    let vol = rtnode::volume::Volume::read_nrrd(&vdir.join("organize/volume.nrrd")).unwrap();
+    assert_eq!(vol.data.dim(), (8, 64, 64));
+    assert_eq!(
+        s.data_dir
+            .join("courses")
+            .join(&id)
+            .read_dir()
+            .unwrap()
+            .count(),
+        1
+    );
+    s.stop();
+}
+
+#[test]
+fn a_failing_stage_is_retried_and_its_error_is_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let ct = synth(&dir.path().join("ct"), 6, 64);
+    let ss = dir.path().join("ss.dcm");
+    write_rtstruct(&ss, &ct, "1.2.826.0.1.3680043.10.31", None);
+    let flaky = ServerOptions {
+        env: vec![("RTNODE_FAULTS".into(), "qc:fail=1".into())],
+        extra_yaml: "pipeline:\n  stable_age_s: 1\n  retry_backoff_s: 3\n".into(),
+        ..ServerOptions::default()
+    };
+    let s = Server::start(dir.path(), &flaky);
+    let mut all = ct.clone();
+    all.push(ss);
+    send_ok(s.port, &all);
+    let v = wait_status(&s.data_dir, 60, "qc failed once", |v| {
+        v["recent_failures"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty())
+    });
+    let f = &v["recent_failures"][0];
+    assert_eq!(f["stage"], "qc");
+    assert!(f["error"]
+        .as_str()
+        .unwrap()
+        .contains("injected failure of qc"));
+    let text = Command::new(BIN)
+        .args(["status", "--data-dir"])
+        .arg(&s.data_dir)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("injected failure of qc"));
+    let v = wait_status(&s.data_dir, 60, "qc done on retry", |v| {
+        course(v, done).is_some()
+    });
+    let c = course(&v, done).unwrap();
+    let qc = c["stage_details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["stage"] == "qc")
+        .unwrap();
+    assert_eq!(qc["attempts"], 2);
+    assert!(
+        qc["error"].as_str().unwrap().contains("injected"),
+        "the last error stays on record"
+    );
+    s.stop();
+}
+
+#[test]
+fn process_runs_a_folder_and_skips_what_has_no_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(&dir.path().join("in"), 8, 64);
+    let out = dir.path().join("out");
+    let o = Command::new(BIN)
+        .arg("process")
+        .arg(dir.path().join("in"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stdout.contains("organize=done") && stdout.contains("qc=done"),
+        "{stdout}"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("imported 8/8"),
+        "progress on stderr"
+    );
+    let v = status_json(&out);
+    assert_eq!(v["courses"][0]["state"], "done");
+
+    // A CT with a missing slice: organize is skipped with the reason, qc
+    // runs and fails the course's image checks; the exit status says so.
+    let bad = dir.path().join("bad");
+    let files = synth(&bad, 8, 64);
+    std::fs::remove_file(&files[3]).unwrap();
+    let o = Command::new(BIN)
+        .arg("process")
+        .arg(&bad)
+        .arg("--out")
+        .arg(dir.path().join("out2"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("organize skipped: image series incomplete: gap"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("qc=done"), "{stdout}");
+}
