@@ -638,6 +638,16 @@ impl Pipeline {
         job.finished_at = Some(crate::time::now_rfc3339());
         match result {
             Ok(Outcome::Done(summary)) => {
+                // Objects a stage created are results: when they come back
+                // through a PACS or a planning system they never re-open
+                // the course.
+                for uid in summary["created_instances"].as_array().into_iter().flatten() {
+                    if let Some(uid) = uid.as_str() {
+                        if let Err(e) = self.mark_created(uid, &job.course_id) {
+                            error!(error = %e, "cannot record a created instance");
+                        }
+                    }
+                }
                 job.state = JobState::Done;
                 job.summary = summary;
                 info!(course = %job.course_id, version = job.version, stage = %job.stage, ms = elapsed.as_millis() as u64, "stage done");

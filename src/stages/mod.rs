@@ -27,6 +27,17 @@ pub struct StageContext<'a> {
 }
 
 impl StageContext<'_> {
+    /// Environment for a child process this stage starts, so that its
+    /// numeric libraries use the threads this run was given and no more
+    /// (the predecessor's process pools oversubscribed the machine).
+    pub fn child_thread_env(&self) -> Vec<(&'static str, String)> {
+        let n = self.threads.max(1).to_string();
+        ["OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "RAYON_NUM_THREADS"]
+            .into_iter()
+            .map(|k| (k, n.clone()))
+            .collect()
+    }
+
     /// Absolute path of a stored instance.
     pub fn instance_path(&self, rel: &str) -> PathBuf {
         self.data_dir.join(rel)
