@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The disk's own limit for durable file stores: a plain write+fsync+rename loop.
 
-Usage: fsync_loop.py DEST_DIR SRC_DIR [SRC_DIR ...]
+Usage: fsync_loop.py [--dirsync] DEST_DIR SRC_DIR [SRC_DIR ...]
 
 One thread per SRC_DIR. Each thread takes the regular files of its SRC_DIR
 (sorted by name) and, for each file:
@@ -14,9 +14,12 @@ One thread per SRC_DIR. Each thread takes the regular files of its SRC_DIR
   4. renames it to DEST_DIR/<thread>-<n>.dcm,
   5. closes it.
 
-It does NOT fsync DEST_DIR after the renames, keeps no index and parses
-nothing: it is the floor under what any durable store must do per instance.
-All threads write into the same DEST_DIR (one filesystem, one journal).
+By default it does NOT fsync DEST_DIR after the rename, keeps no index and
+parses nothing: it is the floor under what any durable store must do per
+instance. With --dirsync each thread also opens DEST_DIR and fsync()s it
+after every rename (6.), so that the final name itself is durable, as
+rtnode's rule requires; no batching across threads.
+All threads write into the same DEST_DIR (one filesystem).
 
 Prints one line: "<files> files <bytes> bytes <seconds> s <files/s> files/s",
 timed from the moment all threads are released to the moment the last one
@@ -29,7 +32,7 @@ import threading
 import time
 
 
-def worker(thread_no, files, dest, barrier, errors):
+def worker(thread_no, files, dest, dirsync, barrier, errors):
     try:
         barrier.wait()
         for n, src in enumerate(files):
@@ -47,24 +50,34 @@ def worker(thread_no, files, dest, barrier, errors):
                 os.rename(tmp, final)
             finally:
                 os.close(fd)
+            if dirsync:
+                dfd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
     except BaseException as e:  # report, never hang the barrier
         errors.append(f"thread {thread_no}: {e!r}")
         barrier.abort()
 
 
 def main():
-    if len(sys.argv) < 3:
+    args = sys.argv[1:]
+    dirsync = bool(args) and args[0] == "--dirsync"
+    if dirsync:
+        args = args[1:]
+    if len(args) < 2:
         sys.exit(__doc__)
-    dest = sys.argv[1]
+    dest = args[0]
     os.makedirs(dest, exist_ok=True)
     lists = []
-    for d in sys.argv[2:]:
+    for d in args[1:]:
         names = sorted(os.listdir(d))
         lists.append([os.path.join(d, n) for n in names
                       if os.path.isfile(os.path.join(d, n))])
     errors = []
     barrier = threading.Barrier(len(lists) + 1)
-    threads = [threading.Thread(target=worker, args=(i, fl, dest, barrier, errors))
+    threads = [threading.Thread(target=worker, args=(i, fl, dest, dirsync, barrier, errors))
                for i, fl in enumerate(lists)]
     for t in threads:
         t.start()

@@ -11,18 +11,28 @@
 #   loop1     rtnode (storage.fsync: true), 1 association  vs write+fsync+rename loop, 1 thread
 #   loop4     rtnode (storage.fsync: true), STREAMS assocs vs the same loop, STREAMS threads
 #   sender1   rtnode (storage.fsync: false), 1 association vs storescp --ignore (stores nothing)
-#   sender4   (optional) as sender1 with STREAMS associations (storescp --fork --ignore)
+#
+# and, for context (COMPARISONS=all):
+#   sender4   as sender1 with STREAMS associations (storescp --fork --ignore)
+#   store1    rtnode (storage.fsync: false), 1 association vs storescp writing
+#             each file to disk (no fsync, no index): a plain file-storing SCP
+#   loopd1    rtnode (storage.fsync: true), 1 association vs the loop with
+#             --dirsync (also fsyncs the directory after each rename, i.e. the
+#             same durability as rtnode's rule, but no index), 1 thread
+#   loopd4    the same with STREAMS associations / STREAMS threads
 #
 # The disk's speed drifts from run to run, so every comparison is measured as
 # PAIRS adjacent A/B pairs (order alternating AB, BA, AB, ...; the pairs of the
 # different comparisons are interleaved round-robin), and the median A/B ratio
 # with its min-max spread is reported. Every run starts from an empty data
-# directory, and `sync` runs between runs.
+# directory; before each run the input files are read again (so they are in
+# the page cache whatever the kernel reclaimed meanwhile) and `sync` runs.
 #
 # Environment knobs (defaults in brackets):
 #   PAIRS        A/B pairs per comparison [5]
 #   COMPARISONS  which comparisons, space separated
-#                ["orthanc1 orthanc4 loop1 loop4 sender1"]; "all" adds sender4
+#                ["orthanc1 orthanc4 loop1 loop4 sender1"]; "all" adds
+#                sender4 store1 loopd1 loopd4
 #   SLICES       number of instances [1000]
 #   ROWS         matrix size [512]
 #   STREAMS      concurrent associations / loop threads for the "4" cases [4]
@@ -35,13 +45,18 @@
 #   INSTALL      1: apt-get install dcmtk / orthanc when missing (needs root) [1]
 #   KEEP         1: keep the work directory and logs [0]
 #   RESULTS      also write the raw per-run figures (TSV) to this file []
+#   BUSY_LIMIT   before each pair the script measures, over one second in
+#                which it runs nothing, how busy the CPUs are with other work;
+#                at this share (%) or more it waits ... [10]
+#   QUIET_WAIT   ... up to this many seconds, then runs the pair anyway and
+#                flags it [120]
 #
 # Needs: bash, python3, dcmtk (storescu, storescp, echoscu), Orthanc.
 set -euo pipefail
 
 PAIRS=${PAIRS:-5}
 COMPARISONS=${COMPARISONS:-"orthanc1 orthanc4 loop1 loop4 sender1"}
-[[ $COMPARISONS == all ]] && COMPARISONS="orthanc1 orthanc4 loop1 loop4 sender1 sender4"
+[[ $COMPARISONS == all ]] && COMPARISONS="orthanc1 orthanc4 loop1 loop4 sender1 sender4 store1 loopd1 loopd4"
 SLICES=${SLICES:-1000}
 ROWS=${ROWS:-512}
 STREAMS=${STREAMS:-4}
@@ -49,6 +64,8 @@ PDU=${PDU:-131072}
 INSTALL=${INSTALL:-1}
 KEEP=${KEEP:-0}
 RESULTS=${RESULTS:-}
+BUSY_LIMIT=${BUSY_LIMIT:-10}
+QUIET_WAIT=${QUIET_WAIT:-120}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
@@ -131,6 +148,18 @@ free_port() {
 }
 
 now() { printf '%s' "$EPOCHREALTIME"; }
+
+# Share of all CPUs busy during one second in which this script runs nothing:
+# what other work on the machine takes from the runs that follow.
+background_busy() {
+  local a b
+  a=$(awk '/^cpu / { print $2+$3+$4+$7+$8+$9, $5+$6 }' /proc/stat)
+  sleep 1
+  b=$(awk '/^cpu / { print $2+$3+$4+$7+$8+$9, $5+$6 }' /proc/stat)
+  awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " ");
+    busy = y[1] - x[1]; idle = y[2] - x[2];
+    printf "%.0f", ((busy + idle) > 0 ? 100 * busy / (busy + idle) : 0) }'
+}
 rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.1f", n / (b - a) }'; }
 
 # Waits until a DICOM SCP answers C-ECHO (as STORESCU) or the process dies.
@@ -174,6 +203,13 @@ send() { # n aet port logprefix
 
 count_files() { find "$1" -type f "${@:2}" | wc -l; }
 
+# Untimed preparation of every run: inputs into the page cache, dirty data
+# of earlier runs onto the disk.
+prepare() {
+  cat "$WORK"/data/all/*.dcm >/dev/null
+  sync
+}
+
 # ----------------------------------------------------------- the runs ---
 run_rtnode() { # fsync(true|false) n
   local fsync=$1 n=$2 d=$WORK/run/rtnode
@@ -196,7 +232,7 @@ storage:
   fsync: $fsync
 EOF
   local lp=$WORK/logs/rtnode-fsync$fsync-$n-$RUN_NO
-  sync
+  prepare
   # node.port in the file must be 1-65535; --port 0 picks a free port, and
   # node.json in the data directory tells which.
   "$RTNODE" serve --config "$WORK/run/rtnode.yaml" --port 0 >"$lp.log" 2>&1 &
@@ -224,7 +260,7 @@ run_orthanc() { # n
       -e "s|@DICOM_PORT@|$port|" -e "s|@HTTP_PORT@|$http|" -e "s|@PDU@|$PDU|" \
       "$HERE/orthanc.json.in" >"$WORK/run/orthanc.json"
   local lp=$WORK/logs/orthanc-$n-$RUN_NO
-  sync
+  prepare
   Orthanc "$WORK/run/orthanc.json" >"$lp.log" 2>&1 &
   SERVER_PID=$!
   wait_echo ORTHANC "$port" "$SERVER_PID" || { tail -20 "$lp.log" >&2; die "Orthanc did not start"; }
@@ -236,27 +272,34 @@ run_orthanc() { # n
   rm -rf "$WORK/run"
 }
 
-run_storescp() { # n
-  local n=$1 port fork=()
-  ((n == 1)) || fork=(--fork)
+run_storescp() { # mode(ignore|store) n
+  local mode=$1 n=$2 port opts=()
+  ((n == 1)) || opts+=(--fork)
+  if [[ $mode == ignore ]]; then opts+=(--ignore); else opts+=(-od "$WORK/run/storescp"); fi
   rm -rf "$WORK/run"; mkdir -p "$WORK/run/storescp"
   port=$(free_port)
-  local lp=$WORK/logs/storescp-$n-$RUN_NO
-  sync
-  (cd "$WORK/run/storescp" && exec storescp --ignore -pdu "$PDU" "${fork[@]}" "$port") >"$lp.log" 2>&1 &
+  local lp=$WORK/logs/storescp-$mode-$n-$RUN_NO
+  prepare
+  (cd "$WORK/run/storescp" && exec storescp "${opts[@]}" -pdu "$PDU" "$port") >"$lp.log" 2>&1 &
   SERVER_PID=$!
   wait_echo ANY-SCP "$port" "$SERVER_PID" || { tail -20 "$lp.log" >&2; die "storescp did not start"; }
   send "$n" ANY-SCP "$port" "$lp" || { stop_server; die "send to storescp failed"; }
   stop_server
+  if [[ $mode == store ]]; then
+    local got
+    got=$(count_files "$WORK/run/storescp")
+    ((got == SLICES)) || die "storescp stored $got of $SLICES instances (log: $lp.log)"
+  fi
   rm -rf "$WORK/run"
 }
 
-run_loop() { # n
-  local n=$1 dirs=("$WORK/data/all") out
+run_loop() { # dirsync(0|1) n
+  local dirsync=() n=$2 dirs=("$WORK/data/all") out
+  [[ $1 == 1 ]] && dirsync=(--dirsync)
   ((n == 1)) || dirs=("${SPLIT_DIRS[@]}")
   rm -rf "$WORK/run"; mkdir -p "$WORK/run/loop"
-  sync
-  out=$(python3 "$HERE/fsync_loop.py" "$WORK/run/loop" "${dirs[@]}") || die "fsync loop failed"
+  prepare
+  out=$(python3 "$HERE/fsync_loop.py" "${dirsync[@]}" "$WORK/run/loop" "${dirs[@]}") || die "fsync loop failed"
   local got
   got=$(count_files "$WORK/run/loop" -name '*.dcm')
   ((got == SLICES)) || die "loop wrote $got of $SLICES files"
@@ -303,9 +346,10 @@ machine_info() {
     echo "disk:        $disk, rotational=$rot, $(lsblk -dno SIZE,MODEL "/dev/$disk" 2>/dev/null | sed 's/  */ /g')"
   fi
   echo "data:        $SLICES files, $DATA_BYTES bytes (${ROWS}x$ROWS, 16 bit)"
-  echo "dcmtk:       $(storescu --version 2>&1 | grep -m1 -o 'v[0-9][0-9.]*' || echo '?')"
-  echo "orthanc:     $(Orthanc --version 2>&1 | head -1)"
-  echo "rtnode:      $("$RTNODE" --version 2>/dev/null || echo '?') $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || true)"
+  echo "dcmtk:       $({ storescu --version 2>&1 || true; } | grep -m1 -o 'v[0-9][0-9.]*' || true)"
+  echo "orthanc:     $({ Orthanc --version 2>&1 || true; } | head -1)"
+  echo "rtnode:      $("$RTNODE" --version 2>/dev/null || echo '?'), $RTNODE (built $(date -u -r "$RTNODE" '+%Y-%m-%d %H:%M UTC'))"
+  echo "repository:  $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ' (src has uncommitted changes)')"
   echo "pairs:       $PAIRS; streams: $STREAMS; receiver PDU (Orthanc, storescp): $PDU"
 }
 machine_info
@@ -320,6 +364,9 @@ describe() {
     loop4) echo "rtnode_on $STREAMS|loop $STREAMS|rtnode (fsync) vs write+fsync+rename loop, $STREAMS associations / $STREAMS threads|0.9|>=0.90 of the loop" ;;
     sender1) echo "rtnode_off 1|storescp 1|rtnode (fsync: false) vs storescp --ignore, 1 association|0.9|>=0.90 of the sender's limit" ;;
     sender4) echo "rtnode_off $STREAMS|storescp $STREAMS|rtnode (fsync: false) vs storescp --fork --ignore, $STREAMS associations|0.9|>=0.90 of the sender's limit" ;;
+    store1) echo "rtnode_off 1|storescp_store 1|rtnode (fsync: false) vs storescp writing files (no fsync), 1 association|-|(context; no target)" ;;
+    loopd1) echo "rtnode_on 1|loopd 1|rtnode (fsync) vs write+fsync+rename+dir-fsync loop, 1 association / 1 thread|-|(context; no target)" ;;
+    loopd4) echo "rtnode_on $STREAMS|loopd $STREAMS|rtnode (fsync) vs write+fsync+rename+dir-fsync loop, $STREAMS associations / $STREAMS threads|-|(context; no target)" ;;
     *) die "unknown comparison: $1" ;;
   esac
 }
@@ -329,8 +376,10 @@ run_one() { # kind n
     rtnode_on) run_rtnode true "$2" ;;
     rtnode_off) run_rtnode false "$2" ;;
     orthanc) run_orthanc "$2" ;;
-    loop) run_loop "$2" ;;
-    storescp) run_storescp "$2" ;;
+    loop) run_loop 0 "$2" ;;
+    loopd) run_loop 1 "$2" ;;
+    storescp) run_storescp ignore "$2" ;;
+    storescp_store) run_storescp store "$2" ;;
   esac
 }
 
@@ -341,6 +390,15 @@ for ((p = 1; p <= PAIRS; p++)); do
     IFS='|' read -r a b label _ _ <<<"$(describe "$c")"
     if ((p % 2)); then order=(A B); else order=(B A); fi
     declare -A got=()
+    bg=$(background_busy)
+    waited=0
+    while ((bg >= BUSY_LIMIT && waited < QUIET_WAIT)); do
+      ((waited == 0)) && log "other work keeps ${bg}% of the CPUs busy; waiting up to ${QUIET_WAIT}s for it to settle"
+      sleep 4
+      waited=$((waited + 5))
+      bg=$(background_busy)
+    done
+    ((bg < BUSY_LIMIT)) || log "warning: other work keeps ${bg}% of the CPUs busy; this pair is disturbed"
     for which in "${order[@]}"; do
       RUN_NO=$((RUN_NO + 1))
       if [[ $which == A ]]; then spec=$a; else spec=$b; fi
@@ -349,7 +407,7 @@ for ((p = 1; p <= PAIRS; p++)); do
       got[$which]=$R
       log "pair $p/$PAIRS  $c  $which ($spec): ${got[$which]} instances/s"
     done
-    printf '%s\t%d\t%s\t%s\t%s\n' "$c" "$p" "${got[A]}" "${got[B]}" "${order[*]}" >>"$RAW"
+    printf '%s\t%d\t%s\t%s\t%s\t%s\n' "$c" "$p" "${got[A]}" "${got[B]}" "${order[*]}" "$bg" >>"$RAW"
     unset got
   done
 done
@@ -369,21 +427,21 @@ import statistics, sys
 raw, descs = sys.argv[1], sys.argv[2]
 rows = {}
 for line in open(raw):
-    c, p, a, b, order = line.rstrip("\n").split("\t")
-    rows.setdefault(c, []).append((int(p), float(a), float(b), order.replace(" ", "")))
+    c, p, a, b, order, bg = line.rstrip("\n").split("\t")
+    rows.setdefault(c, []).append((int(p), float(a), float(b), order.replace(" ", ""), int(bg)))
 summary = []
 for line in open(descs):
     c, a, b, label, target, ttext = line.rstrip("\n").split("\t")
-    target = float(target)
+    target = None if target == "-" else float(target)
     runs = rows.get(c, [])
     print(f"== {c}: {label}")
     print(f"   A = {a.replace('_on', ' fsync:true').replace('_off', ' fsync:false')}, B = {b}  (instances/s)")
-    print(f"   {'pair':>4}  {'order':>5}  {'A':>8}  {'B':>8}  {'A/B':>6}")
+    print(f"   {'pair':>4}  {'order':>5}  {'A':>8}  {'B':>8}  {'A/B':>6}  {'bg CPU':>6}")
     ratios = []
-    for p, va, vb, order in runs:
+    for p, va, vb, order, bg in runs:
         r = va / vb
         ratios.append(r)
-        print(f"   {p:>4}  {order:>5}  {va:>8.1f}  {vb:>8.1f}  {r:>6.2f}")
+        print(f"   {p:>4}  {order:>5}  {va:>8.1f}  {vb:>8.1f}  {r:>6.2f}  {bg:>5}%")
     if not ratios:
         continue
     med, lo, hi = statistics.median(ratios), min(ratios), max(ratios)
@@ -392,6 +450,9 @@ for line in open(descs):
     print(f"   median A {ma:.1f}/s, median B {mb:.1f}/s; "
           f"median ratio {med:.2f} (spread {lo:.2f}-{hi:.2f})")
     print()
+    if target is None:
+        summary.append((c, label, ttext, med, lo, hi, ""))
+        continue
     if target == 1.0:
         met = med > target
     else:
@@ -403,6 +464,9 @@ for line in open(descs):
     elif met:
         verdict += " (in every pair)"
     summary.append((c, label, ttext, med, lo, hi, verdict))
+print("   (bg CPU: share of the CPUs that other work kept busy in an idle second")
+print("   just before the pair; anything above a few % disturbs the pair)")
+print()
 print("== summary against the targets (median A/B ratio, min-max over pairs)")
 for c, label, ttext, med, lo, hi, verdict in summary:
     print(f"   {c:<9} {med:5.2f} ({lo:.2f}-{hi:.2f})  target {ttext:<30} {verdict}")

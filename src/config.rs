@@ -92,6 +92,12 @@ pub struct Config {
     pub logging: LoggingSection,
     #[serde(default)]
     pub pipeline: PipelineSection,
+    #[serde(default)]
+    pub export: ExportSection,
+    /// Auto-routing: instances matching a rule are forwarded to its
+    /// destinations through the outbound queue.
+    #[serde(default)]
+    pub routing: Vec<RoutingRule>,
     /// The file this config was read from; relative paths inside the config
     /// are resolved against its directory.
     #[serde(skip)]
@@ -338,6 +344,64 @@ impl Default for PipelineSection {
     }
 }
 
+/// The outbound queue: retries with exponential backoff, then a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportSection {
+    /// Attempts per (object, destination) before it is dead-lettered.
+    #[serde(default = "default_export_attempts")]
+    pub max_attempts: u32,
+    /// First retry delay, seconds; doubled each time up to `retry_max_s`.
+    #[serde(default = "default_export_retry_s")]
+    pub retry_base_s: u64,
+    #[serde(default = "default_export_retry_max_s")]
+    pub retry_max_s: u64,
+    /// Calling AE title of the node's own C-STOREs (default: node.ae_title).
+    #[serde(default)]
+    pub calling_ae: String,
+}
+
+fn default_export_attempts() -> u32 {
+    10
+}
+fn default_export_retry_s() -> u64 {
+    30
+}
+fn default_export_retry_max_s() -> u64 {
+    3600
+}
+
+impl Default for ExportSection {
+    fn default() -> Self {
+        ExportSection {
+            max_attempts: default_export_attempts(),
+            retry_base_s: default_export_retry_s(),
+            retry_max_s: default_export_retry_max_s(),
+            calling_ae: String::new(),
+        }
+    }
+}
+
+/// One auto-routing rule: every condition given must hold (an empty list
+/// or map places no condition).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingRule {
+    pub name: String,
+    #[serde(default)]
+    pub calling_ae: Vec<String>,
+    #[serde(default)]
+    pub modality: Vec<String>,
+    /// SOP class UIDs or keywords.
+    #[serde(default)]
+    pub sop_class: Vec<String>,
+    /// Attribute keyword → regular expression its value must match.
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// Destination AE titles (from the peers file).
+    pub to: Vec<String>,
+}
+
 pub const TRIGGER_RULES: [&str; 3] = ["ct", "ct+rtstruct", "full"];
 
 impl PipelineSection {
@@ -435,6 +499,24 @@ pub struct Peer {
     pub receives_results: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// SOP classes this AE accepts (UIDs or dictionary keywords such as
+    /// `RTStructureSetStorage`); empty means every class. A TPS that refuses
+    /// Encapsulated PDF is listed without it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sop_classes: Vec<String>,
+    /// Results of courses this AE sent go back to it (it needs host and port).
+    #[serde(default = "default_false")]
+    pub results_to_sender: bool,
+}
+
+impl Peer {
+    /// Whether this AE takes objects of `sop_class_uid`.
+    pub fn accepts(&self, sop_class_uid: &str) -> bool {
+        self.sop_classes.is_empty()
+            || self.sop_classes.iter().any(|c| {
+                c == sop_class_uid || crate::uids::sop_class_keyword_uid(c) == Some(sop_class_uid)
+            })
+    }
 }
 
 impl PeersFile {
@@ -801,6 +883,56 @@ fn check_config(c: &Config, text: &str, file: &Path) -> Vec<ConfigError> {
     }
     if pipe.max_attempts == 0 {
         err("pipeline", "max_attempts", "must be at least 1".to_owned());
+    }
+    if c.export.max_attempts == 0 {
+        err("export", "max_attempts", "must be at least 1".to_owned());
+    }
+    if c.export.retry_base_s == 0 || c.export.retry_max_s < c.export.retry_base_s {
+        err(
+            "export",
+            "retry_base_s",
+            "must be at least 1 and at most retry_max_s".to_owned(),
+        );
+    }
+    for rule in &c.routing {
+        for (keyword, re) in &rule.tags {
+            if crate::uids::tag_by_keyword(keyword).is_none() {
+                err(
+                    "routing",
+                    "tags",
+                    format!(
+                        "rule {:?}: unknown attribute keyword {keyword:?}",
+                        rule.name
+                    ),
+                );
+            }
+            if let Err(e) = regex::Regex::new(re) {
+                err(
+                    "routing",
+                    "tags",
+                    format!(
+                        "rule {:?}: bad regular expression for {keyword}: {e}",
+                        rule.name
+                    ),
+                );
+            }
+        }
+        for class in &rule.sop_class {
+            if !class.starts_with("1.") && crate::uids::sop_class_keyword_uid(class).is_none() {
+                err(
+                    "routing",
+                    "sop_class",
+                    format!("rule {:?}: unknown SOP class {class:?}", rule.name),
+                );
+            }
+        }
+        if rule.to.is_empty() {
+            err(
+                "routing",
+                "to",
+                format!("rule {:?} has no destination", rule.name),
+            );
+        }
     }
 
     let log = &c.logging;

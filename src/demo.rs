@@ -60,6 +60,8 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             may_store: true,
             receives_results: false,
             description: Some("rtnode demo sender".into()),
+            sop_classes: Vec::new(),
+            results_to_sender: false,
         }],
     };
     let running = crate::node::start(&cfg, peers).await?;

@@ -62,6 +62,27 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// DVHs and metrics from an RTSTRUCT and RTDOSE(s) (+ RTPLANs for fractions and prescriptions).
+    Dvh {
+        /// The RT Structure Set.
+        #[arg(long)]
+        rtstruct: PathBuf,
+        /// RT Dose file(s); several are chosen among or summed as the plan says.
+        #[arg(long, required = true)]
+        rtdose: Vec<PathBuf>,
+        /// RT Plan file(s): fractions, beams and target prescriptions.
+        #[arg(long)]
+        rtplan: Vec<PathBuf>,
+        /// Write dvh.csv, dvh_metrics.csv, dvh_constraints.csv and dvh.json here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print ROI → metric → value as JSON.
+        #[arg(long)]
+        json: bool,
+        /// YAML with DVH settings (bare, or the `dvh:` section of a config).
+        #[arg(long)]
+        settings: Option<PathBuf>,
+    },
     /// Write a synthetic CT series (water, lung and bone phantom on a couch).
     Synth {
         /// Output folder (created; must not already hold a series).
@@ -88,6 +109,23 @@ enum Command {
     },
     /// Check the configuration and peers files; report every error with file and line.
     Validate {
+        /// Node configuration file.
+        #[arg(long, default_value = config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Peers file (default: the one the configuration names).
+        #[arg(long)]
+        peers: Option<PathBuf>,
+    },
+    /// Requeue dead letters of the outbound queue (all, or the ids given).
+    Retry {
+        /// Data directory of the node.
+        #[arg(long, default_value = "/var/lib/rtnode")]
+        data_dir: PathBuf,
+        /// Queue ids (from `rtnode status`); none means every dead letter.
+        ids: Vec<u64>,
+    },
+    /// Check the configuration, data directory, port, peers and models.
+    Doctor {
         /// Node configuration file.
         #[arg(long, default_value = config::DEFAULT_CONFIG_PATH)]
         config: PathBuf,
@@ -134,6 +172,8 @@ fn init_logging(format: LogFormat, level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour only for a person at a terminal, never into journald or files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
@@ -264,6 +304,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Dvh {
+            rtstruct,
+            rtdose,
+            rtplan,
+            out,
+            json,
+            settings,
+        } => {
+            rtnode::stages::dvh::cli::run(&rtnode::stages::dvh::cli::DvhArgs {
+                rtstruct,
+                rtdose,
+                rtplan,
+                out,
+                json,
+                settings,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Synth { out, slices, rows } => {
             let opts = rtnode::synth::SynthOptions {
                 slices,
@@ -309,6 +367,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::Retry { data_dir, ids } => {
+            let n = rtnode::status::retry(&data_dir, &ids)?;
+            println!("{n} dead letter(s) requeued");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor { config, peers } => {
+            init_logging(LogFormat::Text, "error");
+            let findings = runtime()?.block_on(rtnode::doctor::run(&config, peers.as_deref()));
+            let mut worst = rtnode::doctor::Level::Ok;
+            for f in &findings {
+                let tag = match f.level {
+                    rtnode::doctor::Level::Ok => "OK  ",
+                    rtnode::doctor::Level::Warn => "WARN",
+                    rtnode::doctor::Level::Fail => "FAIL",
+                };
+                println!("{tag}  {:<13} {}", f.check, f.detail);
+                worst = worst.max(f.level);
+            }
+            Ok(if worst == rtnode::doctor::Level::Fail {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::RebuildIndex { data_dir } => {
             init_logging(LogFormat::Text, "info");
             rebuild(&data_dir)?;
@@ -378,10 +460,18 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     if !args.config.exists() {
         warn!(path = %args.config.display(), "no config file; running on embedded defaults");
     }
+    let peers_path = args
+        .peers
+        .clone()
+        .unwrap_or_else(|| cfg.resolved_peers_file());
     runtime()?.block_on(async move {
         let running = rtnode::node::start(&cfg, peers).await?;
+        let config_path = args.config.exists().then(|| args.config.clone());
+        let _watcher = rtnode::service::spawn_reloader(running.node.clone(), peers_path, config_path)?;
+        rtnode::service::spawn_notifier(running.node.clone());
         wait_for_signal().await?;
         info!("shutting down");
+        rtnode::service::sd_notify("STOPPING=1");
         running.stop().await
     })?;
     Ok(ExitCode::SUCCESS)

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::config::{Config, PeersFile};
+use crate::export::Exporter;
 use crate::pipeline::{Pipeline, PipelineOptions};
 use crate::scp::{self, Node};
 use crate::state::StateDb;
@@ -62,9 +63,27 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
         },
     )?;
     pipeline.load_records(store.index().all_records()?);
+    let peers = Arc::new(peers);
+    let exporter = Exporter::open(state.clone(), cfg.export.clone(), &cfg.node.ae_title, peers.clone(), &cfg.routing)?;
     {
+        // Routing may read the stored file for tag rules: off the commit
+        // thread, in its own.
+        let (tx, rx) = std::sync::mpsc::channel::<crate::store::InstanceRecord>();
+        let e = exporter.clone();
+        let dir = data_dir.clone();
+        std::thread::Builder::new().name("router".into()).spawn(move || {
+            while let Ok(rec) = rx.recv() {
+                e.route(&rec, &dir);
+            }
+        })?;
+        let tx = std::sync::Mutex::new(tx);
         let p = pipeline.clone();
-        store.set_listener(Arc::new(move |r| p.on_instance(r)));
+        store.set_listener(Arc::new(move |r| {
+            p.on_instance(r);
+            if let Ok(t) = tx.lock() {
+                let _ = t.send(r.clone());
+            }
+        }));
     }
     let scheduler = pipeline.spawn()?;
     let bind = cfg
@@ -79,11 +98,12 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
         Node::new(
             cfg.node.ae_title.clone(),
             cfg.network.clone(),
-            peers,
+            (*peers).clone(),
             Arc::new(store),
             state,
         )
-        .with_pipeline(pipeline),
+        .with_pipeline(pipeline)
+        .with_exporter(exporter.clone()),
     );
     let admin = if cfg.network.admin_socket {
         let l = crate::status::bind_admin_socket(&data_dir)?;
@@ -104,6 +124,7 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
     };
     std::fs::write(node_file_path(&data_dir), serde_json::to_vec_pretty(&nf)?)
         .context("writing node.json")?;
+    exporter.spawn();
     let (shutdown, rx) = watch::channel(false);
     let server = tokio::spawn(scp::run(node.clone(), listener, rx));
     info!(

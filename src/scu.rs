@@ -53,6 +53,10 @@ pub struct Outcome {
     pub sop_instance_uid: String,
     pub status: Option<u16>,
     pub error: Option<String>,
+    /// For a failure without a DIMSE status: whether trying again later can
+    /// help (peer down, transient rejection) or not (permanent rejection, no
+    /// acceptable presentation context).
+    pub transient: bool,
 }
 
 impl Outcome {
@@ -79,35 +83,99 @@ pub async fn send(
                 sop_instance_uid: String::new(),
                 status: None,
                 error: Some(e),
+                transient: false,
             }),
         }
     }
-    // Chunk so that no association needs more than 127 contexts.
+    outcomes.extend(send_items(target, calling_ae, &items, max_pdu, false).await);
+    outcomes
+}
+
+/// Sends prepared items. With `fallback_implicit`, each SOP class is also
+/// proposed in implicit VR little endian (the one syntax every SCP must
+/// accept), and a data set the peer refuses in its stored syntax is
+/// re-encoded, when it is not compressed.
+pub async fn send_items(
+    target: &Target,
+    calling_ae: &str,
+    items: &[Item],
+    max_pdu: u32,
+    fallback_implicit: bool,
+) -> Vec<Outcome> {
+    let mut outcomes = Vec::with_capacity(items.len());
+    // Chunk so that no association needs more than 127 contexts (63 with
+    // the fallback, which doubles them).
+    let limit = if fallback_implicit { 63 } else { 127 };
     let mut start = 0;
     while start < items.len() {
         let mut pairs = std::collections::HashSet::new();
         let mut end = start;
         while end < items.len() {
             let key = (items[end].sop_class.clone(), items[end].ts.clone());
-            if !pairs.contains(&key) && pairs.len() == 127 {
+            if !pairs.contains(&key) && pairs.len() == limit {
                 break;
             }
             pairs.insert(key);
             end += 1;
         }
         let chunk = &items[start..end];
-        match send_association(target, calling_ae, chunk, max_pdu).await {
+        match send_association(target, calling_ae, chunk, max_pdu, fallback_implicit).await {
             Ok(mut o) => outcomes.append(&mut o),
-            Err(e) => outcomes.extend(chunk.iter().map(|i| Outcome {
-                path: i.path.clone(),
-                sop_instance_uid: i.sop_instance.clone(),
-                status: None,
-                error: Some(format!("{e:#}")),
-            })),
+            Err(e) => {
+                let permanent = e.chain().any(|c| c.is::<Permanent>());
+                outcomes.extend(chunk.iter().map(|i| Outcome {
+                    path: i.path.clone(),
+                    sop_instance_uid: i.sop_instance.clone(),
+                    status: None,
+                    error: Some(format!("{e:#}")),
+                    transient: !permanent,
+                }))
+            }
         }
         start = end;
     }
     outcomes
+}
+
+/// A failure that retrying cannot fix.
+#[derive(Debug)]
+struct Permanent(String);
+
+impl std::fmt::Display for Permanent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Permanent {}
+
+fn is_uncompressed(ts: &str) -> bool {
+    matches!(
+        ts,
+        uids::IMPLICIT_VR_LE
+            | uids::EXPLICIT_VR_LE
+            | uids::EXPLICIT_VR_BE
+            | uids::DEFLATED_EXPLICIT_VR_LE
+    )
+}
+
+/// The data set re-encoded in implicit VR little endian.
+fn to_implicit(item: &Item) -> Result<Item, String> {
+    use dicom_encoding::TransferSyntaxIndex;
+    let obj = dicom_object::OpenFileOptions::new()
+        .open_file(&item.path)
+        .map_err(|e| format!("cannot re-encode: {e}"))?;
+    let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+        .get(uids::IMPLICIT_VR_LE)
+        .ok_or("implicit VR little endian not registered")?;
+    let mut bytes = Vec::new();
+    obj.write_dataset_with_ts(&mut bytes, ts)
+        .map_err(|e| format!("cannot re-encode: {e}"))?;
+    Ok(Item {
+        ts: uids::IMPLICIT_VR_LE.to_string(),
+        body: Body::Memory(bytes),
+        ..item.clone()
+    })
 }
 
 async fn send_association(
@@ -115,6 +183,7 @@ async fn send_association(
     calling_ae: &str,
     items: &[Item],
     max_pdu: u32,
+    fallback_implicit: bool,
 ) -> Result<Vec<Outcome>> {
     let stream = tokio::time::timeout(
         Duration::from_secs(30),
@@ -128,9 +197,14 @@ async fn send_association(
 
     let mut proposed: Vec<(String, String)> = Vec::new();
     for i in items {
-        let key = (i.sop_class.clone(), i.ts.clone());
-        if !proposed.contains(&key) {
-            proposed.push(key);
+        let mut keys = vec![(i.sop_class.clone(), i.ts.clone())];
+        if fallback_implicit && i.ts != uids::IMPLICIT_VR_LE && is_uncompressed(&i.ts) {
+            keys.push((i.sop_class.clone(), uids::IMPLICIT_VR_LE.to_string()));
+        }
+        for key in keys {
+            if !proposed.contains(&key) {
+                proposed.push(key);
+            }
         }
     }
     let rq = AssociationRQ {
@@ -162,7 +236,13 @@ async fn send_association(
         .context("connection closed during negotiation")?;
     let ac = match ul::read_control_pdu(&mut conn, header).await? {
         Pdu::AssociationAC(ac) => ac,
-        Pdu::AssociationRJ(rj) => bail!("association rejected: {:?} {:?}", rj.result, rj.source),
+        Pdu::AssociationRJ(rj) => {
+            let msg = format!("association rejected: {:?} {:?}", rj.result, rj.source);
+            if rj.result == dicom_ul::pdu::AssociationRJResult::Permanent {
+                return Err(Permanent(msg).into());
+            }
+            bail!(msg)
+        }
         Pdu::AbortRQ { source } => bail!("association aborted: {source:?}"),
         other => bail!("unexpected answer {other:?}"),
     };
@@ -185,23 +265,42 @@ async fn send_association(
             sop_instance_uid: item.sop_instance.clone(),
             status: None,
             error: None,
+            transient: false,
         };
         if let Some(b) = &broken {
             outcome.error = Some(b.clone());
+            outcome.transient = true;
             outcomes.push(outcome);
             continue;
         }
-        let Some(&pc) = accepted.get(&(item.sop_class.clone(), item.ts.clone())) else {
-            outcome.error = Some(format!(
-                "peer accepted no presentation context for {} in {}",
-                uids::sop_class_name(&item.sop_class),
-                item.ts
-            ));
-            outcomes.push(outcome);
-            continue;
+        let direct = accepted
+            .get(&(item.sop_class.clone(), item.ts.clone()))
+            .copied();
+        let implicit = accepted
+            .get(&(item.sop_class.clone(), uids::IMPLICIT_VR_LE.to_string()))
+            .copied();
+        let (pc, to_send) = match (direct, implicit) {
+            (Some(pc), _) => (pc, std::borrow::Cow::Borrowed(item)),
+            (None, Some(pc)) if fallback_implicit => match to_implicit(item) {
+                Ok(i) => (pc, std::borrow::Cow::Owned(i)),
+                Err(e) => {
+                    outcome.error = Some(e);
+                    outcomes.push(outcome);
+                    continue;
+                }
+            },
+            _ => {
+                outcome.error = Some(format!(
+                    "peer accepted no presentation context for {} in {}",
+                    uids::sop_class_name(&item.sop_class),
+                    item.ts
+                ));
+                outcomes.push(outcome);
+                continue;
+            }
         };
         message_id = message_id.wrapping_add(1);
-        match store_one(&mut conn, pc, item, message_id, peer_max).await {
+        match store_one(&mut conn, pc, &to_send, message_id, peer_max).await {
             Ok(rsp) => {
                 outcome.status = rsp.status;
                 outcome.error = rsp.error_comment;
@@ -209,6 +308,7 @@ async fn send_association(
             Err(e) => {
                 let msg = format!("{e:#}");
                 outcome.error = Some(msg.clone());
+                outcome.transient = true;
                 broken = Some(format!("association lost: {msg}"));
             }
         }

@@ -17,6 +17,8 @@ const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 const CREATED: TableDefinition<&str, &str> = TableDefinition::new("created_instances");
 /// stage name → number of runs since the state database was made
 const STAGE_RUNS: TableDefinition<&str, u64> = TableDefinition::new("stage_runs");
+/// id → OutboundItem (JSON): each (object, destination) to send
+const OUTBOUND: TableDefinition<u64, &[u8]> = TableDefinition::new("outbound");
 
 /// Keeps the log bounded on a node that runs for years.
 const MAX_ASSOCIATIONS_KEPT: u64 = 100_000;
@@ -54,6 +56,7 @@ impl StateDb {
         txn.open_table(JOBS)?;
         txn.open_table(CREATED)?;
         txn.open_table(STAGE_RUNS)?;
+        txn.open_table(OUTBOUND)?;
         txn.commit()?;
         Ok(StateDb { db })
     }
@@ -180,6 +183,41 @@ impl StateDb {
         for row in t.iter()? {
             let (k, v) = row?;
             out.insert(k.value().to_string(), v.value());
+        }
+        Ok(out)
+    }
+
+    /// Adds items to the outbound queue durably; returns their ids.
+    pub fn enqueue_outbound<T: Serialize>(&self, items: &[T]) -> Result<Vec<u64>> {
+        let txn = self.db.begin_write()?;
+        let mut ids = Vec::with_capacity(items.len());
+        {
+            let mut t = txn.open_table(OUTBOUND)?;
+            let first = t.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+            for (id, item) in (first..).zip(items) {
+                t.insert(id, serde_json::to_vec(item)?.as_slice())?;
+                ids.push(id);
+            }
+        }
+        txn.commit()?;
+        Ok(ids)
+    }
+
+    pub fn put_outbound<T: Serialize>(&self, id: u64, item: &T) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(OUTBOUND)?
+            .insert(id, serde_json::to_vec(item)?.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn outbound<T: for<'de> Deserialize<'de>>(&self) -> Result<Vec<(u64, T)>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(OUTBOUND)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.push((k.value(), serde_json::from_slice(v.value())?));
         }
         Ok(out)
     }

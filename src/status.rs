@@ -56,6 +56,8 @@ pub struct StatusReport {
     pub recent_failures: Vec<StageStatus>,
     /// Runs of each stage since the state database was created.
     pub stage_runs: std::collections::BTreeMap<String, u64>,
+    /// The outbound queue: pending, sent, dead letters.
+    pub outbound: crate::export::QueueSummary,
 }
 
 pub fn admin_socket_path(data_dir: &Path) -> PathBuf {
@@ -94,6 +96,7 @@ pub fn live_report(node: &Node, listening: &str) -> Result<StatusReport> {
     if let Some(p) = &node.pipeline {
         r = with_pipeline(r, p.status()?);
     }
+    r.outbound = crate::export::summary(&node.state)?;
     r.server_state = "running".into();
     let s = &node.stats;
     r.server = Some(ServerInfo {
@@ -153,8 +156,19 @@ pub async fn serve_admin(listener: UnixListener, node: Arc<Node>, listening: Str
                 Ok(Ok(n)) => n,
                 _ => return,
             };
-            let reply = match std::str::from_utf8(&req[..n]).map(str::trim) {
-                Ok("status") => {
+            let text = std::str::from_utf8(&req[..n]).map(str::trim).unwrap_or("");
+            let reply = match text {
+                t if t.starts_with("retry") => {
+                    let ids: Vec<u64> = t.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+                    match &node.exporter {
+                        Some(e) => match e.retry_dead(&ids) {
+                            Ok(n) => format!("{{\"requeued\":{n}}}").into_bytes(),
+                            Err(err) => format!("{{\"error\":{:?}}}", err.to_string()).into_bytes(),
+                        },
+                        None => b"{\"error\":\"no outbound queue\"}".to_vec(),
+                    }
+                }
+                "status" => {
                     let node = node.clone();
                     match tokio::task::spawn_blocking(move || live_report(&node, &listening)).await
                     {
@@ -170,6 +184,29 @@ pub async fn serve_admin(listener: UnixListener, node: Arc<Node>, listening: Str
             }
         });
     }
+}
+
+/// Requeues dead letters: through the running server, or in the state
+/// database when none runs.
+pub fn retry(data_dir: &Path, ids: &[u64]) -> Result<usize> {
+    let path = admin_socket_path(data_dir);
+    if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&path) {
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let req = format!(
+            "retry {}\n",
+            ids.iter().map(u64::to_string).collect::<Vec<_>>().join(" ")
+        );
+        s.write_all(req.as_bytes())?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf)?;
+        let v: serde_json::Value = serde_json::from_slice(&buf)?;
+        if let Some(e) = v.get("error") {
+            anyhow::bail!("server: {e}");
+        }
+        return Ok(v["requeued"].as_u64().unwrap_or(0) as usize);
+    }
+    let state = StateDb::open(data_dir)?;
+    crate::export::requeue_dead(&state, ids)
 }
 
 /// Asks a running server; `None` when none answers.
@@ -203,7 +240,8 @@ pub fn report(data_dir: &Path) -> Result<StatusReport> {
         .counts()?;
     if crate::state::state_path(data_dir).exists() {
         let state = StateDb::open(data_dir)?;
-        let r = base_report(data_dir, counts, state.recent_associations(10)?);
+        let mut r = base_report(data_dir, counts, state.recent_associations(10)?);
+        r.outbound = crate::export::summary(&state)?;
         Ok(with_pipeline(r, crate::pipeline::offline_status(&state)?))
     } else {
         Ok(base_report(data_dir, counts, Vec::new()))
@@ -293,6 +331,23 @@ pub fn render_text(r: &StatusReport) -> String {
                 f.stage,
                 f.attempts,
                 truncate(f.error.as_deref().unwrap_or(""), 160)
+            ));
+        }
+    }
+    let q = &r.outbound;
+    if q.pending + q.sent + q.dead > 0 {
+        out.push_str(&format!(
+            "outbound: {} pending, {} sent, {} dead letters\n",
+            q.pending, q.sent, q.dead
+        ));
+        for d in &q.dead_letters {
+            out.push_str(&format!(
+                "  dead #{} to {}: {} after {} attempt(s): {}\n",
+                d.id,
+                d.destination,
+                d.sop_instance_uid,
+                d.attempts,
+                truncate(&d.error, 120)
             ));
         }
     }

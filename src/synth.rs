@@ -27,6 +27,8 @@ use dicom_object::InMemDicomObject;
 use rand::Rng;
 use rayon::prelude::*;
 
+pub mod rt;
+
 /// Implementation Class UID written into the file meta group of every file
 /// produced by this module (a fixed UUID-derived UID, generated once).
 pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.190164243644202394618346894308131840346";

@@ -52,6 +52,21 @@ pub fn is_storage_sop_class(uid: &str) -> bool {
         .is_some_and(|e| e.name.contains("Storage"))
 }
 
+/// The UID of a SOP class keyword such as `RTStructureSetStorage`.
+pub fn sop_class_keyword_uid(keyword: &str) -> Option<&'static str> {
+    StandardSopClassDictionary
+        .by_keyword(keyword)
+        .map(|e| e.uid)
+}
+
+/// A data element tag from its keyword (`SeriesDescription`).
+pub fn tag_by_keyword(keyword: &str) -> Option<dicom_core::Tag> {
+    use dicom_core::dictionary::DataDictionary;
+    dicom_dictionary_std::StandardDataDictionary
+        .by_name(keyword)
+        .map(|e| e.tag.inner())
+}
+
 pub fn sop_class_name(uid: &str) -> &'static str {
     StandardSopClassDictionary
         .by_uid(uid)

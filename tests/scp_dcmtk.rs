@@ -411,22 +411,6 @@ fn rtnode_send_reaches_dcmtk_storescp_intact() {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "port {port} never opened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Which instances storescu -v saw acknowledged with Success: it logs
 /// "Sending file: X" then, for that file, "Received Store Response (Success)".
 fn acknowledged(log: &str) -> Vec<PathBuf> {

@@ -14,4 +14,11 @@ if ((${#need[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
+# pynetdicom/pydicom: a peer that answers chosen DIMSE statuses, and a second
+# reader of what rtnode writes. In a venv of the repo (.venv, ignored by git).
+here=$(cd "$(dirname "$0")/.." && pwd)
+if ! "$here/.venv/bin/python" -c "import pynetdicom, pydicom" 2>/dev/null; then
+  python3 -m venv "$here/.venv"
+  "$here/.venv/bin/pip" install -q "pynetdicom==3.0.4" "pydicom==3.0.2"
+fi
 echo "test dependencies present: $(storescu --version 2>&1 | head -1 | tr -s ' ')"

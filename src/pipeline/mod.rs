@@ -641,7 +641,11 @@ impl Pipeline {
                 // Objects a stage created are results: when they come back
                 // through a PACS or a planning system they never re-open
                 // the course.
-                for uid in summary["created_instances"].as_array().into_iter().flatten() {
+                for uid in summary["created_instances"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
                     if let Some(uid) = uid.as_str() {
                         if let Err(e) = self.mark_created(uid, &job.course_id) {
                             error!(error = %e, "cannot record a created instance");

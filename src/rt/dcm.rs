@@ -98,7 +98,10 @@ pub fn floats(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
     let v = if e.vr() == VR::UN {
         let s = un_text(&e.to_bytes().ok()?)?;
         s.split('\\')
-            .map(|p| p.trim_matches(|c: char| c == '\0' || c.is_whitespace()).parse::<f64>())
+            .map(|p| {
+                p.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                    .parse::<f64>()
+            })
             .collect::<Result<Vec<_>, _>>()
             .ok()?
     } else {

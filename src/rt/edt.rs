@@ -10,7 +10,13 @@ pub const FAR: f32 = 1.0e18;
 /// In place: `f[q]` holds 0 at features and [`FAR`] elsewhere (or squared
 /// distances from a previous axis); afterwards `f[p] = min_q f[q] + ((p - q) h)²`.
 /// `v` and `z` are scratch buffers (resized here) so that callers reuse them.
-pub fn transform_1d(f: &mut [f32], h: f32, v: &mut Vec<usize>, z: &mut Vec<f64>, out: &mut Vec<f32>) {
+pub fn transform_1d(
+    f: &mut [f32],
+    h: f32,
+    v: &mut Vec<usize>,
+    z: &mut Vec<f64>,
+    out: &mut Vec<f32>,
+) {
     let n = f.len();
     if n == 0 {
         return;
@@ -146,7 +152,8 @@ pub fn squared_3d(feature: &[bool], dims: [usize; 3], spacing: [Option<f32>; 3])
             .collect();
         for (j, block) in results {
             for k in 0..nz {
-                d[k * plane + j * nx..k * plane + j * nx + nx].copy_from_slice(&block[k * nx..k * nx + nx]);
+                d[k * plane + j * nx..k * plane + j * nx + nx]
+                    .copy_from_slice(&block[k * nx..k * nx + nx]);
             }
         }
     }
@@ -181,7 +188,9 @@ mod tests {
         let mut seed = 12345u64;
         let feature: Vec<bool> = (0..nx * ny)
             .map(|_| {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (seed >> 33) % 13 == 0
             })
             .collect();

@@ -188,7 +188,8 @@ impl Plan {
             .iter()
             .filter(|d| d.reference_type == "TARGET" && d.target_prescription_dose.is_some())
             .collect();
-        let volumetric = |d: &&&DoseReference| matches!(d.structure_type.as_str(), "VOLUME" | "SITE");
+        let volumetric =
+            |d: &&&DoseReference| matches!(d.structure_type.as_str(), "VOLUME" | "SITE");
         let chosen: Vec<&&DoseReference> = if targets.iter().any(|d| volumetric(&d)) {
             for d in targets.iter().filter(|d| !volumetric(d)) {
                 notes.push(format!(

@@ -156,7 +156,11 @@ mod tests {
     fn holes_and_islands_by_even_odd() {
         let plane = ContourPlane {
             z: 0.0,
-            polygons: vec![square([0.0, 0.0], 10.0), square([0.0, 0.0], 6.0), square([0.0, 0.0], 2.0)],
+            polygons: vec![
+                square([0.0, 0.0], 10.0),
+                square([0.0, 0.0], 6.0),
+                square([0.0, 0.0], 2.0),
+            ],
         };
         let lat = Lattice::covering([-10.0, -10.0, 10.0, 10.0], 0.1);
         let (mut mask, mut scratch) = (Vec::new(), Vec::new());
@@ -185,7 +189,10 @@ mod tests {
                 [10.0 * t.cos(), 10.0 * t.sin()]
             })
             .collect();
-        let plane = ContourPlane { z: 0.0, polygons: vec![circle] };
+        let plane = ContourPlane {
+            z: 0.0,
+            polygons: vec![circle],
+        };
         let lat = Lattice::covering([-10.0, -10.0, 10.0, 10.0], 0.25);
         let (mut mask, mut scratch) = (Vec::new(), Vec::new());
         lat.fill(&plane, &mut mask, &mut scratch);

@@ -162,8 +162,14 @@ impl GridGeometry {
         let zl = self.z.first().copied().unwrap_or(0.0);
         let zh = self.z.last().copied().unwrap_or(0.0);
         [
-            [self.x0 - 0.5 * self.dx, self.x(self.nx.saturating_sub(1)) + 0.5 * self.dx],
-            [self.y0 - 0.5 * self.dy, self.y(self.ny.saturating_sub(1)) + 0.5 * self.dy],
+            [
+                self.x0 - 0.5 * self.dx,
+                self.x(self.nx.saturating_sub(1)) + 0.5 * self.dx,
+            ],
+            [
+                self.y0 - 0.5 * self.dy,
+                self.y(self.ny.saturating_sub(1)) + 0.5 * self.dy,
+            ],
             [zl - self.z_margin[0], zh + self.z_margin[1]],
         ]
     }
@@ -204,7 +210,11 @@ impl GridGeometry {
         if z >= self.z[n - 1] {
             return Some((n - 2, 1.0));
         }
-        let k = self.z.partition_point(|&v| v <= z).saturating_sub(1).min(n - 2);
+        let k = self
+            .z
+            .partition_point(|&v| v <= z)
+            .saturating_sub(1)
+            .min(n - 2);
         let w = (z - self.z[k]) / (self.z[k + 1] - self.z[k]);
         Some((k, w.clamp(0.0, 1.0)))
     }
@@ -253,7 +263,11 @@ impl DoseGrid {
     }
 
     /// A grid built in memory; `data` is [z][y][x] in Gy.
-    pub fn from_array(header: DoseHeader, geometry: GridGeometry, data: Array3<f32>) -> Result<DoseGrid> {
+    pub fn from_array(
+        header: DoseHeader,
+        geometry: GridGeometry,
+        data: Array3<f32>,
+    ) -> Result<DoseGrid> {
         ensure!(
             data.dim() == (geometry.nz(), geometry.ny, geometry.nx),
             "array shape {:?} does not match the geometry",
@@ -317,14 +331,19 @@ impl DoseGrid {
         let col_dir = [iop[3], iop[4], iop[5]];
         let normal = cross(row_dir, col_dir);
         let axis_r = axis_of(row_dir).context("oblique ImageOrientationPatient (row direction)")?;
-        let axis_c = axis_of(col_dir).context("oblique ImageOrientationPatient (column direction)")?;
+        let axis_c =
+            axis_of(col_dir).context("oblique ImageOrientationPatient (column direction)")?;
         let axis_n = axis_of(normal).context("oblique ImageOrientationPatient")?;
         ensure!(
             axis_n.0 == 2,
             "dose planes are not axial (ImageOrientationPatient {iop:?})"
         );
         // Pixel (r, c) of frame f is at ipp + c*ps[1]*row_dir + r*ps[0]*col_dir + off[f]*normal.
-        let (nx, ny, x_from_col) = if axis_r.0 == 0 { (cols, rows, true) } else { (rows, cols, false) };
+        let (nx, ny, x_from_col) = if axis_r.0 == 0 {
+            (cols, rows, true)
+        } else {
+            (rows, cols, false)
+        };
         let (sx, sy) = if x_from_col {
             (ps[1] * axis_r.1, ps[0] * axis_c.1)
         } else {
@@ -422,18 +441,18 @@ impl DoseGrid {
     /// voxels. Returns the array and the fraction of target nodes outside.
     pub fn resample(&self, target: &GridGeometry) -> (Array3<f32>, f64) {
         use rayon::prelude::*;
-        let mut out = Array3::<f32>::zeros((target.nz(), target.ny, target.nx));
+        let (nx, ny, nz) = (target.nx, target.ny, target.nz());
+        let mut out = vec![0.0f32; nx * ny * nz];
         let outside: usize = out
-            .outer_iter_mut()
-            .into_par_iter()
+            .par_chunks_mut((nx * ny).max(1))
             .enumerate()
-            .map(|(k, mut plane)| {
+            .map(|(k, plane)| {
                 let z = target.z[k];
                 let mut n = 0;
-                for j in 0..target.ny {
-                    for i in 0..target.nx {
+                for j in 0..ny {
+                    for i in 0..nx {
                         match self.sample(target.x(i), target.y(j), z) {
-                            Some(v) => plane[[j, i]] = v as f32,
+                            Some(v) => plane[j * nx + i] = v as f32,
                             None => n += 1,
                         }
                     }
@@ -441,7 +460,9 @@ impl DoseGrid {
                 n
             })
             .sum();
-        let total = (target.nx * target.ny * target.nz()).max(1);
+        let total = (nx * ny * nz).max(1);
+        let out = Array3::from_shape_vec((nz, ny, nx), out)
+            .unwrap_or_else(|_| Array3::zeros((nz, ny, nx)));
         (out, outside as f64 / total as f64)
     }
 }
@@ -457,7 +478,9 @@ fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
 /// (axis index, sign) of a unit vector along a patient axis.
 fn axis_of(v: [f64; 3]) -> Option<(usize, f64)> {
     let a = (0..3).max_by(|&a, &b| v[a].abs().total_cmp(&v[b].abs()))?;
-    let others_small = (0..3).filter(|&b| b != a).all(|b| v[b].abs() < AXIS_TOLERANCE);
+    let others_small = (0..3)
+        .filter(|&b| b != a)
+        .all(|b| v[b].abs() < AXIS_TOLERANCE);
     ((v[a].abs() - 1.0).abs() < AXIS_TOLERANCE && others_small).then(|| (a, v[a].signum()))
 }
 
@@ -507,11 +530,18 @@ fn frame_offsets(
 }
 
 /// Stored values of every frame, as f64, in file order.
-fn read_samples(obj: &DefaultDicomObject, rows: usize, cols: usize, frames: usize) -> Result<Vec<f64>> {
+fn read_samples(
+    obj: &DefaultDicomObject,
+    rows: usize,
+    cols: usize,
+    frames: usize,
+) -> Result<Vec<f64>> {
     let bits = dcm::int(obj, tags::BITS_ALLOCATED).unwrap_or(16);
     let signed = dcm::int(obj, tags::PIXEL_REPRESENTATION).unwrap_or(0) == 1;
     let n = rows * cols * frames;
-    let elem = obj.get(tags::PIXEL_DATA).context("no Pixel Data (a DVH-only RTDOSE?)")?;
+    let elem = obj
+        .get(tags::PIXEL_DATA)
+        .context("no Pixel Data (a DVH-only RTDOSE?)")?;
     let big_endian = obj.meta().transfer_syntax().trim_end_matches('\0') == "1.2.840.10008.1.2.2";
     let bytes: Vec<u8> = match elem.value() {
         Value::Primitive(PrimitiveValue::U8(b)) => {
@@ -538,9 +568,15 @@ fn read_samples(obj: &DefaultDicomObject, rows: usize, cols: usize, frames: usiz
             }
             out
         }
-        Value::Primitive(PrimitiveValue::U32(w)) => w.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Value::Primitive(PrimitiveValue::I32(w)) => w.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Value::Primitive(PrimitiveValue::I16(w)) => w.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Value::Primitive(PrimitiveValue::U32(w)) => {
+            w.iter().flat_map(|x| x.to_le_bytes()).collect()
+        }
+        Value::Primitive(PrimitiveValue::I32(w)) => {
+            w.iter().flat_map(|x| x.to_le_bytes()).collect()
+        }
+        Value::Primitive(PrimitiveValue::I16(w)) => {
+            w.iter().flat_map(|x| x.to_le_bytes()).collect()
+        }
         _ => {
             use dicom_pixeldata::PixelDecoder;
             let decoded = obj

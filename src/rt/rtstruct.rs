@@ -306,9 +306,8 @@ impl RtStruct {
                         ));
                     }
                 }
-                None => notes.push(
-                    "an ROIContourSequence item has no ReferencedROINumber: ignored".into(),
-                ),
+                None => notes
+                    .push("an ROIContourSequence item has no ReferencedROINumber: ignored".into()),
             }
         }
         for n in contours.keys() {

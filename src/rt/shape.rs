@@ -62,7 +62,12 @@ pub enum Segment {
     /// The contour of plane `p` fills [z_lo, z_hi].
     Slab { p: usize, z_lo: f64, z_hi: f64 },
     /// Shape-interpolated between planes `a` (at z_lo) and `b` (at z_hi).
-    Blend { a: usize, b: usize, z_lo: f64, z_hi: f64 },
+    Blend {
+        a: usize,
+        b: usize,
+        z_lo: f64,
+        z_hi: f64,
+    },
 }
 
 /// The z ranges of a structure, and notes on how its planes were read.
@@ -112,11 +117,20 @@ pub fn segments(roi: &Roi, opts: &ShapeOptions) -> (Vec<Segment>, Vec<String>) {
         for p in first..last {
             let (z_lo, z_hi) = (planes[p].z, planes[p + 1].z);
             if opts.interpolate {
-                segs.push(Segment::Blend { a: p, b: p + 1, z_lo, z_hi });
+                segs.push(Segment::Blend {
+                    a: p,
+                    b: p + 1,
+                    z_lo,
+                    z_hi,
+                });
             } else {
                 let mid = 0.5 * (z_lo + z_hi);
                 segs.push(Segment::Slab { p, z_lo, z_hi: mid });
-                segs.push(Segment::Slab { p: p + 1, z_lo: mid, z_hi });
+                segs.push(Segment::Slab {
+                    p: p + 1,
+                    z_lo: mid,
+                    z_hi,
+                });
             }
         }
         if opts.end_cap == EndCap::HalfSlice {
@@ -302,7 +316,11 @@ impl Shape {
             spans.extend(c);
             offsets.push(spans.len() as u32);
         }
-        Shape { lattice, offsets, spans }
+        Shape {
+            lattice,
+            offsets,
+            spans,
+        }
     }
 
     pub fn column(&self, i: usize) -> &[[f64; 2]] {
@@ -325,8 +343,16 @@ impl Shape {
 
     /// (z_min, z_max) over all columns.
     pub fn z_range(&self) -> Option<(f64, f64)> {
-        let lo = self.spans.iter().map(|s| s[0]).fold(f64::INFINITY, f64::min);
-        let hi = self.spans.iter().map(|s| s[1]).fold(f64::NEG_INFINITY, f64::max);
+        let lo = self
+            .spans
+            .iter()
+            .map(|s| s[0])
+            .fold(f64::INFINITY, f64::min);
+        let hi = self
+            .spans
+            .iter()
+            .map(|s| s[1])
+            .fold(f64::NEG_INFINITY, f64::max);
         (lo < hi).then_some((lo, hi))
     }
 
@@ -363,13 +389,25 @@ impl Shape {
         }
         // Scaling each axis by 1/margin makes the ellipsoid a unit sphere.
         let scale = |h: f64, m: f64| (m != 0.0).then(|| (h / m.abs()) as f32);
-        let spacing = [scale(lat.hx, margin[0]), scale(lat.hy, margin[1]), scale(dz, margin[2])];
-        let features: Vec<bool> = if grow { inside.clone() } else { inside.iter().map(|v| !v).collect() };
+        let spacing = [
+            scale(lat.hx, margin[0]),
+            scale(lat.hy, margin[1]),
+            scale(dz, margin[2]),
+        ];
+        let features: Vec<bool> = if grow {
+            inside.clone()
+        } else {
+            inside.iter().map(|v| !v).collect()
+        };
         let d2 = edt::squared_3d(&features, [nx, ny, nz], spacing);
         let result: Vec<bool> = if grow {
             d2.iter().map(|d| *d <= 1.0 + 1e-6).collect()
         } else {
-            inside.iter().zip(&d2).map(|(v, d)| *v && *d > 1.0 + 1e-6).collect()
+            inside
+                .iter()
+                .zip(&d2)
+                .map(|(v, d)| *v && *d > 1.0 + 1e-6)
+                .collect()
         };
         let columns: Vec<Vec<[f64; 2]>> = (0..plane)
             .map(|i| {
@@ -452,12 +490,18 @@ pub fn lattice_step(roi: &Roi, samples_per_plane: f64, min_step: f64, max_step: 
     } else {
         areas.iter().sum::<f64>() / areas.len() as f64
     };
-    (mean / samples_per_plane.max(1.0)).sqrt().clamp(min_step, max_step.max(min_step))
+    (mean / samples_per_plane.max(1.0))
+        .sqrt()
+        .clamp(min_step, max_step.max(min_step))
 }
 
 /// Bounds of every contour of a structure, (x_min, y_min, x_max, y_max).
 pub fn roi_bounds(roi: &Roi) -> Option<[f64; 4]> {
-    super::rtstruct::bounds_of(roi.planes.iter().flat_map(|p: &ContourPlane| p.polygons.iter().flatten()))
+    super::rtstruct::bounds_of(
+        roi.planes
+            .iter()
+            .flat_map(|p: &ContourPlane| p.polygons.iter().flatten()),
+    )
 }
 
 #[cfg(test)]
@@ -469,8 +513,14 @@ mod tests {
         let a = [[0.0, 2.0], [4.0, 6.0]];
         let b = [[1.0, 5.0]];
         assert_eq!(combine_intervals(&a, &b, BoolOp::Union), vec![[0.0, 6.0]]);
-        assert_eq!(combine_intervals(&a, &b, BoolOp::Intersection), vec![[1.0, 2.0], [4.0, 5.0]]);
-        assert_eq!(combine_intervals(&a, &b, BoolOp::Subtraction), vec![[0.0, 1.0], [5.0, 6.0]]);
+        assert_eq!(
+            combine_intervals(&a, &b, BoolOp::Intersection),
+            vec![[1.0, 2.0], [4.0, 5.0]]
+        );
+        assert_eq!(
+            combine_intervals(&a, &b, BoolOp::Subtraction),
+            vec![[0.0, 1.0], [5.0, 6.0]]
+        );
         assert_eq!(
             combine_intervals(&a, &b, BoolOp::Xor),
             vec![[0.0, 1.0], [2.0, 4.0], [5.0, 6.0]]

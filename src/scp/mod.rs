@@ -47,6 +47,8 @@ pub struct Node {
     pub started_at: String,
     /// The course pipeline fed by this node's store, when it runs one.
     pub pipeline: Option<Arc<crate::pipeline::Pipeline>>,
+    /// The outbound queue (results and routed instances).
+    pub exporter: Option<Arc<crate::export::Exporter>>,
     association_slots: Arc<Semaphore>,
     /// Bounds sockets that have not yet completed negotiation, so a flood of
     /// idle connections cannot pin memory.
@@ -74,7 +76,13 @@ impl Node {
             started: Instant::now(),
             started_at: crate::time::now_rfc3339(),
             pipeline: None,
+            exporter: None,
         }
+    }
+
+    pub fn with_exporter(mut self, e: Arc<crate::export::Exporter>) -> Node {
+        self.exporter = Some(e);
+        self
     }
 
     pub fn with_pipeline(mut self, p: Arc<crate::pipeline::Pipeline>) -> Node {

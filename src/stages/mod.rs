@@ -2,8 +2,10 @@
 //! each: its name, what it runs after, which course objects it reads (its
 //! fingerprint), and how to run it into an output folder.
 
+pub mod dvh;
 pub mod organize;
 pub mod qc;
+pub mod segmentation;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,10 +34,16 @@ impl StageContext<'_> {
     /// (the predecessor's process pools oversubscribed the machine).
     pub fn child_thread_env(&self) -> Vec<(&'static str, String)> {
         let n = self.threads.max(1).to_string();
-        ["OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "RAYON_NUM_THREADS"]
-            .into_iter()
-            .map(|k| (k, n.clone()))
-            .collect()
+        [
+            "OMP_NUM_THREADS",
+            "MKL_NUM_THREADS",
+            "OPENBLAS_NUM_THREADS",
+            "NUMEXPR_NUM_THREADS",
+            "RAYON_NUM_THREADS",
+        ]
+        .into_iter()
+        .map(|k| (k, n.clone()))
+        .collect()
     }
 
     /// Absolute path of a stored instance.
@@ -71,7 +79,11 @@ pub trait Stage: Send + Sync {
 /// The stages this build runs, in an order where every stage follows the
 /// ones it runs after.
 pub fn registry() -> Vec<Arc<dyn Stage>> {
-    vec![Arc::new(organize::Organize), Arc::new(qc::Qc)]
+    vec![
+        Arc::new(organize::Organize),
+        Arc::new(segmentation::Segmentation::default()),
+        Arc::new(qc::Qc),
+    ]
 }
 
 pub(crate) fn member_keys<'a>(

@@ -110,8 +110,9 @@ impl Stage for Organize {
         let spacing_z = course.geometry.spacing_mm.context("no slice spacing")?;
         // Slice direction from the sorted positions, so feet-first series
         // (whose normal points the other way) keep a right-handed grid.
-        let dz: [f64; 3] =
-            std::array::from_fn(|a| (slices[n - 1].position[a] - slices[0].position[a]) / (n as f64 - 1.0));
+        let dz: [f64; 3] = std::array::from_fn(|a| {
+            (slices[n - 1].position[a] - slices[0].position[a]) / (n as f64 - 1.0)
+        });
         let len = (dz[0] * dz[0] + dz[1] * dz[1] + dz[2] * dz[2]).sqrt();
         let geometry = Geometry {
             origin: slices[0].position,

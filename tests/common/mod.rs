@@ -485,3 +485,23 @@ pub fn wait_status(
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The Python of the repo's test venv (tests/setup.sh makes it), with
+/// pynetdicom and pydicom. Missing is a failure, not a skip.
+pub fn venv_python() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(p.exists(), "{} missing: run tests/setup.sh", p.display());
+    p
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "port {port} never opened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -53,7 +53,9 @@ pub struct ConstraintResult {
 impl Constraint {
     pub fn parse(text: &str) -> Result<Constraint, String> {
         let bad = |why: &str| format!("constraint {text:?}: {why}");
-        let (pattern, rule) = text.rsplit_once(':').ok_or_else(|| bad("expected \"ROI: metric < value\""))?;
+        let (pattern, rule) = text
+            .rsplit_once(':')
+            .ok_or_else(|| bad("expected \"ROI: metric < value\""))?;
         let pattern = pattern.trim();
         if pattern.is_empty() {
             return Err(bad("no ROI pattern"));
@@ -71,9 +73,14 @@ impl Constraint {
             return Err(bad("no metric"));
         }
         let split = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e' || c == 'E'))
+            .find(|c: char| {
+                !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e' || c == 'E')
+            })
             .unwrap_or(rest.len());
-        let mut limit: f64 = rest[..split].trim().parse().map_err(|_| bad("the limit is not a number"))?;
+        let mut limit: f64 = rest[..split]
+            .trim()
+            .parse()
+            .map_err(|_| bad("the limit is not a number"))?;
         let unit = rest[split..].trim();
         let is_dose = metric.starts_with('D') || metric == "HI";
         let metric = match (unit.to_ascii_lowercase().as_str(), is_dose) {
@@ -151,7 +158,10 @@ mod tests {
     #[test]
     fn parses_the_forms_in_the_docs() {
         let c = Constraint::parse("SpinalCord: Dmax < 45 Gy").unwrap();
-        assert_eq!((c.pattern.as_str(), c.metric.as_str(), c.op, c.limit), ("SpinalCord", "Dmax", Op::Lt, 45.0));
+        assert_eq!(
+            (c.pattern.as_str(), c.metric.as_str(), c.op, c.limit),
+            ("SpinalCord", "Dmax", Op::Lt, 45.0)
+        );
         let c = Constraint::parse("Lung*: V20Gy <= 30 %").unwrap();
         assert_eq!((c.metric.as_str(), c.op), ("V20Gy_pct", Op::Le));
         let c = Constraint::parse("PTV*: D95 >= 95 %Rx").unwrap();

@@ -206,7 +206,11 @@ impl Histogram {
             self.max
         } else {
             let (g0, g1) = (self.below[j - 1], self.below[j]);
-            let f = if g1 > g0 { (target - g0) / (g1 - g0) } else { 0.0 };
+            let f = if g1 > g0 {
+                (target - g0) / (g1 - g0)
+            } else {
+                0.0
+            };
             ((j - 1) as f64 + f) * self.bin_gy
         };
         Some(d.clamp(self.min, self.max))

@@ -93,7 +93,10 @@ impl DvhSettings {
         if !positive(self.bin_width_gy) {
             return Err("dvh.bin_width_gy must be positive".into());
         }
-        if !positive(self.samples_per_plane) || !positive(self.min_step_mm) || !positive(self.derived_step_mm) {
+        if !positive(self.samples_per_plane)
+            || !positive(self.min_step_mm)
+            || !positive(self.derived_step_mm)
+        {
             return Err("dvh sampling steps and counts must be positive".into());
         }
         if let Some(m) = self.max_step_mm {

@@ -1,0 +1,194 @@
+//! `rtnode doctor`: what an operator checks before (and after) starting the
+//! service, each line OK, WARN or FAIL.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::config::{Config, PeersFile};
+use crate::scu::{self, Target};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub level: Level,
+    pub check: String,
+    pub detail: String,
+}
+
+fn finding(level: Level, check: &str, detail: impl Into<String>) -> Finding {
+    Finding {
+        level,
+        check: check.into(),
+        detail: detail.into(),
+    }
+}
+
+fn data_dir_checks(cfg: &Config, out: &mut Vec<Finding>) {
+    let dir = &cfg.node.data_dir;
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        out.push(finding(
+            Level::Fail,
+            "data_dir",
+            format!("cannot create {}: {e}", dir.display()),
+        ));
+        return;
+    }
+    let probe = dir.join(format!(".doctor-{:08x}", rand::random::<u32>()));
+    let written = std::fs::write(&probe, b"rtnode doctor\n")
+        .and_then(|_| std::fs::File::open(&probe)?.sync_all());
+    let _ = std::fs::remove_file(&probe);
+    match written {
+        Ok(()) => out.push(finding(
+            Level::Ok,
+            "data_dir",
+            format!("{} is writable and syncs", dir.display()),
+        )),
+        Err(e) => out.push(finding(
+            Level::Fail,
+            "data_dir",
+            format!("{} is not writable: {e}", dir.display()),
+        )),
+    }
+    match crate::store::free_bytes(dir) {
+        Ok(free) if free < cfg.storage.min_free_bytes => out.push(finding(
+            Level::Fail,
+            "free_space",
+            format!(
+                "{free} bytes free, below storage.min_free_bytes {}: C-STOREs would be refused",
+                cfg.storage.min_free_bytes
+            ),
+        )),
+        Ok(free) if free < cfg.storage.min_free_bytes.saturating_mul(4) => out.push(finding(
+            Level::Warn,
+            "free_space",
+            format!("{:.1} GB free, near the low-watermark", free as f64 / 1e9),
+        )),
+        Ok(free) => out.push(finding(
+            Level::Ok,
+            "free_space",
+            format!("{:.1} GB free", free as f64 / 1e9),
+        )),
+        Err(e) => out.push(finding(
+            Level::Fail,
+            "free_space",
+            format!("cannot read free space: {e}"),
+        )),
+    }
+}
+
+fn port_check(cfg: &Config, out: &mut Vec<Finding>) {
+    let Ok(addr) = cfg.node.listen_addr() else {
+        out.push(finding(
+            Level::Fail,
+            "port",
+            format!("node.bind {:?} is not an address", cfg.node.bind),
+        ));
+        return;
+    };
+    match std::net::TcpListener::bind(addr) {
+        Ok(_) => out.push(finding(Level::Ok, "port", format!("{addr} can be bound"))),
+        Err(e) => {
+            // A running node holds its own port; that is not a problem.
+            let running = crate::status::report(&cfg.node.data_dir)
+                .map(|r| r.server_state == "running")
+                .unwrap_or(false);
+            if running {
+                out.push(finding(
+                    Level::Ok,
+                    "port",
+                    format!("{addr} is held by the running rtnode"),
+                ));
+            } else {
+                out.push(finding(
+                    Level::Fail,
+                    "port",
+                    format!("cannot bind {addr}: {e}"),
+                ));
+            }
+        }
+    }
+}
+
+async fn peer_checks(cfg: &Config, peers: &PeersFile, out: &mut Vec<Finding>) {
+    for p in &peers.peers {
+        let target = Target {
+            called_ae: p.ae_title.clone(),
+            host: p.host.clone(),
+            port: p.port,
+        };
+        let r = tokio::time::timeout(
+            Duration::from_secs(5),
+            scu::echo(&target, &cfg.node.ae_title),
+        )
+        .await;
+        let (ok, detail) = match r {
+            Ok(Ok(0)) => (
+                true,
+                format!("{}@{}:{} answers C-ECHO", p.ae_title, p.host, p.port),
+            ),
+            Ok(Ok(s)) => (
+                false,
+                format!(
+                    "{}@{}:{} answered C-ECHO with status {s:04X}",
+                    p.ae_title, p.host, p.port
+                ),
+            ),
+            Ok(Err(e)) => (
+                false,
+                format!("{}@{}:{}: {e:#}", p.ae_title, p.host, p.port),
+            ),
+            Err(_) => (
+                false,
+                format!("{}@{}:{}: no answer within 5 s", p.ae_title, p.host, p.port),
+            ),
+        };
+        let level = match (ok, p.receives_results) {
+            (true, _) => Level::Ok,
+            // Results go there, so it must answer.
+            (false, true) => Level::Fail,
+            // A peer that only sends to us need not listen.
+            (false, false) => Level::Warn,
+        };
+        out.push(finding(level, "peer", detail));
+    }
+}
+
+fn model_checks(out: &mut Vec<Finding>) {
+    out.push(finding(
+        Level::Ok,
+        "segmentation",
+        "built-in body contour available; TorchScript models need a build with the `torch` feature",
+    ));
+}
+
+/// Runs every check; `config_path` is validated with its peers file.
+pub async fn run(config_path: &Path, peers_override: Option<&Path>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let (cfg, peers) = match crate::config::validate(config_path, peers_override) {
+        Ok((c, p)) => {
+            out.push(finding(
+                Level::Ok,
+                "config",
+                format!("{} and its peers file are valid", config_path.display()),
+            ));
+            (c, p)
+        }
+        Err(errors) => {
+            for e in errors.0 {
+                out.push(finding(Level::Fail, "config", e.to_string()));
+            }
+            return out;
+        }
+    };
+    data_dir_checks(&cfg, &mut out);
+    port_check(&cfg, &mut out);
+    peer_checks(&cfg, &peers, &mut out).await;
+    model_checks(&mut out);
+    out
+}

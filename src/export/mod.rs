@@ -1,0 +1,388 @@
+//! Getting objects out: a durable outbound queue of (object, destination)
+//! pairs in the state database, a sender that works through it with one
+//! association per destination, and auto-routing rules that feed it.
+//!
+//! Each pair is retried with exponential backoff until it succeeds or
+//! reaches `export.max_attempts`, then dead-lettered. B-range statuses are
+//! successes with a warning; A9xx and Cxxx (and refusals such as 0122) are
+//! permanent and dead-letter at once; A7xx, lost connections and transient
+//! association rejections are retried. The queue survives restarts.
+
+pub mod routing;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use tracing::{error, info, warn};
+
+use crate::config::{ExportSection, PeersFile, RoutingRule};
+use crate::scu::{self, Target};
+use crate::state::StateDb;
+use crate::store::InstanceRecord;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboundState {
+    Pending,
+    Sent,
+    Dead,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutboundItem {
+    pub sop_instance_uid: String,
+    pub sop_class_uid: String,
+    /// Absolute path of the file to send.
+    pub path: PathBuf,
+    pub destination: String,
+    /// Why it is sent: `route:<rule>` or `result:<course>`.
+    pub reason: String,
+    pub state: OutboundState,
+    pub attempts: u32,
+    pub not_before_ms: u64,
+    pub created_at: String,
+    pub sent_at: Option<String>,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueSummary {
+    pub pending: usize,
+    pub sent: usize,
+    pub dead: usize,
+    /// The latest dead letters, newest first.
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub id: u64,
+    pub destination: String,
+    pub sop_instance_uid: String,
+    pub attempts: u32,
+    pub error: String,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// How one attempt ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Sent,
+    Retry,
+    Dead,
+}
+
+fn judge(o: &scu::Outcome) -> Verdict {
+    match o.status {
+        Some(0) => Verdict::Sent,
+        Some(s) if (0xB000..=0xBFFF).contains(&s) => Verdict::Sent,
+        Some(s) if (0xA700..=0xA7FF).contains(&s) => Verdict::Retry,
+        Some(_) => Verdict::Dead,
+        None if o.transient => Verdict::Retry,
+        None => Verdict::Dead,
+    }
+}
+
+pub struct Exporter {
+    state: Arc<StateDb>,
+    settings: ExportSection,
+    calling_ae: String,
+    peers: Mutex<Arc<PeersFile>>,
+    rules: Mutex<Vec<routing::CompiledRule>>,
+    /// In memory: the queue rows not yet final, by id.
+    pending: Mutex<BTreeMap<u64, OutboundItem>>,
+}
+
+impl Exporter {
+    pub fn open(
+        state: Arc<StateDb>,
+        settings: ExportSection,
+        node_ae: &str,
+        peers: Arc<PeersFile>,
+        rules: &[RoutingRule],
+    ) -> Result<Arc<Exporter>> {
+        let pending: BTreeMap<u64, OutboundItem> = state
+            .outbound::<OutboundItem>()?
+            .into_iter()
+            .filter(|(_, i)| i.state == OutboundState::Pending)
+            .collect();
+        if !pending.is_empty() {
+            info!(pending = pending.len(), "outbound queue resumed");
+        }
+        let calling_ae = if settings.calling_ae.trim().is_empty() {
+            node_ae.to_string()
+        } else {
+            settings.calling_ae.clone()
+        };
+        Ok(Arc::new(Exporter {
+            state,
+            settings,
+            calling_ae,
+            peers: Mutex::new(peers),
+            rules: Mutex::new(routing::compile(rules)?),
+            pending: Mutex::new(pending),
+        }))
+    }
+
+    pub fn set_peers(&self, peers: Arc<PeersFile>) {
+        *self.peers.lock().unwrap_or_else(|p| p.into_inner()) = peers;
+    }
+
+    pub fn set_rules(&self, rules: &[RoutingRule]) -> Result<()> {
+        let compiled = routing::compile(rules)?;
+        *self.rules.lock().unwrap_or_else(|p| p.into_inner()) = compiled;
+        Ok(())
+    }
+
+    fn peers(&self) -> Arc<PeersFile> {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Queues `path` for each destination (durably, before returning).
+    /// Destinations that do not take the SOP class are skipped, with a log line.
+    pub fn enqueue(
+        &self,
+        sop_instance_uid: &str,
+        sop_class_uid: &str,
+        path: PathBuf,
+        destinations: &[String],
+        reason: &str,
+    ) -> Result<Vec<u64>> {
+        let peers = self.peers();
+        let mut items = Vec::new();
+        for d in destinations {
+            match peers.find(d) {
+                None => warn!(destination = %d, reason, "destination not in the peers file; not queued"),
+                Some(p) if !p.accepts(sop_class_uid) => info!(
+                    destination = %d,
+                    sop_class = crate::uids::sop_class_name(sop_class_uid),
+                    "destination does not take this SOP class; not queued"
+                ),
+                Some(p) => items.push(OutboundItem {
+                    sop_instance_uid: sop_instance_uid.to_string(),
+                    sop_class_uid: sop_class_uid.to_string(),
+                    path: path.clone(),
+                    destination: p.ae_title.trim().to_string(),
+                    reason: reason.to_string(),
+                    state: OutboundState::Pending,
+                    attempts: 0,
+                    not_before_ms: 0,
+                    created_at: crate::time::now_rfc3339(),
+                    sent_at: None,
+                    last_status: None,
+                    last_error: None,
+                }),
+            }
+        }
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = self.state.enqueue_outbound(&items)?;
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, item) in ids.iter().zip(items) {
+            pending.insert(*id, item);
+        }
+        Ok(ids)
+    }
+
+    /// Auto-routing of a newly stored instance.
+    pub fn route(&self, rec: &InstanceRecord, data_dir: &std::path::Path) {
+        let matches = {
+            let rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+            routing::matching(&rules, rec, data_dir)
+        };
+        for (rule, destinations) in matches {
+            // Never back to the AE it came from.
+            let to: Vec<String> = destinations
+                .into_iter()
+                .filter(|d| d.trim() != rec.calling_ae.trim())
+                .collect();
+            if to.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.enqueue(
+                &rec.sop_instance_uid,
+                &rec.sop_class_uid,
+                data_dir.join(&rec.path),
+                &to,
+                &format!("route:{rule}"),
+            ) {
+                error!(error = %e, rule = %rule, "cannot queue a routed instance");
+            }
+        }
+    }
+
+    /// Sends everything due, one association per destination; returns
+    /// whether anything was attempted.
+    pub async fn send_due(&self) -> bool {
+        let now = now_ms();
+        let due: Vec<(u64, OutboundItem)> = {
+            let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending
+                .iter()
+                .filter(|(_, i)| i.not_before_ms <= now)
+                .map(|(k, v)| (*k, v.clone()))
+                .collect()
+        };
+        if due.is_empty() {
+            return false;
+        }
+        let mut by_dest: BTreeMap<String, Vec<(u64, OutboundItem)>> = BTreeMap::new();
+        for (id, item) in due {
+            by_dest.entry(item.destination.clone()).or_default().push((id, item));
+        }
+        let peers = self.peers();
+        for (dest, batch) in by_dest {
+            let Some(peer) = peers.find(&dest).cloned() else {
+                for (id, mut item) in batch {
+                    item.last_error = Some(format!("{dest} is no longer in the peers file"));
+                    self.finish(id, item, Verdict::Dead);
+                }
+                continue;
+            };
+            let target = Target {
+                called_ae: peer.ae_title.trim().to_string(),
+                host: peer.host.clone(),
+                port: peer.port,
+            };
+            let mut prepared = Vec::new();
+            for (id, mut item) in batch {
+                match crate::import::prepare(&item.path) {
+                    Ok(p) => prepared.push((id, item, p)),
+                    Err(e) => {
+                        item.attempts += 1;
+                        item.last_error = Some(format!("cannot read {}: {e}", item.path.display()));
+                        self.finish(id, item, Verdict::Dead);
+                    }
+                }
+            }
+            let files: Vec<_> = prepared.iter().map(|(_, _, p)| p.clone()).collect();
+            let outcomes = scu::send_items(&target, &self.calling_ae, &files, 262_144, true).await;
+            for ((id, mut item, _), o) in prepared.into_iter().zip(outcomes) {
+                item.attempts += 1;
+                item.last_status = o.status;
+                item.last_error = o.error.clone();
+                let mut verdict = judge(&o);
+                if let Some(s) = o.status {
+                    if s != 0 && item.last_error.is_none() {
+                        item.last_error = Some(format!("{s:04X} {}", crate::dimse::describe_status(s)));
+                    }
+                    if (0xB000..=0xBFFF).contains(&s) {
+                        warn!(destination = %dest, sop_instance_uid = %item.sop_instance_uid, status = format!("{s:04X}"), "stored with a warning");
+                    }
+                }
+                if verdict == Verdict::Retry && item.attempts >= self.settings.max_attempts {
+                    verdict = Verdict::Dead;
+                }
+                self.finish(id, item, verdict);
+            }
+        }
+        true
+    }
+
+    fn finish(&self, id: u64, mut item: OutboundItem, verdict: Verdict) {
+        match verdict {
+            Verdict::Sent => {
+                item.state = OutboundState::Sent;
+                item.sent_at = Some(crate::time::now_rfc3339());
+                info!(destination = %item.destination, sop_instance_uid = %item.sop_instance_uid, attempts = item.attempts, "sent");
+            }
+            Verdict::Retry => {
+                let backoff = self
+                    .settings
+                    .retry_base_s
+                    .saturating_mul(1u64 << (item.attempts.saturating_sub(1)).min(20))
+                    .min(self.settings.retry_max_s);
+                item.not_before_ms = now_ms() + backoff * 1000;
+                warn!(destination = %item.destination, sop_instance_uid = %item.sop_instance_uid, attempt = item.attempts, retry_in_s = backoff, error = ?item.last_error, "send failed; will retry");
+            }
+            Verdict::Dead => {
+                item.state = OutboundState::Dead;
+                error!(destination = %item.destination, sop_instance_uid = %item.sop_instance_uid, attempts = item.attempts, error = ?item.last_error, "dead letter");
+            }
+        }
+        if let Err(e) = self.state.put_outbound(id, &item) {
+            error!(error = %e, "cannot record an outbound result");
+        }
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if item.state == OutboundState::Pending {
+            pending.insert(id, item);
+        } else {
+            pending.remove(&id);
+        }
+    }
+
+    /// Runs the sender until the process ends.
+    pub fn spawn(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if !me.send_due().await {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        });
+    }
+
+    /// Requeues dead letters (all when `ids` is empty).
+    pub fn retry_dead(&self, ids: &[u64]) -> Result<usize> {
+        let n = requeue_dead(&self.state, ids)?;
+        for (id, item) in self.state.outbound::<OutboundItem>()? {
+            if item.state == OutboundState::Pending {
+                self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, item);
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Requeues dead letters in the state database (no server needed).
+pub fn requeue_dead(state: &StateDb, ids: &[u64]) -> Result<usize> {
+    let mut n = 0;
+    for (id, mut item) in state.outbound::<OutboundItem>()? {
+        if item.state == OutboundState::Dead && (ids.is_empty() || ids.contains(&id)) {
+            item.state = OutboundState::Pending;
+            item.attempts = 0;
+            item.not_before_ms = 0;
+            state.put_outbound(id, &item)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+pub fn summary(state: &StateDb) -> Result<QueueSummary> {
+    let mut s = QueueSummary::default();
+    let mut dead = Vec::new();
+    for (id, item) in state.outbound::<OutboundItem>()? {
+        match item.state {
+            OutboundState::Pending => s.pending += 1,
+            OutboundState::Sent => s.sent += 1,
+            OutboundState::Dead => {
+                s.dead += 1;
+                dead.push(DeadLetter {
+                    id,
+                    destination: item.destination,
+                    sop_instance_uid: item.sop_instance_uid,
+                    attempts: item.attempts,
+                    error: item.last_error.unwrap_or_default(),
+                });
+            }
+        }
+    }
+    dead.reverse();
+    dead.truncate(10);
+    s.dead_letters = dead;
+    Ok(s)
+}

@@ -1,0 +1,377 @@
+//! The DVH engine: structures × chosen dose → cumulative and differential
+//! DVHs, metrics, constraints, and the files `dvh.csv`, `dvh_metrics.csv`,
+//! `dvh_constraints.csv` and `dvh.json`.
+//!
+//! Entry points: [`select_dose`] chooses the dose of a course (pure, over
+//! parsed headers and plans), [`assemble_dose`] builds it from the loaded
+//! grids, [`compute`] makes the report, [`write_outputs`] writes it.
+//! The method (columns exact along z, shape interpolation between planes,
+//! end caps) is described in `rt::shape` and `engine`.
+
+pub mod cli;
+pub mod constraints;
+pub mod derived;
+pub mod engine;
+pub mod histogram;
+pub mod metrics;
+pub mod output;
+pub mod select;
+pub mod settings;
+
+use anyhow::{bail, Result};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::rt::plan::Prescription;
+use crate::rt::shape::{lattice_step, ShapeOptions};
+use crate::rt::{DoseGrid, RoiSource, RtStruct};
+
+pub use constraints::{Constraint, ConstraintResult};
+pub use histogram::Histogram;
+pub use metrics::Metrics;
+pub use output::{json_metrics, write_outputs};
+pub use select::{assemble_dose, select_dose, Component, DoseChoice};
+pub use settings::DvhSettings;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DvhReport {
+    pub rtnode_version: String,
+    pub dose: DoseSummary,
+    pub structure_set: StructureSetSummary,
+    /// The prescriptions relative metrics refer to.
+    pub prescriptions: Vec<Prescription>,
+    /// False for a RELATIVE dose: only volumes are reported.
+    pub absolute: bool,
+    pub rois: Vec<RoiDvh>,
+    pub constraints: Vec<ConstraintResult>,
+    pub notes: Vec<String>,
+    pub settings: DvhSettings,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DoseSummary {
+    pub description: String,
+    /// SOP Instance UIDs of every RTDOSE used.
+    pub dose_uids: Vec<String>,
+    pub plan_uids: Vec<String>,
+    pub units: String,
+    pub dose_type: String,
+    pub frame_of_reference_uid: String,
+    pub max_dose_gy: f64,
+    /// nx, ny, nz.
+    pub grid_size: [usize; 3],
+    /// dx, dy, mean dz (mm).
+    pub grid_spacing_mm: [f64; 3],
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StructureSetSummary {
+    pub sop_instance_uid: String,
+    pub label: String,
+    pub frame_of_reference_uid: String,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoiStatus {
+    Ok,
+    /// A derived structure built without some of its sources.
+    Partial,
+    /// No volume (no closed contours, or the derived result is empty).
+    Empty,
+    /// Not computed (missing sources, another frame of reference).
+    Skipped,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RoiDvh {
+    pub name: String,
+    pub number: Option<i64>,
+    pub source: RoiSource,
+    pub interpreted_type: String,
+    pub status: RoiStatus,
+    pub notes: Vec<String>,
+    /// In-plane sampling step used (mm).
+    pub step_mm: Option<f64>,
+    pub metrics: Metrics,
+    #[serde(rename = "dvh", serialize_with = "output::ser_histogram")]
+    pub histogram: Histogram,
+}
+
+/// Computes every ROI's DVH and metrics on `dose`. Fails only when nothing
+/// sensible can be computed (settings invalid, frames of reference differ).
+pub fn compute(rs: &RtStruct, dose: &DoseGrid, settings: &DvhSettings) -> Result<DvhReport> {
+    settings.validate().map_err(anyhow::Error::msg)?;
+    let dose_for = &dose.header.frame_of_reference_uid;
+    if !rs.frame_of_reference_uid.is_empty()
+        && !dose_for.is_empty()
+        && &rs.frame_of_reference_uid != dose_for
+    {
+        bail!(
+            "the structure set's frame of reference {} is not the dose's {}: no DVH",
+            rs.frame_of_reference_uid,
+            dose_for
+        );
+    }
+    let mut notes = Vec::new();
+    let absolute = dose.header.units != "RELATIVE";
+    if !absolute {
+        notes.push("the dose is RELATIVE: only volumes are reported".to_string());
+    }
+    let prescriptions = prescriptions(dose, settings, &mut notes);
+    let Some(sampler) = engine::Sampler::new(dose) else {
+        bail!("dose array is not contiguous");
+    };
+    let g = &dose.geometry;
+    let dz = (g.bounds()[2][1] - g.bounds()[2][0]) / g.nz().max(1) as f64;
+    let fallback_spacing = rs.typical_plane_spacing().unwrap_or(dz);
+    let opts = ShapeOptions {
+        end_cap: settings.end_cap,
+        interpolate: settings.interpolate_between_planes,
+        fallback_spacing,
+    };
+    let max_step = settings
+        .max_step_mm
+        .unwrap_or_else(|| (0.5 * g.dx.min(g.dy)).min(1.0));
+    let bin = settings.bin_width_gy;
+
+    let mut rois: Vec<RoiDvh> = rs
+        .rois
+        .par_iter()
+        .map(|roi| {
+            let mut roi_notes = roi.notes.clone();
+            let base = |status, notes, step, metrics, histogram| RoiDvh {
+                name: roi.name.clone(),
+                number: Some(roi.number),
+                source: roi.source.clone(),
+                interpreted_type: roi.interpreted_type.clone(),
+                status,
+                notes,
+                step_mm: step,
+                metrics,
+                histogram,
+            };
+            if !roi.frame_of_reference_uid.is_empty()
+                && !dose_for.is_empty()
+                && &roi.frame_of_reference_uid != dose_for
+            {
+                roi_notes.push("on another frame of reference than the dose: skipped".into());
+                return base(
+                    RoiStatus::Skipped,
+                    roi_notes,
+                    None,
+                    Metrics::default(),
+                    Histogram::empty(bin),
+                );
+            }
+            let step = lattice_step(
+                roi,
+                settings.samples_per_plane,
+                settings.min_step_mm,
+                max_step,
+            );
+            let Some((lattice, note)) = engine::roi_lattice(roi, step) else {
+                let m = metrics::compute(&Histogram::empty(bin), 0.0, absolute, &[], settings);
+                return base(RoiStatus::Empty, roi_notes, None, m, Histogram::empty(bin));
+            };
+            roi_notes.extend(note);
+            let (h, shape_notes) = engine::roi_histogram(roi, &lattice, &opts, &sampler, bin);
+            roi_notes.extend(shape_notes);
+            let total = h.volume + h.outside;
+            outside_note(&h, &mut roi_notes);
+            let rx = rx_for(Some(roi.number), &prescriptions, rs);
+            let m = metrics::compute(&h, total, absolute, &rx, settings);
+            let status = if total > 0.0 {
+                RoiStatus::Ok
+            } else {
+                RoiStatus::Empty
+            };
+            base(status, roi_notes, Some(lattice.hx), m, h)
+        })
+        .collect();
+
+    for d in derived::build(rs, settings, &opts) {
+        let mut name = d.spec.name.clone();
+        let mut notes = d.notes;
+        if rois.iter().any(|r| r.name.eq_ignore_ascii_case(&name)) {
+            name = format!("{name} (derived)");
+            notes.push(format!(
+                "an ROI is already named {:?}: renamed {name:?}",
+                d.spec.name
+            ));
+        }
+        let source = RoiSource::Derived {
+            definition: d.spec.describe(),
+        };
+        let (status, step, m, h) = match &d.shape {
+            None => (
+                RoiStatus::Skipped,
+                None,
+                Metrics::default(),
+                Histogram::empty(bin),
+            ),
+            Some(shape) => {
+                let h = engine::shape_histogram(shape, &sampler, bin);
+                outside_note(&h, &mut notes);
+                let total = h.volume + h.outside;
+                let rx = rx_for(None, &prescriptions, rs);
+                let m = metrics::compute(&h, total, absolute, &rx, settings);
+                let status = if d.partial {
+                    RoiStatus::Partial
+                } else if total > 0.0 {
+                    RoiStatus::Ok
+                } else {
+                    RoiStatus::Empty
+                };
+                (status, Some(shape.lattice.hx), m, h)
+            }
+        };
+        rois.push(RoiDvh {
+            name,
+            number: None,
+            source,
+            interpreted_type: String::new(),
+            status,
+            notes,
+            step_mm: step,
+            metrics: m,
+            histogram: h,
+        });
+    }
+
+    let mut results = Vec::new();
+    for text in &settings.constraints {
+        let c = Constraint::parse(text).map_err(anyhow::Error::msg)?;
+        let mut any = false;
+        for r in rois.iter().filter(|r| c.matches(&r.name)) {
+            any = true;
+            results.push(c.evaluate(&r.name, &r.metrics.as_map()));
+        }
+        if !any {
+            results.push(ConstraintResult {
+                roi: String::new(),
+                constraint: c.text.clone(),
+                metric: c.metric.clone(),
+                value: None,
+                limit: c.limit,
+                pass: None,
+                reason: Some("no ROI matches the pattern".into()),
+            });
+        }
+    }
+
+    let mut dose_notes = dose.notes.clone();
+    dose_notes.extend(dose.provenance.notes.iter().cloned());
+    Ok(DvhReport {
+        rtnode_version: env!("CARGO_PKG_VERSION").to_string(),
+        dose: DoseSummary {
+            description: dose.provenance.description.clone(),
+            dose_uids: dose.provenance.dose_uids.clone(),
+            plan_uids: dose.provenance.plan_uids.clone(),
+            units: if absolute {
+                "GY".into()
+            } else {
+                "RELATIVE".into()
+            },
+            dose_type: dose.header.dose_type.clone(),
+            frame_of_reference_uid: dose_for.clone(),
+            max_dose_gy: dose.max_dose(),
+            grid_size: [g.nx, g.ny, g.nz()],
+            grid_spacing_mm: [g.dx, g.dy, dz],
+            notes: dose_notes,
+        },
+        structure_set: StructureSetSummary {
+            sop_instance_uid: rs.sop_instance_uid.clone(),
+            label: rs.label.clone(),
+            frame_of_reference_uid: rs.frame_of_reference_uid.clone(),
+            notes: rs.notes.clone(),
+        },
+        prescriptions,
+        absolute,
+        rois,
+        constraints: results,
+        notes,
+        settings: settings.clone(),
+    })
+}
+
+fn outside_note(h: &Histogram, notes: &mut Vec<String>) {
+    let total = h.volume + h.outside;
+    if h.outside > 1e-6 * total.max(1.0) {
+        notes.push(format!(
+            "{:.3} cc ({:.1} %) lies outside the dose grid: dose metrics cover the {:.3} cc inside",
+            h.outside / 1000.0,
+            100.0 * h.outside / total,
+            h.volume / 1000.0
+        ));
+    }
+}
+
+/// The plans' prescriptions, or the configured one.
+fn prescriptions(dose: &DoseGrid, s: &DvhSettings, notes: &mut Vec<String>) -> Vec<Prescription> {
+    let from_plan = dose.provenance.prescriptions.clone();
+    match s.prescription {
+        Some(gy) if s.prescription_overrides_plan || from_plan.is_empty() => {
+            notes.push(format!("prescription {gy} Gy from dvh.prescription"));
+            vec![Prescription {
+                dose_gy: gy,
+                roi_number: None,
+                description: "dvh.prescription".into(),
+                plan_uid: String::new(),
+            }]
+        }
+        _ => {
+            if from_plan.is_empty() {
+                notes.push("prescription unknown: relative metrics omitted".into());
+            }
+            from_plan
+        }
+    }
+}
+
+/// Which prescriptions an ROI's relative metrics refer to: its own when it
+/// is a target; else the single prescription; else each, labelled.
+fn rx_for(number: Option<i64>, all: &[Prescription], rs: &RtStruct) -> Vec<metrics::RxRef> {
+    if let Some(own) = all
+        .iter()
+        .find(|p| p.roi_number.is_some() && p.roi_number == number)
+    {
+        return vec![metrics::RxRef {
+            dose_gy: own.dose_gy,
+            suffix: None,
+        }];
+    }
+    let mut distinct: Vec<&Prescription> = Vec::new();
+    for p in all {
+        if !distinct
+            .iter()
+            .any(|d| (d.dose_gy - p.dose_gy).abs() < 1e-9)
+        {
+            distinct.push(p);
+        }
+    }
+    match distinct.len() {
+        0 => Vec::new(),
+        1 => vec![metrics::RxRef {
+            dose_gy: distinct[0].dose_gy,
+            suffix: None,
+        }],
+        _ => distinct
+            .iter()
+            .map(|p| {
+                let label = p
+                    .roi_number
+                    .and_then(|n| rs.rois.iter().find(|r| r.number == n))
+                    .map(|r| r.name.clone())
+                    .or_else(|| (!p.description.is_empty()).then(|| p.description.clone()))
+                    .unwrap_or_else(|| format!("{}Gy", metrics::num(p.dose_gy)));
+                metrics::RxRef {
+                    dose_gy: p.dose_gy,
+                    suffix: Some(label),
+                }
+            })
+            .collect(),
+    }
+}

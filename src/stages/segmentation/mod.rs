@@ -1,0 +1,490 @@
+//! segmentation: contours for the planning CT, returned as an RT Structure
+//! Set. A [`Segmenter`] turns the organized volume into a label volume (the
+//! built-in [`BodyContour`] needs no model; a TorchScript runner is another
+//! implementation), the labels are traced slice by slice into closed
+//! planar contours ([`contour`]), and [`rtstruct`] writes the structure
+//! set that references every image of the series.
+//!
+//! Outputs: `rtstruct.dcm`, `labels.nrrd` (the label volume on the CT
+//! grid, readable by `Volume::read_nrrd`, 3D Slicer and ITK) and
+//! `labels.json` (label value → ROI name, colour, type, volume).
+
+pub mod body;
+pub mod contour;
+pub mod morph;
+pub mod rtstruct;
+
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, ensure, Context, Result};
+use dicom_dictionary_std::tags;
+use ndarray::Array3;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::organize::{GEOMETRY_FILE, VOLUME_FILE};
+use super::{member_keys, Inputs, Outcome, Stage, StageContext};
+use crate::course::Course;
+use crate::volume::{Geometry, Volume};
+pub use body::{BodyContour, BodyOptions};
+use contour::Loop;
+use rtstruct::{ImageRef, PlanarContour, RoiContours, RoiSpec, SeriesRef, WriterOptions};
+
+pub const RTSTRUCT_FILE: &str = "rtstruct.dcm";
+pub const LABELS_FILE: &str = "labels.nrrd";
+pub const LABEL_MAP_FILE: &str = "labels.json";
+
+/// One label of a segmenter's output and the ROI it becomes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoiLabel {
+    /// Voxel value in the label volume (0 is background).
+    pub value: u16,
+    /// ROI name; AAPM TG-263 names where the label map gives them.
+    pub name: String,
+    /// Display colour, RGB.
+    pub colour: [u8; 3],
+    /// RT ROI Interpreted Type (EXTERNAL, ORGAN, …).
+    pub interpreted_type: String,
+}
+
+impl RoiLabel {
+    /// TG-263 keeps names to 16 characters so that every planning system
+    /// shows them whole; a longer name is a label-map error, not something
+    /// to truncate silently.
+    pub fn validate(&self) -> Result<()> {
+        ensure!(self.value != 0, "label 0 is background");
+        ensure!(
+            !self.name.is_empty() && self.name.chars().count() <= 16,
+            "ROI name {:?} must be 1 to 16 characters (TG-263)",
+            self.name
+        );
+        ensure!(
+            !self.name.chars().any(|c| c == '\\' || c.is_control()),
+            "ROI name {:?} has a backslash or control character",
+            self.name
+        );
+        ensure!(
+            !self.interpreted_type.is_empty() && self.interpreted_type.len() <= 16,
+            "RT ROI Interpreted Type {:?} is not a CS value",
+            self.interpreted_type
+        );
+        Ok(())
+    }
+}
+
+/// Something that labels a CT volume: the built-in body contour, or a
+/// model runner.
+pub trait Segmenter: Send + Sync {
+    /// The model's name, as the series description shows it.
+    fn name(&self) -> &str;
+    fn version(&self) -> String;
+    /// Everything that changes its output (name, version, weights hash,
+    /// settings): part of the stage fingerprint, so that a change re-runs
+    /// the stage rather than reusing an older result.
+    fn identity(&self) -> String;
+    fn labels(&self) -> Vec<RoiLabel>;
+    /// ROI Generation Description of its ROIs.
+    fn description(&self) -> String;
+    /// A label volume on the CT grid, `[slice, row, column]`. Runs inside
+    /// the stage's thread pool; reports its progress as a fraction.
+    fn segment(&self, volume: &Volume, progress: &(dyn Fn(f64) + Sync)) -> Result<Array3<u16>>;
+}
+
+/// Settings of the stage; part of its fingerprint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SegmentationOptions {
+    /// Root of the UIDs of the structure sets made here.
+    pub uid_root: String,
+    /// Largest distance (mm) a simplified contour may stray from the
+    /// traced mask boundary.
+    pub tolerance_mm: f64,
+}
+
+impl Default for SegmentationOptions {
+    fn default() -> Self {
+        SegmentationOptions {
+            uid_root: "2.25".into(),
+            tolerance_mm: 0.5,
+        }
+    }
+}
+
+pub struct Segmentation {
+    pub segmenter: Arc<dyn Segmenter>,
+    pub options: SegmentationOptions,
+}
+
+impl Default for Segmentation {
+    fn default() -> Self {
+        Segmentation {
+            segmenter: Arc::new(BodyContour::default()),
+            options: SegmentationOptions::default(),
+        }
+    }
+}
+
+/// What this stage reads of organize's `geometry.json`.
+#[derive(Deserialize)]
+struct GeometryFile {
+    geometry: Geometry,
+    frame_of_reference_uid: String,
+    series_instance_uid: String,
+    slices: Vec<String>,
+}
+
+/// The traced contours of one label, slice by slice.
+pub struct LabelContours {
+    pub label: RoiLabel,
+    pub voxels: usize,
+    /// (slice index, loops in `[row, column]` pixel coordinates).
+    pub planes: Vec<(usize, Vec<Loop>)>,
+}
+
+/// Traces every label of `labels` on every slice, simplified within
+/// `tolerance_mm`. Each slice is scanned once for the bounding box of
+/// every label, and a label is traced only inside its box, so that a
+/// hundred-organ label map costs about as much as one.
+pub fn contour_labels(
+    labels: &Array3<u16>,
+    geometry: &Geometry,
+    rois: &[RoiLabel],
+    tolerance_mm: f64,
+    progress: &(dyn Fn(f64) + Sync),
+) -> Vec<LabelContours> {
+    let n = labels.dim().0;
+    let spacing = [geometry.spacing[1], geometry.spacing[0]];
+    let max_value = rois.iter().map(|r| r.value).max().unwrap_or(0) as usize;
+    let done = AtomicU64::new(0);
+    // Per slice: per ROI (index into `rois`), its voxel count and loops.
+    let per_slice: Vec<Vec<(usize, usize, Vec<Loop>)>> = (0..n)
+        .into_par_iter()
+        .map(|k| {
+            let plane = labels.index_axis(ndarray::Axis(0), k);
+            // [rmin, rmax, cmin, cmax, count] per label value.
+            let mut boxes = vec![[usize::MAX, 0, usize::MAX, 0, 0]; max_value + 1];
+            for ((r, c), &v) in plane.indexed_iter() {
+                let v = v as usize;
+                if v == 0 || v > max_value {
+                    continue;
+                }
+                let b = &mut boxes[v];
+                b[0] = b[0].min(r);
+                b[1] = b[1].max(r);
+                b[2] = b[2].min(c);
+                b[3] = b[3].max(c);
+                b[4] += 1;
+            }
+            let mut out = Vec::new();
+            for (i, roi) in rois.iter().enumerate() {
+                let b = boxes[roi.value as usize];
+                if b[4] == 0 {
+                    continue;
+                }
+                let (h, w) = (b[1] - b[0] + 1, b[3] - b[2] + 1);
+                let loops = contour::trace(h, w, |r, c| plane[[b[0] + r, b[2] + c]] == roi.value)
+                    .into_iter()
+                    .map(|l| {
+                        let l: Loop = l
+                            .into_iter()
+                            .map(|p| [p[0] + b[0] as f64, p[1] + b[2] as f64])
+                            .collect();
+                        contour::simplify(&l, spacing, tolerance_mm)
+                    })
+                    .collect();
+                out.push((i, b[4], loops));
+            }
+            let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+            progress(d as f64 / n.max(1) as f64);
+            out
+        })
+        .collect();
+    let mut result: Vec<LabelContours> = rois
+        .iter()
+        .map(|r| LabelContours {
+            label: r.clone(),
+            voxels: 0,
+            planes: Vec::new(),
+        })
+        .collect();
+    for (k, slice) in per_slice.into_iter().enumerate() {
+        for (i, count, loops) in slice {
+            result[i].voxels += count;
+            result[i].planes.push((k, loops));
+        }
+    }
+    result
+}
+
+/// Maps traced loops to patient coordinates on the images of the series.
+pub fn to_patient(lc: &LabelContours, geometry: &Geometry) -> Vec<PlanarContour> {
+    let mut out = Vec::new();
+    for (k, loops) in &lc.planes {
+        for l in loops {
+            out.push(PlanarContour {
+                image: *k,
+                points: l
+                    .iter()
+                    .map(|p| geometry.position(*k as f64, p[0], p[1]))
+                    .collect(),
+            });
+        }
+    }
+    out
+}
+
+/// Writes a label volume as NRRD, signed 16-bit (labels are small, and
+/// `Volume::read_nrrd` and every NRRD reader take "short").
+pub fn write_labels_nrrd(path: &Path, geometry: &Geometry, labels: &Array3<u16>) -> Result<()> {
+    ensure!(
+        labels.iter().all(|&v| v <= i16::MAX as u16),
+        "label values above {} do not fit the label file",
+        i16::MAX
+    );
+    let g = geometry;
+    let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    let dir = |v: [f64; 3], s: f64| format!("({},{},{})", v[0] * s, v[1] * s, v[2] * s);
+    write!(
+        w,
+        "NRRD0004\n# labels written by rtnode {}\ntype: short\ndimension: 3\nspace: left-posterior-superior\nsizes: {} {} {}\nspace directions: {} {} {}\nkinds: domain domain domain\nendian: little\nencoding: raw\nspace origin: ({},{},{})\n\n",
+        env!("CARGO_PKG_VERSION"),
+        g.size[0],
+        g.size[1],
+        g.size[2],
+        dir(g.directions[0], g.spacing[0]),
+        dir(g.directions[1], g.spacing[1]),
+        dir(g.directions[2], g.spacing[2]),
+        g.origin[0],
+        g.origin[1],
+        g.origin[2],
+    )?;
+    let mut buf = Vec::with_capacity(1 << 20);
+    for &v in labels.iter() {
+        buf.extend_from_slice(&(v as i16).to_le_bytes());
+        if buf.len() >= 1 << 20 {
+            w.write_all(&buf)?;
+            buf.clear();
+        }
+    }
+    w.write_all(&buf)?;
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn text(obj: &dicom_object::InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {
+    obj.get(tag)
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+impl Segmentation {
+    fn series_description(&self) -> String {
+        let s = format!("{} {}", self.segmenter.name(), self.segmenter.version());
+        // LO: 64 characters.
+        s.chars().take(64).collect()
+    }
+}
+
+impl Stage for Segmentation {
+    fn name(&self) -> &'static str {
+        "segmentation"
+    }
+
+    fn after(&self) -> &'static [&'static str] {
+        &["organize"]
+    }
+
+    fn inputs(&self, course: &Course) -> Inputs {
+        if !course.has_images() {
+            return Err("no complete planning image series".into());
+        }
+        if course.modality != "CT" {
+            return Err(format!(
+                "the planning images are {}; the segmenters here read CT (HU)",
+                course.modality
+            ));
+        }
+        let mut keys = member_keys(course.images.iter());
+        keys.push(format!("segmenter:{}", self.segmenter.identity()));
+        keys.push(format!(
+            "options:{}",
+            serde_json::to_string(&self.options).unwrap_or_default()
+        ));
+        Ok(keys)
+    }
+
+    fn run(&self, ctx: &StageContext) -> Result<Outcome> {
+        let labels_map = self.segmenter.labels();
+        for l in &labels_map {
+            l.validate()?;
+        }
+        let up = ctx
+            .upstream
+            .get("organize")
+            .context("the organize output is missing")?;
+        let gpath = up.join(GEOMETRY_FILE);
+        let gf: GeometryFile = serde_json::from_slice(
+            &std::fs::read(&gpath).with_context(|| format!("reading {}", gpath.display()))?,
+        )
+        .with_context(|| format!("parsing {}", gpath.display()))?;
+        let volume = Volume::read_nrrd(&up.join(VOLUME_FILE))?;
+        let geometry = gf.geometry.clone();
+        let (n, rows, cols) = volume.data.dim();
+        if [cols, rows, n] != geometry.size || gf.slices.len() != n {
+            bail!(
+                "organize's volume is {cols}x{rows}x{n}, its geometry {:?} with {} slices",
+                geometry.size,
+                gf.slices.len()
+            );
+        }
+        // Patient and study come from a slice of the series itself.
+        let first = ctx
+            .course
+            .images
+            .iter()
+            .find(|m| m.sop_instance_uid == gf.slices[0])
+            .or_else(|| ctx.course.images.first())
+            .context("the course has no images")?;
+        let path = ctx.instance_path(&first.path);
+        let ct = dicom_object::OpenFileOptions::new()
+            .read_until(tags::PIXEL_DATA)
+            .open_file(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let sop_class = text(&ct, tags::SOP_CLASS_UID)
+            .unwrap_or_else(|| crate::uids::CT_IMAGE_STORAGE.to_string());
+        let study =
+            text(&ct, tags::STUDY_INSTANCE_UID).context("the CT has no StudyInstanceUID")?;
+
+        const TOTAL: u64 = 1000;
+        let report = |from: f64, span: f64| {
+            move |f: f64| {
+                (ctx.progress)(
+                    (TOTAL as f64 * (from + span * f.clamp(0.0, 1.0))) as u64,
+                    TOTAL,
+                )
+            }
+        };
+        let seg_progress = report(0.0, 0.7);
+        let contour_progress = report(0.7, 0.25);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(ctx.threads.max(1))
+            .build()
+            .context("thread pool")?;
+        let labels = pool.install(|| self.segmenter.segment(&volume, &seg_progress))?;
+        drop(volume);
+        ensure!(
+            labels.dim() == (n, rows, cols),
+            "the segmenter returned {:?} labels for a {:?} volume",
+            labels.dim(),
+            (n, rows, cols)
+        );
+        let traced = pool.install(|| {
+            contour_labels(
+                &labels,
+                &geometry,
+                &labels_map,
+                self.options.tolerance_mm,
+                &contour_progress,
+            )
+        });
+        let voxel_cc = geometry.spacing.iter().product::<f64>() / 1000.0;
+        let present: Vec<&LabelContours> = traced.iter().filter(|t| t.voxels > 0).collect();
+        if present.is_empty() {
+            return Ok(Outcome::Skipped(format!(
+                "{} found nothing to contour",
+                self.segmenter.name()
+            )));
+        }
+
+        let series = SeriesRef {
+            study_instance_uid: study,
+            series_instance_uid: gf.series_instance_uid.clone(),
+            frame_of_reference_uid: gf.frame_of_reference_uid.clone(),
+            images: gf
+                .slices
+                .iter()
+                .map(|uid| ImageRef {
+                    sop_class_uid: sop_class.clone(),
+                    sop_instance_uid: uid.clone(),
+                })
+                .collect(),
+        };
+        let description = self.segmenter.description();
+        let rois: Vec<RoiContours> = present
+            .iter()
+            .enumerate()
+            .map(|(i, t)| RoiContours {
+                spec: RoiSpec {
+                    number: i as u32 + 1,
+                    name: t.label.name.clone(),
+                    colour: t.label.colour,
+                    interpreted_type: t.label.interpreted_type.clone(),
+                    generation_description: format!(
+                        "{}: {}",
+                        self.series_description(),
+                        description
+                    ),
+                },
+                contours: to_patient(t, &geometry),
+            })
+            .collect();
+        let opts = WriterOptions {
+            uid_root: self.options.uid_root.clone(),
+            series_description: self.series_description(),
+            label: "rtnode auto".into(),
+            name: self.series_description(),
+            description: format!(
+                "Automatic contours by {}; unapproved until reviewed",
+                self.series_description()
+            ),
+        };
+        let written =
+            rtstruct::write(&ctx.out_dir.join(RTSTRUCT_FILE), &ct, &series, &rois, &opts)?;
+        write_labels_nrrd(&ctx.out_dir.join(LABELS_FILE), &geometry, &labels)?;
+
+        let summary_rois: Vec<serde_json::Value> = rois
+            .iter()
+            .zip(&present)
+            .map(|(r, t)| {
+                serde_json::json!({
+                    "number": r.spec.number,
+                    "name": r.spec.name,
+                    "label": t.label.value,
+                    "colour": r.spec.colour,
+                    "interpreted_type": r.spec.interpreted_type,
+                    "voxels": t.voxels,
+                    "volume_cc": t.voxels as f64 * voxel_cc,
+                    "contours": r.contours.len(),
+                    "points": r.contours.iter().map(|c| c.points.len()).sum::<usize>(),
+                    "slices": t.planes.len(),
+                })
+            })
+            .collect();
+        let label_map: BTreeMap<u16, &RoiLabel> = labels_map.iter().map(|l| (l.value, l)).collect();
+        std::fs::write(
+            ctx.out_dir.join(LABEL_MAP_FILE),
+            serde_json::to_vec_pretty(&serde_json::json!({
+                "segmenter": self.segmenter.identity(),
+                "labels": label_map,
+                "rois": summary_rois,
+            }))?,
+        )?;
+        (ctx.progress)(TOTAL, TOTAL);
+        Ok(Outcome::Done(serde_json::json!({
+            "rtstruct_sop_instance_uid": written.sop_instance_uid,
+            "rtstruct_series_instance_uid": written.series_instance_uid,
+            "created_instances": [written.sop_instance_uid],
+            "segmenter": self.segmenter.identity(),
+            "series_description": self.series_description(),
+            "tolerance_mm": self.options.tolerance_mm,
+            "rois": summary_rois,
+        })))
+    }
+}

@@ -1,0 +1,225 @@
+//! Running as a service: the peers file reloads on SIGHUP and on change
+//! without dropping an open association; systemd hears READY=1.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn echo_as(port: u16, ae: &str) -> bool {
+    run_dcmtk(
+        "echoscu",
+        &["-aet", ae, "-aec", "RTNODE", "127.0.0.1", &port.to_string()],
+    )
+    .status
+    .success()
+}
+
+fn wait_log(s: &Server, needle: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.log_text().matches(needle).count() < count {
+        assert!(
+            Instant::now() < deadline,
+            "log never said {needle:?} {count}x:\n{}",
+            s.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// An association held open by hand, to show a reload leaves it alone.
+struct RawAssociation(TcpStream);
+
+impl RawAssociation {
+    fn open(port: u16, calling: &str) -> RawAssociation {
+        let rq = dicom_ul::pdu::AssociationRQ {
+            protocol_version: 1,
+            calling_ae_title: calling.into(),
+            called_ae_title: "RTNODE".into(),
+            application_context_name: rtnode::uids::APPLICATION_CONTEXT.into(),
+            presentation_contexts: vec![dicom_ul::pdu::PresentationContextProposed {
+                id: 1,
+                abstract_syntax: rtnode::uids::VERIFICATION.into(),
+                transfer_syntaxes: vec![rtnode::uids::IMPLICIT_VR_LE.into()],
+            }],
+            user_variables: vec![dicom_ul::pdu::UserVariableItem::MaxLength(16384)],
+        };
+        let mut bytes = Vec::new();
+        dicom_ul::pdu::write_pdu(&mut bytes, &dicom_ul::pdu::Pdu::AssociationRQ(rq)).unwrap();
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&bytes).unwrap();
+        let (ty, _) = read_pdu(&mut s);
+        assert_eq!(ty, 0x02, "association accepted");
+        RawAssociation(s)
+    }
+
+    /// C-ECHO over the open association; returns the DIMSE status.
+    fn echo(&mut self, id: u16) -> u16 {
+        let cmd = rtnode::dimse::encode_command(&rtnode::dimse::c_echo_rq(id));
+        let mut pdu = vec![0x04, 0];
+        pdu.extend_from_slice(&((cmd.len() + 6) as u32).to_be_bytes());
+        pdu.extend_from_slice(&((cmd.len() + 2) as u32).to_be_bytes());
+        pdu.extend_from_slice(&[1, 0x03]);
+        pdu.extend_from_slice(&cmd);
+        self.0.write_all(&pdu).unwrap();
+        let (ty, body) = read_pdu(&mut self.0);
+        assert_eq!(ty, 0x04);
+        let rsp = rtnode::dimse::decode_command(&body[6..]).unwrap();
+        rsp.status.unwrap()
+    }
+}
+
+fn read_pdu(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut h = [0u8; 6];
+    s.read_exact(&mut h).unwrap();
+    let len = u32::from_be_bytes([h[2], h[3], h[4], h[5]]) as usize;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    (h[0], body)
+}
+
+#[test]
+fn peers_reload_on_sighup_and_on_change_without_dropping_associations() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &ServerOptions::default());
+    let peers = dir.path().join("peers.yaml");
+    let original = std::fs::read_to_string(&peers).unwrap();
+    assert!(!echo_as(s.port, "LATECOMER"));
+    let mut open = RawAssociation::open(s.port, "ECHOSCU");
+    assert_eq!(open.echo(1), 0);
+
+    // An edit is picked up by the file watch, no signal needed.
+    std::fs::write(
+        &peers,
+        format!("{original}- {{ae_title: LATECOMER, host: 127.0.0.1, port: 104}}\n"),
+    )
+    .unwrap();
+    wait_log(&s, "peers reloaded", 1);
+    assert!(echo_as(s.port, "LATECOMER"));
+    assert_eq!(open.echo(2), 0, "the open association survives the reload");
+
+    // SIGHUP alone reloads too.
+    Command::new("kill")
+        .args(["-HUP", &s.pid().to_string()])
+        .status()
+        .unwrap();
+    wait_log(&s, "trigger=\"SIGHUP\"", 1);
+    // An invalid file is refused and the previous peers stay.
+    let reloads = s.log_text().matches("peers reloaded").count();
+    std::fs::write(&peers, "peers:\n  - ae_title: THIS_TITLE_IS_FAR_TOO_LONG\n").unwrap();
+    wait_log(&s, "peers file invalid", 1);
+    assert!(echo_as(s.port, "LATECOMER"));
+
+    // Fixed again: LATECOMER is replaced by WATCHED.
+    std::fs::write(
+        &peers,
+        format!("{original}- {{ae_title: WATCHED, host: 127.0.0.1, port: 104}}\n"),
+    )
+    .unwrap();
+    wait_log(&s, "peers reloaded", reloads + 1);
+    assert!(echo_as(s.port, "WATCHED"));
+    assert!(
+        !echo_as(s.port, "LATECOMER"),
+        "LATECOMER is gone from the file now"
+    );
+    assert_eq!(open.echo(3), 0);
+    s.stop();
+}
+
+#[test]
+fn systemd_hears_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let opts = ServerOptions {
+        env: vec![("NOTIFY_SOCKET".into(), sock_path.display().to_string())],
+        ..ServerOptions::default()
+    };
+    let s = Server::start(dir.path(), &opts);
+    let mut buf = [0u8; 512];
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"READY=1");
+    let n = sock.recv(&mut buf).unwrap();
+    let status = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(
+        status.starts_with("STATUS=0 association(s) open"),
+        "{status}"
+    );
+    s.stop();
+}
+
+#[test]
+fn doctor_checks_data_dir_port_and_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let listening = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let scp_port = listening.local_addr().unwrap().port();
+    drop(listening);
+    let mut scp = Command::new(dcmtk("storescp"))
+        .args(["--ignore", "-aet", "TPS", &scp_port.to_string()])
+        .spawn()
+        .unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let write = |results_to_closed: bool| {
+        std::fs::write(
+            dir.path().join("peers.yaml"),
+            format!(
+                "peers:\n- {{ae_title: TPS, host: 127.0.0.1, port: {scp_port}, receives_results: true}}\n\
+                 - {{ae_title: SENDER, host: 127.0.0.1, port: {closed}, receives_results: {results_to_closed}}}\n"
+            ),
+        )
+        .unwrap();
+        let cfg = dir.path().join("rtnode.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "node: {{bind: 127.0.0.1, port: 0, data_dir: {}, peers_file: peers.yaml}}\nstorage: {{min_free_bytes: 1048576}}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        cfg
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", scp_port)).is_err() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cfg = write(false);
+    let out = Command::new(BIN)
+        .args(["doctor", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("OK    data_dir"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "OK    peer          TPS@127.0.0.1:{scp_port} answers C-ECHO"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("WARN  peer          SENDER@"), "{text}");
+    // A peer that should receive results but does not answer is a failure.
+    let cfg = write(true);
+    let out = Command::new(BIN)
+        .args(["doctor", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL  peer          SENDER@"));
+    let _ = scp.kill();
+    let _ = scp.wait();
+}
