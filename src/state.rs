@@ -48,7 +48,11 @@ pub fn state_path(data_dir: &Path) -> std::path::PathBuf {
 impl StateDb {
     pub fn open(data_dir: &Path) -> Result<StateDb> {
         let path = state_path(data_dir);
-        let db = Database::create(&path)
+        // A small cache: this database is written often and read little,
+        // and redb's default (1 GiB) would let it grow into resident memory.
+        let db = redb::Builder::new()
+            .set_cache_size(16 * 1024 * 1024)
+            .create(&path)
             .with_context(|| format!("opening state database {}", path.display()))?;
         let txn = db.begin_write()?;
         txn.open_table(ASSOCIATIONS)?;

@@ -76,19 +76,40 @@ pub fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
+/// A peer that stops reading must not hold a task (and an association
+/// slot) forever: every write gives up after this long.
+pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn bounded<T>(
+    what: &str,
+    d: std::time::Duration,
+    f: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    match tokio::time::timeout(d, f).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("{what}: peer did not read for {} s", d.as_secs()),
+        )),
+    }
+}
+
 pub async fn write_pdu<W: AsyncWrite + Unpin>(w: &mut W, pdu: &Pdu) -> io::Result<()> {
     let mut buf = Vec::with_capacity(256);
     dicom_ul::pdu::write_pdu(&mut buf, pdu).map_err(|e| invalid(format!("encoding PDU: {e}")))?;
-    w.write_all(&buf).await?;
-    w.flush().await
+    bounded("writing a PDU", WRITE_TIMEOUT, async {
+        w.write_all(&buf).await?;
+        w.flush().await
+    })
+    .await
 }
 
 pub async fn write_abort<W: AsyncWrite + Unpin>(w: &mut W, reason: AbortRQServiceProviderReason) {
     let pdu = Pdu::AbortRQ {
         source: AbortRQSource::ServiceProvider(reason),
     };
-    // The peer may already be gone; an abort is best effort by nature.
-    let _ = write_pdu(w, &pdu).await;
+    // The peer may already be gone, or not reading; an abort is best effort.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), write_pdu(w, &pdu)).await;
 }
 
 /// One PDV item's header inside a P-DATA-TF.
@@ -169,8 +190,11 @@ async fn write_pdv<W: AsyncWrite + Unpin>(
     head[6..10].copy_from_slice(&item_len.to_be_bytes());
     head[10] = context_id;
     head[11] = (is_command as u8) | ((is_last as u8) << 1);
-    w.write_all(&head).await?;
-    w.write_all(chunk).await
+    bounded("writing P-DATA", WRITE_TIMEOUT, async {
+        w.write_all(&head).await?;
+        w.write_all(chunk).await
+    })
+    .await
 }
 
 /// Maximum PDU length the peer announced (0 means unlimited).

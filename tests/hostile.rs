@@ -8,6 +8,9 @@
 //!
 //! Every connection draws its input from an RNG seeded by (barrage, index),
 //! so a failure replays byte for byte whatever the thread interleaving.
+//!
+//! Two ignored tests at the end pin down slot-exhaustion bugs (peers that
+//! stall where the server has no timeout); run them with `-- --ignored`.
 
 mod common;
 
@@ -24,9 +27,10 @@ use rand::{Rng, SeedableRng};
 
 const SEED: u64 = 0x7274_6e6f_6465_0001;
 const CONNECTIONS_PER_BARRAGE: usize = 2000;
-/// Below the test config's 16 associations, so that refusals for lack of a
-/// slot stay rare and most association-level attacks get past negotiation.
-const WORKERS: usize = 12;
+/// Half the test config's 16 associations: even with every worker's previous
+/// association not yet reaped by the server, a new one finds a free slot, so
+/// association-level attacks get past negotiation.
+const WORKERS: usize = 8;
 /// Far above anything a healthy server needs on loopback, far below the
 /// server's own 20 s idle timeout: a read that hits it means the server was
 /// waiting for bytes it had no business waiting for.
@@ -541,9 +545,10 @@ fn hostile_barrage_leaves_the_server_answering_with_flat_memory() {
     let pid = server.pid();
     let started = Instant::now();
 
-    // Warm-up: grow thread pools, allocator arenas and the association log's
-    // pages to their working size so the two measured barrages compare like
-    // with like.
+    // Warm-up: thread pools and allocator arenas reach their working size
+    // here, so the two measured barrages compare like with like. What still
+    // grows is the association log (redb caches its pages: about 0.3 kB of
+    // RSS per connection, until it is trimmed at 100,000 records).
     let warm = barrage(server.port, 0);
     check_barrage(&server, &warm);
     let rss0 = common::rss_kb(pid);
@@ -626,9 +631,6 @@ fn assert_slots_freed(server: &Server) {
 }
 
 #[test]
-#[ignore = "server bug: the A-RELEASE-RQ body is read without the idle timeout \
-            (src/scp/association.rs, skip() in Session::serve), so a peer \
-            that stops after the release header holds its slot forever"]
 fn stalled_release_does_not_hold_an_association_slot() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_small_server(dir.path());
@@ -647,9 +649,6 @@ fn stalled_release_does_not_hold_an_association_slot() {
 }
 
 #[test]
-#[ignore = "server bug: writes to the peer have no timeout (ul::write_abort \
-            after the idle timeout in Session::serve, Session::respond), so a \
-            peer that sends requests but never reads holds its slot forever"]
 fn peer_that_never_reads_does_not_hold_an_association_slot() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_small_server(dir.path());

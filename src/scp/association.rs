@@ -82,7 +82,12 @@ pub async fn handle(
     let outcome = establish_and_serve(&node, &mut conn, peer, connection_slot, &mut record).await;
     record.duration_ms = started.elapsed().as_millis() as u64;
     record.outcome = outcome;
-    if !record.calling_ae.is_empty() || record.outcome != "closed before negotiation" {
+    // Only associations that got as far as a parseable request are logged:
+    // port scans and garbage would otherwise fill the log (and memory).
+    if record.calling_ae.is_empty() {
+        Stats::add(&node.stats.junk_connections, 1);
+        debug!(peer = %peer, outcome = %record.outcome, "connection without a valid association request");
+    } else {
         info!(
             calling_ae = %record.calling_ae,
             peer = %peer,
@@ -267,8 +272,15 @@ impl Session {
                     }
                 }
                 pdu_type::RELEASE_RQ => {
-                    if let Err(e) = skip(conn, header.length.min(1024)).await {
-                        return format!("error: {e}");
+                    match tokio::time::timeout(idle, skip(conn, header.length.min(1024))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return format!("error: {e}"),
+                        Err(_) => {
+                            return format!(
+                                "aborted: release request stalled for {} s",
+                                idle.as_secs()
+                            )
+                        }
                     }
                     if self.incoming.is_some() {
                         warn!(calling_ae = %self.calling_ae, "release requested in the middle of a data set");
@@ -551,16 +563,22 @@ impl Session {
         rsp: &Command,
     ) -> Result<(), Abort> {
         let bytes = dimse::encode_command(rsp);
-        ul::write_pdata(
+        let idle = self.node.network.idle_timeout();
+        let write = ul::write_pdata(
             conn.get_mut(),
             context_id,
             true,
             &bytes,
             self.peer_max_pdu,
             true,
-        )
-        .await
-        .map_err(|e| Abort(format!("sending response: {e}")))
+        );
+        match tokio::time::timeout(idle, write).await {
+            Ok(r) => r.map_err(|e| Abort(format!("sending response: {e}"))),
+            Err(_) => Err(Abort(format!(
+                "peer did not read a response for {} s",
+                idle.as_secs()
+            ))),
+        }
     }
 }
 

@@ -27,6 +27,8 @@ pub struct Stats {
     pub instances_stored: AtomicU64,
     pub bytes_stored: AtomicU64,
     pub store_failures: AtomicU64,
+    /// Connections that never sent a parseable A-ASSOCIATE-RQ.
+    pub junk_connections: AtomicU64,
 }
 
 impl Stats {
