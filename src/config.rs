@@ -172,6 +172,14 @@ pub struct NetworkSection {
     pub idle_timeout_s: u64,
     #[serde(default = "default_true")]
     pub admin_socket: bool,
+    /// Prometheus metrics over HTTP at this address (`ip:port`; empty: off).
+    /// Loopback by default: the figures name AE titles of the hospital.
+    #[serde(default = "default_metrics_address")]
+    pub metrics_address: String,
+}
+
+fn default_metrics_address() -> String {
+    "127.0.0.1:9464".to_owned()
 }
 
 impl Default for NetworkSection {
@@ -184,6 +192,7 @@ impl Default for NetworkSection {
             check_peer_address: default_false(),
             idle_timeout_s: default_idle_timeout_s(),
             admin_socket: default_true(),
+            metrics_address: default_metrics_address(),
         }
     }
 }
@@ -838,6 +847,15 @@ fn check_config(c: &Config, text: &str, file: &Path) -> Vec<ConfigError> {
                 "{} is below max_pdu_length ({}); we would reject PDUs of the size we announce",
                 net.max_pdu_hard_limit, net.max_pdu_length
             ),
+        );
+    }
+    if !net.metrics_address.trim().is_empty()
+        && net.metrics_address.trim().parse::<SocketAddr>().is_err()
+    {
+        err(
+            "network",
+            "metrics_address",
+            format!("{:?} is not ip:port (empty turns metrics off)", net.metrics_address),
         );
     }
     // Zero would make every read time out at once rather than disable the

@@ -32,6 +32,7 @@ pub struct RunningNode {
 /// Written at start so scripts and tests find the port chosen for `--port 0`.
 #[derive(Serialize)]
 struct NodeFile<'a> {
+    metrics: Option<String>,
     pid: u32,
     ae_title: &'a str,
     address: String,
@@ -115,7 +116,9 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
     } else {
         None
     };
+    let metrics = crate::metrics::start(node.clone(), &cfg.network.metrics_address).await;
     let nf = NodeFile {
+        metrics: metrics.map(|a| a.to_string()),
         pid: std::process::id(),
         ae_title: &cfg.node.ae_title,
         address: addr.ip().to_string(),

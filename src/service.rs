@@ -43,6 +43,15 @@ pub fn sd_notify(msg: &str) {
 
 /// Replaces the node's peers with the file's, when it parses and validates.
 pub fn reload_peers(node: &Node, path: &Path, trigger: &str) -> bool {
+    // A zero-length file is an editor or a copy caught mid-write far more
+    // often than a wish to refuse every sender; the next event reloads.
+    if std::fs::metadata(path)
+        .map(|m| m.len() == 0)
+        .unwrap_or(false)
+    {
+        warn!(path = %path.display(), trigger, "peers file is empty; keeping the previous peers");
+        return false;
+    }
     match config::load_peers(path) {
         Ok(p) => {
             let n = p.peers.len();
@@ -71,11 +80,15 @@ pub fn reload_routing(node: &Node, config_path: &Path) {
             if let Some(e) = &node.exporter {
                 match e.set_rules(&cfg.routing) {
                     Ok(()) => info!(rules = cfg.routing.len(), "routing rules reloaded"),
-                    Err(err) => error!(error = %err, "routing rules invalid; keeping the previous ones"),
+                    Err(err) => {
+                        error!(error = %err, "routing rules invalid; keeping the previous ones")
+                    }
                 }
             }
         }
-        Err(e) => error!(path = %config_path.display(), errors = %e, "config invalid; keeping the previous routing rules"),
+        Err(e) => {
+            error!(path = %config_path.display(), errors = %e, "config invalid; keeping the previous routing rules")
+        }
     }
 }
 

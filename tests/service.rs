@@ -19,6 +19,14 @@ fn echo_as(port: u16, ae: &str) -> bool {
     .success()
 }
 
+/// Replaces a file the way editors and deployment tools do: write aside,
+/// then rename over it.
+fn replace_file(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 fn wait_log(s: &Server, needle: &str, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while s.log_text().matches(needle).count() < count {
@@ -94,11 +102,10 @@ fn peers_reload_on_sighup_and_on_change_without_dropping_associations() {
     assert_eq!(open.echo(1), 0);
 
     // An edit is picked up by the file watch, no signal needed.
-    std::fs::write(
+    replace_file(
         &peers,
-        format!("{original}- {{ae_title: LATECOMER, host: 127.0.0.1, port: 104}}\n"),
-    )
-    .unwrap();
+        &format!("{original}- {{ae_title: LATECOMER, host: 127.0.0.1, port: 104}}\n"),
+    );
     wait_log(&s, "peers reloaded", 1);
     assert!(echo_as(s.port, "LATECOMER"));
     assert_eq!(open.echo(2), 0, "the open association survives the reload");
@@ -111,16 +118,15 @@ fn peers_reload_on_sighup_and_on_change_without_dropping_associations() {
     wait_log(&s, "trigger=\"SIGHUP\"", 1);
     // An invalid file is refused and the previous peers stay.
     let reloads = s.log_text().matches("peers reloaded").count();
-    std::fs::write(&peers, "peers:\n  - ae_title: THIS_TITLE_IS_FAR_TOO_LONG\n").unwrap();
+    replace_file(&peers, "peers:\n  - ae_title: THIS_TITLE_IS_FAR_TOO_LONG\n");
     wait_log(&s, "peers file invalid", 1);
     assert!(echo_as(s.port, "LATECOMER"));
 
     // Fixed again: LATECOMER is replaced by WATCHED.
-    std::fs::write(
+    replace_file(
         &peers,
-        format!("{original}- {{ae_title: WATCHED, host: 127.0.0.1, port: 104}}\n"),
-    )
-    .unwrap();
+        &format!("{original}- {{ae_title: WATCHED, host: 127.0.0.1, port: 104}}\n"),
+    );
     wait_log(&s, "peers reloaded", reloads + 1);
     assert!(echo_as(s.port, "WATCHED"));
     assert!(
@@ -222,4 +228,26 @@ fn doctor_checks_data_dir_port_and_peers() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL  peer          SENDER@"));
     let _ = scp.kill();
     let _ = scp.wait();
+}
+
+#[test]
+fn metrics_count_instances_and_failures_by_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = synth(&dir.path().join("ct"), 3, 64);
+    let s = Server::start(dir.path(), &ServerOptions::default());
+    let node: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.data_dir.join("node.json")).unwrap()).unwrap();
+    let addr = node["metrics"].as_str().expect("metrics address in node.json").to_string();
+    send_ok(s.port, &files);
+    assert!(!echo_as(s.port, "NOBODY"));
+    let mut conn = TcpStream::connect(&addr).unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    conn.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    assert!(body.contains("text/plain; version=0.0.4"));
+    assert!(body.contains("\nrtnode_instances_received_total 3\n"), "{body}");
+    assert!(body.contains("rtnode_failures_total{reason=\"rejected_calling_ae\"} 1"), "{body}");
+    assert!(body.contains("rtnode_outbound{state=\"pending\"} 0"));
+    s.stop();
 }

@@ -88,6 +88,9 @@ pub async fn handle(
         Stats::add(&node.stats.junk_connections, 1);
         debug!(peer = %peer, outcome = %record.outcome, "connection without a valid association request");
     } else {
+        if record.outcome.starts_with("aborted") {
+            node.stats.failure("aborted");
+        }
         info!(
             calling_ae = %record.calling_ae,
             peer = %peer,
@@ -144,6 +147,7 @@ async fn establish_and_serve(
         (Ok(a), Ok(s)) => (a, s),
         (Err(rejected), _) | (Ok(_), Err(rejected)) => {
             Stats::add(&node.stats.rejected_associations, 1);
+            node.stats.failure(rejected.kind());
             warn!(calling_ae = %record.calling_ae, peer = %peer, reason = %rejected.reason, "association rejected");
             let _ = ul::write_pdu(conn.get_mut(), &Pdu::AssociationRJ(rejected.rj)).await;
             return format!("rejected: {}", rejected.reason);
@@ -543,6 +547,7 @@ impl Session {
             Err(f) => {
                 self.record.failures += 1;
                 Stats::add(&self.node.stats.store_failures, 1);
+                self.node.stats.failure(&format!("store_{:04x}", f.status));
                 warn!(
                     calling_ae = %self.calling_ae,
                     sop_instance_uid = %sop_instance.escape_debug(),

@@ -29,11 +29,19 @@ pub struct Stats {
     pub store_failures: AtomicU64,
     /// Connections that never sent a parseable A-ASSOCIATE-RQ.
     pub junk_connections: AtomicU64,
+    /// Association failures by reason (rejections, aborts) and C-STORE
+    /// refusals by status, for the metrics endpoint.
+    pub failures: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl Stats {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn failure(&self, reason: &str) {
+        let mut m = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry(reason.to_string()).or_default() += 1;
     }
 }
 

@@ -31,6 +31,22 @@ pub struct Rejected {
     pub reason: String,
 }
 
+impl Rejected {
+    /// A short, label-safe name for metrics.
+    pub fn kind(&self) -> &'static str {
+        match &self.rj.source {
+            AssociationRJSource::ServiceUser(
+                AssociationRJServiceUserReason::CalledAETitleNotRecognized,
+            ) => "rejected_called_ae",
+            AssociationRJSource::ServiceUser(
+                AssociationRJServiceUserReason::CallingAETitleNotRecognized,
+            ) => "rejected_calling_ae",
+            AssociationRJSource::ServiceProviderPresentation(_) => "rejected_limit",
+            _ => "rejected_other",
+        }
+    }
+}
+
 fn reject(result: AssociationRJResult, source: AssociationRJSource, reason: String) -> Rejected {
     Rejected {
         rj: AssociationRJ { result, source },

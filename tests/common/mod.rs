@@ -67,7 +67,7 @@ pub fn write_config(dir: &Path, opts: &ServerOptions) -> PathBuf {
         &cfg,
         format!(
             "node:\n  ae_title: RTNODE\n  bind: 127.0.0.1\n  port: 0\n  data_dir: {data}\n  peers_file: peers.yaml\n\
-             network:\n  max_associations: {max}\n  idle_timeout_s: 20\n\
+             network:\n  max_associations: {max}\n  idle_timeout_s: 20\n  metrics_address: 127.0.0.1:0\n\
              storage:\n  fsync: {fsync}\n  min_free_bytes: {free}\n\
              logging:\n  level: debug\n{extra}",
             data = dir.join("data").display(),
