@@ -12,6 +12,7 @@ pub mod dimse;
 pub mod doctor;
 pub mod export;
 pub mod import;
+pub mod metrics;
 pub mod node;
 pub mod part10;
 pub mod pipeline;

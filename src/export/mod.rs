@@ -163,7 +163,9 @@ impl Exporter {
         let mut items = Vec::new();
         for d in destinations {
             match peers.find(d) {
-                None => warn!(destination = %d, reason, "destination not in the peers file; not queued"),
+                None => {
+                    warn!(destination = %d, reason, "destination not in the peers file; not queued")
+                }
                 Some(p) if !p.accepts(sop_class_uid) => info!(
                     destination = %d,
                     sop_class = crate::uids::sop_class_name(sop_class_uid),
@@ -240,7 +242,10 @@ impl Exporter {
         }
         let mut by_dest: BTreeMap<String, Vec<(u64, OutboundItem)>> = BTreeMap::new();
         for (id, item) in due {
-            by_dest.entry(item.destination.clone()).or_default().push((id, item));
+            by_dest
+                .entry(item.destination.clone())
+                .or_default()
+                .push((id, item));
         }
         let peers = self.peers();
         for (dest, batch) in by_dest {
@@ -276,7 +281,8 @@ impl Exporter {
                 let mut verdict = judge(&o);
                 if let Some(s) = o.status {
                     if s != 0 && item.last_error.is_none() {
-                        item.last_error = Some(format!("{s:04X} {}", crate::dimse::describe_status(s)));
+                        item.last_error =
+                            Some(format!("{s:04X} {}", crate::dimse::describe_status(s)));
                     }
                     if (0xB000..=0xBFFF).contains(&s) {
                         warn!(destination = %dest, sop_instance_uid = %item.sop_instance_uid, status = format!("{s:04X}"), "stored with a warning");
@@ -340,7 +346,10 @@ impl Exporter {
         let n = requeue_dead(&self.state, ids)?;
         for (id, item) in self.state.outbound::<OutboundItem>()? {
             if item.state == OutboundState::Pending {
-                self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, item);
+                self.pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id, item);
             }
         }
         Ok(n)
