@@ -100,6 +100,7 @@ fn course_arrives_out_of_order_then_a_revision_reruns_only_what_depends_on_it() 
         v["stage_runs"]["organize"], 1,
         "organize must not run again"
     );
+    assert_eq!(v["stage_runs"]["segmentation"], 1, "segmentation reads only the CT");
     assert_eq!(
         v["stage_runs"]["qc"], 2,
         "qc reads the structure set, so it runs again"
@@ -122,11 +123,19 @@ fn course_arrives_out_of_order_then_a_revision_reruns_only_what_depends_on_it() 
         .join("v2/organize/volume.nrrd")
         .exists());
 
-    // The same RTSTRUCT again (plain duplicate): nothing re-opens.
+    // The same RTSTRUCT again (plain duplicate), and our own
+    // auto-segmentation RTSTRUCT coming back as if through a PACS: nothing
+    // re-opens the course.
     send_ok(s.port, std::slice::from_ref(&ss2));
+    let ours = s.data_dir.join("courses").join(&id).join("v2/segmentation/rtstruct.dcm");
+    assert!(ours.exists());
+    send_ok(s.port, &[ours]);
     std::thread::sleep(std::time::Duration::from_secs(3));
     let v = s.status_json();
-    assert_eq!(course(&v, |_| true).unwrap()["version"], 2);
+    let c = course(&v, |_| true).unwrap();
+    assert_eq!(c["version"], 2);
+    assert_eq!(c["objects"]["rtstruct"], 2, "ours is not a member");
+    assert_eq!(v["instances"], 15, "12 CT + 2 plan RTSTRUCTs + ours, all stored");
     s.stop();
 }
 
@@ -333,7 +342,9 @@ fn process_runs_a_folder_and_skips_what_has_no_inputs() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(
-        stdout.contains("organize=done") && stdout.contains("qc=done"),
+        stdout.contains("organize=done")
+            && stdout.contains("segmentation=done")
+            && stdout.contains("qc=done"),
         "{stdout}"
     );
     assert!(

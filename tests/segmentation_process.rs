@@ -31,13 +31,15 @@ fn find(root: &Path, name: &str) -> Vec<PathBuf> {
     out
 }
 
-#[test]
-fn process_contours_the_body_of_a_synthetic_ct() {
+/// Runs `rtnode process` on a synthetic CT of `rows`² × `slices` and checks
+/// the segmentation stage's output; returns the stage's duration (ms) and
+/// the Dice of the label volume and of the RTSTRUCT against the phantom.
+fn process_synthetic_ct(rows: u16, slices: u32) -> (u64, f64, f64) {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
     let opts = SynthOptions {
-        slices: 12,
-        ..SynthOptions::default().with_rows(128)
+        slices,
+        ..SynthOptions::default().with_rows(rows)
     };
     let series = write_ct_series(&input, &opts).unwrap();
     let out = dir.path().join("out");
@@ -64,7 +66,10 @@ fn process_contours_the_body_of_a_synthetic_ct() {
     let seg_dir = rtstruct.parent().unwrap();
 
     let obj = dicom_object::open_file(rtstruct).unwrap();
-    assert_eq!(text(&obj, tags::STUDY_INSTANCE_UID), series.study_instance_uid);
+    assert_eq!(
+        text(&obj, tags::STUDY_INSTANCE_UID),
+        series.study_instance_uid
+    );
     assert_eq!(text(&obj, tags::PATIENT_ID), opts.patient_id);
     assert_eq!(text(&obj, tags::SPECIFIC_CHARACTER_SET), "ISO_IR 192");
     assert!(
@@ -86,7 +91,7 @@ fn process_contours_the_body_of_a_synthetic_ct() {
         .data
         .indexed_iter()
         .map(|((k, r, c), _)| {
-            let x = p_at(g, k, r, c);
+            let x = g.position(k as f64, r as f64, c as f64);
             p.inside_body(x[0], x[1], x[2])
         })
         .collect();
@@ -94,7 +99,6 @@ fn process_contours_the_body_of_a_synthetic_ct() {
     let d_mask = dice(&mask, &truth);
     let back = rasterise(&rois[0], g, &series.sop_instance_uids);
     let d_contours = dice(&back, &truth);
-    println!("process 128x128x12: labels Dice {d_mask:.5}, RTSTRUCT Dice {d_contours:.5}");
     assert!(d_mask >= 0.99, "{d_mask}");
     assert!(d_contours >= 0.98, "{d_contours}");
 
@@ -102,13 +106,37 @@ fn process_contours_the_body_of_a_synthetic_ct() {
     let manifest = find(&out.join("courses"), "manifest.json");
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&manifest[0]).unwrap()).unwrap();
-    let text_m = m.to_string();
     let uid = text(&obj, tags::SOP_INSTANCE_UID);
-    assert!(text_m.contains(&uid), "manifest lacks {uid}: {text_m}");
+    let job = m
+        .pointer("/stages/segmentation")
+        .cloned()
+        .unwrap_or_else(|| panic!("no segmentation stage in {m}"));
+    assert_eq!(
+        job["summary"]["created_instances"][0],
+        uid.as_str(),
+        "{job}"
+    );
+    let ms = job["duration_ms"].as_u64().unwrap_or(0);
+    println!(
+        "{rows}x{rows}x{slices}: stage phases (ms) {}, {} contour points",
+        job["summary"]["timings_ms"], job["summary"]["rois"][0]["points"]
+    );
     let (errors, report) = dciodvfy(rtstruct);
     assert!(errors.is_empty(), "dciodvfy errors:\n{report}");
+    (ms, d_mask, d_contours)
 }
 
-fn p_at(g: &rtnode::volume::Geometry, k: usize, r: usize, c: usize) -> [f64; 3] {
-    g.position(k as f64, r as f64, c as f64)
+#[test]
+fn process_contours_the_body_of_a_synthetic_ct() {
+    let (ms, d_mask, d_contours) = process_synthetic_ct(128, 12);
+    println!("128x128x12: stage {ms} ms, labels Dice {d_mask:.5}, RTSTRUCT Dice {d_contours:.5}");
+}
+
+/// The figure for BENCHMARKS.md: `cargo test --release --test
+/// segmentation_process -- --ignored --nocapture`.
+#[test]
+#[ignore = "a benchmark: 512x512x100, run in release"]
+fn process_512x512x100() {
+    let (ms, d_mask, d_contours) = process_synthetic_ct(512, 100);
+    println!("512x512x100: stage {ms} ms, labels Dice {d_mask:.5}, RTSTRUCT Dice {d_contours:.5}");
 }

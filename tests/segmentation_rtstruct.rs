@@ -13,7 +13,9 @@ use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use ndarray::Array3;
 use rtnode::stages::segmentation::contour::dice;
-use rtnode::stages::segmentation::rtstruct::{self, ImageRef, RoiContours, RoiSpec, SeriesRef, WriterOptions};
+use rtnode::stages::segmentation::rtstruct::{
+    self, ImageRef, RoiContours, RoiSpec, SeriesRef, WriterOptions,
+};
 use rtnode::stages::segmentation::{contour_labels, to_patient, RoiLabel};
 use rtnode::volume::Geometry;
 use segmentation_support::*;
@@ -43,12 +45,24 @@ fn rotation(ax: f64, az: f64) -> [[f64; 3]; 3] {
 
 fn cases() -> Vec<(&'static str, Geometry)> {
     vec![
-        ("HFS", geometry([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])),
+        (
+            "HFS",
+            geometry([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]),
+        ),
         // ImageOrientationPatient -1\0\0\0\-1\0; normal +z.
-        ("HFP prone", geometry([[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]])),
+        (
+            "HFP prone",
+            geometry([[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]]),
+        ),
         // -1\0\0\0\1\0: the normal points to the feet, so slices run -z.
-        ("FFS", geometry([[-1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, -1.0]])),
-        ("sagittal", geometry([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])),
+        (
+            "FFS",
+            geometry([[-1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, -1.0]]),
+        ),
+        (
+            "sagittal",
+            geometry([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]]),
+        ),
         ("oblique", geometry(rotation(25.0, 10.0))),
     ]
 }
@@ -61,7 +75,9 @@ fn labels() -> Array3<u16> {
     let mut l = Array3::<u16>::zeros((n, rows, cols));
     for ((k, r, c), v) in l.indexed_iter_mut() {
         let (kf, rf, cf) = (k as f64, r as f64, c as f64);
-        let e = ((kf - 7.0) / 5.0).powi(2) + ((rf - 48.0) / 30.0).powi(2) + ((cf - 32.0) / 24.0).powi(2);
+        let e = ((kf - 7.0) / 5.0).powi(2)
+            + ((rf - 48.0) / 30.0).powi(2)
+            + ((cf - 32.0) / 24.0).powi(2);
         let ring = ((rf - 48.0).powi(2) + (cf - 92.0).powi(2)).sqrt();
         let disc = |r0: f64, c0: f64, rad: f64| (rf - r0).powi(2) + (cf - c0).powi(2) <= rad * rad;
         if e <= 1.0 {
@@ -128,7 +144,9 @@ fn ct_header() -> InMemDicomObject {
 }
 
 fn slice_uids() -> Vec<String> {
-    (0..SIZE[2]).map(|k| format!("{SERIES}.{}", k + 1)).collect()
+    (0..SIZE[2])
+        .map(|k| format!("{SERIES}.{}", k + 1))
+        .collect()
 }
 
 /// Traces and writes the labels on `g`; returns the file's path.
@@ -244,7 +262,10 @@ fn the_structure_set_is_a_valid_iod_that_dcmtk_and_pydicom_read() {
         rtnode::uids::IMPLICIT_VR_LE
     );
     assert_eq!(text(&obj, tags::MODALITY), "RTSTRUCT");
-    assert_eq!(text(&obj, tags::SOP_CLASS_UID), rtnode::uids::RT_STRUCTURE_SET_STORAGE);
+    assert_eq!(
+        text(&obj, tags::SOP_CLASS_UID),
+        rtnode::uids::RT_STRUCTURE_SET_STORAGE
+    );
     assert_eq!(text(&obj, tags::SPECIFIC_CHARACTER_SET), "ISO_IR 100");
     assert_eq!(text(&obj, tags::PATIENT_NAME), "Müller^Jürgen");
     assert_eq!(text(&obj, tags::PATIENT_ID), "RT-0042");
@@ -252,7 +273,10 @@ fn the_structure_set_is_a_valid_iod_that_dcmtk_and_pydicom_read() {
     assert_eq!(text(&obj, tags::ACCESSION_NUMBER), "A77");
     assert_eq!(text(&obj, tags::MANUFACTURER), "rtnode");
     assert_eq!(text(&obj, tags::APPROVAL_STATUS), "UNAPPROVED");
-    assert_eq!(text(&obj, tags::SERIES_DESCRIPTION), "rtnode test model 1.0");
+    assert_eq!(
+        text(&obj, tags::SERIES_DESCRIPTION),
+        "rtnode test model 1.0"
+    );
     let sop = text(&obj, tags::SOP_INSTANCE_UID);
     assert!(sop.starts_with("2.25.") && sop.len() <= 64, "{sop}");
     assert_ne!(text(&obj, tags::SERIES_INSTANCE_UID), SERIES);

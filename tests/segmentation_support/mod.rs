@@ -72,7 +72,10 @@ pub fn read_rois(obj: &InMemDicomObject) -> Vec<ReadRoi> {
                 .unwrap()
                 .to_multi_float64()
                 .unwrap();
-            assert_eq!(data.len() as i64, 3 * int(&c, tags::NUMBER_OF_CONTOUR_POINTS));
+            assert_eq!(
+                data.len() as i64,
+                3 * int(&c, tags::NUMBER_OF_CONTOUR_POINTS)
+            );
             let pts = data.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect();
             roi.contours.push((uid, pts));
         }
@@ -159,9 +162,10 @@ pub fn dciodvfy(path: &Path) -> (Vec<String>, String) {
     (errors, all)
 }
 
+/// dcmdump's listing, text converted from the file's character set.
 pub fn dcmdump(path: &Path) -> String {
     let out = Command::new(tool("dcmdump", "dcmtk"))
-        .arg("-q")
+        .args(["-q", "+U8"])
         .arg(path)
         .output()
         .unwrap();
@@ -197,12 +201,15 @@ for rc in ds.ROIContourSequence:
                         "points": sum(int(c.NumberOfContourPoints) for c in cs)})
 print(json.dumps(out))
 "#;
-    let out = Command::new("python3")
+    // The repo's test venv (tests/setup.sh) has pydicom.
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(python.exists(), "{} missing: run tests/setup.sh", python.display());
+    let out = Command::new(python)
         .arg("-c")
         .arg(script)
         .arg(path)
         .output()
-        .expect("python3");
+        .expect("python");
     assert!(
         out.status.success(),
         "pydicom could not read the structure set (pip install pydicom): {}",

@@ -23,8 +23,11 @@
 //! `separation_mm` and farther than that from the core (ear tips, fingers,
 //! a nose tip on a coarse grid), and limbs that are disconnected from the
 //! trunk over the whole scanned length (arms beside the torso of a short
-//! scan). What it may keep: up to one pixel of a couch or mask surface
-//! where it presses on the skin.
+//! scan). What it may keep: where a couch shell or a mask lies on the skin,
+//! shell and skin together are thicker than the disc, so under the contact
+//! the shell (its thickness plus one pixel at most) stays in the body; a
+//! couch whose solid part is thicker than twice the disc and touches the
+//! body broadly is not separated at all (then raise `separation_mm`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

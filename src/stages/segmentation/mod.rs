@@ -19,6 +19,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
 use dicom_dictionary_std::tags;
@@ -87,7 +88,7 @@ pub trait Segmenter: Send + Sync {
     /// the stage rather than reusing an older result.
     fn identity(&self) -> String;
     fn labels(&self) -> Vec<RoiLabel>;
-    /// ROI Generation Description of its ROIs.
+    /// How it works, in a sentence: the structure set's description.
     fn description(&self) -> String;
     /// A label volume on the CT grid, `[slice, row, column]`. Runs inside
     /// the stage's thread pool; reports its progress as a fraction.
@@ -195,6 +196,10 @@ pub fn contour_labels(
                             .collect();
                         contour::simplify(&l, spacing, tolerance_mm)
                     })
+                    // A closed planar contour needs three points; the tracer
+                    // never makes fewer, and this keeps the writer's rule
+                    // from failing a whole run if it ever did.
+                    .filter(|l| l.len() >= 3)
                     .collect();
                 out.push((i, b[4], loops));
             }
@@ -321,6 +326,13 @@ impl Stage for Segmentation {
     }
 
     fn run(&self, ctx: &StageContext) -> Result<Outcome> {
+        let started = Instant::now();
+        let mut timings = serde_json::Map::new();
+        let mut lap = |name: &str, since: &mut Instant| {
+            timings.insert(name.into(), (since.elapsed().as_millis() as u64).into());
+            *since = Instant::now();
+        };
+        let mut t = started;
         let labels_map = self.segmenter.labels();
         for l in &labels_map {
             l.validate()?;
@@ -345,11 +357,12 @@ impl Stage for Segmentation {
             );
         }
         // Patient and study come from a slice of the series itself.
+        let first_uid = gf.slices.first().context("organize listed no slices")?;
         let first = ctx
             .course
             .images
             .iter()
-            .find(|m| m.sop_instance_uid == gf.slices[0])
+            .find(|m| &m.sop_instance_uid == first_uid)
             .or_else(|| ctx.course.images.first())
             .context("the course has no images")?;
         let path = ctx.instance_path(&first.path);
@@ -377,7 +390,9 @@ impl Stage for Segmentation {
             .num_threads(ctx.threads.max(1))
             .build()
             .context("thread pool")?;
+        lap("read", &mut t);
         let labels = pool.install(|| self.segmenter.segment(&volume, &seg_progress))?;
+        lap("segment", &mut t);
         drop(volume);
         ensure!(
             labels.dim() == (n, rows, cols),
@@ -394,6 +409,7 @@ impl Stage for Segmentation {
                 &contour_progress,
             )
         });
+        lap("contour", &mut t);
         let voxel_cc = geometry.spacing.iter().product::<f64>() / 1000.0;
         let present: Vec<&LabelContours> = traced.iter().filter(|t| t.voxels > 0).collect();
         if present.is_empty() {
@@ -426,11 +442,7 @@ impl Stage for Segmentation {
                     name: t.label.name.clone(),
                     colour: t.label.colour,
                     interpreted_type: t.label.interpreted_type.clone(),
-                    generation_description: format!(
-                        "{}: {}",
-                        self.series_description(),
-                        description
-                    ),
+                    generation_description: self.series_description(),
                 },
                 contours: to_patient(t, &geometry),
             })
@@ -441,7 +453,7 @@ impl Stage for Segmentation {
             label: "rtnode auto".into(),
             name: self.series_description(),
             description: format!(
-                "Automatic contours by {}; unapproved until reviewed",
+                "Automatic contours by {} ({description}); unapproved until reviewed",
                 self.series_description()
             ),
         };
@@ -476,6 +488,7 @@ impl Stage for Segmentation {
                 "rois": summary_rois,
             }))?,
         )?;
+        lap("write", &mut t);
         (ctx.progress)(TOTAL, TOTAL);
         Ok(Outcome::Done(serde_json::json!({
             "rtstruct_sop_instance_uid": written.sop_instance_uid,
@@ -485,6 +498,79 @@ impl Stage for Segmentation {
             "series_description": self.series_description(),
             "tolerance_mm": self.options.tolerance_mm,
             "rois": summary_rois,
+            "timings_ms": timings,
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::course::{Member, SeriesGeometry};
+
+    fn course(modality: &str) -> Course {
+        Course {
+            id: "P-1".into(),
+            patient: Default::default(),
+            planning_series_uid: "1.2.3".into(),
+            modality: modality.into(),
+            frame_of_reference_uid: "1.2.4".into(),
+            images: vec![Member {
+                sop_instance_uid: "1.2.3.1".into(),
+                series_instance_uid: "1.2.3".into(),
+                content_hash: "abc".into(),
+                path: "store/x.dcm".into(),
+                calling_ae: String::new(),
+                received_at: String::new(),
+            }],
+            geometry: SeriesGeometry {
+                slices: 1,
+                complete: true,
+                ..Default::default()
+            },
+            structure_sets: Vec::new(),
+            plans: Vec::new(),
+            doses: Vec::new(),
+            held: None,
+            waiting_for: Vec::new(),
+            notes: Vec::new(),
+            calling_aes: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_model_or_setting_change_changes_the_fingerprint() {
+        let c = course("CT");
+        let base = Segmentation::default().inputs(&c).unwrap();
+        assert!(base.iter().any(|k| k.starts_with("1.2.3.1:abc")));
+        assert!(base.iter().any(|k| k.contains("rtnode body contour")));
+        let other_body = Segmentation {
+            segmenter: Arc::new(BodyContour {
+                options: BodyOptions {
+                    threshold_hu: -300.0,
+                    ..BodyOptions::default()
+                },
+            }),
+            options: SegmentationOptions::default(),
+        };
+        assert_ne!(other_body.inputs(&c).unwrap(), base);
+        let other_tolerance = Segmentation {
+            options: SegmentationOptions {
+                tolerance_mm: 1.0,
+                ..SegmentationOptions::default()
+            },
+            ..Segmentation::default()
+        };
+        assert_ne!(other_tolerance.inputs(&c).unwrap(), base);
+        assert!(Segmentation::default().inputs(&course("MR")).is_err());
+    }
+
+    #[test]
+    fn label_maps_keep_to_tg263_lengths() {
+        let mut l = BodyContour::default().labels().remove(0);
+        l.validate().unwrap();
+        assert_eq!(l.name, "External");
+        l.name = "A_Name_Longer_Than16".into();
+        assert!(l.validate().is_err());
     }
 }

@@ -258,14 +258,7 @@ mod tests {
             assert!((a - b).abs() < 1e-9, "{a} vs {b}");
         }
         // No feature at all: everything stays far.
-        distance_sq_2d(
-            &vec![false; 6],
-            2,
-            3,
-            sp,
-            &mut out,
-            &mut EdtScratch::default(),
-        );
+        distance_sq_2d(&[false; 6], 2, 3, sp, &mut out, &mut EdtScratch::default());
         assert!(out.iter().all(|&d| d >= FAR));
     }
 

@@ -1,6 +1,7 @@
 //! Writes an RT Structure Set (PS3.3 A.19) from planar contours: Patient,
-//! General Study, RT Series, General Equipment, Structure Set, ROI
-//! Contour, RT ROI Observations, Approval and SOP Common modules.
+//! General Study, RT Series, Frame of Reference, General Equipment,
+//! Structure Set, ROI Contour, RT ROI Observations, Approval and SOP Common
+//! modules.
 //!
 //! Patient and study attributes are copied from a CT slice of the series,
 //! so the structure set files into the same patient and study wherever it
@@ -49,7 +50,8 @@ pub struct RoiSpec {
     pub colour: [u8; 3],
     /// RT ROI Interpreted Type: EXTERNAL, ORGAN, PTV, …
     pub interpreted_type: String,
-    /// ROI Generation Description: the algorithm and its settings.
+    /// ROI Generation Description (LO: cut to 64 characters): the model
+    /// and its version.
     pub generation_description: String,
 }
 
@@ -150,6 +152,15 @@ fn put_multi(obj: &mut InMemDicomObject, tag: Tag, vr: VR, values: Vec<String>) 
 
 fn put_seq(obj: &mut InMemDicomObject, tag: Tag, items: Vec<InMemDicomObject>) {
     obj.put(DataElement::new(tag, VR::SQ, DataSetSequence::from(items)));
+}
+
+/// A free-text LO value: descriptions are informative, so a long one is
+/// cut rather than refused.
+fn lo(s: &str) -> String {
+    s.chars()
+        .filter(|&c| c != '\\' && !c.is_control())
+        .take(64)
+        .collect()
 }
 
 fn image_item(img: &ImageRef) -> InMemDicomObject {
@@ -286,13 +297,30 @@ pub fn build(
         &mut obj,
         tags::SERIES_DESCRIPTION,
         VR::LO,
-        &opts.series_description,
+        lo(&opts.series_description),
     );
     obj.put(DataElement::new(
         tags::OPERATORS_NAME,
         VR::PN,
         PrimitiveValue::Empty,
     ));
+
+    // Frame of Reference: the referenced series' own (dciodvfy checks this
+    // module in the current IOD).
+    put(
+        &mut obj,
+        tags::FRAME_OF_REFERENCE_UID,
+        VR::UI,
+        &series.frame_of_reference_uid,
+    );
+    match ct.get(tags::POSITION_REFERENCE_INDICATOR) {
+        Some(e) => obj.put(e.clone()),
+        None => obj.put(DataElement::new(
+            tags::POSITION_REFERENCE_INDICATOR,
+            VR::LO,
+            PrimitiveValue::Empty,
+        )),
+    };
 
     // General Equipment
     put(&mut obj, tags::MANUFACTURER, VR::LO, "rtnode");
@@ -307,12 +335,12 @@ pub fn build(
     // Structure Set
     put(&mut obj, tags::INSTANCE_NUMBER, VR::IS, "1");
     put(&mut obj, tags::STRUCTURE_SET_LABEL, VR::SH, &opts.label);
-    put(&mut obj, tags::STRUCTURE_SET_NAME, VR::LO, &opts.name);
+    put(&mut obj, tags::STRUCTURE_SET_NAME, VR::LO, lo(&opts.name));
     put(
         &mut obj,
         tags::STRUCTURE_SET_DESCRIPTION,
         VR::ST,
-        &opts.description,
+        opts.description.chars().take(1024).collect::<String>(),
     );
     put(&mut obj, tags::STRUCTURE_SET_DATE, VR::DA, &date);
     put(&mut obj, tags::STRUCTURE_SET_TIME, VR::TM, &time);
@@ -387,8 +415,8 @@ pub fn build(
         put(
             &mut it,
             tags::ROI_GENERATION_DESCRIPTION,
-            VR::ST,
-            &s.generation_description,
+            VR::LO,
+            lo(&s.generation_description),
         );
         ss_rois.push(it);
 
@@ -516,6 +544,28 @@ mod tests {
         assert_eq!(ds(-249.51171875), "-249.512");
         assert_eq!(ds(12.5), "12.5");
         assert!(ds(-99999.9999).len() <= 16);
+    }
+
+    #[test]
+    fn the_ct_character_set_is_kept_when_it_can_be_written() {
+        let with = |v: &[&str]| {
+            let mut o = InMemDicomObject::new_empty();
+            put_multi(
+                &mut o,
+                tags::SPECIFIC_CHARACTER_SET,
+                VR::CS,
+                v.iter().map(|s| s.to_string()).collect(),
+            );
+            character_set(&o)
+        };
+        assert_eq!(with(&["ISO_IR 100"]), Some("ISO_IR 100".into()));
+        assert_eq!(with(&["GB18030"]), Some("GB18030".into()));
+        assert_eq!(with(&[""]), None);
+        assert_eq!(
+            with(&["ISO 2022 IR 6", "ISO 2022 IR 87"]),
+            Some("ISO_IR 192".into())
+        );
+        assert_eq!(character_set(&InMemDicomObject::new_empty()), None);
     }
 
     #[test]
