@@ -1,10 +1,12 @@
 //! `rtnode demo`: the main job end to end on embedded defaults, with nothing
-//! but this binary: synthesise a CT series, start a node on a free loopback
-//! port with a temporary data directory, send the series with the built-in
-//! SCU, and print what the node then reports.
+//! but this binary. It starts a node on a free loopback port with a
+//! temporary data directory, and a second node standing in for the
+//! treatment planning system; synthesises a full course (CT, RTSTRUCT,
+//! RTPLAN, RTDOSE); sends it from the "TPS"; lets the stage DAG run; waits
+//! until the results are back at the "TPS"; and prints what happened.
 
-use std::path::PathBuf;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -15,30 +17,62 @@ use crate::synth::{self, SynthOptions};
 pub struct DemoOptions {
     pub slices: u32,
     pub rows: u16,
-    /// Keep the data directory (it is printed) instead of removing it.
+    /// Keep the temporary data directories (they are printed).
     pub keep: bool,
 }
 
-const DEMO_CALLING_AE: &str = "RTNODE_DEMO";
+const TPS_AE: &str = "DEMO_TPS";
+
+fn peer(ae: &str, port: u16, receives_results: bool) -> Peer {
+    Peer {
+        ae_title: ae.into(),
+        host: "127.0.0.1".into(),
+        port,
+        may_store: true,
+        receives_results,
+        description: Some("rtnode demo".into()),
+        sop_classes: Vec::new(),
+        results_to_sender: false,
+    }
+}
+
+fn demo_config(ae: &str, data_dir: &Path) -> Config {
+    let mut cfg = Config::default();
+    cfg.node.ae_title = ae.into();
+    cfg.node.bind = "127.0.0.1".into();
+    cfg.node.port = 0;
+    cfg.node.data_dir = data_dir.to_path_buf();
+    // Temporary directories often live on small tmpfs mounts.
+    cfg.storage.min_free_bytes = 64 * 1024 * 1024;
+    cfg.network.metrics_address = String::new();
+    cfg.pipeline.trigger = "full".into();
+    cfg.pipeline.stable_age_s = 1;
+    cfg.export.retry_base_s = 1;
+    cfg.export.retry_max_s = 5;
+    cfg
+}
 
 pub async fn run(opts: DemoOptions) -> Result<()> {
     let t0 = Instant::now();
     let work = tempdir()?;
-    let data_dir = work.join("data");
-    let series_dir = work.join("ct");
-    std::fs::create_dir_all(&series_dir)?;
+    let course_dir = work.join("course");
+    std::fs::create_dir_all(&course_dir)?;
 
-    let synth_opts = SynthOptions::default().with_rows(opts.rows);
     let synth_opts = SynthOptions {
         slices: opts.slices,
-        ..synth_opts
+        ..SynthOptions::default().with_rows(opts.rows)
     };
-    let series = {
-        let dir = series_dir.clone();
-        tokio::task::spawn_blocking(move || synth::write_ct_series(&dir, &synth_opts)).await??
+    let (series, rt) = {
+        let dir = course_dir.clone();
+        tokio::task::spawn_blocking(move || -> Result<_> {
+            let series = synth::write_ct_series(&dir, &synth_opts)?;
+            let rt = synth::rt::write_rt_objects(&dir, &series, &synth_opts)?;
+            Ok((series, rt))
+        })
+        .await??
     };
     println!(
-        "synthesised CT series {} ({} slices of {}x{}) in {:.2} s",
+        "synthesised a course: CT {} ({} slices of {}x{}), RTSTRUCT, RTPLAN, RTDOSE  [{:.2} s]",
         series.series_instance_uid,
         series.files.len(),
         opts.rows,
@@ -46,85 +80,116 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
 
-    let mut cfg = Config::default();
-    cfg.node.bind = "127.0.0.1".into();
-    cfg.node.port = 0;
-    cfg.node.data_dir = data_dir.clone();
-    // Temporary directories often live on small tmpfs mounts.
-    cfg.storage.min_free_bytes = 64 * 1024 * 1024;
-    let peers = PeersFile {
-        peers: vec![Peer {
-            ae_title: DEMO_CALLING_AE.into(),
-            host: "127.0.0.1".into(),
-            port: 104,
-            may_store: true,
-            receives_results: false,
-            description: Some("rtnode demo sender".into()),
-            sop_classes: Vec::new(),
-            results_to_sender: false,
-        }],
-    };
-    let running = crate::node::start(&cfg, peers).await?;
-    println!(
-        "node {} listening on {}, data dir {}",
-        cfg.node.ae_title,
-        running.addr,
-        data_dir.display()
-    );
+    // The stand-in TPS first: rtnode must know its port to send results.
+    let tps_cfg = demo_config(TPS_AE, &work.join("tps"));
+    let tps = crate::node::start(&tps_cfg, PeersFile { peers: vec![peer("RTNODE", 104, false)] }).await?;
+    let cfg = demo_config("RTNODE", &work.join("node"));
+    let node = crate::node::start(&cfg, PeersFile { peers: vec![peer(TPS_AE, tps.addr.port(), true)] }).await?;
+    println!("node RTNODE on {}, stand-in TPS {TPS_AE} on {}", node.addr, tps.addr);
 
     let target = Target {
-        called_ae: cfg.node.ae_title.clone(),
-        host: running.addr.ip().to_string(),
-        port: running.addr.port(),
+        called_ae: "RTNODE".into(),
+        host: node.addr.ip().to_string(),
+        port: node.addr.port(),
     };
-    let echo = scu::echo(&target, DEMO_CALLING_AE).await?;
-    println!("C-ECHO: status {echo:04X}");
+    let mut files = series.files.clone();
+    files.extend([rt.rtstruct.clone(), rt.rtplan.clone(), rt.rtdose.clone()]);
     let t_send = Instant::now();
-    let outcomes = scu::send(&target, DEMO_CALLING_AE, &series.files, 262_144).await;
-    let secs = t_send.elapsed().as_secs_f64();
+    let outcomes = scu::send(&target, TPS_AE, &files, 262_144).await;
     let failed: Vec<_> = outcomes.iter().filter(|o| !o.ok()).collect();
     println!(
-        "C-STORE: {} of {} instances stored durably in {:.2} s ({:.0} instances/s)",
+        "TPS → RTNODE: {} of {} instances stored durably in {:.2} s",
         outcomes.len() - failed.len(),
         outcomes.len(),
-        secs,
-        outcomes.len() as f64 / secs.max(1e-9)
+        t_send.elapsed().as_secs_f64()
     );
     for f in &failed {
+        println!("  failed: {} {:?} {:?}", f.path.display(), f.status, f.error);
+    }
+    if !failed.is_empty() {
+        bail!("{} instance(s) were not stored", failed.len());
+    }
+
+    // Wait for the course to be processed and its results to reach the TPS.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let report = loop {
+        let r = {
+            let n = node.node.clone();
+            let a = node.addr.to_string();
+            tokio::task::spawn_blocking(move || crate::status::live_report(&n, &a)).await??
+        };
+        let settled = r
+            .courses
+            .iter()
+            .any(|c| c.state == "done" || c.state == "failed")
+            && r.outbound.pending == 0;
+        if settled {
+            break r;
+        }
+        if Instant::now() > deadline {
+            bail!("the course did not finish within 300 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let received = tps.node.store.index().counts()?.instances;
+
+    for c in &report.courses {
+        println!("course {} ({}): {} v{}", c.id, c.patient_name, c.state, c.version);
+        for s in &c.stage_details {
+            let time = s.duration_ms.map(|ms| format!("{:.2} s", ms as f64 / 1000.0)).unwrap_or_default();
+            let why = s.skip_reason.as_deref().or(s.error.as_deref()).unwrap_or("");
+            println!("  {:<13} {:<8} {:>8}  {}", s.stage, s.state, time, why);
+        }
+        print_dvh(&cfg.node.data_dir, &c.id, c.version);
         println!(
-            "  failed: {} {:?} {:?}",
-            f.path.display(),
-            f.status,
-            f.error
+            "  results: {}",
+            cfg.node.data_dir.join("courses").join(&c.id).join(format!("v{}", c.version)).display()
         );
     }
-    // The association log is written as each association ends; give the
-    // server a moment to record the one that just released.
-    for _ in 0..100 {
-        if running.node.active_associations() == 0
-            && running.node.state.association_count().unwrap_or(0) >= 2
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let report = {
-        let node = running.node.clone();
-        let addr = running.addr.to_string();
-        tokio::task::spawn_blocking(move || crate::status::live_report(&node, &addr)).await??
-    };
-    running.stop().await?;
-    print!("{}", crate::status::render_text(&report));
-    println!("demo finished in {:.2} s", t0.elapsed().as_secs_f64());
+    println!(
+        "outbound: {} sent, {} dead; the TPS holds {} instance(s) from RTNODE",
+        report.outbound.sent, report.outbound.dead, received
+    );
+    node.stop().await?;
+    tps.stop().await?;
+    println!("demo finished in {:.1} s", t0.elapsed().as_secs_f64());
     if opts.keep {
         println!("kept {}", work.display());
     } else {
         std::fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;
     }
-    if !failed.is_empty() {
-        bail!("{} instance(s) were not stored", failed.len());
+    if report.courses.iter().any(|c| c.state != "done") || report.outbound.dead > 0 || received == 0 {
+        bail!("the course did not complete cleanly");
     }
     Ok(())
+}
+
+/// The main DVH metrics, when the build has the DVH stage and it ran.
+fn print_dvh(data_dir: &Path, course: &str, version: u32) {
+    let p = data_dir
+        .join("courses")
+        .join(course)
+        .join(format!("v{version}"))
+        .join("dvh")
+        .join("dvh.json");
+    let Ok(bytes) = std::fs::read(&p) else { return };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return };
+    let Some(rois) = v.get("metrics").or_else(|| v.get("rois")).and_then(|r| r.as_object()) else {
+        return;
+    };
+    println!("  DVH (Gy, cc):");
+    for (name, m) in rois {
+        let get = |k: &str| m.get(k).and_then(|x| x.as_f64()).map(|x| format!("{x:.2}")).unwrap_or("-".into());
+        println!(
+            "    {:<16} volume {:>9}  Dmean {:>7}  D95 {:>7}  D2 {:>7}  Dmax {:>7}",
+            name,
+            get("volume_cc"),
+            get("Dmean"),
+            get("D95"),
+            get("D2"),
+            get("Dmax")
+        );
+    }
 }
 
 fn tempdir() -> Result<PathBuf> {

@@ -55,17 +55,20 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
         .await
         .context("store start-up panicked")??;
     let state = Arc::new(StateDb::open(&data_dir)?);
-    let pipeline = Pipeline::open(
+    let peers = Arc::new(peers);
+    let exporter = Exporter::open(state.clone(), cfg.export.clone(), &cfg.node.ae_title, peers.clone(), &cfg.routing)?;
+    let mut stages = crate::stages::registry();
+    stages.push(Arc::new(crate::stages::export::Export::new(exporter.clone())));
+    let pipeline = Pipeline::with_stages(
         &data_dir,
         state.clone(),
         PipelineOptions {
             settings: cfg.pipeline.clone(),
             immediate: false,
         },
+        stages,
     )?;
     pipeline.load_records(store.index().all_records()?);
-    let peers = Arc::new(peers);
-    let exporter = Exporter::open(state.clone(), cfg.export.clone(), &cfg.node.ae_title, peers.clone(), &cfg.routing)?;
     {
         // Routing may read the stored file for tag rules: off the commit
         // thread, in its own.

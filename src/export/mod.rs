@@ -145,6 +145,20 @@ impl Exporter {
         Ok(())
     }
 
+    /// Where results of a course go: every peer with `receives_results`,
+    /// and the senders of the course that asked for `results_to_sender`.
+    pub fn result_destinations(&self, senders: &std::collections::BTreeSet<String>) -> Vec<String> {
+        let peers = self.peers();
+        let mut out: Vec<String> = peers
+            .peers
+            .iter()
+            .filter(|p| p.receives_results || (p.results_to_sender && senders.contains(p.ae_title.trim())))
+            .map(|p| p.ae_title.trim().to_string())
+            .collect();
+        out.dedup();
+        out
+    }
+
     fn peers(&self) -> Arc<PeersFile> {
         self.peers.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }

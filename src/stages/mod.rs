@@ -3,6 +3,7 @@
 //! fingerprint), and how to run it into an output folder.
 
 pub mod dvh;
+pub mod export;
 pub mod organize;
 pub mod qc;
 pub mod segmentation;
