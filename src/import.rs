@@ -97,14 +97,18 @@ pub fn prepare(path: &Path) -> Result<Item, String> {
         // The command carries the data set's own UIDs, as dcmtk's storescu
         // does: a meta group that disagrees with its data set is not ours to
         // believe, and the receiver checks the data set anyway.
+        // When dicom-object will not parse the file (a meta group it finds
+        // invalid, say), the meta group's UIDs are offered as they are: the
+        // receiver is the one to judge the data set.
         let head = dicom_object::OpenFileOptions::new()
             .read_until(tags::STUDY_DATE)
             .open_file(path)
-            .map_err(|e| format!("cannot parse: {e}"))?;
+            .ok();
+        let from_data_set = |tag| head.as_ref().and_then(|h| text_of(h, tag));
         return Ok(Item {
             path: path.to_path_buf(),
-            sop_class: text_of(&head, tags::SOP_CLASS_UID).unwrap_or(meta.sop_class_uid),
-            sop_instance: text_of(&head, tags::SOP_INSTANCE_UID).unwrap_or(meta.sop_instance_uid),
+            sop_class: from_data_set(tags::SOP_CLASS_UID).unwrap_or(meta.sop_class_uid),
+            sop_instance: from_data_set(tags::SOP_INSTANCE_UID).unwrap_or(meta.sop_instance_uid),
             ts: meta.transfer_syntax_uid,
             body: Body::File {
                 offset: meta.dataset_offset,
