@@ -56,7 +56,21 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
         .context("store start-up panicked")??;
     let state = Arc::new(StateDb::open(&data_dir)?);
     let peers = Arc::new(peers);
-    let exporter = Exporter::open(state.clone(), cfg.export.clone(), &cfg.node.ae_title, peers.clone(), &cfg.routing)?;
+    let audit = Arc::new(crate::audit::AuditLog::open(&data_dir).context("opening the audit log")?);
+    audit.record(crate::audit::Event {
+        event: "ApplicationActivity",
+        action: "started",
+        called_ae: cfg.node.ae_title.clone(),
+        ..Default::default()
+    });
+    let exporter = Exporter::open(
+        state.clone(),
+        cfg.export.clone(),
+        &cfg.node.ae_title,
+        peers.clone(),
+        &cfg.routing,
+        Some(audit.clone()),
+    )?;
     let mut stages = crate::stages::registry();
     stages.push(Arc::new(crate::stages::export::Export::new(exporter.clone())));
     let pipeline = Pipeline::with_stages(
@@ -105,6 +119,7 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
             (*peers).clone(),
             Arc::new(store),
             state,
+            audit,
         )
         .with_pipeline(pipeline)
         .with_exporter(exporter.clone()),
@@ -167,6 +182,12 @@ impl RunningNode {
         let _ = std::fs::remove_file(crate::status::admin_socket_path(&self.data_dir));
         let _ = std::fs::remove_file(node_file_path(&self.data_dir));
         let node = self.node;
+        node.audit.record(crate::audit::Event {
+            event: "ApplicationActivity",
+            action: "stopped",
+            called_ae: node.ae_title.clone(),
+            ..Default::default()
+        });
         let scheduler = self.scheduler;
         if let Some(p) = &node.pipeline {
             p.stop();

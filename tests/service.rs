@@ -251,3 +251,37 @@ fn metrics_count_instances_and_failures_by_reason() {
     assert!(body.contains("rtnode_outbound{state=\"pending\"} 0"));
     s.stop();
 }
+
+#[test]
+fn audit_trail_names_who_sent_which_patient() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = synth(&dir.path().join("ct"), 2, 64);
+    let s = Server::start(dir.path(), &ServerOptions::default());
+    send_ok(s.port, &files);
+    assert!(!echo_as(s.port, "NOBODY"));
+    let data_dir = s.data_dir.clone();
+    s.stop();
+    let audit = data_dir.join("audit");
+    let file = std::fs::read_dir(&audit).unwrap().next().unwrap().unwrap().path();
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<(String, String)> = events
+        .iter()
+        .map(|e| (e["event"].as_str().unwrap().into(), e["action"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(kinds.first().unwrap(), &("ApplicationActivity".into(), "started".into()));
+    assert_eq!(kinds.last().unwrap(), &("ApplicationActivity".into(), "stopped".into()));
+    let received: Vec<&serde_json::Value> = events.iter().filter(|e| e["action"] == "received").collect();
+    assert_eq!(received.len(), 2);
+    for e in &received {
+        assert_eq!(e["calling_ae"], "RTNODE_SCU");
+        assert_eq!(e["patient_id"], "RTNODE-PHANTOM-001");
+        assert!(e["time"].as_str().unwrap().ends_with('Z'));
+    }
+    let alert = events.iter().find(|e| e["event"] == "SecurityAlert").unwrap();
+    assert_eq!(alert["calling_ae"], "NOBODY");
+    assert_eq!(file.file_name().unwrap().to_str().unwrap().len(), "2026-01-01.jsonl".len());
+}

@@ -102,6 +102,7 @@ pub struct Exporter {
     rules: Mutex<Vec<routing::CompiledRule>>,
     /// In memory: the queue rows not yet final, by id.
     pending: Mutex<BTreeMap<u64, OutboundItem>>,
+    audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 impl Exporter {
@@ -111,6 +112,7 @@ impl Exporter {
         node_ae: &str,
         peers: Arc<PeersFile>,
         rules: &[RoutingRule],
+        audit: Option<Arc<crate::audit::AuditLog>>,
     ) -> Result<Arc<Exporter>> {
         let pending: BTreeMap<u64, OutboundItem> = state
             .outbound::<OutboundItem>()?
@@ -132,6 +134,7 @@ impl Exporter {
             peers: Mutex::new(peers),
             rules: Mutex::new(routing::compile(rules)?),
             pending: Mutex::new(pending),
+            audit,
         }))
     }
 
@@ -312,6 +315,22 @@ impl Exporter {
     }
 
     fn finish(&self, id: u64, mut item: OutboundItem, verdict: Verdict) {
+        if let Some(a) = &self.audit {
+            a.record(crate::audit::Event {
+                event: "DICOMInstancesTransferred",
+                action: match verdict {
+                    Verdict::Sent => "sent",
+                    Verdict::Retry => "send-failed",
+                    Verdict::Dead => "send-abandoned",
+                },
+                calling_ae: self.calling_ae.clone(),
+                called_ae: item.destination.clone(),
+                sop_instance_uid: item.sop_instance_uid.clone(),
+                sop_class_uid: item.sop_class_uid.clone(),
+                outcome: item.last_error.clone().unwrap_or_else(|| "0000".into()),
+                ..Default::default()
+            });
+        }
         match verdict {
             Verdict::Sent => {
                 item.state = OutboundState::Sent;

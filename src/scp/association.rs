@@ -147,6 +147,15 @@ async fn establish_and_serve(
         (Ok(a), Ok(s)) => (a, s),
         (Err(rejected), _) | (Ok(_), Err(rejected)) => {
             Stats::add(&node.stats.rejected_associations, 1);
+            node.audit.record(crate::audit::Event {
+                event: "SecurityAlert",
+                action: "association-rejected",
+                calling_ae: record.calling_ae.clone(),
+                called_ae: record.called_ae.clone(),
+                peer: peer.to_string(),
+                outcome: rejected.reason.clone(),
+                ..Default::default()
+            });
             node.stats.failure(rejected.kind());
             warn!(calling_ae = %record.calling_ae, peer = %peer, reason = %rejected.reason, "association rejected");
             let _ = ul::write_pdu(conn.get_mut(), &Pdu::AssociationRJ(rejected.rj)).await;
@@ -513,13 +522,20 @@ impl Session {
             sink,
             bytes,
         } = incoming;
+        let mut who = (String::new(), String::new());
         let result = match sink {
             Sink::Discarding(f) => Err(f),
             Sink::Writing { tx, handle } => {
                 let _ = tx.send(WriterMsg::Done).await;
                 drop(tx);
                 match handle.await {
-                    Ok(Ok(prepared)) => self.node.store.commit(prepared).await,
+                    Ok(Ok(prepared)) => {
+                        who = (
+                            prepared.record.patient.id.clone(),
+                            prepared.record.study_instance_uid.clone(),
+                        );
+                        self.node.store.commit(prepared).await
+                    }
                     Ok(Err(f)) => Err(f),
                     Err(e) => Err(StoreFailure::new(
                         status::PROCESSING_FAILURE,
@@ -529,6 +545,22 @@ impl Session {
             }
         };
         let sop_instance = command.affected_sop_instance_uid.as_deref().unwrap_or("");
+        self.node.audit.record(crate::audit::Event {
+            event: "DICOMInstancesTransferred",
+            action: if result.is_ok() { "received" } else { "refused" },
+            calling_ae: self.calling_ae.clone(),
+            called_ae: self.node.ae_title.clone(),
+            peer: self.record.peer_address.clone(),
+            patient_id: who.0,
+            study_instance_uid: who.1,
+            sop_instance_uid: sop_instance.escape_debug().to_string(),
+            sop_class_uid: command.affected_sop_class_uid.clone().unwrap_or_default(),
+            outcome: match &result {
+                Ok(()) => "0000".into(),
+                Err(f) => f.to_string(),
+            },
+            ..Default::default()
+        });
         let rsp = match &result {
             Ok(()) => {
                 self.record.instances += 1;

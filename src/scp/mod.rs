@@ -59,6 +59,7 @@ pub struct Node {
     pub pipeline: Option<Arc<crate::pipeline::Pipeline>>,
     /// The outbound queue (results and routed instances).
     pub exporter: Option<Arc<crate::export::Exporter>>,
+    pub audit: Arc<crate::audit::AuditLog>,
     association_slots: Arc<Semaphore>,
     /// Bounds sockets that have not yet completed negotiation, so a flood of
     /// idle connections cannot pin memory.
@@ -72,6 +73,7 @@ impl Node {
         peers: PeersFile,
         store: Arc<Store>,
         state: Arc<StateDb>,
+        audit: Arc<crate::audit::AuditLog>,
     ) -> Node {
         let max = network.max_associations.max(1) as usize;
         Node {
@@ -87,6 +89,7 @@ impl Node {
             started_at: crate::time::now_rfc3339(),
             pipeline: None,
             exporter: None,
+            audit,
         }
     }
 

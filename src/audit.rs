@@ -1,0 +1,83 @@
+//! The audit trail: who sent and received which patient's data, as JSON
+//! lines in `<data-dir>/audit/<UTC date>.jsonl`, one event per line, named
+//! after the DICOM audit messages of PS3.15 A.5.3 (Application Activity,
+//! DICOM Instances Transferred, Security Alert). Files are appended, never
+//! rewritten, and rotate daily; an audit write failure is logged, never
+//! allowed to refuse clinical data.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Serialize;
+use tracing::warn;
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Event {
+    pub time: String,
+    /// `ApplicationActivity`, `DICOMInstancesTransferred`, `SecurityAlert`.
+    pub event: &'static str,
+    /// `started`/`stopped`, `received`/`sent`/`refused`, `association-rejected`.
+    pub action: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub calling_ae: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub called_ae: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub peer: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub patient_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub study_instance_uid: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub sop_instance_uid: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub sop_class_uid: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub outcome: String,
+}
+
+pub struct AuditLog {
+    dir: PathBuf,
+    current: Mutex<Option<(String, File)>>,
+}
+
+impl AuditLog {
+    pub fn open(data_dir: &Path) -> std::io::Result<AuditLog> {
+        let dir = data_dir.join("audit");
+        std::fs::create_dir_all(&dir)?;
+        Ok(AuditLog {
+            dir,
+            current: Mutex::new(None),
+        })
+    }
+
+    pub fn record(&self, mut ev: Event) {
+        ev.time = crate::time::now_rfc3339();
+        let day = ev.time.get(..10).unwrap_or("unknown").to_string();
+        let line = match serde_json::to_string(&ev) {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "cannot encode an audit event");
+                return;
+            }
+        };
+        let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if cur.as_ref().is_none_or(|(d, _)| *d != day) {
+            let path = self.dir.join(format!("{day}.jsonl"));
+            match OpenOptions::new().create(true).append(true).open(&path) {
+                Ok(f) => *cur = Some((day, f)),
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "cannot open the audit log");
+                    return;
+                }
+            }
+        }
+        if let Some((_, f)) = cur.as_mut() {
+            if let Err(e) = writeln!(f, "{line}") {
+                warn!(error = %e, "cannot write the audit log");
+            }
+        }
+    }
+}
