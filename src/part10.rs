@@ -259,9 +259,23 @@ impl<R: BufRead + Seek> Walker<'_, R> {
                 limit.saturating_sub(self.pos)
             ));
         }
-        self.r
-            .seek(SeekFrom::Start(to))
-            .map_err(|e| e.to_string())?;
+        // Small values are stepped over inside the read buffer; a seek would
+        // throw the buffer away and re-read it for every element.
+        let mut left = len as usize;
+        while left > 0 && left <= 64 * 1024 {
+            let buf = self.r.fill_buf().map_err(|e| e.to_string())?;
+            if buf.is_empty() {
+                return Err(format!("data set truncated at byte {}", to - left as u64));
+            }
+            let n = left.min(buf.len());
+            self.r.consume(n);
+            left -= n;
+        }
+        if left > 0 {
+            self.r
+                .seek(SeekFrom::Start(to))
+                .map_err(|e| e.to_string())?;
+        }
         self.pos = to;
         Ok(())
     }
