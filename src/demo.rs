@@ -174,11 +174,15 @@ fn print_dvh(data_dir: &Path, course: &str, version: u32) {
         .join("dvh.json");
     let Ok(bytes) = std::fs::read(&p) else { return };
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return };
-    let Some(rois) = v.get("metrics").or_else(|| v.get("rois")).and_then(|r| r.as_object()) else {
+    let Some(rois) = v.get("rois").and_then(|r| r.as_array()) else {
         return;
     };
-    println!("  DVH (Gy, cc):");
-    for (name, m) in rois {
+    if let Some(d) = v["dose"]["description"].as_str() {
+        println!("  DVH on the {d} (Gy, cc):");
+    }
+    for roi in rois {
+        let name = roi["name"].as_str().unwrap_or("?");
+        let m = &roi["metrics"];
         let get = |k: &str| m.get(k).and_then(|x| x.as_f64()).map(|x| format!("{x:.2}")).unwrap_or("-".into());
         println!(
             "    {:<16} volume {:>9}  Dmean {:>7}  D95 {:>7}  D2 {:>7}  Dmax {:>7}",

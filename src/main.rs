@@ -94,6 +94,10 @@ enum Command {
         /// Rows and columns per slice.
         #[arg(long, default_value_t = 256)]
         rows: u16,
+        /// Also write RS.dcm, RP.dcm and RD.dcm: analytic structures, a
+        /// prescription and an exactly linear dose (a complete course).
+        #[arg(long)]
+        rt: bool,
     },
     /// Run the main job end to end on embedded defaults, nothing to configure.
     Demo {
@@ -322,7 +326,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Synth { out, slices, rows } => {
+        Command::Synth {
+            out,
+            slices,
+            rows,
+            rt,
+        } => {
             let opts = rtnode::synth::SynthOptions {
                 slices,
                 ..rtnode::synth::SynthOptions::default().with_rows(rows)
@@ -334,6 +343,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 out.display(),
                 s.series_instance_uid
             );
+            if rt {
+                let r = rtnode::synth::rt::write_rt_objects(&out, &s, &opts)?;
+                println!(
+                    "wrote {}, {} and {}",
+                    r.rtstruct.display(),
+                    r.rtplan.display(),
+                    r.rtdose.display()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { slices, rows, keep } => {

@@ -373,3 +373,61 @@ fn process_runs_a_folder_and_skips_what_has_no_inputs() {
     );
     assert!(stdout.contains("qc=done"), "{stdout}");
 }
+
+#[test]
+fn a_revised_rtstruct_gives_a_new_dvh_version_that_cites_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let course_dir = dir.path().join("course");
+    let out = Command::new(BIN)
+        .args(["synth", "--rt", "--slices", "24", "--rows", "96", "--out"])
+        .arg(&course_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&course_dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let full = ServerOptions {
+        extra_yaml: "pipeline:\n  stable_age_s: 1\n  trigger: full\n".into(),
+        ..ServerOptions::default()
+    };
+    let s = Server::start(dir.path(), &full);
+    send_ok(s.port, &files);
+    let v = wait_status(&s.data_dir, 120, "course done", |v| course(v, done).is_some());
+    let c = course(&v, done).unwrap();
+    assert_eq!(c["stages"]["dvh"], "done", "{c}");
+    let id = c["id"].as_str().unwrap().to_string();
+    let dvh1: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(s.data_dir.join("courses").join(&id).join("v1/dvh/dvh.json")).unwrap(),
+    )
+    .unwrap();
+    let original = dvh1["structure_set"]["sop_instance_uid"].as_str().unwrap().to_string();
+
+    // The planning system re-sends the structure set, revised (new UID).
+    let revised = dir.path().join("RS-revised.dcm");
+    let mut obj = dicom_object::open_file(course_dir.join("RS.dcm")).unwrap();
+    let new_uid = "1.2.826.0.1.3680043.10.99";
+    obj.put(dicom_core::DataElement::new(
+        dicom_dictionary_std::tags::SOP_INSTANCE_UID,
+        dicom_core::VR::UI,
+        dicom_core::PrimitiveValue::from(new_uid),
+    ));
+    obj.meta_mut().media_storage_sop_instance_uid = new_uid.into();
+    obj.meta_mut().update_information_group_length();
+    obj.write_to_file(&revised).unwrap();
+    send_ok(s.port, &[revised]);
+    let v = wait_status(&s.data_dir, 120, "version 2 done", |v| {
+        course(v, |c| c["version"] == 2 && done(c)).is_some()
+    });
+    assert_eq!(v["stage_runs"]["dvh"], 2);
+    assert_eq!(v["stage_runs"]["organize"], 1);
+    assert_eq!(v["stage_runs"]["segmentation"], 1);
+    let dvh2: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(s.data_dir.join("courses").join(&id).join("v2/dvh/dvh.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(dvh2["structure_set"]["sop_instance_uid"], new_uid);
+    assert_ne!(original, new_uid);
+    // The old version is kept as it was.
+    assert_eq!(dvh1["structure_set"]["sop_instance_uid"], original.as_str());
+    s.stop();
+}

@@ -97,7 +97,8 @@ impl Solid {
     fn area_y(&self, u: f64) -> f64 {
         let a = u.abs();
         let chord = |r: f64| 2.0 * (r * r - a * a).max(0.0).sqrt();
-        let caps = self.cap * (chord(radius(self.shape, self.zf)) + chord(radius(self.shape, self.zl)));
+        let caps =
+            self.cap * (chord(radius(self.shape, self.zf)) + chord(radius(self.shape, self.zl)));
         let body = match self.shape {
             Shape::Cylinder => chord(R_CYL) * (self.zl - self.zf),
             Shape::Sphere => {
@@ -107,7 +108,9 @@ impl Solid {
                     0.0
                 } else {
                     let c = c2.sqrt();
-                    let g = |z: f64| z * (c2 - z * z).max(0.0).sqrt() + c2 * (z / c).clamp(-1.0, 1.0).asin();
+                    let g = |z: f64| {
+                        z * (c2 - z * z).max(0.0).sqrt() + c2 * (z / c).clamp(-1.0, 1.0).asin()
+                    };
                     let (lo, hi) = (self.zf.max(-c), self.zl.min(c));
                     if lo < hi {
                         g(hi) - g(lo)
@@ -166,7 +169,9 @@ fn analytic(solid: Solid, axis: Axis) -> Analytic {
     let (lo, hi) = solid.extent(axis);
     let n = 200_000;
     let h = (hi - lo) / n as f64;
-    let f: Vec<f64> = (0..=n).map(|i| solid.area(axis, lo + i as f64 * h)).collect();
+    let f: Vec<f64> = (0..=n)
+        .map(|i| solid.area(axis, lo + i as f64 * h))
+        .collect();
     let mut above = vec![0.0; n + 1];
     for i in (0..n).rev() {
         above[i] = above[i + 1] + 0.5 * h * (f[i] + f[i + 1]);
@@ -180,7 +185,11 @@ fn analytic(solid: Solid, axis: Axis) -> Analytic {
         .sum();
     let u_at = |frac: f64| {
         let target = frac * v;
-        let i = above.iter().rposition(|a| *a >= target).unwrap_or(0).min(n - 1);
+        let i = above
+            .iter()
+            .rposition(|a| *a >= target)
+            .unwrap_or(0)
+            .min(n - 1);
         let t = (above[i] - target) / (above[i] - above[i + 1]).max(1e-300);
         lo + (i as f64 + t) * h
     };
@@ -327,8 +336,16 @@ fn analytic_values_are_what_they_claim() {
     // Sanity of the reference itself: the whole solids, volumes in closed form.
     let whole = |shape| Solid {
         shape,
-        zf: if matches!(shape, Shape::Sphere) { -R_SPHERE } else { -H / 2.0 },
-        zl: if matches!(shape, Shape::Sphere) { R_SPHERE } else { H / 2.0 },
+        zf: if matches!(shape, Shape::Sphere) {
+            -R_SPHERE
+        } else {
+            -H / 2.0
+        },
+        zl: if matches!(shape, Shape::Sphere) {
+            R_SPHERE
+        } else {
+            H / 2.0
+        },
         cap: 0.0,
     };
     let v = |s, axis| analytic(whole(s), axis).volume_cc * 1000.0;
@@ -344,7 +361,12 @@ fn analytic_values_are_what_they_claim() {
     let a = analytic(whole(Shape::Cone), Axis::Z);
     assert!((a.dmean - (D0 + G * (-H / 2.0 + H / 4.0))).abs() < 1e-6);
     // A cylinder's end caps: the extrusion adds exactly its own slab.
-    let capped = Solid { shape: Shape::Cylinder, zf: -H / 2.0 + 1.0, zl: H / 2.0 - 1.0, cap: 1.0 };
+    let capped = Solid {
+        shape: Shape::Cylinder,
+        zf: -H / 2.0 + 1.0,
+        zl: H / 2.0 - 1.0,
+        cap: 1.0,
+    };
     assert!((analytic(capped, Axis::Y).volume_cc * 1000.0 / cyl - 1.0).abs() < 1e-5);
 }
 

@@ -28,7 +28,10 @@ impl Receiver {
             .spawn()
             .unwrap();
         wait_port(port);
-        Receiver { child, dir: dir.to_path_buf() }
+        Receiver {
+            child,
+            dir: dir.to_path_buf(),
+        }
     }
 
     fn files(&self) -> usize {
@@ -45,7 +48,9 @@ impl Drop for Receiver {
 
 fn config(dir: &Path, out_port: u16, routing: &str, out_classes: &str) -> PathBuf {
     let opts = ServerOptions {
-        extra_yaml: format!("export:\n  retry_base_s: 1\n  retry_max_s: 2\n  max_attempts: 20\nrouting:\n{routing}"),
+        extra_yaml: format!(
+            "export:\n  retry_base_s: 1\n  retry_max_s: 2\n  max_attempts: 20\nrouting:\n{routing}"
+        ),
         ..ServerOptions::default()
     };
     let cfg = write_config(dir, &opts);
@@ -65,14 +70,21 @@ fn outbound(s: &Server) -> serde_json::Value {
     s.status_json()["outbound"].clone()
 }
 
-fn wait_outbound(s: &Server, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+fn wait_outbound(
+    s: &Server,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let o = outbound(s);
         if pred(&o) {
             return o;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {o}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {o}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -105,12 +117,15 @@ fn a_destination_down_at_first_gets_everything_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let ct = synth(&dir.path().join("ct"), 3, 64);
     let port = free_port();
-    let cfg = config(dir.path(), port, "- {name: all-ct, modality: [CT], to: [PACS_OUT]}\n", "");
+    let cfg = config(
+        dir.path(),
+        port,
+        "- {name: all-ct, modality: [CT], to: [PACS_OUT]}\n",
+        "",
+    );
     let s = Server::start_with_config(dir.path(), &cfg);
     send_ok(s.port, &ct);
-    let o = wait_outbound(&s, "failed attempts", |o| {
-        o["pending"] == 3
-    });
+    let o = wait_outbound(&s, "failed attempts", |o| o["pending"] == 3);
     assert_eq!(o["sent"], 0);
     std::thread::sleep(Duration::from_secs(2));
     assert!(s.log_text().contains("send failed; will retry"));
@@ -119,7 +134,9 @@ fn a_destination_down_at_first_gets_everything_after_a_restart() {
     let rx = Receiver::storescp(port, &dir.path().join("received"));
     let s = Server::start_with_config(dir.path(), &cfg);
     assert!(s.log_text().contains("outbound queue resumed") || outbound(&s)["sent"] == 3);
-    wait_outbound(&s, "3 sent after restart", |o| o["sent"] == 3 && o["pending"] == 0);
+    wait_outbound(&s, "3 sent after restart", |o| {
+        o["sent"] == 3 && o["pending"] == 0
+    });
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(rx.files(), 3);
     s.stop();
@@ -145,12 +162,23 @@ fn a9xx_is_a_dead_letter_at_once_and_retry_requeues_it() {
     let dl = &o["dead_letters"][0];
     assert_eq!(dl["attempts"], 1, "permanent: no retries");
     assert!(dl["error"].as_str().unwrap().starts_with("A900"), "{dl}");
-    let text = Command::new(BIN).args(["status", "--data-dir"]).arg(&s.data_dir).output().unwrap();
+    let text = Command::new(BIN)
+        .args(["status", "--data-dir"])
+        .arg(&s.data_dir)
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&text.stdout).contains("dead #1 to PACS_OUT"));
 
-    let out = Command::new(BIN).args(["retry", "--data-dir"]).arg(&s.data_dir).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["retry", "--data-dir"])
+        .arg(&s.data_dir)
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1 dead letter(s) requeued");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1 dead letter(s) requeued"
+    );
     // It goes out again and is refused again.
     let deadline = Instant::now() + Duration::from_secs(30);
     while s.log_text().matches("dead letter").count() < 2 {
@@ -160,7 +188,12 @@ fn a9xx_is_a_dead_letter_at_once_and_retry_requeues_it() {
     s.stop();
     let _ = scp.kill();
     let out = scp.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).matches("-> A900").count(), 2);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .matches("-> A900")
+            .count(),
+        2
+    );
 }
 
 #[test]
@@ -171,7 +204,12 @@ fn destinations_get_only_the_sop_classes_they_take() {
     write_rtstruct(&ss, &ct, "1.2.826.0.1.3680043.10.42", None);
     let port = free_port();
     let rx = Receiver::storescp(port, &dir.path().join("received"));
-    let cfg = config(dir.path(), port, "- {name: all, to: [PACS_OUT]}\n", ", sop_classes: [RTStructureSetStorage]");
+    let cfg = config(
+        dir.path(),
+        port,
+        "- {name: all, to: [PACS_OUT]}\n",
+        ", sop_classes: [RTStructureSetStorage]",
+    );
     let s = Server::start_with_config(dir.path(), &cfg);
     let mut all = ct.clone();
     all.push(ss);
@@ -180,6 +218,8 @@ fn destinations_get_only_the_sop_classes_they_take() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(outbound(&s)["sent"], 1);
     assert_eq!(rx.files(), 1);
-    assert!(s.log_text().contains("destination does not take this SOP class"));
+    assert!(s
+        .log_text()
+        .contains("destination does not take this SOP class"));
     s.stop();
 }

@@ -28,9 +28,13 @@ impl Lattice {
         let ny = ((bounds[3] - bounds[1]) / h).ceil() as usize + 3;
         let cx = 0.5 * (bounds[0] + bounds[2]);
         let cy = 0.5 * (bounds[1] + bounds[3]);
+        // Shifted off the centre by irrational fractions of a step: a lattice
+        // symmetric about a contour's centre (circles, ellipses) counts the
+        // same boundary error in every quadrant and every plane, a bias of
+        // over 1 % in volume at a coarse step instead of noise that cancels.
         Lattice {
-            x0: cx - 0.5 * (nx - 1) as f64 * h,
-            y0: cy - 0.5 * (ny - 1) as f64 * h,
+            x0: cx - 0.5 * (nx - 1) as f64 * h + 0.381_966 * h,
+            y0: cy - 0.5 * (ny - 1) as f64 * h + 0.236_068 * h,
             hx: h,
             hy: h,
             nx,
@@ -58,6 +62,19 @@ impl Lattice {
         self.hx * self.hy
     }
 
+    /// The first column whose x is at or after `x` (nx if none), exactly:
+    /// the division only gives a guess that rounding can put one off.
+    fn first_at_or_after(&self, x: f64) -> usize {
+        let mut i = ((x - self.x0) / self.hx).ceil().clamp(0.0, self.nx as f64) as usize;
+        while i > 0 && self.x(i - 1) >= x {
+            i -= 1;
+        }
+        while i < self.nx && self.x(i) < x {
+            i += 1;
+        }
+        i
+    }
+
     /// Fills `mask` (len nx·ny) with the even-odd interior of every polygon
     /// of the plane together: a contour inside another is a hole, one
     /// inside a hole an island. `crossings` is scratch space.
@@ -79,15 +96,19 @@ impl Lattice {
                 let (lo, hi) = if a[1] < b[1] { (a, b) } else { (b, a) };
                 // Rows whose y lies in [lo.y, hi.y): each crossing counted once
                 // even where rows pass exactly through vertices.
-                let j0 = ((lo[1] - self.y0) / self.hy).ceil().max(0.0) as usize;
-                let j1 = ((hi[1] - self.y0) / self.hy).ceil().max(0.0) as usize;
+                // One row of slack each way: the division rounds, the exact
+                // test below decides (a row through a vertex must be counted
+                // by exactly one of its two edges).
+                let j0 = ((lo[1] - self.y0) / self.hy).floor().max(0.0) as usize;
+                let j1 = ((hi[1] - self.y0) / self.hy).ceil().max(0.0) as usize + 1;
                 let slope = (hi[0] - lo[0]) / (hi[1] - lo[1]);
-                for j in j0..j1.min(self.ny) {
+                let rows = j1.min(self.ny).saturating_sub(j0);
+                for (j, row) in crossings.iter_mut().enumerate().skip(j0).take(rows) {
                     let y = self.y(j);
                     if y < lo[1] || y >= hi[1] {
                         continue;
                     }
-                    crossings[j].push(lo[0] + (y - lo[1]) * slope);
+                    row.push(lo[0] + (y - lo[1]) * slope);
                 }
             }
         }
@@ -97,9 +118,8 @@ impl Lattice {
             }
             row.sort_by(f64::total_cmp);
             for pair in row.chunks_exact(2) {
-                let i0 = ((pair[0] - self.x0) / self.hx).ceil().max(0.0) as usize;
-                let i1 = ((pair[1] - self.x0) / self.hx).ceil().max(0.0) as usize;
-                let i1 = i1.min(self.nx);
+                let i0 = self.first_at_or_after(pair[0]);
+                let i1 = self.first_at_or_after(pair[1]);
                 if i0 < i1 {
                     mask[j * self.nx + i0..j * self.nx + i1].fill(true);
                 }
@@ -177,7 +197,7 @@ mod tests {
         assert!(at(0.0, 0.0), "island");
         assert!(!at(4.0, 0.0), "hole");
         assert!(at(8.0, 0.0), "ring");
-        assert!(!at(11.0, 0.0));
+        assert!(!at(10.08, 0.0), "padding");
     }
 
     #[test]

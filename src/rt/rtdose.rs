@@ -188,12 +188,27 @@ impl GridGeometry {
     /// Bilinear position of (x, y): inside the voxel bounds, values beyond
     /// the outermost nodes are the outermost nodes' (no extrapolation).
     pub fn cell_xy(&self, x: f64, y: f64) -> Option<CellXY> {
-        if !self.contains_xy(x, y) {
+        let (i0, fx) = self.cell_x(x)?;
+        let (j0, fy) = self.cell_y(y)?;
+        Some(CellXY { i0, j0, fx, fy })
+    }
+
+    /// The x part of [`Self::cell_xy`].
+    pub fn cell_x(&self, x: f64) -> Option<(usize, f64)> {
+        let b = self.x0 - 0.5 * self.dx;
+        if x < b || x > b + self.nx as f64 * self.dx {
             return None;
         }
-        let (i0, fx) = axis_cell((x - self.x0) / self.dx, self.nx);
-        let (j0, fy) = axis_cell((y - self.y0) / self.dy, self.ny);
-        Some(CellXY { i0, j0, fx, fy })
+        Some(axis_cell((x - self.x0) / self.dx, self.nx))
+    }
+
+    /// The y part of [`Self::cell_xy`].
+    pub fn cell_y(&self, y: f64) -> Option<(usize, f64)> {
+        let b = self.y0 - 0.5 * self.dy;
+        if y < b || y > b + self.ny as f64 * self.dy {
+            return None;
+        }
+        Some(axis_cell((y - self.y0) / self.dy, self.ny))
     }
 
     /// The frame interval holding z: (k, w) with z between frames k and
@@ -577,6 +592,23 @@ fn read_samples(
         Value::Primitive(PrimitiveValue::I16(w)) => {
             w.iter().flat_map(|x| x.to_le_bytes()).collect()
         }
+        Value::PixelSequence(seq)
+            if obj.meta().transfer_syntax().trim_end_matches('\0') == RLE_LOSSLESS =>
+        {
+            // dicom-pixeldata decodes RLE only up to 16 bits; doses are
+            // usually 32.
+            let fragments = seq.fragments();
+            ensure!(
+                fragments.len() >= frames,
+                "RLE Pixel Data has {} fragments for {frames} frames",
+                fragments.len()
+            );
+            let mut out = Vec::with_capacity(rows * cols * frames * (bits as usize / 8));
+            for f in &fragments[..frames] {
+                out.extend(rle_frame(f, rows * cols, (bits / 8) as usize)?);
+            }
+            out
+        }
         _ => {
             use dicom_pixeldata::PixelDecoder;
             let decoded = obj
@@ -604,6 +636,67 @@ fn read_samples(
             (_, true) => i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64,
         })
         .collect())
+}
+
+const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
+
+/// One RLE Lossless frame (PS3.5 Annex G) as little-endian samples: a
+/// 64-byte header of segment offsets, then one PackBits segment per byte
+/// of the sample, most significant first.
+fn rle_frame(fragment: &[u8], pixels: usize, bytes_per_sample: usize) -> Result<Vec<u8>> {
+    let word = |i: usize| -> Result<usize> {
+        let b = fragment
+            .get(4 * i..4 * i + 4)
+            .context("RLE header cut short")?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let segments = word(0)?;
+    ensure!(
+        segments == bytes_per_sample,
+        "RLE frame has {segments} segments for {bytes_per_sample}-byte samples"
+    );
+    let mut out = vec![0u8; pixels * bytes_per_sample];
+    for seg in 0..segments {
+        let start = word(1 + seg)?;
+        let end = if seg + 1 < segments {
+            word(2 + seg)?
+        } else {
+            fragment.len()
+        };
+        let data = fragment
+            .get(start..end)
+            .context("RLE segment offset beyond the fragment")?;
+        // Segment 0 holds the most significant byte.
+        let byte = bytes_per_sample - 1 - seg;
+        let mut n = 0usize;
+        let mut i = 0usize;
+        while i < data.len() && n < pixels {
+            let h = data[i] as i8;
+            i += 1;
+            if h >= 0 {
+                let len = h as usize + 1;
+                let lit = data.get(i..i + len).context("RLE literal run cut short")?;
+                for &b in lit.iter().take(pixels - n) {
+                    out[n * bytes_per_sample + byte] = b;
+                    n += 1;
+                }
+                i += len;
+            } else if h != -128 {
+                let len = (1 - h as isize) as usize;
+                let b = *data.get(i).context("RLE repeat run cut short")?;
+                i += 1;
+                for _ in 0..len.min(pixels - n) {
+                    out[n * bytes_per_sample + byte] = b;
+                    n += 1;
+                }
+            }
+        }
+        ensure!(
+            n == pixels,
+            "RLE segment decodes to {n} of {pixels} samples"
+        );
+    }
+    Ok(out)
 }
 
 fn swap_in_place(b: &mut [u8], size: usize) {

@@ -3,6 +3,7 @@
 //! fingerprint), and how to run it into an output folder.
 
 pub mod dvh;
+pub mod dvh_stage;
 pub mod export;
 pub mod organize;
 pub mod qc;
@@ -84,6 +85,7 @@ pub fn registry() -> Vec<Arc<dyn Stage>> {
         Arc::new(organize::Organize),
         Arc::new(segmentation::Segmentation::default()),
         Arc::new(qc::Qc),
+        Arc::new(dvh_stage::DvhStage::default()),
     ]
 }
 

@@ -27,7 +27,10 @@ use dicom_dictionary_std::{tags, uids};
 use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::InMemDicomObject;
 
-use super::{format_ds, generate_uid, utc_now_da_tm, Ellipse, SynthSeries, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
+use super::{
+    format_ds, generate_uid, utc_now_da_tm, Ellipse, SynthSeries, IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION_NAME,
+};
 
 /// Prescription (Gy) to the PTV, and the dose at zc.
 pub const RX_GY: f64 = 50.0;
@@ -68,11 +71,16 @@ struct RoiDef {
 }
 
 fn circle(cx: f64, cy: f64, r: f64) -> Vec<[f64; 2]> {
-    Ellipse { cx, cy, rx: r, ry: r }
-        .boundary(CIRCLE_POINTS)
-        .into_iter()
-        .map(|(x, y)| [x, y])
-        .collect()
+    Ellipse {
+        cx,
+        cy,
+        rx: r,
+        ry: r,
+    }
+    .boundary(CIRCLE_POINTS)
+    .into_iter()
+    .map(|(x, y)| [x, y])
+    .collect()
 }
 
 fn rois(series: &SynthSeries, zc: f64, r: f64) -> Vec<RoiDef> {
@@ -92,7 +100,15 @@ fn rois(series: &SynthSeries, zc: f64, r: f64) -> Vec<RoiDef> {
             color: [0, 255, 0],
             planes: zs
                 .iter()
-                .map(|z| (*z, body.boundary(4 * CIRCLE_POINTS).into_iter().map(|(x, y)| [x, y]).collect()))
+                .map(|z| {
+                    (
+                        *z,
+                        body.boundary(4 * CIRCLE_POINTS)
+                            .into_iter()
+                            .map(|(x, y)| [x, y])
+                            .collect(),
+                    )
+                })
                 .collect(),
         },
         RoiDef {
@@ -114,7 +130,9 @@ fn rois(series: &SynthSeries, zc: f64, r: f64) -> Vec<RoiDef> {
             name: "Cylinder",
             kind: "ORGAN",
             color: [0, 0, 255],
-            planes: on(zc - r, zc + r).map(|z| (z, circle(60.0, 20.0, 15.0))).collect(),
+            planes: on(zc - r, zc + r)
+                .map(|z| (z, circle(60.0, 20.0, 15.0)))
+                .collect(),
         },
         RoiDef {
             number: 5,
@@ -142,16 +160,31 @@ fn seq(obj: &mut InMemDicomObject, tag: Tag, items: Vec<InMemDicomObject>) {
 
 fn ds_list(values: &[f64]) -> Result<PrimitiveValue> {
     Ok(PrimitiveValue::Strs(
-        values.iter().map(|v| format_ds(*v)).collect::<Result<Vec<_>>>()?.into(),
+        values
+            .iter()
+            .map(|v| format_ds(*v))
+            .collect::<Result<Vec<_>>>()?
+            .into(),
     ))
 }
 
 fn item(elements: Vec<(Tag, VR, PrimitiveValue)>) -> InMemDicomObject {
-    InMemDicomObject::from_element_iter(elements.into_iter().map(|(t, vr, v)| DataElement::new(t, vr, v)))
+    InMemDicomObject::from_element_iter(
+        elements
+            .into_iter()
+            .map(|(t, vr, v)| DataElement::new(t, vr, v)),
+    )
 }
 
 /// Patient, study, equipment and frame of reference, shared by all three.
-fn common(series: &SynthSeries, opts: &super::SynthOptions, modality: &str, sop_class: &str, sop_uid: &str, series_uid: &str) -> InMemDicomObject {
+fn common(
+    series: &SynthSeries,
+    opts: &super::SynthOptions,
+    modality: &str,
+    sop_class: &str,
+    sop_uid: &str,
+    series_uid: &str,
+) -> InMemDicomObject {
     let (date, time) = utc_now_da_tm();
     let mut o = InMemDicomObject::new_empty();
     for (tag, vr, v) in [
@@ -165,12 +198,20 @@ fn common(series: &SynthSeries, opts: &super::SynthOptions, modality: &str, sop_
         (tags::ACCESSION_NUMBER, VR::SH, PrimitiveValue::Empty),
         (tags::MODALITY, VR::CS, s(modality)),
         (tags::MANUFACTURER, VR::LO, s(super::MANUFACTURER)),
-        (tags::REFERRING_PHYSICIAN_NAME, VR::PN, PrimitiveValue::Empty),
+        (
+            tags::REFERRING_PHYSICIAN_NAME,
+            VR::PN,
+            PrimitiveValue::Empty,
+        ),
         (tags::PATIENT_NAME, VR::PN, s(&opts.patient_name)),
         (tags::PATIENT_ID, VR::LO, s(&opts.patient_id)),
         (tags::PATIENT_BIRTH_DATE, VR::DA, PrimitiveValue::Empty),
         (tags::PATIENT_SEX, VR::CS, s("O")),
-        (tags::STUDY_INSTANCE_UID, VR::UI, s(&series.study_instance_uid)),
+        (
+            tags::STUDY_INSTANCE_UID,
+            VR::UI,
+            s(&series.study_instance_uid),
+        ),
         (tags::SERIES_INSTANCE_UID, VR::UI, s(series_uid)),
         (tags::STUDY_ID, VR::SH, s("1")),
         (tags::SERIES_NUMBER, VR::IS, s("2")),
@@ -191,12 +232,17 @@ fn write(obj: InMemDicomObject, path: &Path, ts: &str) -> Result<()> {
         )
         .context("building file meta group")?;
     let tmp = path.with_extension("partial");
-    file.write_to_file(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    file.write_to_file(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {}", tmp.display()))
 }
 
 /// Writes RS.dcm, RP.dcm and RD.dcm for `series` into `out_dir`.
-pub fn write_rt_objects(out_dir: &Path, series: &SynthSeries, opts: &super::SynthOptions) -> Result<SynthRt> {
+pub fn write_rt_objects(
+    out_dir: &Path,
+    series: &SynthSeries,
+    opts: &super::SynthOptions,
+) -> Result<SynthRt> {
     let zs = &series.grid.slice_z;
     let t = series.grid.slice_thickness_mm;
     ensure!(zs.len() >= 8, "RT objects need at least 8 slices");
@@ -211,33 +257,94 @@ pub fn write_rt_objects(out_dir: &Path, series: &SynthSeries, opts: &super::Synt
     let defs = rois(series, zc, r);
 
     // RTSTRUCT
-    let mut rs = common(series, opts, "RTSTRUCT", uids::RT_STRUCTURE_SET_STORAGE, &rs_uid, &rs_series);
+    let mut rs = common(
+        series,
+        opts,
+        "RTSTRUCT",
+        uids::RT_STRUCTURE_SET_STORAGE,
+        &rs_uid,
+        &rs_series,
+    );
     put(&mut rs, tags::STRUCTURE_SET_LABEL, VR::SH, s("SYNTH"));
-    put(&mut rs, tags::STRUCTURE_SET_DATE, VR::DA, PrimitiveValue::Empty);
-    put(&mut rs, tags::STRUCTURE_SET_TIME, VR::TM, PrimitiveValue::Empty);
+    put(
+        &mut rs,
+        tags::STRUCTURE_SET_DATE,
+        VR::DA,
+        PrimitiveValue::Empty,
+    );
+    put(
+        &mut rs,
+        tags::STRUCTURE_SET_TIME,
+        VR::TM,
+        PrimitiveValue::Empty,
+    );
     let image_ref = |k: usize| {
         item(vec![
-            (tags::REFERENCED_SOP_CLASS_UID, VR::UI, s(uids::CT_IMAGE_STORAGE)),
-            (tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, s(&series.sop_instance_uids[k])),
+            (
+                tags::REFERENCED_SOP_CLASS_UID,
+                VR::UI,
+                s(uids::CT_IMAGE_STORAGE),
+            ),
+            (
+                tags::REFERENCED_SOP_INSTANCE_UID,
+                VR::UI,
+                s(&series.sop_instance_uids[k]),
+            ),
         ])
     };
-    let mut rt_series = item(vec![(tags::SERIES_INSTANCE_UID, VR::UI, s(&series.series_instance_uid))]);
-    seq(&mut rt_series, tags::CONTOUR_IMAGE_SEQUENCE, (0..zs.len()).map(image_ref).collect());
+    let mut rt_series = item(vec![(
+        tags::SERIES_INSTANCE_UID,
+        VR::UI,
+        s(&series.series_instance_uid),
+    )]);
+    seq(
+        &mut rt_series,
+        tags::CONTOUR_IMAGE_SEQUENCE,
+        (0..zs.len()).map(image_ref).collect(),
+    );
     let mut rt_study = item(vec![
-        (tags::REFERENCED_SOP_CLASS_UID, VR::UI, s("1.2.840.10008.3.1.2.3.1")),
-        (tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, s(&series.study_instance_uid)),
+        (
+            tags::REFERENCED_SOP_CLASS_UID,
+            VR::UI,
+            s("1.2.840.10008.3.1.2.3.1"),
+        ),
+        (
+            tags::REFERENCED_SOP_INSTANCE_UID,
+            VR::UI,
+            s(&series.study_instance_uid),
+        ),
     ]);
-    seq(&mut rt_study, tags::RT_REFERENCED_SERIES_SEQUENCE, vec![rt_series]);
-    let mut frame = item(vec![(tags::FRAME_OF_REFERENCE_UID, VR::UI, s(&series.frame_of_reference_uid))]);
-    seq(&mut frame, tags::RT_REFERENCED_STUDY_SEQUENCE, vec![rt_study]);
-    seq(&mut rs, tags::REFERENCED_FRAME_OF_REFERENCE_SEQUENCE, vec![frame]);
+    seq(
+        &mut rt_study,
+        tags::RT_REFERENCED_SERIES_SEQUENCE,
+        vec![rt_series],
+    );
+    let mut frame = item(vec![(
+        tags::FRAME_OF_REFERENCE_UID,
+        VR::UI,
+        s(&series.frame_of_reference_uid),
+    )]);
+    seq(
+        &mut frame,
+        tags::RT_REFERENCED_STUDY_SEQUENCE,
+        vec![rt_study],
+    );
+    seq(
+        &mut rs,
+        tags::REFERENCED_FRAME_OF_REFERENCE_SEQUENCE,
+        vec![frame],
+    );
     let mut ss_rois = Vec::new();
     let mut contours = Vec::new();
     let mut observations = Vec::new();
     for d in &defs {
         ss_rois.push(item(vec![
             (tags::ROI_NUMBER, VR::IS, s(&d.number.to_string())),
-            (tags::REFERENCED_FRAME_OF_REFERENCE_UID, VR::UI, s(&series.frame_of_reference_uid)),
+            (
+                tags::REFERENCED_FRAME_OF_REFERENCE_UID,
+                VR::UI,
+                s(&series.frame_of_reference_uid),
+            ),
             (tags::ROI_NAME, VR::LO, s(d.name)),
             (tags::ROI_GENERATION_ALGORITHM, VR::CS, s("AUTOMATIC")),
         ]));
@@ -249,7 +356,11 @@ pub fn write_rt_objects(out_dir: &Path, series: &SynthSeries, opts: &super::Synt
             }
             let mut c = item(vec![
                 (tags::CONTOUR_GEOMETRIC_TYPE, VR::CS, s("CLOSED_PLANAR")),
-                (tags::NUMBER_OF_CONTOUR_POINTS, VR::IS, s(&poly.len().to_string())),
+                (
+                    tags::NUMBER_OF_CONTOUR_POINTS,
+                    VR::IS,
+                    s(&poly.len().to_string()),
+                ),
                 (tags::CONTOUR_DATA, VR::DS, ds_list(&data)?),
             ]);
             if let Some(k) = zs.iter().position(|s| (s - z).abs() < 1e-6) {
@@ -260,13 +371,21 @@ pub fn write_rt_objects(out_dir: &Path, series: &SynthSeries, opts: &super::Synt
         let color = PrimitiveValue::Strs(d.color.iter().map(|c| c.to_string()).collect());
         let mut rc = item(vec![
             (tags::ROI_DISPLAY_COLOR, VR::IS, color),
-            (tags::REFERENCED_ROI_NUMBER, VR::IS, s(&d.number.to_string())),
+            (
+                tags::REFERENCED_ROI_NUMBER,
+                VR::IS,
+                s(&d.number.to_string()),
+            ),
         ]);
         seq(&mut rc, tags::CONTOUR_SEQUENCE, planes);
         contours.push(rc);
         observations.push(item(vec![
             (tags::OBSERVATION_NUMBER, VR::IS, s(&d.number.to_string())),
-            (tags::REFERENCED_ROI_NUMBER, VR::IS, s(&d.number.to_string())),
+            (
+                tags::REFERENCED_ROI_NUMBER,
+                VR::IS,
+                s(&d.number.to_string()),
+            ),
             (tags::RTROI_INTERPRETED_TYPE, VR::CS, s(d.kind)),
             (tags::ROI_INTERPRETER, VR::PN, PrimitiveValue::Empty),
         ]));
@@ -278,9 +397,26 @@ pub fn write_rt_objects(out_dir: &Path, series: &SynthSeries, opts: &super::Synt
     write(rs, &rs_path, uids::EXPLICIT_VR_LITTLE_ENDIAN)?;
 
     // RTPLAN
-    let mut rp = common(series, opts, "RTPLAN", uids::RT_PLAN_STORAGE, &rp_uid, &rp_series);
-    put(&mut rp, tags::FRAME_OF_REFERENCE_UID, VR::UI, s(&series.frame_of_reference_uid));
-    put(&mut rp, tags::POSITION_REFERENCE_INDICATOR, VR::LO, PrimitiveValue::Empty);
+    let mut rp = common(
+        series,
+        opts,
+        "RTPLAN",
+        uids::RT_PLAN_STORAGE,
+        &rp_uid,
+        &rp_series,
+    );
+    put(
+        &mut rp,
+        tags::FRAME_OF_REFERENCE_UID,
+        VR::UI,
+        s(&series.frame_of_reference_uid),
+    );
+    put(
+        &mut rp,
+        tags::POSITION_REFERENCE_INDICATOR,
+        VR::LO,
+        PrimitiveValue::Empty,
+    );
     put(&mut rp, tags::RT_PLAN_LABEL, VR::SH, s("SYNTH"));
     put(&mut rp, tags::RT_PLAN_DATE, VR::DA, PrimitiveValue::Empty);
     put(&mut rp, tags::RT_PLAN_TIME, VR::TM, PrimitiveValue::Empty);
@@ -291,7 +427,11 @@ pub fn write_rt_objects(out_dir: &Path, series: &SynthSeries, opts: &super::Synt
         &mut rp,
         tags::REFERENCED_STRUCTURE_SET_SEQUENCE,
         vec![item(vec![
-            (tags::REFERENCED_SOP_CLASS_UID, VR::UI, s(uids::RT_STRUCTURE_SET_STORAGE)),
+            (
+                tags::REFERENCED_SOP_CLASS_UID,
+                VR::UI,
+                s(uids::RT_STRUCTURE_SET_STORAGE),
+            ),
             (tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, s(&rs_uid)),
         ])],
     );
@@ -306,13 +446,21 @@ pub fn write_rt_objects(out_dir: &Path, series: &SynthSeries, opts: &super::Synt
             (tags::DOSE_REFERENCE_DESCRIPTION, VR::LO, s("PTV")),
             (tags::REFERENCED_ROI_NUMBER, VR::IS, s("2")),
             (tags::DOSE_REFERENCE_TYPE, VR::CS, s("TARGET")),
-            (tags::TARGET_PRESCRIPTION_DOSE, VR::DS, s(&format_ds(RX_GY)?)),
+            (
+                tags::TARGET_PRESCRIPTION_DOSE,
+                VR::DS,
+                s(&format_ds(RX_GY)?),
+            ),
         ])],
     );
     let beams = [(1, "AP", 0.0), (2, "PA", 180.0)];
     let mut fg = item(vec![
         (tags::FRACTION_GROUP_NUMBER, VR::IS, s("1")),
-        (tags::NUMBER_OF_FRACTIONS_PLANNED, VR::IS, s(&FRACTIONS.to_string())),
+        (
+            tags::NUMBER_OF_FRACTIONS_PLANNED,
+            VR::IS,
+            s(&FRACTIONS.to_string()),
+        ),
         (tags::NUMBER_OF_BEAMS, VR::IS, s(&beams.len().to_string())),
         (tags::NUMBER_OF_BRACHY_APPLICATION_SETUPS, VR::IS, s("0")),
     ]);
@@ -358,13 +506,27 @@ pub fn write_rt_objects(out_dir: &Path, series: &SynthSeries, opts: &super::Synt
                 v.push((tags::NOMINAL_BEAM_ENERGY, VR::DS, s("6")));
                 v.push((tags::GANTRY_ANGLE, VR::DS, s(&gantry.to_string())));
                 v.push((tags::GANTRY_ROTATION_DIRECTION, VR::CS, s("NONE")));
-                v.push((tags::ISOCENTER_POSITION, VR::DS, PrimitiveValue::Strs(
-                    ["0".to_string(), "0".to_string(), format_ds(zc).unwrap_or_default()].into_iter().collect(),
-                )));
+                v.push((
+                    tags::ISOCENTER_POSITION,
+                    VR::DS,
+                    PrimitiveValue::Strs(
+                        [
+                            "0".to_string(),
+                            "0".to_string(),
+                            format_ds(zc).unwrap_or_default(),
+                        ]
+                        .into_iter()
+                        .collect(),
+                    ),
+                ));
             }
             item(v)
         };
-        seq(&mut b, tags::CONTROL_POINT_SEQUENCE, vec![cp("0", "0", true), cp("1", "1", false)]);
+        seq(
+            &mut b,
+            tags::CONTROL_POINT_SEQUENCE,
+            vec![cp("0", "0", true), cp("1", "1", false)],
+        );
         beam_items.push(b);
     }
     seq(&mut rp, tags::BEAM_SEQUENCE, beam_items);
@@ -380,9 +542,26 @@ pub fn write_rt_objects(out_dir: &Path, series: &SynthSeries, opts: &super::Synt
     write(rp, &rp_path, uids::EXPLICIT_VR_LITTLE_ENDIAN)?;
 
     // RTDOSE: implicit VR, 32-bit, as planning systems write it.
-    let mut rd = common(series, opts, "RTDOSE", uids::RT_DOSE_STORAGE, &rd_uid, &rd_series);
-    put(&mut rd, tags::FRAME_OF_REFERENCE_UID, VR::UI, s(&series.frame_of_reference_uid));
-    put(&mut rd, tags::POSITION_REFERENCE_INDICATOR, VR::LO, PrimitiveValue::Empty);
+    let mut rd = common(
+        series,
+        opts,
+        "RTDOSE",
+        uids::RT_DOSE_STORAGE,
+        &rd_uid,
+        &rd_series,
+    );
+    put(
+        &mut rd,
+        tags::FRAME_OF_REFERENCE_UID,
+        VR::UI,
+        s(&series.frame_of_reference_uid),
+    );
+    put(
+        &mut rd,
+        tags::POSITION_REFERENCE_INDICATOR,
+        VR::LO,
+        PrimitiveValue::Empty,
+    );
     let body = series.phantom.body;
     let h = DOSE_SPACING_MM;
     let nx = ((2.0 * body.rx) / h).ceil() as usize + 3;
@@ -401,19 +580,35 @@ pub fn write_rt_objects(out_dir: &Path, series: &SynthSeries, opts: &super::Synt
     }
     let offsets: Vec<f64> = zs.iter().map(|z| z - zs[0]).collect();
     for (tag, vr, v) in [
-        (tags::IMAGE_POSITION_PATIENT, VR::DS, ds_list(&[x0, y0, zs[0]])?),
-        (tags::IMAGE_ORIENTATION_PATIENT, VR::DS, ds_list(&[1.0, 0.0, 0.0, 0.0, 1.0, 0.0])?),
+        (
+            tags::IMAGE_POSITION_PATIENT,
+            VR::DS,
+            ds_list(&[x0, y0, zs[0]])?,
+        ),
+        (
+            tags::IMAGE_ORIENTATION_PATIENT,
+            VR::DS,
+            ds_list(&[1.0, 0.0, 0.0, 0.0, 1.0, 0.0])?,
+        ),
         (tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)),
         (tags::PHOTOMETRIC_INTERPRETATION, VR::CS, s("MONOCHROME2")),
         (tags::NUMBER_OF_FRAMES, VR::IS, s(&zs.len().to_string())),
-        (tags::FRAME_INCREMENT_POINTER, VR::AT, PrimitiveValue::Tags(vec![tags::GRID_FRAME_OFFSET_VECTOR].into())),
+        (
+            tags::FRAME_INCREMENT_POINTER,
+            VR::AT,
+            PrimitiveValue::Tags(vec![tags::GRID_FRAME_OFFSET_VECTOR].into()),
+        ),
         (tags::ROWS, VR::US, PrimitiveValue::from(ny as u16)),
         (tags::COLUMNS, VR::US, PrimitiveValue::from(nx as u16)),
         (tags::PIXEL_SPACING, VR::DS, ds_list(&[h, h])?),
         (tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(32u16)),
         (tags::BITS_STORED, VR::US, PrimitiveValue::from(32u16)),
         (tags::HIGH_BIT, VR::US, PrimitiveValue::from(31u16)),
-        (tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16)),
+        (
+            tags::PIXEL_REPRESENTATION,
+            VR::US,
+            PrimitiveValue::from(0u16),
+        ),
         (tags::DOSE_UNITS, VR::CS, s("GY")),
         (tags::DOSE_TYPE, VR::CS, s("PHYSICAL")),
         (tags::DOSE_SUMMATION_TYPE, VR::CS, s("PLAN")),
@@ -427,7 +622,11 @@ pub fn write_rt_objects(out_dir: &Path, series: &SynthSeries, opts: &super::Synt
         &mut rd,
         tags::REFERENCED_RT_PLAN_SEQUENCE,
         vec![item(vec![
-            (tags::REFERENCED_SOP_CLASS_UID, VR::UI, s(uids::RT_PLAN_STORAGE)),
+            (
+                tags::REFERENCED_SOP_CLASS_UID,
+                VR::UI,
+                s(uids::RT_PLAN_STORAGE),
+            ),
             (tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, s(&rp_uid)),
         ])],
     );
@@ -435,11 +634,20 @@ pub fn write_rt_objects(out_dir: &Path, series: &SynthSeries, opts: &super::Synt
         &mut rd,
         tags::REFERENCED_STRUCTURE_SET_SEQUENCE,
         vec![item(vec![
-            (tags::REFERENCED_SOP_CLASS_UID, VR::UI, s(uids::RT_STRUCTURE_SET_STORAGE)),
+            (
+                tags::REFERENCED_SOP_CLASS_UID,
+                VR::UI,
+                s(uids::RT_STRUCTURE_SET_STORAGE),
+            ),
             (tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, s(&rs_uid)),
         ])],
     );
-    put(&mut rd, tags::PIXEL_DATA, VR::OW, PrimitiveValue::U8(pixels.into()));
+    put(
+        &mut rd,
+        tags::PIXEL_DATA,
+        VR::OW,
+        PrimitiveValue::U8(pixels.into()),
+    );
     let rd_path = out_dir.join("RD.dcm");
     write(rd, &rd_path, uids::IMPLICIT_VR_LITTLE_ENDIAN)?;
 

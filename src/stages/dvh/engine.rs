@@ -17,7 +17,7 @@ use super::histogram::{Accumulator, Histogram};
 /// Lattices beyond this many samples get a coarser step: bounds memory and
 /// time for ROIs whose outline spans far more than their area (scattered
 /// islands, thin shells).
-pub const MAX_LATTICE: usize = 1 << 22;
+pub const MAX_LATTICE: usize = 1 << 21;
 
 pub struct Sampler<'a> {
     grid: &'a DoseGrid,
@@ -26,6 +26,8 @@ pub struct Sampler<'a> {
     plane: usize,
     z_lo: f64,
     z_hi: f64,
+    /// Highest dose in the grid: sizes the histograms.
+    pub max: f64,
 }
 
 impl<'a> Sampler<'a> {
@@ -38,14 +40,11 @@ impl<'a> Sampler<'a> {
             plane: grid.geometry.nx * grid.geometry.ny,
             z_lo: b[2][0],
             z_hi: b[2][1],
+            max: grid.max_dose(),
         })
     }
 
-    pub fn bin_max(&self) -> f64 {
-        self.grid.max_dose()
-    }
-
-    #[inline]
+    #[inline(always)]
     fn value(&self, k: usize, c: &CellXY) -> f64 {
         let g = &self.grid.geometry;
         let base = k * self.plane + c.j0 * self.nx + c.i0;
@@ -112,16 +111,6 @@ impl<'a> Sampler<'a> {
     }
 }
 
-/// Where every lattice sample falls in the dose grid.
-fn cells(lattice: &Lattice, grid: &DoseGrid) -> Vec<Option<CellXY>> {
-    (0..lattice.len())
-        .map(|idx| {
-            grid.geometry
-                .cell_xy(lattice.x(idx % lattice.nx), lattice.y(idx / lattice.nx))
-        })
-        .collect()
-}
-
 /// The lattice for a contoured ROI, and a note when it had to be coarsened.
 pub fn roi_lattice(roi: &Roi, step: f64) -> Option<(Lattice, Option<String>)> {
     let bounds = shape::roi_bounds(roi)?;
@@ -138,7 +127,8 @@ pub fn roi_lattice(roi: &Roi, step: f64) -> Option<(Lattice, Option<String>)> {
     Some((lat, note))
 }
 
-/// DVH of a contoured ROI streamed from its contours.
+/// DVH of a contoured ROI streamed from its contours: per window of
+/// segments, lattice rows in parallel, each thread with its own histogram.
 pub fn roi_histogram(
     roi: &Roi,
     lattice: &Lattice,
@@ -146,25 +136,44 @@ pub fn roi_histogram(
     sampler: &Sampler,
     bin: f64,
 ) -> (Histogram, Vec<String>) {
-    let cells = cells(lattice, sampler.grid);
     let area = lattice.area();
-    let max = sampler.bin_max();
-    let (acc, notes) = shape::fold_intervals(
-        roi,
-        lattice,
-        opts,
-        || Accumulator::new(bin, max),
-        |acc, idx, lo, hi| sampler.deposit(acc, cells[idx].as_ref(), area, lo, hi),
-        Accumulator::merge,
-    );
-    (acc.finish(), notes)
+    let geometry = &sampler.grid.geometry;
+    // In-plane cell positions depend on x and y separately: per column
+    // and per row once, not per sample.
+    let xs: Vec<Option<(usize, f64)>> = (0..lattice.nx)
+        .map(|i| geometry.cell_x(lattice.x(i)))
+        .collect();
+    let mut total = Accumulator::new(bin, sampler.max);
+    let notes = shape::for_each_window(roi, lattice, opts, |window, rasters| {
+        let part = (0..lattice.ny)
+            .into_par_iter()
+            .fold(
+                || Accumulator::new(bin, sampler.max),
+                |mut acc, j| {
+                    let yc = geometry.cell_y(lattice.y(j));
+                    for seg in window {
+                        shape::segment_row(seg, rasters, lattice.nx, j, |i, lo, hi| {
+                            let c = match (xs[i], yc) {
+                                (Some((i0, fx)), Some((j0, fy))) => Some(CellXY { i0, j0, fx, fy }),
+                                _ => None,
+                            };
+                            sampler.deposit(&mut acc, c.as_ref(), area, lo, hi);
+                        });
+                    }
+                    acc
+                },
+            )
+            .reduce(|| Accumulator::new(bin, sampler.max), Accumulator::merge);
+        total = std::mem::replace(&mut total, Accumulator::new(bin, 0.0)).merge(part);
+    });
+    (total.finish(), notes)
 }
 
 /// DVH of a shape (derived structures).
 pub fn shape_histogram(shape: &Shape, sampler: &Sampler, bin: f64) -> Histogram {
     let lattice = &shape.lattice;
     let area = lattice.area();
-    let max = sampler.bin_max();
+    let max = sampler.max;
     (0..lattice.ny)
         .into_par_iter()
         .fold(

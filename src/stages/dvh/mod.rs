@@ -132,9 +132,7 @@ pub fn compute(rs: &RtStruct, dose: &DoseGrid, settings: &DvhSettings) -> Result
         interpolate: settings.interpolate_between_planes,
         fallback_spacing,
     };
-    let max_step = settings
-        .max_step_mm
-        .unwrap_or_else(|| (0.5 * g.dx.min(g.dy)).min(1.0));
+    let max_step = settings.max_step_mm.unwrap_or(0.5 * g.dx.min(g.dy));
     let bin = settings.bin_width_gy;
 
     let mut rois: Vec<RoiDvh> = rs

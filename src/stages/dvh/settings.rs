@@ -20,7 +20,7 @@ pub struct DvhSettings {
     /// In-plane sampling: about this many samples per contour plane's mean
     /// cross-section (default 20000), with the step kept within
     /// `min_step_mm` (default 0.05) and `max_step_mm` (default: half the
-    /// dose grid's in-plane spacing, at most 1 mm).
+    /// dose grid's in-plane spacing).
     pub samples_per_plane: f64,
     pub min_step_mm: f64,
     pub max_step_mm: Option<f64>,
@@ -58,7 +58,7 @@ pub struct DvhSettings {
     /// Lattice step (mm) for derived structures; default 1.
     pub derived_step_mm: f64,
     /// Largest lattice (samples × z voxels) a margin may use before its
-    /// step is coarsened, to bound memory. Default 64 Mi.
+    /// step is coarsened, to bound memory (about 7 bytes each). Default 16 Mi.
     pub max_margin_voxels: usize,
 }
 
@@ -82,7 +82,7 @@ impl Default for DvhSettings {
             constraints: Vec::new(),
             derived: Vec::new(),
             derived_step_mm: 1.0,
-            max_margin_voxels: 64 << 20,
+            max_margin_voxels: 16 << 20,
         }
     }
 }
