@@ -128,7 +128,13 @@ fn peers_reload_on_sighup_and_on_change_without_dropping_associations() {
         &format!("{original}- {{ae_title: WATCHED, host: 127.0.0.1, port: 104}}\n"),
     );
     wait_log(&s, "peers reloaded", reloads + 1);
-    assert!(echo_as(s.port, "WATCHED"));
+    // A late event from an earlier edit may account for that reload under
+    // load; what matters is that the new file takes effect.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !echo_as(s.port, "WATCHED") {
+        assert!(Instant::now() < deadline, "WATCHED never accepted:\n{}", s.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert!(
         !echo_as(s.port, "LATECOMER"),
         "LATECOMER is gone from the file now"

@@ -6,7 +6,7 @@
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use super::dvh::cli::{report_for, DvhArgs};
+use super::dvh::cli::report_from_files;
 use super::dvh::{write_outputs, DvhSettings};
 use super::{member_keys, Inputs, Outcome, Stage, StageContext};
 use crate::course::Course;
@@ -42,16 +42,18 @@ impl Stage for DvhStage {
     fn run(&self, ctx: &StageContext) -> Result<Outcome> {
         let course = ctx.course;
         let ss = course.current_structure_set().context("no RTSTRUCT")?;
-        let args = DvhArgs {
-            rtstruct: ctx.instance_path(&ss.path),
-            rtdose: course.doses.iter().map(|d| ctx.instance_path(&d.member.path)).collect(),
-            rtplan: course.plans.iter().map(|p| ctx.instance_path(&p.member.path)).collect(),
-            out: None,
-            json: false,
-            settings: None,
-        };
+        let doses: Vec<_> = course.doses.iter().map(|d| ctx.instance_path(&d.member.path)).collect();
+        let plans: Vec<_> = course.plans.iter().map(|p| ctx.instance_path(&p.member.path)).collect();
         (ctx.progress)(0, 1);
-        let report = report_for(&args, &self.settings)?;
+        // The course's dose is chosen by the rules, never an unreferenced
+        // RTDOSE attached silently (the command line may; a stage may not).
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(ctx.threads.max(1))
+            .build()
+            .context("thread pool")?;
+        let report = pool.install(|| {
+            report_from_files(&ctx.instance_path(&ss.path), &doses, &plans, &self.settings, false)
+        })?;
         write_outputs(&ctx.out_dir, &report)?;
         (ctx.progress)(1, 1);
         Ok(Outcome::Done(json!({

@@ -46,26 +46,42 @@ pub fn load_settings(path: &Path) -> Result<DvhSettings> {
     Ok(settings)
 }
 
-/// Reads the files, chooses the dose, computes the report.
+/// Reads the files, chooses the dose, computes the report, as
+/// `rtnode dvh` does: a single RTDOSE that references no plan is used
+/// (with a note saying so) because the user named it.
 pub fn report_for(args: &DvhArgs, settings: &DvhSettings) -> Result<DvhReport> {
-    if args.rtdose.is_empty() {
-        bail!("no --rtdose given");
+    report_from_files(&args.rtstruct, &args.rtdose, &args.rtplan, settings, true)
+}
+
+/// Reads the files, chooses the dose among `rtdose` with `select_dose`,
+/// builds it and computes the report. With `attach_unreferenced` false
+/// (the course stage) an RTDOSE without a plan reference is never used.
+pub fn report_from_files(
+    rtstruct: &Path,
+    rtdose: &[PathBuf],
+    rtplan: &[PathBuf],
+    settings: &DvhSettings,
+    attach_unreferenced: bool,
+) -> Result<DvhReport> {
+    if rtdose.is_empty() {
+        bail!("no RTDOSE given");
     }
-    let rs = RtStruct::from_file(&args.rtstruct)?;
-    let plans: Vec<Plan> = args
-        .rtplan
+    let rs = RtStruct::from_file(rtstruct)?;
+    let plans: Vec<Plan> = rtplan
         .iter()
         .map(|p| Plan::from_file(p))
         .collect::<Result<_>>()?;
-    let headers: Vec<DoseHeader> = args
-        .rtdose
+    let headers: Vec<DoseHeader> = rtdose
         .iter()
         .map(|p| DoseHeader::from_file(p))
         .collect::<Result<_>>()?;
-    let dose = if headers.len() == 1 && headers[0].referenced_plans.is_empty() {
+    let dose = if attach_unreferenced
+        && headers.len() == 1
+        && headers[0].referenced_plans.is_empty()
+    {
         // Named on the command line, so attached — but said loudly: the
         // stage never attaches such a dose.
-        let mut grid = DoseGrid::from_file(&args.rtdose[0])?;
+        let mut grid = DoseGrid::from_file(&rtdose[0])?;
         grid.provenance.notes.push(
             "this RTDOSE references no plan: used only because it was named on the command line; no prescription"
                 .into(),
@@ -79,8 +95,7 @@ pub fn report_for(args: &DvhArgs, settings: &DvhSettings) -> Result<DvhReport> {
                 choice.reasons.join("\n  ")
             );
         }
-        let grids: Vec<DoseGrid> = args
-            .rtdose
+        let grids: Vec<DoseGrid> = rtdose
             .iter()
             .zip(&headers)
             .filter(|(_, h)| {
