@@ -79,7 +79,7 @@ fn default_log_level() -> String {
 
 /// The whole node configuration. `Config::default()` is the embedded
 /// configuration used when no file exists at all (e.g. `rtnode demo`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -94,6 +94,10 @@ pub struct Config {
     pub pipeline: PipelineSection,
     #[serde(default)]
     pub export: ExportSection,
+    /// The DVH stage: bins, sampling, metrics, constraints, derived
+    /// structures, dose choice (see `stages::dvh::DvhSettings`).
+    #[serde(default)]
+    pub dvh: crate::stages::dvh::DvhSettings,
     /// Auto-routing: instances matching a rule are forwarded to its
     /// destinations through the outbound queue.
     #[serde(default)]
@@ -901,6 +905,9 @@ fn check_config(c: &Config, text: &str, file: &Path) -> Vec<ConfigError> {
     }
     if pipe.max_attempts == 0 {
         err("pipeline", "max_attempts", "must be at least 1".to_owned());
+    }
+    if let Err(m) = c.dvh.validate() {
+        err("dvh", "constraints", m);
     }
     if c.export.max_attempts == 0 {
         err("export", "max_attempts", "must be at least 1".to_owned());

@@ -53,13 +53,14 @@ pub fn run(dir: &Path, out: &Path, cfg: &Config) -> Result<Summary> {
     let imported = files.len() - import_failures.len();
 
     let state = std::sync::Arc::new(StateDb::open(out)?);
-    let pipeline = Pipeline::open(
+    let pipeline = Pipeline::with_stages(
         out,
         state.clone(),
         PipelineOptions {
             settings: cfg.pipeline.clone(),
             immediate: true,
         },
+        crate::stages::registry_with(cfg),
     )?;
     pipeline.load_records(store.index().all_records()?);
     eprintln!("running the stages");

@@ -431,3 +431,35 @@ fn a_revised_rtstruct_gives_a_new_dvh_version_that_cites_it() {
     assert_eq!(dvh1["structure_set"]["sop_instance_uid"], original.as_str());
     s.stop();
 }
+
+#[test]
+fn dvh_settings_in_the_node_config_reach_the_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let out = Command::new(BIN)
+        .args(["synth", "--rt", "--slices", "24", "--rows", "96", "--out"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let cfg = dir.path().join("rtnode.yaml");
+    std::fs::write(&cfg, "dvh:\n  constraints: [\"PTV: Dmax < 60 Gy\", \"BODY: Dmax < 45 Gy\"]\n").unwrap();
+    let o = Command::new(BIN)
+        .arg("process")
+        .arg(&input)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}");
+    assert!(stdout.contains("dvh=done"), "{stdout}");
+    let v = status_json(&dir.path().join("out"));
+    let id = v["courses"][0]["id"].as_str().unwrap();
+    let csv = std::fs::read_to_string(dir.path().join("out/courses").join(id).join("v1/dvh/dvh_constraints.csv")).unwrap();
+    assert!(csv.contains("PTV,PTV: Dmax < 60 Gy,Dmax,"), "{csv}");
+    assert!(csv.lines().any(|l| l.starts_with("PTV,") && l.ends_with(",pass")), "{csv}");
+    assert!(csv.lines().any(|l| l.starts_with("BODY,") && l.ends_with(",fail")), "{csv}");
+}

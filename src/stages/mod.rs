@@ -81,11 +81,18 @@ pub trait Stage: Send + Sync {
 /// The stages this build runs, in an order where every stage follows the
 /// ones it runs after.
 pub fn registry() -> Vec<Arc<dyn Stage>> {
+    registry_with(&crate::config::Config::default())
+}
+
+/// The stages, configured from the node's configuration.
+pub fn registry_with(cfg: &crate::config::Config) -> Vec<Arc<dyn Stage>> {
     vec![
         Arc::new(organize::Organize),
         Arc::new(segmentation::Segmentation::default()),
         Arc::new(qc::Qc),
-        Arc::new(dvh_stage::DvhStage::default()),
+        Arc::new(dvh_stage::DvhStage {
+            settings: cfg.dvh.clone(),
+        }),
     ]
 }
 
