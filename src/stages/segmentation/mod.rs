@@ -11,6 +11,7 @@
 
 pub mod body;
 pub mod contour;
+pub mod model;
 pub mod morph;
 pub mod rtstruct;
 
@@ -33,6 +34,7 @@ use crate::course::Course;
 use crate::volume::{Geometry, Volume};
 pub use body::{BodyContour, BodyOptions};
 use contour::Loop;
+pub use model::{model_report, SegmentationSection};
 use rtstruct::{ImageRef, PlanarContour, RoiContours, RoiSpec, SeriesRef, WriterOptions};
 
 pub const RTSTRUCT_FILE: &str = "rtstruct.dcm";
@@ -93,6 +95,16 @@ pub trait Segmenter: Send + Sync {
     /// A label volume on the CT grid, `[slice, row, column]`. Runs inside
     /// the stage's thread pool; reports its progress as a fraction.
     fn segment(&self, volume: &Volume, progress: &(dyn Fn(f64) + Sync)) -> Result<Array3<u16>>;
+    /// As [`Segmenter::segment`], with what the run should add to the
+    /// stage record (a model's device, precision and out-of-memory
+    /// fallbacks); the default adds nothing.
+    fn segment_noted(
+        &self,
+        volume: &Volume,
+        progress: &(dyn Fn(f64) + Sync),
+    ) -> Result<(Array3<u16>, serde_json::Value)> {
+        Ok((self.segment(volume, progress)?, serde_json::Value::Null))
+    }
 }
 
 /// Settings of the stage; part of its fingerprint.
@@ -391,7 +403,8 @@ impl Stage for Segmentation {
             .build()
             .context("thread pool")?;
         lap("read", &mut t);
-        let labels = pool.install(|| self.segmenter.segment(&volume, &seg_progress))?;
+        let (labels, run_notes) =
+            pool.install(|| self.segmenter.segment_noted(&volume, &seg_progress))?;
         lap("segment", &mut t);
         drop(volume);
         ensure!(
@@ -499,6 +512,7 @@ impl Stage for Segmentation {
             "tolerance_mm": self.options.tolerance_mm,
             "rois": summary_rois,
             "timings_ms": timings,
+            "segmenter_run": run_notes,
         })))
     }
 }

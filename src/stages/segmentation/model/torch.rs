@@ -1,0 +1,408 @@
+//! The TorchScript runner (feature `torch`): libtorch through tch. Models
+//! are loaded once per process and device and kept warm in a cache, since
+//! loading a TotalSegmentator-sized network costs seconds and the stage
+//! runs once per course.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use ndarray::Array3;
+use tch::{CModule, Device, Kind, Tensor};
+
+use super::grid::{self, Aggregate, ForwardError, Placement, Plan, Tiling};
+use super::{file_hash, DeviceChoice, ModelSpec, SegmentationSection};
+use crate::doctor::{Finding, Level};
+use crate::stages::segmentation::{RoiLabel, Segmenter};
+use crate::volume::Volume;
+
+/// The libtorch this binary was built against (from the build script).
+pub const LIBTORCH_VERSION: &str = env!("RTNODE_LIBTORCH_VERSION");
+pub const LIBTORCH_LIB: &str = env!("RTNODE_LIBTORCH_LIB");
+/// Whether the build linked libtorch_cuda, and if not, why.
+pub const CUDA_LINKED: &str = env!("RTNODE_TORCH_CUDA_LINKED");
+
+/// (file, its hash, device, half precision).
+type CacheKey = (PathBuf, String, String, bool);
+
+fn cache() -> &'static Mutex<HashMap<CacheKey, Arc<CModule>>> {
+    static CACHE: OnceLock<Mutex<HashMap<CacheKey, Arc<CModule>>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn tch_err(e: tch::TchError) -> ForwardError {
+    let m = e.to_string();
+    if grid::is_oom(&m) {
+        ForwardError::OutOfMemory(m)
+    } else {
+        ForwardError::Other(anyhow!(m))
+    }
+}
+
+fn into_anyhow(e: ForwardError) -> anyhow::Error {
+    match e {
+        ForwardError::OutOfMemory(m) => anyhow!("out of memory: {m}"),
+        ForwardError::Other(e) => e,
+    }
+}
+
+/// A TorchScript model of the registry.
+pub struct TorchSegmenter {
+    spec: ModelSpec,
+    path: PathBuf,
+    hash: String,
+    version: String,
+}
+
+impl TorchSegmenter {
+    /// Checks the entry and hashes the file; the model itself is loaded at
+    /// its first run (or by [`TorchSegmenter::probe`]).
+    pub fn new(spec: &ModelSpec, base_dir: &Path) -> Result<TorchSegmenter> {
+        let problems = spec.problems(base_dir);
+        if !problems.is_empty() {
+            bail!("model {:?}: {}", spec.name, problems.join("; "));
+        }
+        let path = spec.resolved_file(base_dir);
+        let hash = file_hash(&path)?;
+        let version = if spec.version.trim().is_empty() {
+            hash[..12].to_string()
+        } else {
+            spec.version.trim().to_string()
+        };
+        Ok(TorchSegmenter {
+            spec: spec.clone(),
+            path,
+            hash,
+            version,
+        })
+    }
+
+    fn device(&self) -> Result<Device> {
+        let n = tch::Cuda::device_count().max(0) as usize;
+        Ok(match DeviceChoice::parse(&self.spec.device)? {
+            DeviceChoice::Cpu => Device::Cpu,
+            DeviceChoice::Auto if n > 0 => Device::Cuda(0),
+            DeviceChoice::Auto => Device::Cpu,
+            DeviceChoice::Cuda(i) if i < n => Device::Cuda(i),
+            DeviceChoice::Cuda(i) => bail!(
+                "model {:?} asks for CUDA device {i}; this process sees {n} ({})",
+                self.spec.name,
+                CUDA_LINKED
+            ),
+        })
+    }
+
+    fn kind(&self, device: Device) -> Kind {
+        if device.is_cuda() && self.spec.half_precision {
+            Kind::Half
+        } else {
+            Kind::Float
+        }
+    }
+
+    /// The model on `device`, from the cache or loaded now.
+    fn module(&self, device: Device) -> Result<Arc<CModule>> {
+        let half = self.kind(device) == Kind::Half;
+        let key = (
+            self.path.clone(),
+            self.hash.clone(),
+            format!("{device:?}"),
+            half,
+        );
+        let mut models = cache().lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = models.get(&key) {
+            return Ok(m.clone());
+        }
+        let mut m = CModule::load_on_device(&self.path, device)
+            .with_context(|| format!("loading {} on {device:?}", self.path.display()))?;
+        m.f_set_eval()?;
+        if half {
+            // CModule::to panics on a libtorch error (a GPU out of memory
+            // while converting): keep that an error of this run.
+            let converted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                m.to(device, Kind::Half, false);
+                m
+            }))
+            .map_err(|_| {
+                anyhow!(
+                    "converting {} to half precision failed",
+                    self.path.display()
+                )
+            })?;
+            m = converted;
+        }
+        let m = Arc::new(m);
+        models.insert(key, m.clone());
+        Ok(m)
+    }
+
+    /// One forward pass over `patches` (`[n, 1, D, H, W]` values) on
+    /// `device`: the class scores as f32, `[n, C, D, H, W]`, and C.
+    fn forward(
+        &self,
+        module: &CModule,
+        device: Device,
+        patches: &[f32],
+        n: usize,
+    ) -> Result<(Vec<f32>, usize), ForwardError> {
+        let [pd, ph, pw] = self.spec.patch_size;
+        let dims = [n as i64, 1, pd as i64, ph as i64, pw as i64];
+        let kind = self.kind(device);
+        let out = tch::no_grad(|| -> Result<Tensor, tch::TchError> {
+            let x = Tensor::f_from_slice(patches)?
+                .f_reshape(dims)?
+                .f_to_device_(device, kind, false, false)?;
+            let y = module.forward_ts(&[x])?;
+            y.f_to_device_(Device::Cpu, Kind::Float, false, false)?
+                .f_contiguous()
+        })
+        .map_err(tch_err)?;
+        let size = out.size();
+        let c = match size.as_slice() {
+            [b, c, d, h, w] if *b == n as i64 && [*d, *h, *w] == [dims[2], dims[3], dims[4]] => {
+                *c as usize
+            }
+            _ => {
+                return Err(ForwardError::Other(anyhow!(
+                    "model {:?} answered a {dims:?} input with {size:?}; expected [{n}, classes, {pd}, {ph}, {pw}]",
+                    self.spec.name
+                )))
+            }
+        };
+        let mut v = vec![0f32; out.numel()];
+        let len = v.len();
+        out.f_copy_data(&mut v, len).map_err(tch_err)?;
+        Ok((v, c))
+    }
+
+    /// For `rtnode doctor`: loads the model on its device and runs one
+    /// patch of zeros through it.
+    pub fn probe(&self) -> Result<String> {
+        let t0 = Instant::now();
+        let device = self.device()?;
+        let module = self.module(device)?;
+        let loaded = t0.elapsed();
+        let patch: usize = self.spec.patch_size.iter().product();
+        let t1 = Instant::now();
+        let (_, c) = self
+            .forward(&module, device, &vec![0.0; patch], 1)
+            .map_err(into_anyhow)?;
+        let max = self.spec.labels.iter().map(|l| l.value).max().unwrap_or(0);
+        ensure!(
+            (max as usize) < c,
+            "the model has {c} output channels; its label map names channel {max}"
+        );
+        Ok(format!(
+            "{} ({}) loads on {device:?} in {} ms; a {:?} patch gives {c} channels in {} ms",
+            self.path.display(),
+            self.version,
+            loaded.as_millis(),
+            self.spec.patch_size,
+            t1.elapsed().as_millis()
+        ))
+    }
+}
+
+impl Segmenter for TorchSegmenter {
+    fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn version(&self) -> String {
+        self.version.clone()
+    }
+
+    fn identity(&self) -> String {
+        // The settings that change the labels: not the file's location
+        // (moving the models folder must not re-run every course; new
+        // weights must, through the hash), nor where or how many patches
+        // at a time it runs. Half precision stays: it changes the numbers.
+        let mut settings = self.spec.clone();
+        settings.file = PathBuf::new();
+        settings.device = String::new();
+        settings.batch_size = 0;
+        format!(
+            "{} {} blake3:{} {}",
+            self.spec.name,
+            self.version,
+            self.hash,
+            serde_json::to_string(&settings).unwrap_or_default()
+        )
+    }
+
+    fn labels(&self) -> Vec<RoiLabel> {
+        self.spec.labels.iter().map(|l| l.roi()).collect()
+    }
+
+    fn description(&self) -> String {
+        let s = &self.spec;
+        format!(
+            "TorchScript model {} at {:?} mm ({}), {:?} patches overlapping {}, Gaussian-weighted, argmax on the CT grid",
+            s.name, s.spacing_mm, s.orientation, s.patch_size, s.overlap
+        )
+    }
+
+    fn segment(&self, volume: &Volume, progress: &(dyn Fn(f64) + Sync)) -> Result<Array3<u16>> {
+        self.segment_noted(volume, progress).map(|(l, _)| l)
+    }
+
+    fn segment_noted(
+        &self,
+        volume: &Volume,
+        progress: &(dyn Fn(f64) + Sync),
+    ) -> Result<(Array3<u16>, serde_json::Value)> {
+        let t0 = Instant::now();
+        // libtorch's intra-op pool is process-wide: size it to the threads
+        // this stage run was given (the rayon pool it runs in).
+        let threads = rayon::current_num_threads().max(1);
+        tch::set_num_threads(threads as i32);
+        let device = self.device()?;
+        let module = self.module(device)?;
+        let loaded_ms = t0.elapsed().as_millis() as u64;
+
+        let t = Instant::now();
+        let plan = Plan::new(
+            &volume.geometry,
+            &self.spec.orientation,
+            self.spec.spacing_mm,
+        )?;
+        let input = grid::to_model_grid(volume, &plan, &self.spec.normalise());
+        let tiling = Tiling::new(plan.shape(), self.spec.patch_size, self.spec.overlap);
+        let resample_ms = t.elapsed().as_millis() as u64;
+        progress(0.05);
+
+        let t = Instant::now();
+        let plen: usize = self.spec.patch_size.iter().product();
+        let total = tiling.tiles.len();
+        let mut cpu_module: Option<Arc<CModule>> = None;
+        let mut agg: Option<Aggregate> = None;
+        let mut done = 0usize;
+        let mut forward_ms = 0u64;
+        let mut batch_buf: Vec<f32> = Vec::new();
+        let mut used_cpu = device == Device::Cpu;
+        let fallbacks = grid::run_tiles(
+            &tiling.tiles,
+            self.spec.batch_size,
+            device == Device::Cpu,
+            |mode, chunk| {
+                batch_buf.resize(chunk.len() * plen, 0.0);
+                for (o, dst) in chunk.iter().zip(batch_buf.chunks_mut(plen)) {
+                    tiling.extract(&input, *o, dst);
+                }
+                let (m, d) = match (mode, &cpu_module) {
+                    (Placement::Cpu, Some(m)) => (m.clone(), Device::Cpu),
+                    (Placement::Cpu, None) => {
+                        // The GPU ran out of memory: the same weights in
+                        // float32 on the CPU, kept warm like the others.
+                        let m = self.module(Device::Cpu).map_err(ForwardError::Other)?;
+                        cpu_module = Some(m.clone());
+                        (m, Device::Cpu)
+                    }
+                    _ => (module.clone(), device),
+                };
+                used_cpu |= d == Device::Cpu;
+                let tf = Instant::now();
+                let r = self.forward(&m, d, &batch_buf, chunk.len());
+                forward_ms += tf.elapsed().as_millis() as u64;
+                r
+            },
+            |chunk, (out, c)| {
+                let a = agg.get_or_insert_with(|| Aggregate::new(tiling.clone(), c));
+                let len = a.classes * plen;
+                ensure!(
+                    a.classes == c && out.len() == chunk.len() * len,
+                    "the model's output changed shape between batches"
+                );
+                for (o, s) in chunk.iter().zip(out.chunks(len)) {
+                    a.add(*o, s);
+                }
+                done += chunk.len();
+                progress(0.05 + 0.85 * done as f64 / total.max(1) as f64);
+                Ok(())
+            },
+        )?;
+        let infer_ms = t.elapsed().as_millis() as u64;
+
+        let t = Instant::now();
+        let agg = agg.context("the model produced no output")?;
+        let max = self.spec.labels.iter().map(|l| l.value).max().unwrap_or(0) as usize;
+        ensure!(
+            max < agg.classes,
+            "model {:?} has {} output channels; its label map names channel {max}",
+            self.spec.name,
+            agg.classes
+        );
+        let mut keep = vec![false; agg.classes];
+        for l in &self.spec.labels {
+            keep[l.value as usize] = true;
+        }
+        let labels = agg.labels_on_ct(&plan, &keep)?;
+        let restore_ms = t.elapsed().as_millis() as u64;
+        progress(1.0);
+        let notes = serde_json::json!({
+            "model": self.spec.name,
+            "version": self.version,
+            "device": format!("{device:?}"),
+            "precision": if self.kind(device) == Kind::Half { "float16" } else { "float32" },
+            "ran_on_cpu": used_cpu,
+            "fallbacks": fallbacks,
+            "model_grid": plan.shape(),
+            "patches": total,
+            "batch_size": self.spec.batch_size,
+            "classes": agg.classes,
+            "threads": threads,
+            "timings_ms": {
+                "load": loaded_ms,
+                "to_model_grid": resample_ms,
+                "inference": infer_ms,
+                "forward": forward_ms,
+                "to_ct_grid": restore_ms,
+            },
+        });
+        Ok((labels, notes))
+    }
+}
+
+/// `rtnode doctor`'s lines about libtorch and CUDA.
+pub fn runtime_findings(section: &SegmentationSection) -> Vec<Finding> {
+    let mut out = vec![Finding {
+        level: Level::Ok,
+        check: "libtorch".into(),
+        detail: format!(
+            "{LIBTORCH_VERSION} from {LIBTORCH_LIB} (tch 0.26), {} CPU threads; libtorch_cuda {CUDA_LINKED}",
+            tch::get_num_threads()
+        ),
+    }];
+    let n = tch::Cuda::device_count();
+    let wants_cuda = section
+        .models
+        .iter()
+        .any(|m| matches!(DeviceChoice::parse(&m.device), Ok(DeviceChoice::Cuda(_))));
+    out.push(if n > 0 {
+        Finding {
+            level: Level::Ok,
+            check: "cuda".into(),
+            detail: format!(
+                "{n} CUDA device(s); CUDA runtime {}, cuDNN {}",
+                tch::utils::version_cudart(),
+                if tch::Cuda::cudnn_is_available() {
+                    tch::utils::version_cudnn().to_string()
+                } else {
+                    "absent".into()
+                }
+            ),
+        }
+    } else {
+        Finding {
+            // A model that insists on CUDA will fail every run here.
+            level: if wants_cuda { Level::Fail } else { Level::Warn },
+            check: "cuda".into(),
+            detail: format!(
+                "no CUDA device visible: models run on the CPU (libtorch_cuda {CUDA_LINKED})"
+            ),
+        }
+    });
+    out
+}
