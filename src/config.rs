@@ -859,7 +859,10 @@ fn check_config(c: &Config, text: &str, file: &Path) -> Vec<ConfigError> {
         err(
             "network",
             "metrics_address",
-            format!("{:?} is not ip:port (empty turns metrics off)", net.metrics_address),
+            format!(
+                "{:?} is not ip:port (empty turns metrics off)",
+                net.metrics_address
+            ),
         );
     }
     // Zero would make every read time out at once rather than disable the
@@ -1305,7 +1308,9 @@ mod tests {
             assert!(sec_line.is_some(), "section {section} missing");
             // A list section (routing) is present as a whole; its items
             // have no defaults to document.
-            let Some(keys) = keys.as_mapping() else { continue };
+            let Some(keys) = keys.as_mapping() else {
+                continue;
+            };
             for key in keys.keys() {
                 let key = key.as_str().unwrap();
                 assert_ne!(

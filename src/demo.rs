@@ -82,10 +82,25 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
 
     // The stand-in TPS first: rtnode must know its port to send results.
     let tps_cfg = demo_config(TPS_AE, &work.join("tps"));
-    let tps = crate::node::start(&tps_cfg, PeersFile { peers: vec![peer("RTNODE", 104, false)] }).await?;
+    let tps = crate::node::start(
+        &tps_cfg,
+        PeersFile {
+            peers: vec![peer("RTNODE", 104, false)],
+        },
+    )
+    .await?;
     let cfg = demo_config("RTNODE", &work.join("node"));
-    let node = crate::node::start(&cfg, PeersFile { peers: vec![peer(TPS_AE, tps.addr.port(), true)] }).await?;
-    println!("node RTNODE on {}, stand-in TPS {TPS_AE} on {}", node.addr, tps.addr);
+    let node = crate::node::start(
+        &cfg,
+        PeersFile {
+            peers: vec![peer(TPS_AE, tps.addr.port(), true)],
+        },
+    )
+    .await?;
+    println!(
+        "node RTNODE on {}, stand-in TPS {TPS_AE} on {}",
+        node.addr, tps.addr
+    );
 
     let target = Target {
         called_ae: "RTNODE".into(),
@@ -104,7 +119,12 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         t_send.elapsed().as_secs_f64()
     );
     for f in &failed {
-        println!("  failed: {} {:?} {:?}", f.path.display(), f.status, f.error);
+        println!(
+            "  failed: {} {:?} {:?}",
+            f.path.display(),
+            f.status,
+            f.error
+        );
     }
     if !failed.is_empty() {
         bail!("{} instance(s) were not stored", failed.len());
@@ -134,16 +154,31 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     let received = tps.node.store.index().counts()?.instances;
 
     for c in &report.courses {
-        println!("course {} ({}): {} v{}", c.id, c.patient_name, c.state, c.version);
+        println!(
+            "course {} ({}): {} v{}",
+            c.id, c.patient_name, c.state, c.version
+        );
         for s in &c.stage_details {
-            let time = s.duration_ms.map(|ms| format!("{:.2} s", ms as f64 / 1000.0)).unwrap_or_default();
-            let why = s.skip_reason.as_deref().or(s.error.as_deref()).unwrap_or("");
+            let time = s
+                .duration_ms
+                .map(|ms| format!("{:.2} s", ms as f64 / 1000.0))
+                .unwrap_or_default();
+            let why = s
+                .skip_reason
+                .as_deref()
+                .or(s.error.as_deref())
+                .unwrap_or("");
             println!("  {:<13} {:<8} {:>8}  {}", s.stage, s.state, time, why);
         }
         print_dvh(&cfg.node.data_dir, &c.id, c.version);
         println!(
             "  results: {}",
-            cfg.node.data_dir.join("courses").join(&c.id).join(format!("v{}", c.version)).display()
+            cfg.node
+                .data_dir
+                .join("courses")
+                .join(&c.id)
+                .join(format!("v{}", c.version))
+                .display()
         );
     }
     println!(
@@ -158,7 +193,8 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     } else {
         std::fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;
     }
-    if report.courses.iter().any(|c| c.state != "done") || report.outbound.dead > 0 || received == 0 {
+    if report.courses.iter().any(|c| c.state != "done") || report.outbound.dead > 0 || received == 0
+    {
         bail!("the course did not complete cleanly");
     }
     Ok(())
@@ -173,7 +209,9 @@ fn print_dvh(data_dir: &Path, course: &str, version: u32) {
         .join("dvh")
         .join("dvh.json");
     let Ok(bytes) = std::fs::read(&p) else { return };
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return;
+    };
     let Some(rois) = v.get("rois").and_then(|r| r.as_array()) else {
         return;
     };
@@ -183,7 +221,12 @@ fn print_dvh(data_dir: &Path, course: &str, version: u32) {
     for roi in rois {
         let name = roi["name"].as_str().unwrap_or("?");
         let m = &roi["metrics"];
-        let get = |k: &str| m.get(k).and_then(|x| x.as_f64()).map(|x| format!("{x:.2}")).unwrap_or("-".into());
+        let get = |k: &str| {
+            m.get(k)
+                .and_then(|x| x.as_f64())
+                .map(|x| format!("{x:.2}"))
+                .unwrap_or("-".into())
+        };
         println!(
             "    {:<16} volume {:>9}  Dmean {:>7}  D95 {:>7}  D2 {:>7}  Dmax {:>7}",
             name,

@@ -485,7 +485,8 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     runtime()?.block_on(async move {
         let running = rtnode::node::start(&cfg, peers).await?;
         let config_path = args.config.exists().then(|| args.config.clone());
-        let _watcher = rtnode::service::spawn_reloader(running.node.clone(), peers_path, config_path)?;
+        let _watcher =
+            rtnode::service::spawn_reloader(running.node.clone(), peers_path, config_path)?;
         rtnode::service::spawn_notifier(running.node.clone());
         wait_for_signal().await?;
         info!("shutting down");

@@ -72,7 +72,9 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
         Some(audit.clone()),
     )?;
     let mut stages = crate::stages::registry_with(cfg);
-    stages.push(Arc::new(crate::stages::export::Export::new(exporter.clone())));
+    stages.push(Arc::new(crate::stages::export::Export::new(
+        exporter.clone(),
+    )));
     let pipeline = Pipeline::with_stages(
         &data_dir,
         state.clone(),
@@ -89,11 +91,13 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
         let (tx, rx) = std::sync::mpsc::channel::<crate::store::InstanceRecord>();
         let e = exporter.clone();
         let dir = data_dir.clone();
-        std::thread::Builder::new().name("router".into()).spawn(move || {
-            while let Ok(rec) = rx.recv() {
-                e.route(&rec, &dir);
-            }
-        })?;
+        std::thread::Builder::new()
+            .name("router".into())
+            .spawn(move || {
+                while let Ok(rec) = rx.recv() {
+                    e.route(&rec, &dir);
+                }
+            })?;
         let tx = std::sync::Mutex::new(tx);
         let p = pipeline.clone();
         store.set_listener(Arc::new(move |r| {

@@ -159,7 +159,11 @@ pub async fn serve_admin(listener: UnixListener, node: Arc<Node>, listening: Str
             let text = std::str::from_utf8(&req[..n]).map(str::trim).unwrap_or("");
             let reply = match text {
                 t if t.starts_with("retry") => {
-                    let ids: Vec<u64> = t.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+                    let ids: Vec<u64> = t
+                        .split_whitespace()
+                        .skip(1)
+                        .filter_map(|x| x.parse().ok())
+                        .collect();
                     match &node.exporter {
                         Some(e) => match e.retry_dead(&ids) {
                             Ok(n) => format!("{{\"requeued\":{n}}}").into_bytes(),

@@ -100,7 +100,10 @@ fn course_arrives_out_of_order_then_a_revision_reruns_only_what_depends_on_it() 
         v["stage_runs"]["organize"], 1,
         "organize must not run again"
     );
-    assert_eq!(v["stage_runs"]["segmentation"], 1, "segmentation reads only the CT");
+    assert_eq!(
+        v["stage_runs"]["segmentation"], 1,
+        "segmentation reads only the CT"
+    );
     assert_eq!(
         v["stage_runs"]["qc"], 2,
         "qc reads the structure set, so it runs again"
@@ -127,7 +130,11 @@ fn course_arrives_out_of_order_then_a_revision_reruns_only_what_depends_on_it() 
     // auto-segmentation RTSTRUCT coming back as if through a PACS: nothing
     // re-opens the course.
     send_ok(s.port, std::slice::from_ref(&ss2));
-    let ours = s.data_dir.join("courses").join(&id).join("v2/segmentation/rtstruct.dcm");
+    let ours = s
+        .data_dir
+        .join("courses")
+        .join(&id)
+        .join("v2/segmentation/rtstruct.dcm");
     assert!(ours.exists());
     send_ok(s.port, &[ours]);
     std::thread::sleep(std::time::Duration::from_secs(3));
@@ -135,7 +142,10 @@ fn course_arrives_out_of_order_then_a_revision_reruns_only_what_depends_on_it() 
     let c = course(&v, |_| true).unwrap();
     assert_eq!(c["version"], 2);
     assert_eq!(c["objects"]["rtstruct"], 2, "ours is not a member");
-    assert_eq!(v["instances"], 15, "12 CT + 2 plan RTSTRUCTs + ours, all stored");
+    assert_eq!(
+        v["instances"], 15,
+        "12 CT + 2 plan RTSTRUCTs + ours, all stored"
+    );
     s.stop();
 }
 
@@ -383,8 +393,15 @@ fn a_revised_rtstruct_gives_a_new_dvh_version_that_cites_it() {
         .arg(&course_dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&course_dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&course_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     let full = ServerOptions {
         extra_yaml: "pipeline:\n  stable_age_s: 1\n  trigger: full\n".into(),
@@ -392,7 +409,9 @@ fn a_revised_rtstruct_gives_a_new_dvh_version_that_cites_it() {
     };
     let s = Server::start(dir.path(), &full);
     send_ok(s.port, &files);
-    let v = wait_status(&s.data_dir, 120, "course done", |v| course(v, done).is_some());
+    let v = wait_status(&s.data_dir, 120, "course done", |v| {
+        course(v, done).is_some()
+    });
     let c = course(&v, done).unwrap();
     assert_eq!(c["stages"]["dvh"], "done", "{c}");
     let id = c["id"].as_str().unwrap().to_string();
@@ -400,7 +419,10 @@ fn a_revised_rtstruct_gives_a_new_dvh_version_that_cites_it() {
         &std::fs::read(s.data_dir.join("courses").join(&id).join("v1/dvh/dvh.json")).unwrap(),
     )
     .unwrap();
-    let original = dvh1["structure_set"]["sop_instance_uid"].as_str().unwrap().to_string();
+    let original = dvh1["structure_set"]["sop_instance_uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // The planning system re-sends the structure set, revised (new UID).
     let revised = dir.path().join("RS-revised.dcm");
@@ -443,7 +465,11 @@ fn dvh_settings_in_the_node_config_reach_the_stage() {
         .unwrap();
     assert!(out.status.success());
     let cfg = dir.path().join("rtnode.yaml");
-    std::fs::write(&cfg, "dvh:\n  constraints: [\"PTV: Dmax < 60 Gy\", \"BODY: Dmax < 45 Gy\"]\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "dvh:\n  constraints: [\"PTV: Dmax < 60 Gy\", \"BODY: Dmax < 45 Gy\"]\n",
+    )
+    .unwrap();
     let o = Command::new(BIN)
         .arg("process")
         .arg(&input)
@@ -458,8 +484,22 @@ fn dvh_settings_in_the_node_config_reach_the_stage() {
     assert!(stdout.contains("dvh=done"), "{stdout}");
     let v = status_json(&dir.path().join("out"));
     let id = v["courses"][0]["id"].as_str().unwrap();
-    let csv = std::fs::read_to_string(dir.path().join("out/courses").join(id).join("v1/dvh/dvh_constraints.csv")).unwrap();
+    let csv = std::fs::read_to_string(
+        dir.path()
+            .join("out/courses")
+            .join(id)
+            .join("v1/dvh/dvh_constraints.csv"),
+    )
+    .unwrap();
     assert!(csv.contains("PTV,PTV: Dmax < 60 Gy,Dmax,"), "{csv}");
-    assert!(csv.lines().any(|l| l.starts_with("PTV,") && l.ends_with(",pass")), "{csv}");
-    assert!(csv.lines().any(|l| l.starts_with("BODY,") && l.ends_with(",fail")), "{csv}");
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("PTV,") && l.ends_with(",pass")),
+        "{csv}"
+    );
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("BODY,") && l.ends_with(",fail")),
+        "{csv}"
+    );
 }

@@ -132,7 +132,11 @@ fn peers_reload_on_sighup_and_on_change_without_dropping_associations() {
     // load; what matters is that the new file takes effect.
     let deadline = Instant::now() + Duration::from_secs(20);
     while !echo_as(s.port, "WATCHED") {
-        assert!(Instant::now() < deadline, "WATCHED never accepted:\n{}", s.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "WATCHED never accepted:\n{}",
+            s.log_text()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(
@@ -243,17 +247,27 @@ fn metrics_count_instances_and_failures_by_reason() {
     let s = Server::start(dir.path(), &ServerOptions::default());
     let node: serde_json::Value =
         serde_json::from_slice(&std::fs::read(s.data_dir.join("node.json")).unwrap()).unwrap();
-    let addr = node["metrics"].as_str().expect("metrics address in node.json").to_string();
+    let addr = node["metrics"]
+        .as_str()
+        .expect("metrics address in node.json")
+        .to_string();
     send_ok(s.port, &files);
     assert!(!echo_as(s.port, "NOBODY"));
     let mut conn = TcpStream::connect(&addr).unwrap();
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut body = String::new();
     conn.read_to_string(&mut body).unwrap();
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
     assert!(body.contains("text/plain; version=0.0.4"));
-    assert!(body.contains("\nrtnode_instances_received_total 3\n"), "{body}");
-    assert!(body.contains("rtnode_failures_total{reason=\"rejected_calling_ae\"} 1"), "{body}");
+    assert!(
+        body.contains("\nrtnode_instances_received_total 3\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("rtnode_failures_total{reason=\"rejected_calling_ae\"} 1"),
+        "{body}"
+    );
     assert!(body.contains("rtnode_outbound{state=\"pending\"} 0"));
     s.stop();
 }
@@ -268,7 +282,12 @@ fn audit_trail_names_who_sent_which_patient() {
     let data_dir = s.data_dir.clone();
     s.stop();
     let audit = data_dir.join("audit");
-    let file = std::fs::read_dir(&audit).unwrap().next().unwrap().unwrap().path();
+    let file = std::fs::read_dir(&audit)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let events: Vec<serde_json::Value> = std::fs::read_to_string(&file)
         .unwrap()
         .lines()
@@ -276,18 +295,38 @@ fn audit_trail_names_who_sent_which_patient() {
         .collect();
     let kinds: Vec<(String, String)> = events
         .iter()
-        .map(|e| (e["event"].as_str().unwrap().into(), e["action"].as_str().unwrap().into()))
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap().into(),
+                e["action"].as_str().unwrap().into(),
+            )
+        })
         .collect();
-    assert_eq!(kinds.first().unwrap(), &("ApplicationActivity".into(), "started".into()));
-    assert_eq!(kinds.last().unwrap(), &("ApplicationActivity".into(), "stopped".into()));
-    let received: Vec<&serde_json::Value> = events.iter().filter(|e| e["action"] == "received").collect();
+    assert_eq!(
+        kinds.first().unwrap(),
+        &("ApplicationActivity".into(), "started".into())
+    );
+    assert_eq!(
+        kinds.last().unwrap(),
+        &("ApplicationActivity".into(), "stopped".into())
+    );
+    let received: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["action"] == "received")
+        .collect();
     assert_eq!(received.len(), 2);
     for e in &received {
         assert_eq!(e["calling_ae"], "RTNODE_SCU");
         assert_eq!(e["patient_id"], "RTNODE-PHANTOM-001");
         assert!(e["time"].as_str().unwrap().ends_with('Z'));
     }
-    let alert = events.iter().find(|e| e["event"] == "SecurityAlert").unwrap();
+    let alert = events
+        .iter()
+        .find(|e| e["event"] == "SecurityAlert")
+        .unwrap();
     assert_eq!(alert["calling_ae"], "NOBODY");
-    assert_eq!(file.file_name().unwrap().to_str().unwrap().len(), "2026-01-01.jsonl".len());
+    assert_eq!(
+        file.file_name().unwrap().to_str().unwrap().len(),
+        "2026-01-01.jsonl".len()
+    );
 }

@@ -155,7 +155,9 @@ impl Exporter {
         let mut out: Vec<String> = peers
             .peers
             .iter()
-            .filter(|p| p.receives_results || (p.results_to_sender && senders.contains(p.ae_title.trim())))
+            .filter(|p| {
+                p.receives_results || (p.results_to_sender && senders.contains(p.ae_title.trim()))
+            })
             .map(|p| p.ae_title.trim().to_string())
             .collect();
         out.dedup();

@@ -28,15 +28,21 @@ pub fn compile(rules: &[RoutingRule]) -> Result<Vec<CompiledRule>> {
                 .tags
                 .iter()
                 .map(|(k, re)| {
-                    let tag = crate::uids::tag_by_keyword(k).with_context(|| format!("rule {}: unknown keyword {k}", r.name))?;
-                    let re = Regex::new(re).with_context(|| format!("rule {}: bad pattern for {k}", r.name))?;
+                    let tag = crate::uids::tag_by_keyword(k)
+                        .with_context(|| format!("rule {}: unknown keyword {k}", r.name))?;
+                    let re = Regex::new(re)
+                        .with_context(|| format!("rule {}: bad pattern for {k}", r.name))?;
                     Ok((tag, re))
                 })
                 .collect::<Result<Vec<_>>>()?;
             let sop_class = r
                 .sop_class
                 .iter()
-                .map(|c| crate::uids::sop_class_keyword_uid(c).map(str::to_string).unwrap_or_else(|| c.clone()))
+                .map(|c| {
+                    crate::uids::sop_class_keyword_uid(c)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| c.clone())
+                })
                 .collect();
             Ok(CompiledRule {
                 name: r.name.clone(),
@@ -52,7 +58,11 @@ pub fn compile(rules: &[RoutingRule]) -> Result<Vec<CompiledRule>> {
 
 /// The rules an instance matches, with their destinations. Attribute
 /// patterns read the stored file (only when a rule has them).
-pub fn matching(rules: &[CompiledRule], rec: &InstanceRecord, data_dir: &Path) -> Vec<(String, Vec<String>)> {
+pub fn matching(
+    rules: &[CompiledRule],
+    rec: &InstanceRecord,
+    data_dir: &Path,
+) -> Vec<(String, Vec<String>)> {
     let mut header: Option<Option<dicom_object::DefaultDicomObject>> = None;
     let mut out = Vec::new();
     for r in rules {

@@ -710,6 +710,8 @@ impl Pipeline {
         let inner = self.lock();
         let mut st = build_status(&inner.courses, &inner.jobs, &inner.running);
         st.stage_runs = self.state.stage_runs()?;
+        let order: Vec<&str> = self.stages.iter().map(|s| s.name()).collect();
+        in_dag_order(&mut st, &order);
         Ok(st)
     }
 
@@ -826,5 +828,23 @@ pub fn offline_status(state: &StateDb) -> Result<PipelineStatus> {
     }
     let mut st = build_status(&courses, &jobs, &HashMap::new());
     st.stage_runs = state.stage_runs()?;
+    let order: Vec<&'static str> = crate::stages::registry()
+        .iter()
+        .map(|s| s.name())
+        .chain(["export"])
+        .collect();
+    in_dag_order(&mut st, &order);
     Ok(st)
+}
+
+/// Stages listed in the order they run, not alphabetically.
+fn in_dag_order(st: &mut PipelineStatus, order: &[&str]) {
+    for c in &mut st.courses {
+        c.stage_details.sort_by_key(|d| {
+            order
+                .iter()
+                .position(|n| *n == d.stage)
+                .unwrap_or(usize::MAX)
+        });
+    }
 }

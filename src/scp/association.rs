@@ -547,7 +547,11 @@ impl Session {
         let sop_instance = command.affected_sop_instance_uid.as_deref().unwrap_or("");
         self.node.audit.record(crate::audit::Event {
             event: "DICOMInstancesTransferred",
-            action: if result.is_ok() { "received" } else { "refused" },
+            action: if result.is_ok() {
+                "received"
+            } else {
+                "refused"
+            },
             calling_ae: self.calling_ae.clone(),
             called_ae: self.node.ae_title.clone(),
             peer: self.record.peer_address.clone(),

@@ -35,15 +35,26 @@ impl Stage for DvhStage {
         let mut keys = member_keys(std::iter::once(ss));
         keys.extend(member_keys(course.doses.iter().map(|d| &d.member)));
         keys.extend(member_keys(course.plans.iter().map(|p| &p.member)));
-        keys.push(format!("settings:{}", serde_json::to_string(&self.settings).unwrap_or_default()));
+        keys.push(format!(
+            "settings:{}",
+            serde_json::to_string(&self.settings).unwrap_or_default()
+        ));
         Ok(keys)
     }
 
     fn run(&self, ctx: &StageContext) -> Result<Outcome> {
         let course = ctx.course;
         let ss = course.current_structure_set().context("no RTSTRUCT")?;
-        let doses: Vec<_> = course.doses.iter().map(|d| ctx.instance_path(&d.member.path)).collect();
-        let plans: Vec<_> = course.plans.iter().map(|p| ctx.instance_path(&p.member.path)).collect();
+        let doses: Vec<_> = course
+            .doses
+            .iter()
+            .map(|d| ctx.instance_path(&d.member.path))
+            .collect();
+        let plans: Vec<_> = course
+            .plans
+            .iter()
+            .map(|p| ctx.instance_path(&p.member.path))
+            .collect();
         (ctx.progress)(0, 1);
         // The course's dose is chosen by the rules, never an unreferenced
         // RTDOSE attached silently (the command line may; a stage may not).
@@ -52,7 +63,13 @@ impl Stage for DvhStage {
             .build()
             .context("thread pool")?;
         let report = pool.install(|| {
-            report_from_files(&ctx.instance_path(&ss.path), &doses, &plans, &self.settings, false)
+            report_from_files(
+                &ctx.instance_path(&ss.path),
+                &doses,
+                &plans,
+                &self.settings,
+                false,
+            )
         })?;
         write_outputs(&ctx.out_dir, &report)?;
         (ctx.progress)(1, 1);

@@ -35,11 +35,18 @@ impl Stage for Export {
 
     fn inputs(&self, course: &Course) -> Inputs {
         // Which results go where depends on who sent the course.
-        Ok(course.calling_aes.iter().map(|ae| format!("from:{ae}")).collect())
+        Ok(course
+            .calling_aes
+            .iter()
+            .map(|ae| format!("from:{ae}"))
+            .collect())
     }
 
     fn run(&self, ctx: &StageContext) -> Result<Outcome> {
-        let seg = ctx.upstream.get("segmentation").context("no segmentation output")?;
+        let seg = ctx
+            .upstream
+            .get("segmentation")
+            .context("no segmentation output")?;
         let rtstruct = seg.join("rtstruct.dcm");
         let destinations = self.exporter.result_destinations(&ctx.course.calling_aes);
         if destinations.is_empty() {
@@ -69,7 +76,10 @@ impl Stage for Export {
             "destinations": destinations,
             "sop_instance_uid": item.sop_instance,
         });
-        std::fs::write(ctx.out_dir.join(QUEUED_FILE), serde_json::to_vec_pretty(&summary)?)?;
+        std::fs::write(
+            ctx.out_dir.join(QUEUED_FILE),
+            serde_json::to_vec_pretty(&summary)?,
+        )?;
         Ok(Outcome::Done(summary))
     }
 }

@@ -203,7 +203,11 @@ print(json.dumps(out))
 "#;
     // The repo's test venv (tests/setup.sh) has pydicom.
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(python.exists(), "{} missing: run tests/setup.sh", python.display());
+    assert!(
+        python.exists(),
+        "{} missing: run tests/setup.sh",
+        python.display()
+    );
     let out = Command::new(python)
         .arg("-c")
         .arg(script)
