@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod config;
 pub mod course;
+pub mod dcm;
 pub mod demo;
 pub mod dimse;
 pub mod doctor;

@@ -4,7 +4,9 @@
 //!
 //! Coordinates are DICOM patient coordinates in millimetres throughout.
 
-pub mod dcm;
+// Tolerant attribute access lives at the crate root: the store reads
+// instance records with it too.
+pub use crate::dcm;
 pub mod edt;
 pub mod plan;
 pub mod raster;

@@ -3,7 +3,11 @@
 
 use std::path::Path;
 
-use dicom_core::{Tag, VR};
+use dicom_core::Tag;
+
+// Tolerant of values forwarded as UN (PS3.5 6.2.2): standard RT
+// attributes arrive that way from older PACS.
+use crate::dcm::{items, text};
 use dicom_dictionary_std::tags;
 use dicom_object::{InMemDicomObject, OpenFileOptions};
 use serde::{Deserialize, Serialize};
@@ -89,32 +93,6 @@ pub struct InstanceRecord {
     pub received_at: String,
 }
 
-/// Text of an element. An archive whose dictionary predates an attribute
-/// forwards it as UN (PS3.5 6.2.2); standard RT attributes arrive that way
-/// from older PACS, so UN values are read as the text they carry.
-fn text(obj: &InMemDicomObject, tag: Tag) -> String {
-    let Some(e) = obj.get(tag) else {
-        return String::new();
-    };
-    let s = if e.vr() == VR::UN {
-        match e.to_bytes() {
-            Ok(b)
-                if b.iter()
-                    .all(|c| c.is_ascii() && (!c.is_ascii_control() || *c == 0)) =>
-            {
-                String::from_utf8_lossy(&b).into_owned()
-            }
-            _ => return String::new(),
-        }
-    } else {
-        match e.to_str() {
-            Ok(s) => s.into_owned(),
-            Err(_) => return String::new(),
-        }
-    };
-    s.trim_end_matches(['\0', ' ']).trim().to_string()
-}
-
 fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
     obj.get(tag).and_then(|e| e.to_int::<i64>().ok())
 }
@@ -122,60 +100,6 @@ fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
 fn floats<const N: usize>(obj: &InMemDicomObject, tag: Tag) -> Option<[f64; N]> {
     let v = obj.get(tag)?.to_multi_float64().ok()?;
     v.try_into().ok()
-}
-
-/// Items of a sequence; a sequence forwarded as UN is implicit VR little
-/// endian inside (PS3.5 6.2.2) and is decoded here.
-fn items(obj: &InMemDicomObject, tag: Tag) -> Vec<InMemDicomObject> {
-    let Some(e) = obj.get(tag) else {
-        return Vec::new();
-    };
-    if let Some(items) = e.items() {
-        return items.to_vec();
-    }
-    if e.vr() != VR::UN {
-        return Vec::new();
-    }
-    let Ok(bytes) = e.to_bytes() else {
-        return Vec::new();
-    };
-    un_sequence_items(&bytes)
-}
-
-fn un_sequence_items(bytes: &[u8]) -> Vec<InMemDicomObject> {
-    use dicom_encoding::TransferSyntaxIndex;
-    let Some(ts) =
-        dicom_transfer_syntax_registry::TransferSyntaxRegistry.get(crate::uids::IMPLICIT_VR_LE)
-    else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let mut pos = 0usize;
-    while pos + 8 <= bytes.len() {
-        let tag = (
-            u16::from_le_bytes([bytes[pos], bytes[pos + 1]]),
-            u16::from_le_bytes([bytes[pos + 2], bytes[pos + 3]]),
-        );
-        let len = u32::from_le_bytes([
-            bytes[pos + 4],
-            bytes[pos + 5],
-            bytes[pos + 6],
-            bytes[pos + 7],
-        ]);
-        // Only defined-length items; anything else is left alone rather than guessed.
-        if tag != (0xFFFE, 0xE000) || len == u32::MAX {
-            break;
-        }
-        let start = pos + 8;
-        let Some(body) = bytes.get(start..start + len as usize) else {
-            break;
-        };
-        if let Ok(item) = InMemDicomObject::read_dataset_with_ts(body, ts) {
-            out.push(item);
-        }
-        pos = start + len as usize;
-    }
-    out
 }
 
 fn references(obj: &InMemDicomObject) -> Vec<Reference> {
@@ -310,7 +234,7 @@ pub fn read_record(path: &Path) -> Result<InstanceRecord, RecordError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dicom_core::{DataElement, PrimitiveValue};
+    use dicom_core::{DataElement, PrimitiveValue, VR};
     use dicom_object::meta::FileMetaTableBuilder;
 
     /// Writes a minimal RT Structure Set whose patient name is in `charset`.
