@@ -193,47 +193,39 @@ pub async fn serve_admin(listener: UnixListener, node: Arc<Node>, listening: Str
 /// Requeues dead letters: through the running server, or in the state
 /// database when none runs.
 pub fn retry(data_dir: &Path, ids: &[u64]) -> Result<usize> {
-    let path = admin_socket_path(data_dir);
-    if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&path) {
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let req = format!(
-            "retry {}\n",
-            ids.iter().map(u64::to_string).collect::<Vec<_>>().join(" ")
-        );
-        s.write_all(req.as_bytes())?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf)?;
-        let v: serde_json::Value = serde_json::from_slice(&buf)?;
-        if let Some(e) = v.get("error") {
-            anyhow::bail!("server: {e}");
-        }
-        return Ok(v["requeued"].as_u64().unwrap_or(0) as usize);
+    let req = format!(
+        "retry {}\n",
+        ids.iter().map(u64::to_string).collect::<Vec<_>>().join(" ")
+    );
+    if let Some(reply) = ask_server(data_dir, &req) {
+        return Ok(reply?["requeued"].as_u64().unwrap_or(0) as usize);
     }
     let state = StateDb::open(data_dir)?;
     crate::export::requeue_dead(&state, ids)
 }
 
-/// Asks a running server; `None` when none answers.
-fn ask_server(data_dir: &Path) -> Option<Result<StatusReport>> {
+/// Sends one request to a running server and returns its JSON reply;
+/// `None` when no server answers on the admin socket.
+fn ask_server(data_dir: &Path, request: &str) -> Option<Result<serde_json::Value>> {
     let path = admin_socket_path(data_dir);
     let mut s = std::os::unix::net::UnixStream::connect(&path).ok()?;
-    let mut run = || -> Result<StatusReport> {
+    let mut run = || -> Result<serde_json::Value> {
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        s.write_all(b"status\n")?;
+        s.write_all(request.as_bytes())?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf)?;
         let v: serde_json::Value = serde_json::from_slice(&buf).context("bad reply from server")?;
         if let Some(e) = v.get("error") {
             anyhow::bail!("server: {e}");
         }
-        Ok(serde_json::from_value(v)?)
+        Ok(v)
     };
     Some(run())
 }
 
 pub fn report(data_dir: &Path) -> Result<StatusReport> {
-    if let Some(r) = ask_server(data_dir) {
-        return r;
+    if let Some(reply) = ask_server(data_dir, "status\n") {
+        return Ok(serde_json::from_value(reply?)?);
     }
     let index_path = crate::store::index_path(data_dir);
     if !index_path.exists() {
