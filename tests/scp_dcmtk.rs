@@ -182,7 +182,22 @@ fn unknown_or_unauthorised_callers_and_wrong_called_ae_are_rejected() {
         "{}",
         text(&wrong_called)
     );
-    let status = s.status_json();
+    // The association log is written as each association ends, after the
+    // peer already has its A-ASSOCIATE-RJ: wait for all three records.
+    let rejected = |v: &serde_json::Value| {
+        v["recent_associations"].as_array().is_some_and(|a| {
+            a.iter()
+                .filter(|a| a["outcome"].as_str().unwrap_or("").starts_with("rejected"))
+                .count()
+                >= 3
+        })
+    };
+    let status = wait_status(
+        &s.data_dir,
+        20,
+        "three rejected associations logged",
+        rejected,
+    );
     let outcomes: Vec<String> = status["recent_associations"]
         .as_array()
         .unwrap()
