@@ -52,42 +52,25 @@ impl Volume {
             .data
             .iter()
             .all(|v| v.fract() == 0.0 && *v >= i16::MIN as f32 && *v <= i16::MAX as f32);
-        let f =
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        let mut w = BufWriter::with_capacity(1 << 20, f);
-        let dir = |v: [f64; 3], s: f64| format!("({},{},{})", v[0] * s, v[1] * s, v[2] * s);
-        write!(
-            w,
-            "NRRD0004\n# written by rtnode {}\ntype: {}\ndimension: 3\nspace: left-posterior-superior\nsizes: {} {} {}\nspace directions: {} {} {}\nkinds: domain domain domain\nendian: little\nencoding: raw\nspace origin: ({},{},{})\n\n",
-            env!("CARGO_PKG_VERSION"),
-            if integral { "short" } else { "float" },
-            g.size[0],
-            g.size[1],
-            g.size[2],
-            dir(g.directions[0], g.spacing[0]),
-            dir(g.directions[1], g.spacing[1]),
-            dir(g.directions[2], g.spacing[2]),
-            g.origin[0],
-            g.origin[1],
-            g.origin[2],
-        )?;
-        // NRRD's fastest axis is the first size: columns, then rows, then slices,
-        // which is the standard layout of our [slice, row, column] array.
-        let mut buf = Vec::with_capacity(1 << 20);
-        for v in self.data.iter() {
-            if integral {
-                buf.extend_from_slice(&(*v as i16).to_le_bytes());
-            } else {
-                buf.extend_from_slice(&v.to_le_bytes());
-            }
-            if buf.len() >= 1 << 20 {
-                w.write_all(&buf)?;
-                buf.clear();
-            }
+        // NRRD's fastest axis is the first size: columns, then rows, then
+        // slices, which is the standard layout of our [slice, row, column] array.
+        if integral {
+            write_raw_nrrd(
+                path,
+                g,
+                "written by rtnode",
+                "short",
+                self.data.iter().map(|v| (*v as i16).to_le_bytes()),
+            )
+        } else {
+            write_raw_nrrd(
+                path,
+                g,
+                "written by rtnode",
+                "float",
+                self.data.iter().map(|v| v.to_le_bytes()),
+            )
         }
-        w.write_all(&buf)?;
-        w.flush()?;
-        Ok(())
     }
 
     /// Reads the NRRD files this module writes (raw, little endian, short or
@@ -170,6 +153,48 @@ impl Volume {
             data,
         })
     }
+}
+
+/// Writes a raw little-endian 3-D NRRD of `geometry` whose voxel values,
+/// in NRRD order (columns fastest), come from `values`; `nrrd_type` names
+/// their type ("short", "float").
+pub fn write_raw_nrrd<const N: usize>(
+    path: &Path,
+    geometry: &Geometry,
+    comment: &str,
+    nrrd_type: &str,
+    values: impl Iterator<Item = [u8; N]>,
+) -> Result<()> {
+    let g = geometry;
+    let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    let dir = |v: [f64; 3], s: f64| format!("({},{},{})", v[0] * s, v[1] * s, v[2] * s);
+    write!(
+        w,
+        "NRRD0004\n# {comment} {}\ntype: {nrrd_type}\ndimension: 3\nspace: left-posterior-superior\nsizes: {} {} {}\nspace directions: {} {} {}\nkinds: domain domain domain\nendian: little\nencoding: raw\nspace origin: ({},{},{})\n\n",
+        env!("CARGO_PKG_VERSION"),
+        g.size[0],
+        g.size[1],
+        g.size[2],
+        dir(g.directions[0], g.spacing[0]),
+        dir(g.directions[1], g.spacing[1]),
+        dir(g.directions[2], g.spacing[2]),
+        g.origin[0],
+        g.origin[1],
+        g.origin[2],
+    )?;
+    let mut buf = Vec::with_capacity(1 << 20);
+    for v in values {
+        buf.extend_from_slice(&v);
+        if buf.len() >= 1 << 20 {
+            w.write_all(&buf)?;
+            buf.clear();
+        }
+    }
+    w.write_all(&buf)?;
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 fn parse_vectors(s: &str) -> Result<Vec<[f64; 3]>> {

@@ -16,7 +16,6 @@ pub mod morph;
 pub mod rtstruct;
 
 use std::collections::BTreeMap;
-use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -262,36 +261,13 @@ pub fn write_labels_nrrd(path: &Path, geometry: &Geometry, labels: &Array3<u16>)
         "label values above {} do not fit the label file",
         i16::MAX
     );
-    let g = geometry;
-    let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut w = BufWriter::with_capacity(1 << 20, f);
-    let dir = |v: [f64; 3], s: f64| format!("({},{},{})", v[0] * s, v[1] * s, v[2] * s);
-    write!(
-        w,
-        "NRRD0004\n# labels written by rtnode {}\ntype: short\ndimension: 3\nspace: left-posterior-superior\nsizes: {} {} {}\nspace directions: {} {} {}\nkinds: domain domain domain\nendian: little\nencoding: raw\nspace origin: ({},{},{})\n\n",
-        env!("CARGO_PKG_VERSION"),
-        g.size[0],
-        g.size[1],
-        g.size[2],
-        dir(g.directions[0], g.spacing[0]),
-        dir(g.directions[1], g.spacing[1]),
-        dir(g.directions[2], g.spacing[2]),
-        g.origin[0],
-        g.origin[1],
-        g.origin[2],
-    )?;
-    let mut buf = Vec::with_capacity(1 << 20);
-    for &v in labels.iter() {
-        buf.extend_from_slice(&(v as i16).to_le_bytes());
-        if buf.len() >= 1 << 20 {
-            w.write_all(&buf)?;
-            buf.clear();
-        }
-    }
-    w.write_all(&buf)?;
-    w.flush()
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    crate::volume::write_raw_nrrd(
+        path,
+        geometry,
+        "labels written by rtnode",
+        "short",
+        labels.iter().map(|&v| (v as i16).to_le_bytes()),
+    )
 }
 
 fn text(obj: &dicom_object::InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {
