@@ -102,6 +102,9 @@ pub struct Config {
     /// destinations through the outbound queue.
     #[serde(default)]
     pub routing: Vec<RoutingRule>,
+    /// The research cohort export.
+    #[serde(default)]
+    pub cohort: CohortSection,
     /// The file this config was read from; relative paths inside the config
     /// are resolved against its directory.
     #[serde(skip)]
@@ -216,6 +219,10 @@ pub struct StorageSection {
     pub fsync: bool,
     #[serde(default = "default_min_free_bytes")]
     pub min_free_bytes: u64,
+    /// Purge courses with no activity for `older_than`, checked every
+    /// `check_every` by the running node; absent: nothing is purged.
+    #[serde(default)]
+    pub retention: Option<RetentionSection>,
 }
 
 impl Default for StorageSection {
@@ -223,8 +230,48 @@ impl Default for StorageSection {
         StorageSection {
             fsync: default_true(),
             min_free_bytes: default_min_free_bytes(),
+            retention: None,
         }
     }
+}
+
+/// Durations as humantime writes them: `90d`, `12h`, `1h 30m`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    pub older_than: String,
+    #[serde(default = "default_retention_check_every")]
+    pub check_every: String,
+}
+
+fn default_retention_check_every() -> String {
+    "1h".into()
+}
+
+impl RetentionSection {
+    pub fn older_than(&self) -> Result<std::time::Duration, String> {
+        humantime::parse_duration(self.older_than.trim())
+            .map_err(|e| format!("older_than {:?}: {e}", self.older_than))
+    }
+
+    pub fn check_every(&self) -> Result<std::time::Duration, String> {
+        let d = humantime::parse_duration(self.check_every.trim())
+            .map_err(|e| format!("check_every {:?}: {e}", self.check_every))?;
+        if d < std::time::Duration::from_secs(1) {
+            return Err(format!("check_every {:?} is below 1 s", self.check_every));
+        }
+        Ok(d)
+    }
+}
+
+/// The research cohort export (`rtnode export`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CohortSection {
+    /// Secret key file for `--pseudonymise` (relative to this config's
+    /// directory); `rtnode export --pseudonym-key` overrides it.
+    #[serde(default)]
+    pub pseudonym_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -448,6 +495,15 @@ impl Config {
     /// defaults) it is taken relative to the directory of
     /// [`DEFAULT_CONFIG_PATH`], which makes the default land on
     /// [`DEFAULT_PEERS_PATH`] in the working directory.
+    /// `cohort.pseudonym_key_file`, relative to the config file's directory.
+    pub fn resolved_pseudonym_key_file(&self) -> Option<PathBuf> {
+        let rel = self.cohort.pseudonym_key_file.as_ref()?;
+        Some(match &self.source {
+            Some(src) if rel.is_relative() => src.parent().unwrap_or(Path::new("")).join(rel),
+            _ => rel.clone(),
+        })
+    }
+
     pub fn resolved_peers_file(&self) -> PathBuf {
         let rel = &self.node.peers_file;
         if rel.is_absolute() {
@@ -960,6 +1016,15 @@ fn check_config(c: &Config, text: &str, file: &Path) -> Vec<ConfigError> {
                 "to",
                 format!("rule {:?} has no destination", rule.name),
             );
+        }
+    }
+
+    if let Some(r) = &c.storage.retention {
+        if let Err(m) = r.older_than() {
+            err("storage", "retention", m);
+        }
+        if let Err(m) = r.check_every() {
+            err("storage", "retention", m);
         }
     }
 

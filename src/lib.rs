@@ -6,6 +6,8 @@
 //! the CLI sit at the edge. See ARCHITECTURE.md.
 
 pub mod audit;
+pub mod backup;
+pub mod cohort;
 pub mod config;
 pub mod course;
 pub mod dcm;
@@ -19,6 +21,7 @@ pub mod node;
 pub mod part10;
 pub mod pipeline;
 pub mod process;
+pub mod retention;
 pub mod rt;
 pub mod scp;
 pub mod scu;

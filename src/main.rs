@@ -137,6 +137,58 @@ enum Command {
         #[arg(long)]
         peers: Option<PathBuf>,
     },
+    /// Write the cohort tables (DVH metrics, radiomics, QC, courses) of every course.
+    Export {
+        /// Output folder (created): dvh_metrics, radiomics, qc and courses tables.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: rtnode::cohort::Format,
+        /// Replace patient IDs, names and UIDs by keyed pseudonyms; drop dates and free text.
+        #[arg(long)]
+        pseudonymise: bool,
+        /// Secret key file for --pseudonymise (default: cohort.pseudonym_key_file of the config).
+        #[arg(long)]
+        pseudonym_key: Option<PathBuf>,
+        /// Data directory (default: node.data_dir of the config).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Node configuration file.
+        #[arg(long, default_value = config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Remove courses with no activity for a while: instances, results, state rows.
+    Purge {
+        /// Data directory of the node (a running node does the purge itself).
+        #[arg(long, default_value = "/var/lib/rtnode")]
+        data_dir: PathBuf,
+        /// Age of the last activity, e.g. 90d, 12h, 1h 30m.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        older_than: std::time::Duration,
+        /// Only list what would be purged.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy the state database consistently, also while the node serves.
+    Backup {
+        /// Data directory of the node.
+        #[arg(long, default_value = "/var/lib/rtnode")]
+        data_dir: PathBuf,
+        /// The backup file to write (replaced when it exists).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Replace the state database with a backup (the node must be stopped).
+    Restore {
+        /// The backup file (from `rtnode backup`).
+        file: PathBuf,
+        /// Data directory of the node.
+        #[arg(long, default_value = "/var/lib/rtnode")]
+        data_dir: PathBuf,
+    },
     /// Rebuild the instance index from the stored files alone (server stopped).
     RebuildIndex {
         /// Data directory of the node.
@@ -409,12 +461,169 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Export {
+            out,
+            format,
+            pseudonymise,
+            pseudonym_key,
+            data_dir,
+            config,
+        } => {
+            init_logging(LogFormat::Text, "warn");
+            cohort_export(CohortArgs {
+                out,
+                format,
+                pseudonymise,
+                pseudonym_key,
+                data_dir,
+                config,
+            })
+        }
+        Command::Purge {
+            data_dir,
+            older_than,
+            dry_run,
+            json,
+        } => {
+            init_logging(LogFormat::Text, "warn");
+            let r = rtnode::retention::purge_data_dir(
+                &data_dir,
+                rtnode::retention::PurgeOptions {
+                    older_than,
+                    dry_run,
+                },
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                let verb = if r.dry_run { "would purge" } else { "purged" };
+                for p in &r.purged {
+                    println!(
+                        "{verb} {} (last activity {}, {} instance(s))",
+                        p.course_id, p.last_activity, p.instances
+                    );
+                }
+                for k in &r.kept {
+                    println!("kept {}: {}", k.course_id, k.reason);
+                }
+                println!(
+                    "{} course(s) {verb}, {} due but kept, {} recent (cutoff {})",
+                    r.purged.len(),
+                    r.kept.len(),
+                    r.recent,
+                    r.cutoff
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup { data_dir, out } => {
+            let s = rtnode::backup::backup(&data_dir, &out)?;
+            println!(
+                "state database backed up to {}: {} courses, {} jobs, {} outbound items, {} associations",
+                out.display(),
+                s.courses,
+                s.jobs,
+                s.outbound,
+                s.associations
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore { file, data_dir } => {
+            let r = rtnode::backup::restore(&data_dir, &file)?;
+            println!(
+                "state database restored from {}: {} courses, {} jobs, {} outbound items",
+                file.display(),
+                r.summary.courses,
+                r.summary.jobs,
+                r.summary.outbound
+            );
+            if let Some(p) = &r.previous {
+                println!("the database it replaced is kept as {}", p.display());
+            }
+            println!(
+                "next: rtnode rebuild-index --data-dir {}",
+                data_dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::RebuildIndex { data_dir } => {
             init_logging(LogFormat::Text, "info");
             rebuild(&data_dir)?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+struct CohortArgs {
+    out: PathBuf,
+    format: rtnode::cohort::Format,
+    pseudonymise: bool,
+    pseudonym_key: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    config: PathBuf,
+}
+
+fn cohort_export(a: CohortArgs) -> Result<ExitCode> {
+    let cfg = if a.config.exists() {
+        config::load_config(&a.config).map_err(|e| anyhow::anyhow!("{e}"))?
+    } else {
+        Config::default()
+    };
+    let data_dir = a.data_dir.unwrap_or_else(|| cfg.node.data_dir.clone());
+    let pseudonymiser = if a.pseudonymise {
+        let key = a
+            .pseudonym_key
+            .or_else(|| cfg.resolved_pseudonym_key_file())
+            .context("--pseudonymise needs a key: --pseudonym-key FILE or cohort.pseudonym_key_file in the config")?;
+        Some(rtnode::cohort::pseudonym::Pseudonymiser::from_key_file(
+            &key,
+        )?)
+    } else {
+        anyhow::ensure!(
+            a.pseudonym_key.is_none(),
+            "--pseudonym-key is only used with --pseudonymise"
+        );
+        None
+    };
+    let source = rtnode::cohort::load_source(&data_dir)?;
+    let summary = rtnode::cohort::export(
+        &data_dir,
+        &source,
+        &rtnode::cohort::ExportOptions {
+            out: a.out,
+            format: a.format,
+            pseudonymiser,
+        },
+    )?;
+    for t in &summary.tables {
+        println!(
+            "{}\t{} rows\t{} columns\t{}",
+            t.name,
+            t.rows,
+            t.columns,
+            t.path.display()
+        );
+    }
+    println!(
+        "{} course(s) exported{}",
+        summary.courses,
+        if summary.pseudonymised {
+            format!(
+                ", pseudonymised ({} cell(s) blanked for still naming a patient)",
+                summary.blanked_cells
+            )
+        } else {
+            String::new()
+        }
+    );
+    for p in &summary.problems {
+        eprintln!("problem: {p}");
+    }
+    Ok(if summary.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn rebuild(data_dir: &Path) -> Result<()> {

@@ -26,6 +26,7 @@ pub struct RunningNode {
     server: JoinHandle<()>,
     admin: Option<JoinHandle<()>>,
     scheduler: std::thread::JoinHandle<()>,
+    retention: Option<crate::retention::RetentionThread>,
     data_dir: PathBuf,
 }
 
@@ -150,6 +151,17 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
     std::fs::write(node_file_path(&data_dir), serde_json::to_vec_pretty(&nf)?)
         .context("writing node.json")?;
     exporter.spawn();
+    let retention = match &cfg.storage.retention {
+        Some(r) => {
+            let policy = crate::retention::Policy {
+                older_than: r.older_than().map_err(anyhow::Error::msg)?,
+                check_every: r.check_every().map_err(anyhow::Error::msg)?,
+            };
+            info!(older_than = %r.older_than, check_every = %r.check_every, "retention policy on");
+            Some(crate::retention::spawn(node.clone(), policy)?)
+        }
+        None => None,
+    };
     let (shutdown, rx) = watch::channel(false);
     let server = tokio::spawn(scp::run(node.clone(), listener, rx));
     info!(
@@ -167,6 +179,7 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
         server,
         admin,
         scheduler,
+        retention,
         data_dir,
     })
 }
@@ -193,6 +206,7 @@ impl RunningNode {
             ..Default::default()
         });
         let scheduler = self.scheduler;
+        let retention = self.retention;
         if let Some(p) = &node.pipeline {
             p.stop();
         }
@@ -200,6 +214,10 @@ impl RunningNode {
             // A stage still running is recorded as running and re-queued at
             // the next start (stages are idempotent).
             let _ = scheduler.join();
+            // A purge in progress finishes before the store closes.
+            if let Some(r) = retention {
+                r.stop();
+            }
             node.state.flush()?;
             node.store.close()
         })

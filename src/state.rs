@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 use serde::{Deserialize, Serialize};
 
 const ASSOCIATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("associations");
@@ -19,6 +19,16 @@ const CREATED: TableDefinition<&str, &str> = TableDefinition::new("created_insta
 const STAGE_RUNS: TableDefinition<&str, u64> = TableDefinition::new("stage_runs");
 /// id → OutboundItem (JSON): each (object, destination) to send
 const OUTBOUND: TableDefinition<u64, &[u8]> = TableDefinition::new("outbound");
+
+/// Every table above: a backup copies exactly these.
+const KNOWN_TABLES: [&str; 6] = [
+    "associations",
+    "courses",
+    "jobs",
+    "created_instances",
+    "stage_runs",
+    "outbound",
+];
 
 /// Keeps the log bounded on a node that runs for years.
 const MAX_ASSOCIATIONS_KEPT: u64 = 100_000;
@@ -37,6 +47,42 @@ pub struct AssociationRecord {
     pub outcome: String,
 }
 
+/// What [`StateDb::remove_course`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovedRows {
+    pub course: bool,
+    pub jobs: usize,
+    pub created: usize,
+    pub outbound: usize,
+}
+
+/// Rows copied by [`StateDb::backup_to`], per table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupSummary {
+    pub associations: u64,
+    pub courses: u64,
+    pub jobs: u64,
+    pub created_instances: u64,
+    pub stage_runs: u64,
+    pub outbound: u64,
+}
+
+fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    read: &redb::ReadTransaction,
+    write: &redb::WriteTransaction,
+    def: TableDefinition<K, V>,
+) -> Result<u64> {
+    let from = read.open_table(def)?;
+    let mut to = write.open_table(def)?;
+    let mut n = 0;
+    for row in from.iter()? {
+        let (k, v) = row?;
+        to.insert(k.value(), v.value())?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 pub struct StateDb {
     db: Database,
 }
@@ -47,12 +93,16 @@ pub fn state_path(data_dir: &Path) -> std::path::PathBuf {
 
 impl StateDb {
     pub fn open(data_dir: &Path) -> Result<StateDb> {
-        let path = state_path(data_dir);
+        Self::open_at(&state_path(data_dir))
+    }
+
+    /// Opens a state database file by its path (a backup being restored).
+    pub fn open_at(path: &Path) -> Result<StateDb> {
         // A small cache: this database is written often and read little,
         // and redb's default (1 GiB) would let it grow into resident memory.
         let db = redb::Builder::new()
             .set_cache_size(16 * 1024 * 1024)
-            .create(&path)
+            .create(path)
             .with_context(|| format!("opening state database {}", path.display()))?;
         let txn = db.begin_write()?;
         txn.open_table(ASSOCIATIONS)?;
@@ -224,6 +274,135 @@ impl StateDb {
             out.push((k.value(), serde_json::from_slice(v.value())?));
         }
         Ok(out)
+    }
+
+    /// SOP Instance UIDs of the objects rtnode created for a course.
+    pub fn created_for(&self, course_id: &str) -> Result<Vec<String>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(CREATED)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            if v.value() == course_id {
+                out.push(k.value().to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forgets a course in one durable transaction: its course record, the
+    /// jobs of every version, the objects created for it, and the outbound
+    /// rows given (the export module decides which rows are the course's).
+    /// A crash leaves either all of them or none.
+    pub fn remove_course(&self, course_id: &str, outbound_ids: &[u64]) -> Result<RemovedRows> {
+        let txn = self.db.begin_write()?;
+        let mut removed = RemovedRows::default();
+        {
+            let mut courses = txn.open_table(COURSES)?;
+            removed.course = courses.remove(course_id)?.is_some();
+            let mut jobs = txn.open_table(JOBS)?;
+            let prefix = format!("{course_id}/");
+            let keys: Vec<String> = jobs
+                .range(prefix.as_str()..)?
+                .map(|r| r.map(|(k, _)| k.value().to_string()))
+                .take_while(|k| k.as_ref().map_or(true, |k| k.starts_with(&prefix)))
+                .collect::<Result<_, _>>()?;
+            for k in &keys {
+                jobs.remove(k.as_str())?;
+            }
+            removed.jobs = keys.len();
+            let mut created = txn.open_table(CREATED)?;
+            let ours: Vec<String> = created
+                .iter()?
+                .filter_map(|r| match r {
+                    Ok((k, v)) if v.value() == course_id => Some(Ok(k.value().to_string())),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<Result<_, _>>()?;
+            for k in &ours {
+                created.remove(k.as_str())?;
+            }
+            removed.created = ours.len();
+            let mut outbound = txn.open_table(OUTBOUND)?;
+            for id in outbound_ids {
+                if outbound.remove(*id)?.is_some() {
+                    removed.outbound += 1;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(removed)
+    }
+
+    /// Rows in each table.
+    pub fn counts(&self) -> Result<BackupSummary> {
+        let txn = self.db.begin_read()?;
+        Ok(BackupSummary {
+            associations: txn.open_table(ASSOCIATIONS)?.len()?,
+            courses: txn.open_table(COURSES)?.len()?,
+            jobs: txn.open_table(JOBS)?.len()?,
+            created_instances: txn.open_table(CREATED)?.len()?,
+            stage_runs: txn.open_table(STAGE_RUNS)?.len()?,
+            outbound: txn.open_table(OUTBOUND)?.len()?,
+        })
+    }
+
+    /// Writes a consistent copy of every table to a new redb file at
+    /// `dest` while the database stays in use: redb has no online backup,
+    /// but one read transaction is a snapshot, so copying all tables inside
+    /// it gives a point-in-time copy. The copy is written beside `dest` and
+    /// renamed into place only when complete and synced.
+    pub fn backup_to(&self, dest: &Path) -> Result<BackupSummary> {
+        let read = self.db.begin_read()?;
+        // A table this code does not know (added by a newer version) would
+        // be silently missing from the copy: refuse instead.
+        for t in read.list_tables()? {
+            let name = t.name().to_string();
+            if !KNOWN_TABLES.contains(&name.as_str()) {
+                anyhow::bail!("state database has a table this rtnode does not know: {name}");
+            }
+        }
+        if read.list_multimap_tables()?.next().is_some() {
+            anyhow::bail!("state database has a multimap table this rtnode does not know");
+        }
+        let file_name = dest
+            .file_name()
+            .with_context(|| format!("{} names no file", dest.display()))?
+            .to_string_lossy()
+            .to_string();
+        let tmp = dest.with_file_name(format!(".{file_name}.partial"));
+        let _ = std::fs::remove_file(&tmp);
+        let result = (|| -> Result<BackupSummary> {
+            let copy = Database::create(&tmp)
+                .with_context(|| format!("creating {}", tmp.display()))?;
+            let mut summary = BackupSummary::default();
+            let mut w = copy.begin_write()?;
+            w.set_durability(Durability::Immediate);
+            summary.associations = copy_table(&read, &w, ASSOCIATIONS)?;
+            summary.courses = copy_table(&read, &w, COURSES)?;
+            summary.jobs = copy_table(&read, &w, JOBS)?;
+            summary.created_instances = copy_table(&read, &w, CREATED)?;
+            summary.stage_runs = copy_table(&read, &w, STAGE_RUNS)?;
+            summary.outbound = copy_table(&read, &w, OUTBOUND)?;
+            w.commit()?;
+            drop(copy);
+            std::fs::File::open(&tmp)?.sync_all()?;
+            Ok(summary)
+        })();
+        let summary = match result {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        std::fs::rename(&tmp, dest)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
+        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::store::fsync_dir(dir)?;
+        }
+        Ok(summary)
     }
 
     pub fn flush(&self) -> Result<()> {

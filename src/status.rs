@@ -181,12 +181,32 @@ pub async fn serve_admin(listener: UnixListener, node: Arc<Node>, listening: Str
                         Err(e) => format!("{{\"error\":{:?}}}", e.to_string()).into_bytes(),
                     }
                 }
+                t if t.starts_with("purge ") => {
+                    let args = t["purge ".len()..].to_string();
+                    blocking_reply(node, move |n| crate::retention::admin_request(n, &args)).await
+                }
+                "backup" => blocking_reply(node, crate::backup::admin_backup).await,
+                "cohort" => blocking_reply(node, crate::cohort::admin_source).await,
                 _ => b"{\"error\":\"unknown request\"}".to_vec(),
             };
             if let Err(e) = stream.write_all(&reply).await {
                 debug!(error = %e, "admin client went away");
             }
         });
+    }
+}
+
+/// Runs an admin request off the async threads (they touch the disk) and
+/// encodes its answer, or its error, as the JSON reply.
+async fn blocking_reply<T: Serialize + Send + 'static>(
+    node: Arc<Node>,
+    f: impl FnOnce(&Node) -> Result<T> + Send + 'static,
+) -> Vec<u8> {
+    let error = |e: String| serde_json::to_vec(&serde_json::json!({ "error": e })).unwrap_or_default();
+    match tokio::task::spawn_blocking(move || f(&node)).await {
+        Ok(Ok(v)) => serde_json::to_vec(&v).unwrap_or_else(|e| error(e.to_string())),
+        Ok(Err(e)) => error(format!("{e:#}")),
+        Err(e) => error(e.to_string()),
     }
 }
 
@@ -207,10 +227,19 @@ pub fn retry(data_dir: &Path, ids: &[u64]) -> Result<usize> {
 /// Sends one request to a running server and returns its JSON reply;
 /// `None` when no server answers on the admin socket.
 fn ask_server(data_dir: &Path, request: &str) -> Option<Result<serde_json::Value>> {
+    ask_server_for(data_dir, request, Duration::from_secs(10))
+}
+
+/// [`ask_server`] for requests that take longer than a status report.
+pub fn ask_server_for(
+    data_dir: &Path,
+    request: &str,
+    timeout: Duration,
+) -> Option<Result<serde_json::Value>> {
     let path = admin_socket_path(data_dir);
     let mut s = std::os::unix::net::UnixStream::connect(&path).ok()?;
     let mut run = || -> Result<serde_json::Value> {
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.set_read_timeout(Some(timeout))?;
         s.write_all(request.as_bytes())?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf)?;

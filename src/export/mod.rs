@@ -430,3 +430,26 @@ pub fn summary(state: &StateDb) -> Result<QueueSummary> {
     s.dead_letters = dead;
     Ok(s)
 }
+
+/// The outbound rows that belong to a course: its results (queued by the
+/// export stage as `result:<course> v<N>`, or pointing into its result
+/// folder) and the forwarding of its member instances. Retention keeps a
+/// course while any of these is pending.
+pub fn course_items(
+    state: &StateDb,
+    data_dir: &std::path::Path,
+    course_id: &str,
+    member_uids: &std::collections::HashSet<String>,
+) -> Result<Vec<(u64, OutboundItem)>> {
+    let reason_prefix = format!("result:{course_id} ");
+    let results_dir = data_dir.join("courses").join(course_id);
+    Ok(state
+        .outbound::<OutboundItem>()?
+        .into_iter()
+        .filter(|(_, i)| {
+            i.reason.starts_with(&reason_prefix)
+                || i.path.starts_with(&results_dir)
+                || member_uids.contains(&i.sop_instance_uid)
+        })
+        .collect())
+}

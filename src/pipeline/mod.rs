@@ -29,6 +29,7 @@ use crate::stages::{Outcome, Stage, StageContext};
 use crate::state::StateDb;
 use crate::store::InstanceRecord;
 pub use jobs::{job_key, CourseRecord, JobRecord, JobState, VersionRecord};
+pub use versions::{remove_results, version_dir};
 
 #[derive(Debug, Clone)]
 pub struct PipelineOptions {
@@ -203,6 +204,44 @@ impl Pipeline {
     pub fn mark_created(&self, sop_instance_uid: &str, course_id: &str) -> Result<()> {
         self.state.mark_created(sop_instance_uid, course_id)?;
         self.lock().ours.insert(sop_instance_uid.to_string());
+        Ok(())
+    }
+
+    /// Drops a course from the scheduler before its data is purged. Refused
+    /// while a stage run of it is queued or running; checked and done under
+    /// the scheduler's lock, so no run can start in between.
+    pub fn forget_course(&self, course_id: &str) -> std::result::Result<(), String> {
+        let mut inner = self.lock();
+        let prefix = format!("{course_id}/");
+        if let Some(j) = inner
+            .jobs
+            .iter()
+            .find(|(k, j)| k.starts_with(&prefix) && !j.state.is_final())
+            .map(|(_, j)| j)
+        {
+            return Err(format!(
+                "stage {} of v{} is {}",
+                j.stage,
+                j.version,
+                j.state.as_str()
+            ));
+        }
+        let members: Vec<String> = inner
+            .courses
+            .get(course_id)
+            .map(|c| {
+                c.course
+                    .all_members()
+                    .map(|m| m.sop_instance_uid.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for uid in &members {
+            inner.records.remove(uid);
+        }
+        inner.courses.remove(course_id);
+        inner.jobs.retain(|k, _| !k.starts_with(&prefix));
+        inner.last_change.remove(course_id);
         Ok(())
     }
 

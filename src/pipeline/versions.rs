@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::json;
 use tracing::info;
 
@@ -81,12 +81,47 @@ pub fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Partial stage outputs (`.tmp-*`) left by a crash are never results.
+const PURGE_PREFIX: &str = ".purge-";
+
+/// Removes every result version of a course. The folder is first renamed
+/// aside, so that a crash half-way leaves no half-removed results under
+/// the course's name; what is left aside is removed at the next start.
+pub fn remove_results(data_dir: &Path, course_id: &str) -> Result<bool> {
+    anyhow::ensure!(
+        !course_id.is_empty()
+            && course_id != "."
+            && course_id != ".."
+            && !course_id.contains(['/', '\\']),
+        "course id {course_id:?} is not a folder name"
+    );
+    let courses = data_dir.join("courses");
+    let dir = courses.join(course_id);
+    if !dir.exists() {
+        return Ok(false);
+    }
+    let aside = courses.join(format!(
+        "{PURGE_PREFIX}{course_id}-{:08x}",
+        rand::random::<u32>()
+    ));
+    std::fs::rename(&dir, &aside)
+        .with_context(|| format!("moving {} aside", dir.display()))?;
+    crate::store::fsync_dir(&courses)?;
+    std::fs::remove_dir_all(&aside).with_context(|| format!("removing {}", aside.display()))?;
+    Ok(true)
+}
+
+/// Partial stage outputs (`.tmp-*`) left by a crash are never results, and
+/// neither are course folders a purge had set aside.
 pub fn remove_partial_outputs(courses_dir: &Path) {
     let Ok(courses) = std::fs::read_dir(courses_dir) else {
         return;
     };
     for c in courses.flatten() {
+        if c.file_name().to_string_lossy().starts_with(PURGE_PREFIX) {
+            info!(path = %c.path().display(), "removing the rest of a purged course");
+            let _ = std::fs::remove_dir_all(c.path());
+            continue;
+        }
         let Ok(versions) = std::fs::read_dir(c.path()) else {
             continue;
         };

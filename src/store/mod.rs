@@ -14,6 +14,7 @@
 pub mod index;
 pub mod record;
 mod recovery;
+mod removal;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ use tracing::{debug, error, info, warn};
 pub use index::{Counts, Index};
 pub use record::InstanceRecord;
 pub use recovery::{rebuild_index, RecoveryReport};
+pub use removal::remove_instances;
 pub use writer::{PendingWrite, Prepared};
 
 use crate::dimse::status;
@@ -159,6 +161,11 @@ impl Store {
 
     pub fn free_bytes(&self) -> std::io::Result<u64> {
         free_bytes(&self.opts.data_dir)
+    }
+
+    /// Removes instances from the files and the index (retention).
+    pub fn remove_instances(&self, sop_instance_uids: &[String]) -> Result<Vec<InstanceRecord>> {
+        removal::remove_instances(&self.opts.data_dir, &self.index, sop_instance_uids)
     }
 
     /// Refuses new data before the disk is actually full.

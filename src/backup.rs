@@ -1,0 +1,149 @@
+//! Backup and restore of the state database (`state.redb`), the one part of
+//! a data directory that cannot be rebuilt: the instances are files (back
+//! them up as files) and the index is rebuilt from them.
+//!
+//! A backup is a point-in-time copy taken inside one read transaction (see
+//! [`StateDb::backup_to`]), so it can be taken while the node serves. When a
+//! node runs, it makes the copy itself (it holds the database) into its
+//! `tmp/`, and this process moves it to where it was asked: the service may
+//! write only its data directory.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+use crate::state::{state_path, BackupSummary, StateDb};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminBackup {
+    pub path: PathBuf,
+    pub summary: BackupSummary,
+}
+
+/// The admin socket's `backup`: a copy in the node's `tmp/`.
+pub fn admin_backup(node: &crate::scp::Node) -> Result<AdminBackup> {
+    let tmp = node.store.data_dir().join("tmp");
+    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let path = tmp.join(format!("state-backup-{:08x}.redb", rand::random::<u32>()));
+    let summary = node.state.backup_to(&path)?;
+    info!(path = %path.display(), "state database backed up");
+    Ok(AdminBackup { path, summary })
+}
+
+/// `rtnode backup --out FILE`.
+pub fn backup(data_dir: &Path, out: &Path) -> Result<BackupSummary> {
+    if let Some(reply) =
+        crate::status::ask_server_for(data_dir, "backup\n", Duration::from_secs(600))
+    {
+        let made: AdminBackup =
+            serde_json::from_value(reply?).context("bad backup reply from the server")?;
+        let moved = move_into_place(&made.path, out);
+        if moved.is_err() {
+            let _ = std::fs::remove_file(&made.path);
+        }
+        moved?;
+        return Ok(made.summary);
+    }
+    let path = state_path(data_dir);
+    anyhow::ensure!(path.exists(), "{} has no state database", path.display());
+    let state = StateDb::open(data_dir)
+        .context("opening the state database (is a server running without its admin socket?)")?;
+    state.backup_to(out)
+}
+
+/// Renames (same file system) or copies and syncs, never leaving a partial
+/// file under the final name.
+fn move_into_place(from: &Path, to: &Path) -> Result<()> {
+    if std::fs::rename(from, to).is_ok() {
+        return sync_parent(to);
+    }
+    let name = to
+        .file_name()
+        .with_context(|| format!("{} names no file", to.display()))?
+        .to_string_lossy()
+        .to_string();
+    let partial = to.with_file_name(format!(".{name}.partial"));
+    std::fs::copy(from, &partial)
+        .with_context(|| format!("copying {} to {}", from.display(), partial.display()))?;
+    std::fs::File::open(&partial)?.sync_all()?;
+    std::fs::rename(&partial, to)
+        .with_context(|| format!("renaming {} to {}", partial.display(), to.display()))?;
+    sync_parent(to)?;
+    std::fs::remove_file(from).with_context(|| format!("removing {}", from.display()))?;
+    Ok(())
+}
+
+fn sync_parent(p: &Path) -> Result<()> {
+    if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::store::fsync_dir(dir).with_context(|| format!("syncing {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Restored {
+    pub summary: BackupSummary,
+    /// Where the state database that was replaced was kept, if there was one.
+    pub previous: Option<PathBuf>,
+}
+
+/// `rtnode restore FILE`: replaces the data directory's state database with
+/// a backup. Refused while a node runs on the directory. The database it
+/// replaces is kept beside it as `state.redb.before-restore-<time>`.
+pub fn restore(data_dir: &Path, backup_file: &Path) -> Result<Restored> {
+    if crate::status::ask_server_for(data_dir, "status\n", Duration::from_secs(10)).is_some() {
+        anyhow::bail!(
+            "a node is running on {}: stop it before restoring",
+            data_dir.display()
+        );
+    }
+    anyhow::ensure!(
+        backup_file.is_file(),
+        "{} is not a file",
+        backup_file.display()
+    );
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let current = state_path(data_dir);
+    // Opening the current database takes redb's lock: it fails when some
+    // process (a node without admin socket) still has it open.
+    if current.exists() {
+        drop(StateDb::open(data_dir).context(
+            "the state database is in use (is a node running?): stop it before restoring",
+        )?);
+    }
+    // Copy first and check the copy: the backup file itself stays untouched.
+    let incoming = data_dir.join(".state.redb.restoring");
+    let _ = std::fs::remove_file(&incoming);
+    std::fs::copy(backup_file, &incoming)
+        .with_context(|| format!("copying {}", backup_file.display()))?;
+    let summary = {
+        let check = StateDb::open_at(&incoming)
+            .with_context(|| format!("{} is not a state database", backup_file.display()));
+        match check.and_then(|db| db.counts()) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = std::fs::remove_file(&incoming);
+                return Err(e);
+            }
+        }
+    };
+    std::fs::File::open(&incoming)?.sync_all()?;
+    let previous = if current.exists() {
+        let stamp = crate::time::now_rfc3339().replace(':', "-");
+        let aside = data_dir.join(format!("state.redb.before-restore-{stamp}"));
+        std::fs::rename(&current, &aside)
+            .with_context(|| format!("moving {} aside", current.display()))?;
+        Some(aside)
+    } else {
+        None
+    };
+    std::fs::rename(&incoming, &current)
+        .with_context(|| format!("putting the backup in place at {}", current.display()))?;
+    crate::store::fsync_dir(data_dir)?;
+    info!(from = %backup_file.display(), "state database restored");
+    Ok(Restored { summary, previous })
+}
