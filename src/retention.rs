@@ -96,7 +96,9 @@ fn last_activity(rec: &CourseRecord) -> Option<SystemTime> {
 /// The study of a stored instance, from its path `store/<study>/<series>/…`.
 fn study_of(path: &str) -> Option<&str> {
     let mut parts = path.split('/');
-    (parts.next() == Some("store")).then(|| parts.next()).flatten()
+    (parts.next() == Some("store"))
+        .then(|| parts.next())
+        .flatten()
 }
 
 pub fn purge(ctx: &PurgeContext, opts: PurgeOptions) -> Result<PurgeReport> {

@@ -5,7 +5,9 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
+use redb::{
+    Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
+};
 use serde::{Deserialize, Serialize};
 
 const ASSOCIATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("associations");
@@ -374,8 +376,8 @@ impl StateDb {
         let tmp = dest.with_file_name(format!(".{file_name}.partial"));
         let _ = std::fs::remove_file(&tmp);
         let result = (|| -> Result<BackupSummary> {
-            let copy = Database::create(&tmp)
-                .with_context(|| format!("creating {}", tmp.display()))?;
+            let copy =
+                Database::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
             let mut summary = BackupSummary::default();
             let mut w = copy.begin_write()?;
             w.set_durability(Durability::Immediate);

@@ -202,7 +202,8 @@ async fn blocking_reply<T: Serialize + Send + 'static>(
     node: Arc<Node>,
     f: impl FnOnce(&Node) -> Result<T> + Send + 'static,
 ) -> Vec<u8> {
-    let error = |e: String| serde_json::to_vec(&serde_json::json!({ "error": e })).unwrap_or_default();
+    let error =
+        |e: String| serde_json::to_vec(&serde_json::json!({ "error": e })).unwrap_or_default();
     match tokio::task::spawn_blocking(move || f(&node)).await {
         Ok(Ok(v)) => serde_json::to_vec(&v).unwrap_or_else(|e| error(e.to_string())),
         Ok(Err(e)) => error(format!("{e:#}")),

@@ -71,7 +71,8 @@ pub fn parse(text: &str) -> Result<(Vec<String>, Vec<Vec<String>>)> {
 }
 
 pub fn read(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     parse(&text).with_context(|| format!("parsing {}", path.display()))
 }
 

@@ -221,6 +221,9 @@ pub fn export(data_dir: &Path, source: &Source, opts: &ExportOptions) -> Result<
     Ok(summary)
 }
 
+/// (metric, value) pairs of one ROI, as dvh_metrics.csv lists them.
+type Metrics = Vec<(String, String)>;
+
 /// The provenance columns every table starts with.
 fn provenance_columns() -> Row {
     let mut r = Row::default();
@@ -326,11 +329,7 @@ impl Builder<'_> {
                     .get(stage)
                     .map_or(Cell::Null, |v| Cell::Int((*v).into())),
             )
-            .put(
-                "stage_fingerprint",
-                Kind::Plain,
-                Cell::text(fingerprint),
-            )
+            .put("stage_fingerprint", Kind::Plain, Cell::text(fingerprint))
             .put(
                 "source_sop_instance_uids",
                 Kind::Uids,
@@ -409,7 +408,7 @@ impl Builder<'_> {
             .chain(json.dose.plan_uids.iter().cloned())
             .collect();
         // One row per ROI, its metrics as columns, in the file's order.
-        let mut rows: Vec<(Vec<String>, Vec<(String, String)>)> = Vec::new();
+        let mut rows: Vec<(Vec<String>, Metrics)> = Vec::new();
         for r in &records {
             let key = vec![
                 r[roi].clone(),
@@ -661,9 +660,21 @@ impl Builder<'_> {
                 ),
             )
             .put("plan_uids", Kind::Uids, Cell::text(join(&plans.uids, " ")))
-            .put("plan_labels", Kind::FreeText, Cell::text(join(&plans.labels, "; ")))
-            .put("plan_names", Kind::FreeText, Cell::text(join(&plans.names, "; ")))
-            .put("plan_intents", Kind::Plain, Cell::text(join(&plans.intents, " ")))
+            .put(
+                "plan_labels",
+                Kind::FreeText,
+                Cell::text(join(&plans.labels, "; ")),
+            )
+            .put(
+                "plan_names",
+                Kind::FreeText,
+                Cell::text(join(&plans.names, "; ")),
+            )
+            .put(
+                "plan_intents",
+                Kind::Plain,
+                Cell::text(join(&plans.intents, " ")),
+            )
             .put(
                 "plan_approval",
                 Kind::Plain,

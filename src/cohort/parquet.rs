@@ -66,7 +66,8 @@ pub fn write(table: &Table, path: &Path) -> Result<()> {
                         _ => f64::NAN,
                     })
                     .collect();
-                col.typed::<DoubleType>().write_batch(&v, Some(&def), None)?;
+                col.typed::<DoubleType>()
+                    .write_batch(&v, Some(&def), None)?;
             }
             ColumnType::Text => {
                 let v: Vec<ByteArray> = present

@@ -124,7 +124,8 @@ impl Pseudonymiser {
             }
             for (cell, kind) in row.iter_mut().zip(&kinds) {
                 if let Cell::Text(s) = cell {
-                    let leaks = |needle: &str| needle.trim().len() >= 3 && s.contains(needle.trim());
+                    let leaks =
+                        |needle: &str| needle.trim().len() >= 3 && s.contains(needle.trim());
                     let ours = matches!(kind, Kind::PatientId | Kind::PatientName);
                     if !ours && (leaks(&who.patient_id) || leaks(&who.patient_name)) {
                         *cell = Cell::Null;
@@ -152,7 +153,10 @@ mod tests {
     fn same_key_same_pseudonym_other_key_other() {
         let a = with_key("0123456789abcdef");
         let b = with_key("fedcba9876543210");
-        assert_eq!(a.patient("", "PID1"), with_key("0123456789abcdef").patient("", "PID1"));
+        assert_eq!(
+            a.patient("", "PID1"),
+            with_key("0123456789abcdef").patient("", "PID1")
+        );
         assert_ne!(a.patient("", "PID1"), b.patient("", "PID1"));
         assert_ne!(a.patient("", "PID1"), a.patient("", "PID2"));
         let uid = a.uid("1.2.3");
@@ -186,13 +190,23 @@ mod tests {
         let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
             names,
-            ["course_id", "patient_id", "patient_name", "uids", "roi", "feature"]
+            [
+                "course_id",
+                "patient_id",
+                "patient_name",
+                "uids",
+                "roi",
+                "feature"
+            ]
         );
         let row = &t.rows[0];
         assert_eq!(row[1], Cell::Text(p.patient("", "PID1")));
         assert_eq!(row[2], row[1]);
         assert_eq!(row[0], Cell::Text(p.course("PID1-abc")));
-        assert_eq!(row[3], Cell::Text(format!("{} {}", p.uid("1.2"), p.uid("1.3"))));
+        assert_eq!(
+            row[3],
+            Cell::Text(format!("{} {}", p.uid("1.2"), p.uid("1.3")))
+        );
         assert_eq!(row[4], Cell::Null);
         assert_eq!(blanked, 1);
     }

@@ -157,8 +157,13 @@ impl Table {
             .collect();
     }
 
-    /// The storage type of a column: integers, numbers, or text.
+    /// The storage type of a column: integers, numbers, or text. A column
+    /// with no value at all is text, so that an absent finding never turns
+    /// a text column numeric.
     pub fn column_type(&self, i: usize) -> ColumnType {
+        if self.rows.iter().all(|r| r[i].is_null()) {
+            return ColumnType::Text;
+        }
         let mut t = ColumnType::Int;
         for r in &self.rows {
             match (&r[i], t) {

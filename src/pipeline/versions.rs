@@ -103,8 +103,7 @@ pub fn remove_results(data_dir: &Path, course_id: &str) -> Result<bool> {
         "{PURGE_PREFIX}{course_id}-{:08x}",
         rand::random::<u32>()
     ));
-    std::fs::rename(&dir, &aside)
-        .with_context(|| format!("moving {} aside", dir.display()))?;
+    std::fs::rename(&dir, &aside).with_context(|| format!("moving {} aside", dir.display()))?;
     crate::store::fsync_dir(&courses)?;
     std::fs::remove_dir_all(&aside).with_context(|| format!("removing {}", aside.display()))?;
     Ok(true)

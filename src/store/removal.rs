@@ -78,7 +78,10 @@ fn remove_empty_dirs(data_dir: &Path, series_dirs: &BTreeSet<PathBuf>) {
             }
         }
     }
-    for s in studies.iter().filter(|s| s.starts_with(&store) && **s != store) {
+    for s in studies
+        .iter()
+        .filter(|s| s.starts_with(&store) && **s != store)
+    {
         let _ = std::fs::remove_dir(s);
     }
     if let Err(e) = fsync_dir(&store) {
