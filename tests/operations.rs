@@ -454,8 +454,8 @@ fn purge_removes_old_courses_keeps_recent_and_pending_and_nothing_comes_back() {
             .map(|c| c["course_id"].as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(ids(&dry, "purged"), [old.clone()], "{dry}");
-    assert_eq!(ids(&dry, "kept"), [pending.clone()], "{dry}");
+    assert_eq!(ids(&dry, "purged"), [old.as_str()], "{dry}");
+    assert_eq!(ids(&dry, "kept"), [pending.as_str()], "{dry}");
     assert!(
         dry["kept"][0]["reason"]
             .as_str()
@@ -472,8 +472,8 @@ fn purge_removes_old_courses_keeps_recent_and_pending_and_nothing_comes_back() {
     assert!(s.data_dir.join("courses").join(&old).exists());
 
     let done = purge(&[]);
-    assert_eq!(ids(&done, "purged"), [old.clone()], "{done}");
-    assert_eq!(ids(&done, "kept"), [pending.clone()], "{done}");
+    assert_eq!(ids(&done, "purged"), [old.as_str()], "{done}");
+    assert_eq!(ids(&done, "kept"), [pending.as_str()], "{done}");
     assert_eq!(done["purged"][0]["results_removed"], true, "{done}");
     assert_eq!(done["purged"][0]["state_rows"]["course"], true, "{done}");
     let after = s.status_json();
