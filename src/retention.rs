@@ -251,11 +251,16 @@ pub fn spawn(node: Arc<crate::scp::Node>, policy: Policy) -> Result<RetentionThr
                 dry_run: false,
             };
             match purge_in_node(&node, opts) {
-                Ok(r) if !r.purged.is_empty() || !r.kept.is_empty() => info!(
-                    purged = r.purged.len(),
-                    kept = r.kept.len(),
-                    "retention policy applied"
-                ),
+                Ok(r) if !r.purged.is_empty() || !r.kept.is_empty() => {
+                    for k in &r.kept {
+                        info!(course = %k.course_id, reason = %k.reason, "retention: course due but kept");
+                    }
+                    info!(
+                        purged = r.purged.len(),
+                        kept = r.kept.len(),
+                        "retention policy applied"
+                    )
+                }
                 Ok(_) => {}
                 Err(e) => warn!(error = format!("{e:#}"), "retention policy failed"),
             }

@@ -17,6 +17,10 @@ const PATIENT_NAME: &str = "Phantom^Water";
 /// A node whose peers include SENDER_A, which wants its results back on a
 /// port where nothing listens: its courses keep an outbound item pending.
 fn start_node(dir: &Path) -> Server {
+    Server::start_with_config(dir, &node_config(dir))
+}
+
+fn node_config(dir: &Path) -> PathBuf {
     let opts = ServerOptions {
         extra_yaml: "pipeline:\n  stable_age_s: 1\n  trigger: full\n\
                      export:\n  retry_base_s: 3600\n  retry_max_s: 3600\n"
@@ -34,7 +38,7 @@ fn start_node(dir: &Path) -> Server {
         ),
     )
     .unwrap();
-    Server::start_with_config(dir, &cfg)
+    cfg
 }
 
 fn synth_course(dir: &Path) -> Vec<PathBuf> {
@@ -521,6 +525,38 @@ fn purge_removes_old_courses_keeps_recent_and_pending_and_nothing_comes_back() {
     assert_eq!(course_ids(&v), expected, "{}", v["courses"]);
     assert_eq!(v["instances"], after["instances"]);
     s.stop();
+}
+
+#[test]
+fn the_configured_retention_policy_purges_in_the_running_node() {
+    let dir = tempfile::tempdir().unwrap();
+    // ServerOptions writes its own storage section; retention joins it.
+    let cfg = node_config(dir.path());
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "storage:\n",
+        "storage:\n  retention:\n    older_than: 4s\n    check_every: 1s\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let s = Server::start_with_config(dir.path(), &cfg);
+    let id = deliver(&s, &dir.path().join("course"), "RTNODE_SCU");
+    assert!(s.data_dir.join("courses").join(&id).exists());
+    // Status stops showing the course as soon as the scheduler forgets it,
+    // a moment before its instances are gone: wait for both.
+    let v = wait_status(&s.data_dir, 60, "the course purged by the policy", |v| {
+        courses(v).is_empty() && v["instances"] == 0
+    });
+    assert_eq!(v["patients"], 0);
+    // The purge's last steps (state rows, audit, log) follow the files.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !s.log_text().contains("retention policy applied") {
+        assert!(Instant::now() < deadline, "{}", s.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(s.log_text().contains("course purged"), "{}", s.log_text());
+    assert!(!s.data_dir.join("courses").join(&id).exists());
+    s.stop();
+    // Its state rows went too: the stopped node's status has no course.
+    assert!(courses(&status_json(&dir.path().join("data"))).is_empty());
 }
 
 /// What `status --json` says of courses, jobs and the outbound queue.
