@@ -147,3 +147,56 @@ pub fn restore(data_dir: &Path, backup_file: &Path) -> Result<Restored> {
     info!(from = %backup_file.display(), "state database restored");
     Ok(Restored { summary, previous })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backup_holds_every_row_and_restores_in_place_of_the_old_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let state = StateDb::open(&data).unwrap();
+        state
+            .put_course("P1-aa", &serde_json::json!({"id": "P1-aa"}))
+            .unwrap();
+        state
+            .put_job("P1-aa/v0001/qc", &serde_json::json!({"s": 1}))
+            .unwrap();
+        state.mark_created("1.2.3", "P1-aa").unwrap();
+        state
+            .enqueue_outbound(&[serde_json::json!({"x": 1})])
+            .unwrap();
+        state.count_stage_run("qc").unwrap();
+        let file = dir.path().join("backup.redb");
+        let copied = state.backup_to(&file).unwrap();
+        assert_eq!(copied, state.counts().unwrap());
+        assert_eq!((copied.courses, copied.jobs, copied.outbound), (1, 1, 1));
+        // Changes after the backup are not in it, and a restore brings
+        // back the rows as they were.
+        let removed = state.remove_course("P1-aa", &[1]).unwrap();
+        assert_eq!((removed.jobs, removed.created, removed.outbound), (1, 1, 1));
+        assert!(removed.course);
+        drop(state);
+        let r = restore(&data, &file).unwrap();
+        assert_eq!(r.summary, copied);
+        assert!(r.previous.is_some_and(|p| p.exists()));
+        let back = StateDb::open(&data).unwrap();
+        assert_eq!(back.counts().unwrap(), copied);
+        assert_eq!(back.created_for("P1-aa").unwrap(), ["1.2.3"]);
+    }
+
+    #[test]
+    fn restore_refuses_a_file_that_is_no_database_and_keeps_the_current_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        drop(StateDb::open(&data).unwrap());
+        let bogus = dir.path().join("bogus.redb");
+        std::fs::write(&bogus, b"not a database").unwrap();
+        assert!(restore(&data, &bogus).is_err());
+        assert!(state_path(&data).exists());
+        assert!(!data.join(".state.redb.restoring").exists());
+    }
+}

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
@@ -101,7 +101,12 @@ fn study_of(path: &str) -> Option<&str> {
         .flatten()
 }
 
+/// One purge at a time in a process: the policy thread and an operator's
+/// `rtnode purge` over the admin socket must not remove the same course twice.
+static PURGE: Mutex<()> = Mutex::new(());
+
 pub fn purge(ctx: &PurgeContext, opts: PurgeOptions) -> Result<PurgeReport> {
+    let _one_at_a_time = PURGE.lock().unwrap_or_else(|p| p.into_inner());
     let cutoff = SystemTime::now()
         .checked_sub(opts.older_than)
         .unwrap_or(SystemTime::UNIX_EPOCH);
