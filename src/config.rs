@@ -1388,6 +1388,29 @@ mod tests {
     }
 
     #[test]
+    fn retention_durations_are_checked() {
+        let ok = parse_config_str(
+            "storage:\n  retention: {older_than: 90d, check_every: 30m}\n",
+            &cfg_path(),
+        )
+        .unwrap();
+        let r = ok.storage.retention.unwrap();
+        assert_eq!(r.older_than().unwrap().as_secs(), 90 * 86_400);
+        assert_eq!(r.check_every().unwrap().as_secs(), 1_800);
+        let e = parse_config_str(
+            "storage:\n  retention:\n    older_than: 90 fortnights\n    check_every: 0s\n",
+            &cfg_path(),
+        )
+        .unwrap_err();
+        let msgs: Vec<&str> = e.0.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert!(
+            msgs.iter().all(|m| m.starts_with("storage.retention")),
+            "{msgs:?}"
+        );
+    }
+
+    #[test]
     fn unknown_key_reports_its_line() {
         let text = "\
 # rtnode config
