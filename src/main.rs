@@ -507,8 +507,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     println!("kept {}: {}", k.course_id, k.reason);
                 }
                 println!(
-                    "{} course(s) {verb}, {} due but kept, {} recent (cutoff {})",
+                    "{} course(s) {}, {} due but kept, {} recent (cutoff {})",
                     r.purged.len(),
+                    if r.dry_run { "to purge" } else { "purged" },
                     r.kept.len(),
                     r.recent,
                     r.cutoff
