@@ -163,11 +163,6 @@ impl Store {
         free_bytes(&self.opts.data_dir)
     }
 
-    /// Removes instances from the files and the index (retention).
-    pub fn remove_instances(&self, sop_instance_uids: &[String]) -> Result<Vec<InstanceRecord>> {
-        removal::remove_instances(&self.opts.data_dir, &self.index, sop_instance_uids)
-    }
-
     /// Refuses new data before the disk is actually full.
     pub fn check_free_space(&self) -> Result<(), StoreFailure> {
         match self.free_bytes() {
