@@ -470,13 +470,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             config,
         } => {
             init_logging(LogFormat::Text, "warn");
-            cohort_export(CohortArgs {
+            let complete = rtnode::cohort::cli::run(rtnode::cohort::cli::CohortArgs {
                 out,
                 format,
                 pseudonymise,
                 pseudonym_key,
                 data_dir,
                 config,
+            })?;
+            Ok(if complete {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             })
         }
         Command::Purge {
@@ -496,24 +501,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
-                let verb = if r.dry_run { "would purge" } else { "purged" };
-                for p in &r.purged {
-                    println!(
-                        "{verb} {} (last activity {}, {} instance(s))",
-                        p.course_id, p.last_activity, p.instances
-                    );
-                }
-                for k in &r.kept {
-                    println!("kept {}: {}", k.course_id, k.reason);
-                }
-                println!(
-                    "{} course(s) {}, {} due but kept, {} recent (cutoff {})",
-                    r.purged.len(),
-                    if r.dry_run { "to purge" } else { "purged" },
-                    r.kept.len(),
-                    r.recent,
-                    r.cutoff
-                );
+                print!("{}", rtnode::retention::render_text(&r));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -553,78 +541,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-struct CohortArgs {
-    out: PathBuf,
-    format: rtnode::cohort::Format,
-    pseudonymise: bool,
-    pseudonym_key: Option<PathBuf>,
-    data_dir: Option<PathBuf>,
-    config: PathBuf,
-}
-
-fn cohort_export(a: CohortArgs) -> Result<ExitCode> {
-    let cfg = if a.config.exists() {
-        config::load_config(&a.config).map_err(|e| anyhow::anyhow!("{e}"))?
-    } else {
-        Config::default()
-    };
-    let data_dir = a.data_dir.unwrap_or_else(|| cfg.node.data_dir.clone());
-    let pseudonymiser = if a.pseudonymise {
-        let key = a
-            .pseudonym_key
-            .or_else(|| cfg.resolved_pseudonym_key_file())
-            .context("--pseudonymise needs a key: --pseudonym-key FILE or cohort.pseudonym_key_file in the config")?;
-        Some(rtnode::cohort::pseudonym::Pseudonymiser::from_key_file(
-            &key,
-        )?)
-    } else {
-        anyhow::ensure!(
-            a.pseudonym_key.is_none(),
-            "--pseudonym-key is only used with --pseudonymise"
-        );
-        None
-    };
-    let source = rtnode::cohort::load_source(&data_dir)?;
-    let summary = rtnode::cohort::export(
-        &data_dir,
-        &source,
-        &rtnode::cohort::ExportOptions {
-            out: a.out,
-            format: a.format,
-            pseudonymiser,
-        },
-    )?;
-    for t in &summary.tables {
-        println!(
-            "{}\t{} rows\t{} columns\t{}",
-            t.name,
-            t.rows,
-            t.columns,
-            t.path.display()
-        );
-    }
-    println!(
-        "{} course(s) exported{}",
-        summary.courses,
-        if summary.pseudonymised {
-            format!(
-                ", pseudonymised ({} cell(s) blanked for still naming a patient)",
-                summary.blanked_cells
-            )
-        } else {
-            String::new()
-        }
-    );
-    for p in &summary.problems {
-        eprintln!("problem: {p}");
-    }
-    Ok(if summary.problems.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }
 
 fn rebuild(data_dir: &Path) -> Result<()> {

@@ -332,6 +332,33 @@ pub fn purge_data_dir(data_dir: &Path, opts: PurgeOptions) -> Result<PurgeReport
     purge(&ctx, opts)
 }
 
+/// The report of `rtnode purge` for people.
+pub fn render_text(r: &PurgeReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let verb = if r.dry_run { "would purge" } else { "purged" };
+    for p in &r.purged {
+        let _ = writeln!(
+            out,
+            "{verb} {} (last activity {}, {} instance(s))",
+            p.course_id, p.last_activity, p.instances
+        );
+    }
+    for k in &r.kept {
+        let _ = writeln!(out, "kept {}: {}", k.course_id, k.reason);
+    }
+    let _ = writeln!(
+        out,
+        "{} course(s) {}, {} due but kept, {} recent (cutoff {})",
+        r.purged.len(),
+        if r.dry_run { "to purge" } else { "purged" },
+        r.kept.len(),
+        r.recent,
+        r.cutoff
+    );
+    out
+}
+
 /// The admin socket's `purge <older_than_ms> <dry-run|run>`.
 pub fn admin_request(node: &crate::scp::Node, args: &str) -> Result<PurgeReport> {
     let mut words = args.split_whitespace();

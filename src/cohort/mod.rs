@@ -12,6 +12,7 @@
 //! revision and fingerprint, the SOP Instance UIDs it was computed from,
 //! and the rtnode version that exported it.
 
+pub mod cli;
 mod course_table;
 pub mod csv;
 mod parquet;

@@ -1,0 +1,74 @@
+//! `rtnode export` on the command line: the key, the data directory and
+//! the summary printed.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+pub struct CohortArgs {
+    pub out: PathBuf,
+    pub format: super::Format,
+    pub pseudonymise: bool,
+    pub pseudonym_key: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub config: PathBuf,
+}
+
+/// `rtnode export`; `Ok(false)` when some outputs could not be read (the
+/// rest is written).
+pub fn run(a: CohortArgs) -> Result<bool> {
+    let cfg = if a.config.exists() {
+        crate::config::load_config(&a.config).map_err(|e| anyhow::anyhow!("{e}"))?
+    } else {
+        crate::config::Config::default()
+    };
+    let data_dir = a.data_dir.unwrap_or_else(|| cfg.node.data_dir.clone());
+    let pseudonymiser = if a.pseudonymise {
+        let key = a
+            .pseudonym_key
+            .or_else(|| cfg.resolved_pseudonym_key_file())
+            .context("--pseudonymise needs a key: --pseudonym-key FILE or cohort.pseudonym_key_file in the config")?;
+        Some(super::pseudonym::Pseudonymiser::from_key_file(&key)?)
+    } else {
+        anyhow::ensure!(
+            a.pseudonym_key.is_none(),
+            "--pseudonym-key is only used with --pseudonymise"
+        );
+        None
+    };
+    let source = super::load_source(&data_dir)?;
+    let summary = super::export(
+        &data_dir,
+        &source,
+        &super::ExportOptions {
+            out: a.out,
+            format: a.format,
+            pseudonymiser,
+        },
+    )?;
+    for t in &summary.tables {
+        println!(
+            "{}\t{} rows\t{} columns\t{}",
+            t.name,
+            t.rows,
+            t.columns,
+            t.path.display()
+        );
+    }
+    println!(
+        "{} course(s) exported{}",
+        summary.courses,
+        if summary.pseudonymised {
+            format!(
+                ", pseudonymised ({} cell(s) blanked for still naming a patient)",
+                summary.blanked_cells
+            )
+        } else {
+            String::new()
+        }
+    );
+    for p in &summary.problems {
+        eprintln!("problem: {p}");
+    }
+    Ok(summary.problems.is_empty())
+}
