@@ -98,6 +98,10 @@ pub struct Config {
     /// structures, dose choice (see `stages::dvh::DvhSettings`).
     #[serde(default)]
     pub dvh: crate::stages::dvh::DvhSettings,
+    /// The segmentation stage: the built-in body contour and the registry
+    /// of TorchScript models (see `stages::segmentation::model`).
+    #[serde(default)]
+    pub segmentation: crate::stages::segmentation::SegmentationSection,
     /// Auto-routing: instances matching a rule are forwarded to its
     /// destinations through the outbound queue.
     #[serde(default)]
@@ -442,6 +446,17 @@ impl Config {
         load_config(path)
     }
 
+    /// The directory relative paths inside the config (model files) are
+    /// taken from: the config file's, or the working directory for the
+    /// embedded defaults.
+    pub fn base_dir(&self) -> PathBuf {
+        self.source
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
     /// The peers file named by `node.peers_file`. A relative path is taken
     /// relative to the config file's directory, so the node behaves the same
     /// whatever the working directory. Without a source file (embedded
@@ -631,6 +646,17 @@ pub fn load_peers(path: &Path) -> Result<PeersFile, ConfigErrors> {
 pub fn parse_config_str(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
     let mut config: Config = parse_yaml(text, file)?;
     config.source = Some(file.to_path_buf());
+    if let Some(workers) = config.segmentation.workers.filter(|w| *w > 0) {
+        config
+            .pipeline
+            .stages
+            .entry("segmentation".to_owned())
+            .or_insert(StageLimits {
+                workers,
+                threads: 0,
+            })
+            .workers = workers;
+    }
     let errors = check_config(&config, text, file);
     if errors.is_empty() {
         Ok(config)
@@ -911,6 +937,11 @@ fn check_config(c: &Config, text: &str, file: &Path) -> Vec<ConfigError> {
     }
     if let Err(m) = c.dvh.validate() {
         err("dvh", "constraints", m);
+    }
+    // Model files are relative to the config file's directory.
+    let base = c.base_dir();
+    for (key, m) in c.segmentation.check(&base) {
+        err("segmentation", key, m);
     }
     if c.export.max_attempts == 0 {
         err("export", "max_attempts", "must be at least 1".to_owned());
@@ -1257,6 +1288,24 @@ mod tests {
 
         let p = parse_peers_str("", &peers_path()).unwrap();
         assert!(p.peers.is_empty());
+    }
+
+    #[test]
+    fn segmentation_workers_set_the_stage_limit() {
+        let c = parse_config_str("segmentation:\n  workers: 2\n", &cfg_path()).unwrap();
+        assert_eq!(c.pipeline.stages["segmentation"].workers, 2);
+        // Unset: the pipeline's default, one GPU job at a time.
+        let c = parse_config_str("", &cfg_path()).unwrap();
+        assert_eq!(c.pipeline.stages["segmentation"].workers, 1);
+        let e = parse_config_str("segmentation:\n  workers: 0\n", &cfg_path()).unwrap_err();
+        assert!(e.to_string().contains("segmentation.workers"), "{e}");
+        // A model file is taken relative to the config file, and checked.
+        let e = parse_config_str(
+            "segmentation:\n  models:\n    - {name: m, file: nowhere.pt, spacing_mm: [1, 1, 1], patch_size: [8, 8, 8], labels: [{value: 1, name: Liver, colour: [1, 2, 3]}]}\n",
+            &cfg_path(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("nowhere.pt does not exist"), "{e}");
     }
 
     #[test]

@@ -159,11 +159,12 @@ async fn peer_checks(cfg: &Config, peers: &PeersFile, out: &mut Vec<Finding>) {
     }
 }
 
-fn model_checks(out: &mut Vec<Finding>) {
-    out.push(finding(
-        Level::Ok,
-        "segmentation",
-        "built-in body contour available; TorchScript models need a build with the `torch` feature",
+/// libtorch, CUDA devices and every configured model (loaded and run on
+/// one patch), or what this build cannot do without the `torch` feature.
+fn model_checks(cfg: &Config, out: &mut Vec<Finding>) {
+    out.extend(crate::stages::segmentation::model_report(
+        &cfg.segmentation,
+        &cfg.base_dir(),
     ));
 }
 
@@ -189,6 +190,6 @@ pub async fn run(config_path: &Path, peers_override: Option<&Path>) -> Vec<Findi
     data_dir_checks(&cfg, &mut out);
     port_check(&cfg, &mut out);
     peer_checks(&cfg, &peers, &mut out).await;
-    model_checks(&mut out);
+    model_checks(&cfg, &mut out);
     out
 }

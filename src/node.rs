@@ -71,7 +71,7 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
         &cfg.routing,
         Some(audit.clone()),
     )?;
-    let mut stages = crate::stages::registry_with(cfg);
+    let mut stages = crate::stages::registry_with(cfg)?;
     stages.push(Arc::new(crate::stages::export::Export::new(
         exporter.clone(),
     )));

@@ -78,17 +78,32 @@ pub trait Stage: Send + Sync {
     fn run(&self, ctx: &StageContext) -> anyhow::Result<Outcome>;
 }
 
-/// The stages this build runs, in an order where every stage follows the
-/// ones it runs after.
+/// The stages of the default configuration (the body contour as the only
+/// segmenter), in an order where every stage follows the ones it runs
+/// after. The stage names and their order do not depend on the config.
 pub fn registry() -> Vec<Arc<dyn Stage>> {
-    registry_with(&crate::config::Config::default())
+    stages_with(
+        &crate::config::Config::default(),
+        segmentation::Segmentation::default(),
+    )
 }
 
-/// The stages, configured from the node's configuration.
-pub fn registry_with(cfg: &crate::config::Config) -> Vec<Arc<dyn Stage>> {
+/// The stages, configured from the node's configuration. Fails when a
+/// configured model cannot be loaded: a node that would silently run
+/// without the operator's models must not start.
+pub fn registry_with(cfg: &crate::config::Config) -> anyhow::Result<Vec<Arc<dyn Stage>>> {
+    let segmentation =
+        segmentation::Segmentation::from_section(&cfg.segmentation, &cfg.base_dir())?;
+    Ok(stages_with(cfg, segmentation))
+}
+
+fn stages_with(
+    cfg: &crate::config::Config,
+    segmentation: segmentation::Segmentation,
+) -> Vec<Arc<dyn Stage>> {
     vec![
         Arc::new(organize::Organize),
-        Arc::new(segmentation::Segmentation::default()),
+        Arc::new(segmentation),
         Arc::new(qc::Qc),
         Arc::new(dvh_stage::DvhStage {
             settings: cfg.dvh.clone(),
