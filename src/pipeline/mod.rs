@@ -513,6 +513,14 @@ impl Pipeline {
                         _ => blocked = true,
                     }
                 }
+                // Optional inputs: wait until they are final, whatever the outcome.
+                for dep in stage.uses() {
+                    if let Some(d) = inner.jobs.get(&job_key(&job.course_id, job.version, dep)) {
+                        if !d.state.is_final() {
+                            blocked = true;
+                        }
+                    }
+                }
                 if blocked {
                     continue;
                 }
@@ -594,6 +602,14 @@ impl Pipeline {
                 .after()
                 .iter()
                 .map(|d| (d.to_string(), vdir.join(d)))
+                .chain(
+                    stage
+                        .uses()
+                        .iter()
+                        .map(|d| (d.to_string(), vdir.join(d)))
+                        // Only a stage that finished done has its folder.
+                        .filter(|(_, p)| p.is_dir()),
+                )
                 .collect();
             let me = self.clone();
             let pkey = key.clone();

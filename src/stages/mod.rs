@@ -22,7 +22,8 @@ pub struct StageContext<'a> {
     pub version: u32,
     pub data_dir: &'a Path,
     pub out_dir: PathBuf,
-    /// Output folders of the stages this one runs after, in this version.
+    /// Output folders of the stages this one runs after, in this version,
+    /// and of those it `uses` that finished done.
     pub upstream: HashMap<String, PathBuf>,
     /// Threads this run may use (the stage's limit, halved after an
     /// out-of-memory failure).
@@ -72,8 +73,16 @@ pub trait Stage: Send + Sync {
     fn revision(&self) -> u32 {
         1
     }
-    /// Stages whose outputs this one reads.
+    /// Stages whose outputs this one needs: it is skipped when one of them
+    /// does not finish done.
     fn after(&self) -> &'static [&'static str];
+    /// Stages whose outputs this one reads when they are there: it waits
+    /// for them to finish, then runs whatever their outcome, finding in
+    /// `upstream` those that finished done (the DVH of a course whose
+    /// segmentation failed still has the plan's structures).
+    fn uses(&self) -> &'static [&'static str] {
+        &[]
+    }
     fn inputs(&self, course: &Course) -> Inputs;
     fn run(&self, ctx: &StageContext) -> anyhow::Result<Outcome>;
 }
