@@ -1841,6 +1841,85 @@ peers:
     }
 
     #[test]
+    fn tls_section_problems_are_all_reported_at_its_line() {
+        let text = "\
+node:
+  port: 11112
+network:
+  tls:
+    port: 11112
+    certificate: tls/missing.crt
+    private_key: /nonexistent/node.key
+    handshake_timeout_s: 0
+";
+        let e = parse_config_str(text, &cfg_path()).unwrap_err();
+        let got = lines_of(&e);
+        assert_eq!(got.len(), 5, "{e}");
+        assert!(got.iter().all(|(l, _)| *l == Some(4)), "{e}");
+        let all = e.to_string();
+        assert!(all.contains("port 11112 is also node.port"), "{all}");
+        assert!(all.contains("handshake_timeout_s"), "{all}");
+        // Relative to the config file's directory.
+        assert!(
+            all.contains("certificate: cannot read /etc/rtnode/tls/missing.crt"),
+            "{all}"
+        );
+        assert!(
+            all.contains("private_key: cannot read /nonexistent/node.key"),
+            "{all}"
+        );
+        assert!(all.contains("no ca verifies client certificates"), "{all}");
+
+        // Plaintext off frees the port; the files are still checked.
+        let text = "network:\n  tls:\n    port: 11112\n    plaintext: false\n    certificate: a\n    private_key: b\n    require_client_certificate: false\n";
+        let e = parse_config_str(text, &cfg_path()).unwrap_err();
+        assert_eq!(e.0.len(), 2, "{e}");
+        let c = parse_yaml::<Config>(text, &cfg_path()).unwrap();
+        assert_eq!(c.network.tls.map(|t| t.port), Some(11112));
+    }
+
+    #[test]
+    fn peer_tls_settings_are_checked() {
+        let text = "\
+peers:
+  - ae_title: PACS
+    host: 192.0.2.20
+    port: 2762
+    tls_server_name: 'not a name!'
+    tls_ca: certs/missing.pem
+";
+        let e = parse_peers_str(text, &peers_path()).unwrap_err();
+        let got = lines_of(&e);
+        assert_eq!(got.len(), 3, "{e}");
+        assert_eq!(got[0].0, Some(6));
+        assert!(
+            got[0]
+                .1
+                .contains("cannot read /etc/rtnode/certs/missing.pem"),
+            "{e}"
+        );
+        assert_eq!(got[1].0, Some(5));
+        // tls settings without tls: true are a mistake, not ignored.
+        assert!(got[2].1.contains("tls is not true"), "{e}");
+    }
+
+    #[test]
+    fn a_tls_peer_needs_a_ca_from_somewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("rtnode.yaml");
+        std::fs::write(&config, "node:\n  peers_file: peers.yaml\n").unwrap();
+        std::fs::write(
+            dir.path().join("peers.yaml"),
+            "peers:\n  - ae_title: PACS\n    host: h\n    port: 2762\n    tls: true\n",
+        )
+        .unwrap();
+        let e = validate(&config, None).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert_eq!(e.0[0].line, Some(5));
+        assert!(e.0[0].message.contains("no CA to verify"), "{e}");
+    }
+
+    #[test]
     fn config_round_trips_through_yaml() {
         let c = Config::default();
         let text = serde_yaml_ng::to_string(&c).unwrap();
