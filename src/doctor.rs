@@ -91,25 +91,35 @@ fn port_check(cfg: &Config, out: &mut Vec<Finding>) {
         ));
         return;
     };
-    match std::net::TcpListener::bind(addr) {
-        Ok(_) => out.push(finding(Level::Ok, "port", format!("{addr} can be bound"))),
-        Err(e) => {
-            // A running node holds its own port; that is not a problem.
-            let running = crate::status::report(&cfg.node.data_dir)
-                .map(|r| r.server_state == "running")
-                .unwrap_or(false);
-            if running {
-                out.push(finding(
-                    Level::Ok,
-                    "port",
-                    format!("{addr} is held by the running rtnode"),
-                ));
-            } else {
-                out.push(finding(
-                    Level::Fail,
-                    "port",
-                    format!("cannot bind {addr}: {e}"),
-                ));
+    let mut ports = Vec::new();
+    match &cfg.network.tls {
+        Some(t) if !t.plaintext => {}
+        _ => ports.push(("port", addr)),
+    }
+    if let Some(t) = &cfg.network.tls {
+        ports.push(("tls_port", std::net::SocketAddr::new(addr.ip(), t.port)));
+    }
+    for (check, addr) in ports {
+        match std::net::TcpListener::bind(addr) {
+            Ok(_) => out.push(finding(Level::Ok, check, format!("{addr} can be bound"))),
+            Err(e) => {
+                // A running node holds its own port; that is not a problem.
+                let running = crate::status::report(&cfg.node.data_dir)
+                    .map(|r| r.server_state == "running")
+                    .unwrap_or(false);
+                if running {
+                    out.push(finding(
+                        Level::Ok,
+                        check,
+                        format!("{addr} is held by the running rtnode"),
+                    ));
+                } else {
+                    out.push(finding(
+                        Level::Fail,
+                        check,
+                        format!("cannot bind {addr}: {e}"),
+                    ));
+                }
             }
         }
     }

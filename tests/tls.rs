@@ -603,3 +603,42 @@ fn validate_names_missing_and_mismatched_tls_files() {
         "{text}"
     );
 }
+
+#[test]
+fn doctor_echoes_a_tls_peer_and_reads_certificate_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki();
+    let rx = TlsReceiver::start(&dir.path().join("rx"), &pki.peer_key, &pki.peer_crt);
+    let peer = format!(
+        "- {{ae_title: TLS_PACS, host: 127.0.0.1, port: {}, may_store: false, receives_results: true, tls: true}}\n",
+        rx.port
+    );
+    let cfg = tls_config(&dir.path().join("node"), true, "", &peer);
+    let out = Command::new(BIN)
+        .args(["doctor", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "OK    peer          TLS_PACS@127.0.0.1:{} answers C-ECHO",
+            rx.port
+        )),
+        "{text}"
+    );
+    // The test certificates are valid for 2 (leaf) and 3 (CA) days.
+    let cert_line = text
+        .lines()
+        .find(|l| l.contains("certificate") && l.contains("node.crt"))
+        .unwrap_or_else(|| panic!("no certificate line: {text}"));
+    // Within a month of expiry: a warning (1 or 2 whole days left,
+    // depending on the second the certificate was made in).
+    assert!(
+        cert_line.starts_with("WARN")
+            && (cert_line.contains("expires in 1 days") || cert_line.contains("expires in 2 days")),
+        "{text}"
+    );
+    assert!(text.contains("OK    tls_port"), "{text}");
+}
