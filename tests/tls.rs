@@ -298,7 +298,8 @@ fn stored_uids(data_dir: &Path) -> Vec<String> {
 #[test]
 fn dcmtk_echo_and_store_over_tls_and_plaintext_alongside() {
     let dir = tempfile::tempdir().unwrap();
-    let ct = synth(&dir.path().join("ct"), 2, 32);
+    // 128 KiB data sets: many P-DATA PDUs across many TLS records.
+    let ct = synth(&dir.path().join("ct"), 2, 256);
     let cfg = tls_config(&dir.path().join("node"), true, "", "");
     let server = Server::start_with_config(&dir.path().join("node"), &cfg);
     let port = tls_port(&server);

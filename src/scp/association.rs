@@ -79,9 +79,6 @@ pub async fn handle(
     };
     let mut conn = BufReader::with_capacity(64 * 1024, stream);
     let outcome = establish_and_serve(&node, &mut conn, peer, connection_slot, &mut record).await;
-    // Over TLS this sends close_notify, without which the peer cannot tell
-    // our close from a truncation; best effort, the peer may be gone.
-    let _ = tokio::time::timeout(Duration::from_secs(2), conn.get_mut().shutdown()).await;
     record.duration_ms = started.elapsed().as_millis() as u64;
     record.outcome = outcome;
     // Only associations that got as far as a parseable request are logged:
@@ -112,6 +109,12 @@ pub async fn handle(
         })
         .await;
     }
+    // Over TLS this sends close_notify, without which the peer cannot tell
+    // our close from a truncation; best effort, the peer may be gone. Last,
+    // where the socket used to be dropped: a peer that saw the close before
+    // the association was logged came back while this task still ran, and
+    // the hostile barrage then found more associations refused.
+    let _ = tokio::time::timeout(Duration::from_secs(2), conn.get_mut().shutdown()).await;
 }
 
 async fn establish_and_serve(
