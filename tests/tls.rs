@@ -643,3 +643,36 @@ fn doctor_echoes_a_tls_peer_and_reads_certificate_expiry() {
     );
     assert!(text.contains("OK    tls_port"), "{text}");
 }
+
+#[test]
+fn client_certificates_optional_still_refuses_untrusted_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let ct = synth(&dir.path().join("ct"), 1, 32);
+    let cfg = tls_config(&dir.path().join("node"), true, "", "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "    plaintext: true\n",
+        "    plaintext: true\n    require_client_certificate: false\n",
+    );
+    assert!(text.contains("require_client_certificate: false"));
+    std::fs::write(&cfg, text).unwrap();
+    let server = Server::start_with_config(&dir.path().join("node"), &cfg);
+    let port = tls_port(&server);
+    let pki = pki();
+
+    // A certificate that is presented is still verified.
+    let out = storescu(&tls_args(&pki.rogue_key, &pki.rogue_crt), port, &ct[0]);
+    assert!(
+        !out.status.success(),
+        "untrusted client certificate was accepted"
+    );
+    assert!(stored_files(&server.data_dir).is_empty());
+    // Without one, the client only verifies us.
+    let out = storescu(&["+tla", "+cf", s(&pki.ca)], port, &ct[0]);
+    assert!(
+        out.status.success(),
+        "anonymous TLS client refused: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_stored(&server.data_dir, 1);
+    server.stop();
+}
