@@ -1174,7 +1174,11 @@ fn check_peers(p: &PeersFile, text: &str, file: &Path) -> Vec<ConfigError> {
 
 /// What neither file shows alone: a `tls: true` peer needs a CA to verify
 /// it, its own or the node's.
-fn check_peers_against_config(c: &Config, p: &PeersFile, peers_path: &Path) -> Vec<ConfigError> {
+pub fn check_peers_against_config(
+    c: &Config,
+    p: &PeersFile,
+    peers_path: &Path,
+) -> Vec<ConfigError> {
     let text = std::fs::read_to_string(peers_path).unwrap_or_default();
     let loc = Locator::new(&text);
     let node_ca = c.network.tls.as_ref().and_then(|t| t.ca.as_ref());

@@ -480,6 +480,10 @@ fn load_for_serve(args: &ServeArgs) -> Result<(Config, PeersFile)> {
         .clone()
         .unwrap_or_else(|| cfg.resolved_peers_file());
     let peers = config::load_peers(&peers_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let errors = config::check_peers_against_config(&cfg, &peers, &peers_path);
+    if !errors.is_empty() {
+        anyhow::bail!("{}", config::ConfigErrors(errors));
+    }
     Ok((cfg, peers))
 }
 
