@@ -33,6 +33,9 @@ fn peer(ae: &str, port: u16, receives_results: bool) -> Peer {
         description: Some("rtnode demo".into()),
         sop_classes: Vec::new(),
         results_to_sender: false,
+        tls: false,
+        tls_ca: None,
+        tls_server_name: None,
     }
 }
 
@@ -106,6 +109,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         called_ae: "RTNODE".into(),
         host: node.addr.ip().to_string(),
         port: node.addr.port(),
+        tls: None,
     };
     let mut files = series.files.clone();
     files.extend([rt.rtstruct.clone(), rt.rtplan.clone(), rt.rtdose.clone()]);
