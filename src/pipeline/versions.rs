@@ -52,7 +52,7 @@ pub fn stage_fingerprint(
         h.update(i.as_bytes());
         h.update(b"\n");
     }
-    for dep in stage.after() {
+    for dep in stage.after().iter().chain(stage.reads_if_present()) {
         h.update(dep.as_bytes());
         h.update(
             upstream

@@ -7,6 +7,7 @@ pub mod dvh_stage;
 pub mod export;
 pub mod organize;
 pub mod qc;
+pub mod report;
 pub mod segmentation;
 
 use std::collections::HashMap;
@@ -74,6 +75,13 @@ pub trait Stage: Send + Sync {
     }
     /// Stages whose outputs this one reads.
     fn after(&self) -> &'static [&'static str];
+    /// Stages whose outputs this one reads when they made any: it waits
+    /// until they are final but runs whether they were done, skipped or
+    /// failed, or are not in this build at all (a report is still worth
+    /// having without a DVH; the auto RTSTRUCT still goes out without it).
+    fn reads_if_present(&self) -> &'static [&'static str] {
+        &[]
+    }
     fn inputs(&self, course: &Course) -> Inputs;
     fn run(&self, ctx: &StageContext) -> anyhow::Result<Outcome>;
 }
@@ -93,6 +101,7 @@ pub fn registry_with(cfg: &crate::config::Config) -> Vec<Arc<dyn Stage>> {
         Arc::new(dvh_stage::DvhStage {
             settings: cfg.dvh.clone(),
         }),
+        Arc::new(report::Report::default()),
     ]
 }
 
