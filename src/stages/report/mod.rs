@@ -150,7 +150,7 @@ impl Stage for Report {
             up("segmentation", RTSTRUCT_FILE),
             "the auto-segmentation RTSTRUCT",
             &mut missing,
-            |p| RtStruct::from_file(p),
+            RtStruct::from_file,
         );
         let dvh: Option<serde_json::Value> =
             optional(up("dvh", "dvh.json"), "dvh.json", &mut missing, read_json);

@@ -538,7 +538,7 @@ pub fn render(doc: &Document, footer: &str, created_rfc3339: &str) -> Result<Vec
     let xref = out.len();
     let mut x = format!("xref\n0 {}\n0000000000 65535 f \n", objs.0.len() + 1);
     for o in offsets {
-        let _ = write!(x, "{o:010} 00000 n \n");
+        let _ = writeln!(x, "{o:010} 00000 n ");
     }
     let _ = write!(
         x,
