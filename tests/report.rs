@@ -396,3 +396,40 @@ fn the_report_reaches_a_storescp_and_skips_a_tps_that_refuses_pdf() {
     assert!(!tps_files[0].to_string_lossy().ends_with(&report_uid));
     s.stop();
 }
+
+#[test]
+fn the_demo_says_where_the_report_is_and_the_tps_receives_it() {
+    let o = Command::new(BIN)
+        .args(["demo", "--slices", "16", "--rows", "96", "--keep"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("report:"))
+        .unwrap_or_else(|| panic!("no report line: {stdout}"));
+    let pdf = PathBuf::from(
+        line.trim_start()
+            .trim_start_matches("report:")
+            .split_whitespace()
+            .next()
+            .unwrap(),
+    );
+    assert!(pdf.ends_with("report/report.pdf"), "{line}");
+    assert!(std::fs::read(&pdf).unwrap().starts_with(b"%PDF-1.4"));
+    // The auto RTSTRUCT and the report.
+    assert!(
+        stdout.contains("2 sent, 0 dead; the TPS holds 2 instance(s)"),
+        "{stdout}"
+    );
+    let kept = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("kept "))
+        .unwrap();
+    std::fs::remove_dir_all(kept).unwrap();
+}
