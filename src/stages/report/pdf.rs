@@ -572,26 +572,23 @@ mod tests {
             ],
         };
         let pdf = render(&doc, "foot", "2026-01-02T03:04:05Z").unwrap();
-        let text = String::from_utf8_lossy(&pdf);
-        let start: usize = text
-            .rsplit("startxref\n")
-            .next()
-            .and_then(|s| s.lines().next())
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert!(text[start..].starts_with("xref\n0 "));
-        let table = &text[start..];
+        // Offsets are bytes; the streams are binary, so search bytes.
+        let sx = pdf.windows(10).rposition(|w| w == b"startxref\n").unwrap();
+        let tail = std::str::from_utf8(&pdf[sx + 10..]).unwrap();
+        let start: usize = tail.lines().next().unwrap().parse().unwrap();
+        let table = std::str::from_utf8(&pdf[start..]).unwrap();
+        assert!(table.starts_with("xref\n0 "));
         let count: usize = table.lines().nth(1).unwrap()[2..].parse().unwrap();
         for (i, line) in table.lines().skip(3).take(count - 1).enumerate() {
             let off: usize = line[..10].parse().unwrap();
-            assert_eq!(line.len(), 18, "entries are 20 bytes with the EOL");
+            assert_eq!(line.len(), 19, "entries are 20 bytes with the EOL");
             assert!(
                 pdf[off..].starts_with(format!("{} 0 obj", i + 1).as_bytes()),
                 "object {}",
                 i + 1
             );
         }
+        let text = String::from_utf8_lossy(&pdf);
         assert!(text.contains("/CreationDate (D:20260102030405Z)"));
     }
 }
