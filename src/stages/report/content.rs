@@ -465,7 +465,7 @@ fn slice_figures(
         return Vec::new();
     }
     let (cols, rows) = (g.size[0], g.size[1]);
-    if cols == 0 || rows == 0 {
+    if cols == 0 || rows == 0 || ct.data.dim() != (g.size[2], rows, cols) {
         return Vec::new();
     }
     let stride = cols.max(rows).div_ceil(MAX_IMAGE_PX).max(1);
@@ -768,6 +768,57 @@ mod tests {
         assert_eq!(t[0].rows[0][2], "0.500000");
         assert_eq!(t[0].rows[1][2], "1e-7");
         assert_eq!(t[1].header.last().map(String::as_str), Some("R0 (auto)"));
+    }
+
+    #[test]
+    fn radiomics_shows_preferred_features_per_roi() {
+        let csv = Csv::parse(
+            "roi,roi_number,diagnostics_Versions_PyRadiomics,original_firstorder_Mean,original_shape_VoxelVolume,original_glszm_ZoneEntropy\n\
+             PTV,1,3.1.0,41.123456789012,33466.0,5.5\n\
+             Lung_L,2,3.1.0,-812.5,1200000.25,6.25\n",
+        );
+        let blocks = radiomics(&csv);
+        let Block::Paragraph(p) = &blocks[0] else {
+            panic!("summary first")
+        };
+        assert!(p.starts_with("2 ROI(s), 3 numeric feature(s)"), "{p}");
+        let Block::Table(t) = &blocks[1] else {
+            panic!("then a table")
+        };
+        assert_eq!(t.header, ["feature", "PTV", "Lung_L"]);
+        // Preferred features first, then the others; diagnostics never.
+        assert_eq!(t.rows[0][0], "original_shape_VoxelVolume");
+        assert_eq!(t.rows[1], ["original_firstorder_Mean", "41.12", "-812.5"]);
+        assert_eq!(t.rows[2][0], "original_glszm_ZoneEntropy");
+        assert_eq!(t.rows.len(), 3);
+    }
+
+    #[test]
+    fn a_report_without_any_stage_output_says_what_is_missing() {
+        let doc = build(&ReportInputs {
+            course_id: "P-1".into(),
+            version: 2,
+            missing: vec!["dvh.json: unreadable (bad)".into()],
+            ..ReportInputs::default()
+        });
+        assert_eq!(doc.title, "Course report P-1 v2");
+        let text: Vec<String> = doc
+            .blocks
+            .iter()
+            .filter_map(|b| match b {
+                Block::Paragraph(p) | Block::Heading(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        for expected in [
+            "No DVH for this course.",
+            "No CT volume.",
+            "No QC report.",
+            "dvh.json: unreadable (bad)",
+        ] {
+            assert!(text.iter().any(|t| t == expected), "{expected}: {text:?}");
+        }
+        assert!(!text.iter().any(|t| t == "Radiomics"));
     }
 
     #[test]

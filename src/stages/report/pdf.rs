@@ -196,7 +196,7 @@ impl Layout {
                         .get(c)
                         .map(|s| text_width(s, f) * 1.05)
                         .unwrap_or(0.0);
-                    (body.max(head.min(body.max(60.0))) + 2.0 * CELL_PAD).min(MAX_COLUMN)
+                    (body.max(head.min(body.max(80.0))) + 2.0 * CELL_PAD).min(MAX_COLUMN)
                 })
                 .collect()
         };
