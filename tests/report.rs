@@ -394,6 +394,52 @@ fn the_report_reaches_a_storescp_and_skips_a_tps_that_refuses_pdf() {
     let tps_files = tps.files();
     assert_eq!(tps_files.len(), 1, "{tps_files:?}");
     assert!(!tps_files[0].to_string_lossy().ends_with(&report_uid));
+
+    // A revised plan RTSTRUCT makes v2: a new report goes out, the auto
+    // RTSTRUCT (reused, the same instance) is not sent again.
+    let mut rs = dicom_object::open_file(&rt.rtstruct).unwrap();
+    rs.put(dicom_core::DataElement::new(
+        dicom_dictionary_std::tags::STRUCTURE_SET_LABEL,
+        dicom_core::VR::SH,
+        dicom_core::PrimitiveValue::from("SYNTH_REV2"),
+    ));
+    let revised = dir.path().join("RS_revised.dcm");
+    rs.write_to_file(&revised).unwrap();
+    send_ok(s.port, &[revised]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let o = s.status_json()["outbound"].clone();
+        let v2 = course.join("v2/export/queued.json").exists();
+        if v2 && o["sent"] == 4 && o["pending"] == 0 {
+            assert_eq!(o["dead"], 0, "{o}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out: {o}\n{}",
+            s.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let m2 = manifest(&course.join("v2"));
+    let results = m2["stages"]["export"]["summary"]["results"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let seg = results
+        .iter()
+        .find(|r| r["stage"] == "segmentation")
+        .unwrap();
+    assert_eq!(seg["queued"].as_array().map(Vec::len), Some(0), "{seg}");
+    assert_eq!(
+        seg["already_there"].as_array().map(Vec::len),
+        Some(2),
+        "{seg}"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(s.status_json()["outbound"]["sent"], 4);
+    assert_eq!(pacs.files().len(), 3, "two reports and one RTSTRUCT");
+    assert_eq!(tps.files().len(), 1);
     s.stop();
 }
 

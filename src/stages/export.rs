@@ -85,13 +85,22 @@ impl Stage for Export {
             let item = crate::import::prepare(&final_path)
                 .map_err(anyhow::Error::msg)
                 .with_context(|| format!("reading {}", final_path.display()))?;
+            // A result reused from an earlier version (the auto RTSTRUCT
+            // after a revised plan RTSTRUCT) is the same instance: those
+            // who have it do not get it again.
+            let holding = self.exporter.holding(&item.sop_instance)?;
+            let to: Vec<String> = destinations
+                .iter()
+                .filter(|d| !holding.contains(*d))
+                .cloned()
+                .collect();
             // Destinations that do not take the class (a TPS without
             // Encapsulated PDF) are left out here, not dead-lettered later.
             let ids = self.exporter.enqueue(
                 &item.sop_instance,
                 &item.sop_class,
                 final_path,
-                &destinations,
+                &to,
                 &format!("result:{} v{}", ctx.course.id, ctx.version),
             )?;
             sent.push(json!({
@@ -99,6 +108,7 @@ impl Stage for Export {
                 "sop_instance_uid": item.sop_instance,
                 "sop_class_uid": item.sop_class,
                 "queued": ids,
+                "already_there": holding,
             }));
         }
         let summary = json!({

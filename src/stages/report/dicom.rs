@@ -136,8 +136,9 @@ pub fn build(
     // The patient's name and ID are printed in the document.
     put(&mut obj, tags::BURNED_IN_ANNOTATION, VR::CS, "YES");
     put(&mut obj, tags::DOCUMENT_TITLE, VR::ST, lo(opts.title));
-    // Zero or one item (type 2); LOINC "Diagnostic imaging study" is the
-    // closest document title of CID 7020's radiotherapy-neutral entries.
+    // Type 2, zero or one item: the coded document title. LOINC 18748-4 is
+    // the generic report title of the DICOM document-title context groups
+    // (CID 7000); no code names an RT course report more closely.
     put_seq(
         &mut obj,
         tags::CONCEPT_NAME_CODE_SEQUENCE,
