@@ -6,12 +6,14 @@
 //! report needs only the CT volume and reads the other stages' outputs when
 //! they made any.
 //!
-//! [`content`] decides what is shown, [`model`] holds it, [`html`] and
-//! [`pdf`] render it, [`dicom`] wraps the PDF.
+//! [`content`] decides what is shown ([`figures`] draws the plots and
+//! slices), [`model`] holds it, [`html`] and [`pdf`] render it, [`dicom`]
+//! wraps the PDF.
 
 pub mod content;
 pub mod csv;
 pub mod dicom;
+pub mod figures;
 pub mod html;
 pub mod model;
 pub mod pdf;
