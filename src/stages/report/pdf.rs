@@ -194,7 +194,7 @@ impl Layout {
                     let head = t
                         .header
                         .get(c)
-                        .map(|s| text_width(s, f) * 1.05)
+                        .map(|s| text_width(s, f) * 1.05 + 1.0)
                         .unwrap_or(0.0);
                     (body.max(head.min(body.max(80.0))) + 2.0 * CELL_PAD).min(MAX_COLUMN)
                 })
