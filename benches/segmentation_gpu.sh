@@ -53,7 +53,7 @@ YAML
 start=$(date +%s.%N)
 "$RTNODE" process "$work/ct" --out "$work/out" --config "$work/rtnode.yaml"
 end=$(date +%s.%N)
-echo "rtnode process, whole command: $(echo "$end - $start" | bc) s"
+echo "rtnode process, whole command: $(awk "BEGIN {printf \"%.1f\", $end - $start}") s"
 manifest=$(find "$work/out/courses" -name manifest.json | head -1)
 "$PYTHON" - "$manifest" <<'PY'
 import json, sys

@@ -3,7 +3,8 @@
 //! temporary data directory, and a second node standing in for the
 //! treatment planning system; synthesises a full course (CT, RTSTRUCT,
 //! RTPLAN, RTDOSE); sends it from the "TPS"; lets the stage DAG run; waits
-//! until the results are back at the "TPS"; and prints what happened.
+//! until the results (auto contours and the report) are back at the "TPS";
+//! and prints what happened, with where the report is.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::{Config, Peer, PeersFile};
 use crate::scu::{self, Target};
+use crate::stages::report;
 use crate::synth::{self, SynthOptions};
 
 pub struct DemoOptions {
@@ -175,15 +177,27 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             println!("  {:<13} {:<8} {:>8}  {}", s.stage, s.state, time, why);
         }
         print_dvh(&cfg.node.data_dir, &c.id, c.version);
-        println!(
-            "  results: {}",
-            cfg.node
-                .data_dir
-                .join("courses")
-                .join(&c.id)
-                .join(format!("v{}", c.version))
-                .display()
-        );
+        let results = cfg
+            .node
+            .data_dir
+            .join("courses")
+            .join(&c.id)
+            .join(format!("v{}", c.version));
+        println!("  results: {}", results.display());
+        let report = results.join("report");
+        if report.join(report::PDF_FILE).is_file() {
+            println!(
+                "  report:  {} (also {}, and {} sent as Encapsulated PDF){}",
+                report.join(report::PDF_FILE).display(),
+                report::HTML_FILE,
+                report::DICOM_FILE,
+                if opts.keep {
+                    ""
+                } else {
+                    "; removed at exit unless --keep"
+                }
+            );
+        }
     }
     println!(
         "outbound: {} sent, {} dead; the TPS holds {} instance(s) from RTNODE",

@@ -3,14 +3,15 @@
 # dcmtk (the interoperability peers: echoscu, storescu, storescp and its
 # converters, built with OpenSSL for the TLS tests), dicom3tools (dciodvfy,
 # the IOD checker for what we write), openssl (test certificates for
-# tests/tls.rs) and cmake + g++ (CharLS, the JPEG-LS codec, builds from source).
+# tests/tls.rs), poppler-utils (pdftotext, which reads the course report
+# back) and cmake + g++ (CharLS, the JPEG-LS codec, builds from source).
 set -euo pipefail
 need=()
-for bin in storescu echoscu storescp dcmdump dcmcjpls dciodvfy openssl cmake g++; do
+for bin in storescu echoscu storescp dcmdump dcmcjpls dciodvfy openssl pdftotext cmake g++; do
   command -v "$bin" >/dev/null 2>&1 || need+=("$bin")
 done
 if ((${#need[@]})); then
-  pkgs=(dcmtk dicom3tools openssl cmake g++)
+  pkgs=(dcmtk dicom3tools openssl poppler-utils cmake g++)
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq

@@ -225,6 +225,20 @@ impl Exporter {
         Ok(ids)
     }
 
+    /// Destinations that already have this instance queued or stored; a
+    /// dead letter does not count (a new attempt may be wanted).
+    pub fn holding(&self, sop_instance_uid: &str) -> Result<std::collections::BTreeSet<String>> {
+        Ok(self
+            .state
+            .outbound::<OutboundItem>()?
+            .into_iter()
+            .filter(|(_, i)| {
+                i.sop_instance_uid == sop_instance_uid && i.state != OutboundState::Dead
+            })
+            .map(|(_, i)| i.destination)
+            .collect())
+    }
+
     /// Auto-routing of a newly stored instance.
     pub fn route(&self, rec: &InstanceRecord, data_dir: &std::path::Path) {
         let matches = {

@@ -513,12 +513,13 @@ impl Pipeline {
                         _ => blocked = true,
                     }
                 }
-                // Optional inputs: wait until they are final, whatever the outcome.
-                for dep in stage.uses() {
-                    if let Some(d) = inner.jobs.get(&job_key(&job.course_id, job.version, dep)) {
-                        if !d.state.is_final() {
-                            blocked = true;
-                        }
+                for dep in stage.reads_if_present() {
+                    let state = inner
+                        .jobs
+                        .get(&job_key(&job.course_id, job.version, dep))
+                        .map(|d| d.state);
+                    if state.is_some_and(|s| !s.is_final()) {
+                        blocked = true;
                     }
                 }
                 if blocked {
@@ -604,10 +605,9 @@ impl Pipeline {
                 .map(|d| (d.to_string(), vdir.join(d)))
                 .chain(
                     stage
-                        .uses()
+                        .reads_if_present()
                         .iter()
                         .map(|d| (d.to_string(), vdir.join(d)))
-                        // Only a stage that finished done has its folder.
                         .filter(|(_, p)| p.is_dir()),
                 )
                 .collect();

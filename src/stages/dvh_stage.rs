@@ -32,7 +32,7 @@ impl Stage for DvhStage {
         &[]
     }
 
-    fn uses(&self) -> &'static [&'static str] {
+    fn reads_if_present(&self) -> &'static [&'static str] {
         &["segmentation"]
     }
 

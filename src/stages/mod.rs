@@ -7,6 +7,7 @@ pub mod dvh_stage;
 pub mod export;
 pub mod organize;
 pub mod qc;
+pub mod report;
 pub mod segmentation;
 
 use std::collections::HashMap;
@@ -76,11 +77,11 @@ pub trait Stage: Send + Sync {
     /// Stages whose outputs this one needs: it is skipped when one of them
     /// does not finish done.
     fn after(&self) -> &'static [&'static str];
-    /// Stages whose outputs this one reads when they are there: it waits
-    /// for them to finish, then runs whatever their outcome, finding in
-    /// `upstream` those that finished done (the DVH of a course whose
-    /// segmentation failed still has the plan's structures).
-    fn uses(&self) -> &'static [&'static str] {
+    /// Stages whose outputs this one reads when they made any: it waits
+    /// until they are final but runs whether they were done, skipped or
+    /// failed, or are not in this build at all (a report is still worth
+    /// having without a DVH; the auto RTSTRUCT still goes out without it).
+    fn reads_if_present(&self) -> &'static [&'static str] {
         &[]
     }
     fn inputs(&self, course: &Course) -> Inputs;
@@ -117,6 +118,7 @@ fn stages_with(
         Arc::new(dvh_stage::DvhStage {
             settings: cfg.dvh.clone(),
         }),
+        Arc::new(report::Report::default()),
     ]
 }
 
