@@ -469,3 +469,46 @@ fn the_doctor_command_loads_each_configured_model() {
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("FAIL  model tiny lung shift"), "{text}");
 }
+
+/// Summing the patches' scores on the model's device (the GPU path, which
+/// keeps patches off the bus) gives the labels of summing them on the
+/// host. Here both run on the CPU; only the order of float additions
+/// differs, which can move an exact tie and nothing else.
+#[test]
+fn scores_summed_on_the_device_give_the_host_labels() {
+    use rtnode::stages::segmentation::model::torch::TorchSegmenter;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let opts = SynthOptions {
+        slices: 16,
+        ..SynthOptions::default().with_rows(96)
+    };
+    write_ct_series(&input, &opts).unwrap();
+    let out = dir.path().join("out");
+    // A model grid finer than the CT and overlapping patches, so that the
+    // sums really overlap and are resampled back.
+    let s = section([2.5, 3.0, 3.0], [8, 48, 48], 3);
+    let host = TorchSegmenter::new(&s.models[0], Path::new("/"))
+        .unwrap()
+        .with_sums_on_device(false);
+    let device = TorchSegmenter::new(&s.models[0], Path::new("/"))
+        .unwrap()
+        .with_sums_on_device(true);
+    run_course(
+        &input,
+        &out,
+        model_only(Arc::new(
+            TorchSegmenter::new(&s.models[0], Path::new("/")).unwrap(),
+        )),
+    );
+    let hu = Volume::read_nrrd(&find(&out.join("courses"), "volume.nrrd")[0]).unwrap();
+    let (a, notes_a) = host.segment_noted(&hu, &|_| {}).unwrap();
+    let (b, notes_b) = device.segment_noted(&hu, &|_| {}).unwrap();
+    assert_eq!(notes_a["scores_summed_on"], "host");
+    assert_eq!(notes_b["scores_summed_on"], "Cpu");
+    let differ = a.iter().zip(b.iter()).filter(|(x, y)| x != y).count();
+    let lung = a.iter().filter(|&&v| v == 1).count();
+    println!("{differ} of {} voxels differ ({lung} labelled)", a.len());
+    assert!(lung > 1000, "the model labels something");
+    assert!(differ <= a.len() / 100_000, "{differ} voxels differ");
+}
