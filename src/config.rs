@@ -98,6 +98,10 @@ pub struct Config {
     /// structures, dose choice (see `stages::dvh::DvhSettings`).
     #[serde(default)]
     pub dvh: crate::stages::dvh::DvhSettings,
+    /// The segmentation stage: the built-in body contour and the registry
+    /// of TorchScript models (see `stages::segmentation::model`).
+    #[serde(default)]
+    pub segmentation: crate::stages::segmentation::SegmentationSection,
     /// Auto-routing: instances matching a rule are forwarded to its
     /// destinations through the outbound queue.
     #[serde(default)]
@@ -183,6 +187,69 @@ pub struct NetworkSection {
     /// Loopback by default: the figures name AE titles of the hospital.
     #[serde(default = "default_metrics_address")]
     pub metrics_address: String,
+    /// DICOM over TLS; absent: plaintext only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSection>,
+}
+
+/// The TLS listener and the node's own certificate (also its client
+/// certificate towards `tls: true` peers). Relative paths are taken from the
+/// config file's directory.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Port of the TLS listener (2762, the registered DICOM-TLS port; 0 picks
+    /// a free one, written to node.json as `tls_port`).
+    #[serde(default = "default_tls_port")]
+    pub port: u16,
+    /// PEM: our certificate, then any intermediates.
+    pub certificate: PathBuf,
+    /// PEM: its private key, unencrypted.
+    pub private_key: PathBuf,
+    /// PEM: the CA(s) that client certificates, and the certificates of
+    /// `tls: true` peers without their own `tls_ca`, must chain to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// Refuse clients without a certificate from `ca` (mutual
+    /// authentication, as the PS3.15 secure transport profiles expect).
+    #[serde(default = "default_true")]
+    pub require_client_certificate: bool,
+    /// Keep the plaintext listener on `node.port` as well.
+    #[serde(default = "default_true")]
+    pub plaintext: bool,
+    /// A client that has not finished its handshake by then is dropped.
+    #[serde(default = "default_tls_handshake_timeout_s")]
+    pub handshake_timeout_s: u64,
+}
+
+fn default_tls_port() -> u16 {
+    2762
+}
+fn default_tls_handshake_timeout_s() -> u64 {
+    10
+}
+
+impl TlsSection {
+    pub fn handshake_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.handshake_timeout_s.max(1))
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        for p in [&mut self.certificate, &mut self.private_key] {
+            *p = resolve_relative(base, p);
+        }
+        if let Some(ca) = &mut self.ca {
+            *ca = resolve_relative(base, ca);
+        }
+    }
+}
+
+/// `p` taken from the directory of the file `base`, unless absolute.
+fn resolve_relative(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() || p.as_os_str().is_empty() {
+        return p.to_path_buf();
+    }
+    base.parent().unwrap_or(Path::new("")).join(p)
 }
 
 fn default_metrics_address() -> String {
@@ -200,6 +267,7 @@ impl Default for NetworkSection {
             idle_timeout_s: default_idle_timeout_s(),
             admin_socket: default_true(),
             metrics_address: default_metrics_address(),
+            tls: None,
         }
     }
 }
@@ -489,6 +557,17 @@ impl Config {
         load_config(path)
     }
 
+    /// The directory relative paths inside the config (model files) are
+    /// taken from: the config file's, or the working directory for the
+    /// embedded defaults.
+    pub fn base_dir(&self) -> PathBuf {
+        self.source
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
     /// The peers file named by `node.peers_file`. A relative path is taken
     /// relative to the config file's directory, so the node behaves the same
     /// whatever the working directory. Without a source file (embedded
@@ -576,6 +655,16 @@ pub struct Peer {
     /// Results of courses this AE sent go back to it (it needs host and port).
     #[serde(default = "default_false")]
     pub results_to_sender: bool,
+    /// We connect to this AE over TLS (its port is its TLS port).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
+    /// PEM CA bundle its server certificate must chain to (default:
+    /// `network.tls.ca`); relative to the peers file's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    /// The name its certificate must carry (default: `host`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
 }
 
 impl Peer {
@@ -687,6 +776,20 @@ pub fn load_peers(path: &Path) -> Result<PeersFile, ConfigErrors> {
 pub fn parse_config_str(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
     let mut config: Config = parse_yaml(text, file)?;
     config.source = Some(file.to_path_buf());
+    if let Some(workers) = config.segmentation.workers.filter(|w| *w > 0) {
+        config
+            .pipeline
+            .stages
+            .entry("segmentation".to_owned())
+            .or_insert(StageLimits {
+                workers,
+                threads: 0,
+            })
+            .workers = workers;
+    }
+    if let Some(tls) = &mut config.network.tls {
+        tls.resolve_paths(file);
+    }
     let errors = check_config(&config, text, file);
     if errors.is_empty() {
         Ok(config)
@@ -697,7 +800,12 @@ pub fn parse_config_str(text: &str, file: &Path) -> Result<Config, ConfigErrors>
 
 /// Parses and checks a peers file held in memory.
 pub fn parse_peers_str(text: &str, file: &Path) -> Result<PeersFile, ConfigErrors> {
-    let peers: PeersFile = parse_yaml(text, file)?;
+    let mut peers: PeersFile = parse_yaml(text, file)?;
+    for p in &mut peers.peers {
+        if let Some(ca) = &mut p.tls_ca {
+            *ca = resolve_relative(file, ca);
+        }
+    }
     let errors = check_peers(&peers, text, file);
     if errors.is_empty() {
         Ok(peers)
@@ -744,7 +852,14 @@ pub fn validate(
     let peers = load_peers(&peers_path);
 
     match (config, peers) {
-        (Ok(c), Ok(p)) => Ok((c, p)),
+        (Ok(c), Ok(p)) => {
+            let errors = check_peers_against_config(&c, &p, &peers_path);
+            if errors.is_empty() {
+                Ok((c, p))
+            } else {
+                Err(ConfigErrors(errors))
+            }
+        }
         (c, p) => {
             let mut errors = Vec::new();
             if let Err(e) = c {
@@ -921,6 +1036,9 @@ fn check_config(c: &Config, text: &str, file: &Path) -> Vec<ConfigError> {
             ),
         );
     }
+    if let Some(tls) = &net.tls {
+        check_tls(tls, node.port, &mut err);
+    }
     // Zero would make every read time out at once rather than disable the
     // timeout; a dead peer must not hold an association slot forever.
     if net.idle_timeout_s == 0 {
@@ -967,6 +1085,11 @@ fn check_config(c: &Config, text: &str, file: &Path) -> Vec<ConfigError> {
     }
     if let Err(m) = c.dvh.validate() {
         err("dvh", "constraints", m);
+    }
+    // Model files are relative to the config file's directory.
+    let base = c.base_dir();
+    for (key, m) in c.segmentation.check(&base) {
+        err("segmentation", key, m);
     }
     if c.export.max_attempts == 0 {
         err("export", "max_attempts", "must be at least 1".to_owned());
@@ -1049,6 +1172,39 @@ fn check_config(c: &Config, text: &str, file: &Path) -> Vec<ConfigError> {
     errors
 }
 
+fn check_tls(tls: &TlsSection, plain_port: u16, err: &mut impl FnMut(&str, &str, String)) {
+    let mut e = |m: String| err("network", "tls", m);
+    if tls.plaintext && tls.port == plain_port && tls.port != 0 {
+        e(format!(
+            "port {} is also node.port; give TLS its own port (2762 is registered for DICOM over TLS) or set plaintext: false",
+            tls.port
+        ));
+    }
+    if tls.handshake_timeout_s == 0 {
+        e("handshake_timeout_s must be at least 1 second".to_owned());
+    }
+    let certs =
+        crate::tls::load_certs(&tls.certificate).map_err(|m| e(format!("certificate: {m}")));
+    let key = crate::tls::load_key(&tls.private_key).map_err(|m| e(format!("private_key: {m}")));
+    let ca = match &tls.ca {
+        Some(ca) => crate::tls::load_roots(ca)
+            .map(|_| ())
+            .map_err(|m| e(format!("ca: {m}"))),
+        None if tls.require_client_certificate => {
+            e("require_client_certificate is true (the default) but no ca verifies client certificates; set ca, or require_client_certificate: false".to_owned());
+            Err(())
+        }
+        None => Ok(()),
+    };
+    // Only when each file loads on its own: then what is left to find is a
+    // key that does not belong to the certificate.
+    if certs.is_ok() && key.is_ok() && ca.is_ok() {
+        if let Err(m) = crate::tls::server_config(tls) {
+            e(m);
+        }
+    }
+}
+
 fn check_peers(p: &PeersFile, text: &str, file: &Path) -> Vec<ConfigError> {
     let loc = Locator::new(text);
     let mut errors = Vec::new();
@@ -1089,8 +1245,53 @@ fn check_peers(p: &PeersFile, text: &str, file: &Path) -> Vec<ConfigError> {
         if peer.port == 0 {
             err("port", "must be between 1 and 65535".to_owned());
         }
+        if let Some(ca) = &peer.tls_ca {
+            if let Err(m) = crate::tls::load_roots(ca) {
+                err("tls_ca", m);
+            }
+        }
+        if let Some(name) = &peer.tls_server_name {
+            if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+                err(
+                    "tls_server_name",
+                    format!("{name:?} is neither a DNS name nor an IP address"),
+                );
+            }
+        }
+        if !peer.tls && (peer.tls_ca.is_some() || peer.tls_server_name.is_some()) {
+            err(
+                "tls",
+                "tls_ca or tls_server_name given but tls is not true".to_owned(),
+            );
+        }
     }
     errors
+}
+
+/// What neither file shows alone: a `tls: true` peer needs a CA to verify
+/// it, its own or the node's.
+pub fn check_peers_against_config(
+    c: &Config,
+    p: &PeersFile,
+    peers_path: &Path,
+) -> Vec<ConfigError> {
+    let text = std::fs::read_to_string(peers_path).unwrap_or_default();
+    let loc = Locator::new(&text);
+    let node_ca = c.network.tls.as_ref().and_then(|t| t.ca.as_ref());
+    p.peers
+        .iter()
+        .enumerate()
+        .filter(|(_, peer)| peer.tls && peer.tls_ca.is_none() && node_ca.is_none())
+        .map(|(i, _)| {
+            ConfigError::new(
+                peers_path,
+                loc.peer_key(i, "tls"),
+                format!(
+                    "peers[{i}].tls: no CA to verify this peer with: give it tls_ca, or set network.tls.ca"
+                ),
+            )
+        })
+        .collect()
 }
 
 /// A 1-based position in a source file.
@@ -1322,6 +1523,24 @@ mod tests {
 
         let p = parse_peers_str("", &peers_path()).unwrap();
         assert!(p.peers.is_empty());
+    }
+
+    #[test]
+    fn segmentation_workers_set_the_stage_limit() {
+        let c = parse_config_str("segmentation:\n  workers: 2\n", &cfg_path()).unwrap();
+        assert_eq!(c.pipeline.stages["segmentation"].workers, 2);
+        // Unset: the pipeline's default, one GPU job at a time.
+        let c = parse_config_str("", &cfg_path()).unwrap();
+        assert_eq!(c.pipeline.stages["segmentation"].workers, 1);
+        let e = parse_config_str("segmentation:\n  workers: 0\n", &cfg_path()).unwrap_err();
+        assert!(e.to_string().contains("segmentation.workers"), "{e}");
+        // A model file is taken relative to the config file, and checked.
+        let e = parse_config_str(
+            "segmentation:\n  models:\n    - {name: m, file: nowhere.pt, spacing_mm: [1, 1, 1], patch_size: [8, 8, 8], labels: [{value: 1, name: Liver, colour: [1, 2, 3]}]}\n",
+            &cfg_path(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("nowhere.pt does not exist"), "{e}");
     }
 
     #[test]
@@ -1760,6 +1979,85 @@ peers:
         assert!(!is_key("ports: 1", "port"));
         assert!(!is_key("port:1", "port"));
         assert!(!is_key("# port: 1", "port"));
+    }
+
+    #[test]
+    fn tls_section_problems_are_all_reported_at_its_line() {
+        let text = "\
+node:
+  port: 11112
+network:
+  tls:
+    port: 11112
+    certificate: tls/missing.crt
+    private_key: /nonexistent/node.key
+    handshake_timeout_s: 0
+";
+        let e = parse_config_str(text, &cfg_path()).unwrap_err();
+        let got = lines_of(&e);
+        assert_eq!(got.len(), 5, "{e}");
+        assert!(got.iter().all(|(l, _)| *l == Some(4)), "{e}");
+        let all = e.to_string();
+        assert!(all.contains("port 11112 is also node.port"), "{all}");
+        assert!(all.contains("handshake_timeout_s"), "{all}");
+        // Relative to the config file's directory.
+        assert!(
+            all.contains("certificate: cannot read /etc/rtnode/tls/missing.crt"),
+            "{all}"
+        );
+        assert!(
+            all.contains("private_key: cannot read /nonexistent/node.key"),
+            "{all}"
+        );
+        assert!(all.contains("no ca verifies client certificates"), "{all}");
+
+        // Plaintext off frees the port; the files are still checked.
+        let text = "network:\n  tls:\n    port: 11112\n    plaintext: false\n    certificate: a\n    private_key: b\n    require_client_certificate: false\n";
+        let e = parse_config_str(text, &cfg_path()).unwrap_err();
+        assert_eq!(e.0.len(), 2, "{e}");
+        let c = parse_yaml::<Config>(text, &cfg_path()).unwrap();
+        assert_eq!(c.network.tls.map(|t| t.port), Some(11112));
+    }
+
+    #[test]
+    fn peer_tls_settings_are_checked() {
+        let text = "\
+peers:
+  - ae_title: PACS
+    host: 192.0.2.20
+    port: 2762
+    tls_server_name: 'not a name!'
+    tls_ca: certs/missing.pem
+";
+        let e = parse_peers_str(text, &peers_path()).unwrap_err();
+        let got = lines_of(&e);
+        assert_eq!(got.len(), 3, "{e}");
+        assert_eq!(got[0].0, Some(6));
+        assert!(
+            got[0]
+                .1
+                .contains("cannot read /etc/rtnode/certs/missing.pem"),
+            "{e}"
+        );
+        assert_eq!(got[1].0, Some(5));
+        // tls settings without tls: true are a mistake, not ignored.
+        assert!(got[2].1.contains("tls is not true"), "{e}");
+    }
+
+    #[test]
+    fn a_tls_peer_needs_a_ca_from_somewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("rtnode.yaml");
+        std::fs::write(&config, "node:\n  peers_file: peers.yaml\n").unwrap();
+        std::fs::write(
+            dir.path().join("peers.yaml"),
+            "peers:\n  - ae_title: PACS\n    host: h\n    port: 2762\n    tls: true\n",
+        )
+        .unwrap();
+        let e = validate(&config, None).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert_eq!(e.0[0].line, Some(5));
+        assert!(e.0[0].message.contains("no CA to verify"), "{e}");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! temporary data directory, and a second node standing in for the
 //! treatment planning system; synthesises a full course (CT, RTSTRUCT,
 //! RTPLAN, RTDOSE); sends it from the "TPS"; lets the stage DAG run; waits
-//! until the results are back at the "TPS"; and prints what happened.
+//! until the results (auto contours and the report) are back at the "TPS";
+//! and prints what happened, with where the report is.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::{Config, Peer, PeersFile};
 use crate::scu::{self, Target};
+use crate::stages::report;
 use crate::synth::{self, SynthOptions};
 
 pub struct DemoOptions {
@@ -33,6 +35,9 @@ fn peer(ae: &str, port: u16, receives_results: bool) -> Peer {
         description: Some("rtnode demo".into()),
         sop_classes: Vec::new(),
         results_to_sender: false,
+        tls: false,
+        tls_ca: None,
+        tls_server_name: None,
     }
 }
 
@@ -106,6 +111,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         called_ae: "RTNODE".into(),
         host: node.addr.ip().to_string(),
         port: node.addr.port(),
+        tls: None,
     };
     let mut files = series.files.clone();
     files.extend([rt.rtstruct.clone(), rt.rtplan.clone(), rt.rtdose.clone()]);
@@ -171,15 +177,27 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             println!("  {:<13} {:<8} {:>8}  {}", s.stage, s.state, time, why);
         }
         print_dvh(&cfg.node.data_dir, &c.id, c.version);
-        println!(
-            "  results: {}",
-            cfg.node
-                .data_dir
-                .join("courses")
-                .join(&c.id)
-                .join(format!("v{}", c.version))
-                .display()
-        );
+        let results = cfg
+            .node
+            .data_dir
+            .join("courses")
+            .join(&c.id)
+            .join(format!("v{}", c.version));
+        println!("  results: {}", results.display());
+        let report = results.join("report");
+        if report.join(report::PDF_FILE).is_file() {
+            println!(
+                "  report:  {} (also {}, and {} sent as Encapsulated PDF){}",
+                report.join(report::PDF_FILE).display(),
+                report::HTML_FILE,
+                report::DICOM_FILE,
+                if opts.keep {
+                    ""
+                } else {
+                    "; removed at exit unless --keep"
+                }
+            );
+        }
     }
     println!(
         "outbound: {} sent, {} dead; the TPS holds {} instance(s) from RTNODE",

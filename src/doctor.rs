@@ -91,25 +91,35 @@ fn port_check(cfg: &Config, out: &mut Vec<Finding>) {
         ));
         return;
     };
-    match std::net::TcpListener::bind(addr) {
-        Ok(_) => out.push(finding(Level::Ok, "port", format!("{addr} can be bound"))),
-        Err(e) => {
-            // A running node holds its own port; that is not a problem.
-            let running = crate::status::report(&cfg.node.data_dir)
-                .map(|r| r.server_state == "running")
-                .unwrap_or(false);
-            if running {
-                out.push(finding(
-                    Level::Ok,
-                    "port",
-                    format!("{addr} is held by the running rtnode"),
-                ));
-            } else {
-                out.push(finding(
-                    Level::Fail,
-                    "port",
-                    format!("cannot bind {addr}: {e}"),
-                ));
+    let mut ports = Vec::new();
+    match &cfg.network.tls {
+        Some(t) if !t.plaintext => {}
+        _ => ports.push(("port", addr)),
+    }
+    if let Some(t) = &cfg.network.tls {
+        ports.push(("tls_port", std::net::SocketAddr::new(addr.ip(), t.port)));
+    }
+    for (check, addr) in ports {
+        match std::net::TcpListener::bind(addr) {
+            Ok(_) => out.push(finding(Level::Ok, check, format!("{addr} can be bound"))),
+            Err(e) => {
+                // A running node holds its own port; that is not a problem.
+                let running = crate::status::report(&cfg.node.data_dir)
+                    .map(|r| r.server_state == "running")
+                    .unwrap_or(false);
+                if running {
+                    out.push(finding(
+                        Level::Ok,
+                        check,
+                        format!("{addr} is held by the running rtnode"),
+                    ));
+                } else {
+                    out.push(finding(
+                        Level::Fail,
+                        check,
+                        format!("cannot bind {addr}: {e}"),
+                    ));
+                }
             }
         }
     }
@@ -117,10 +127,12 @@ fn port_check(cfg: &Config, out: &mut Vec<Finding>) {
 
 async fn peer_checks(cfg: &Config, peers: &PeersFile, out: &mut Vec<Finding>) {
     for p in &peers.peers {
-        let target = Target {
-            called_ae: p.ae_title.clone(),
-            host: p.host.clone(),
-            port: p.port,
+        let target = match Target::for_peer(p, cfg.network.tls.as_ref()) {
+            Ok(t) => t,
+            Err(e) => {
+                out.push(finding(Level::Fail, "peer", e));
+                continue;
+            }
         };
         let r = tokio::time::timeout(
             Duration::from_secs(5),
@@ -159,11 +171,60 @@ async fn peer_checks(cfg: &Config, peers: &PeersFile, out: &mut Vec<Finding>) {
     }
 }
 
-fn model_checks(out: &mut Vec<Finding>) {
-    out.push(finding(
-        Level::Ok,
-        "segmentation",
-        "built-in body contour available; TorchScript models need a build with the `torch` feature",
+/// Our certificate and the CA: the config check already proved they load;
+/// what is left is time. A certificate that expires takes every TLS peer
+/// down at once, so a month ahead is a warning.
+fn tls_checks(cfg: &Config, out: &mut Vec<Finding>) {
+    let Some(tls) = &cfg.network.tls else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let mut files = vec![("certificate", &tls.certificate)];
+    if let Some(ca) = &tls.ca {
+        files.push(("ca", ca));
+    }
+    for (what, path) in files {
+        let certs = match crate::tls::load_certs(path) {
+            Ok(c) => c,
+            Err(e) => {
+                out.push(finding(Level::Fail, "tls", e));
+                continue;
+            }
+        };
+        // The leaf of our chain; every certificate of a CA bundle.
+        let n = if what == "certificate" {
+            1
+        } else {
+            certs.len()
+        };
+        for (i, cert) in certs.iter().take(n).enumerate() {
+            let label = format!("{what} {} #{}", path.display(), i + 1);
+            let (level, detail) = match crate::tls::not_after(cert) {
+                None => (Level::Warn, format!("{label}: cannot read its expiry")),
+                Some(t) if t <= now => (Level::Fail, format!("{label} has expired")),
+                Some(t) if t - now < 30 * 86_400 => (
+                    Level::Warn,
+                    format!("{label} expires in {} days", (t - now) / 86_400),
+                ),
+                Some(t) => (
+                    Level::Ok,
+                    format!("{label} valid for {} more days", (t - now) / 86_400),
+                ),
+            };
+            out.push(finding(level, "tls", detail));
+        }
+    }
+}
+
+/// libtorch, CUDA devices and every configured model (loaded and run on
+/// one patch), or what this build cannot do without the `torch` feature.
+fn model_checks(cfg: &Config, out: &mut Vec<Finding>) {
+    out.extend(crate::stages::segmentation::model_report(
+        &cfg.segmentation,
+        &cfg.base_dir(),
     ));
 }
 
@@ -188,7 +249,8 @@ pub async fn run(config_path: &Path, peers_override: Option<&Path>) -> Vec<Findi
     };
     data_dir_checks(&cfg, &mut out);
     port_check(&cfg, &mut out);
+    tls_checks(&cfg, &mut out);
     peer_checks(&cfg, &peers, &mut out).await;
-    model_checks(&mut out);
+    model_checks(&cfg, &mut out);
     out
 }

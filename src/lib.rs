@@ -32,6 +32,7 @@ pub mod status;
 pub mod store;
 pub mod synth;
 pub mod time;
+pub mod tls;
 pub mod uids;
 pub mod ul;
 pub mod volume;

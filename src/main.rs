@@ -58,6 +58,13 @@ enum Command {
         /// Largest PDU we accept from the peer.
         #[arg(long, default_value_t = 262_144)]
         max_pdu: u32,
+        /// Node configuration: its network.tls certificate is ours, and its
+        /// peers file says whether the receiver wants TLS (`tls: true`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// TLS even when the peers file does not ask for it (needs --config).
+        #[arg(long)]
+        tls: bool,
         /// Files or folders to send.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -325,13 +332,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::Send {
-            to,
+            mut to,
             calling_ae,
             max_pdu,
+            config,
+            tls,
             paths,
         } => {
             config::check_ae_title(&calling_ae).map_err(anyhow::Error::msg)?;
             init_logging(LogFormat::Text, "warn");
+            let node = match &config {
+                Some(c) => Some(config::validate(c, None).map_err(|e| anyhow::anyhow!("{e}"))?),
+                None => None,
+            };
+            to.tls = scu::tls_for_send(&to, node.as_ref(), tls).map_err(anyhow::Error::msg)?;
             let files = scu::collect_files(&paths)?;
             let outcomes = runtime()?.block_on(scu::send(&to, &calling_ae, &files, max_pdu));
             let mut failed = 0;
@@ -592,6 +606,10 @@ fn load_for_serve(args: &ServeArgs) -> Result<(Config, PeersFile)> {
         .clone()
         .unwrap_or_else(|| cfg.resolved_peers_file());
     let peers = config::load_peers(&peers_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let errors = config::check_peers_against_config(&cfg, &peers, &peers_path);
+    if !errors.is_empty() {
+        anyhow::bail!("{}", config::ConfigErrors(errors));
+    }
     Ok((cfg, peers))
 }
 

@@ -37,7 +37,9 @@ struct NodeFile<'a> {
     pid: u32,
     ae_title: &'a str,
     address: String,
+    /// The plaintext port, or the TLS port when plaintext is off.
     port: u16,
+    tls_port: Option<u16>,
     started_at: &'a str,
 }
 
@@ -72,7 +74,8 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
         &cfg.routing,
         Some(audit.clone()),
     )?;
-    let mut stages = crate::stages::registry_with(cfg);
+    exporter.set_tls(cfg.network.tls.clone());
+    let mut stages = crate::stages::registry_with(cfg)?;
     stages.push(Arc::new(crate::stages::export::Export::new(
         exporter.clone(),
     )));
@@ -113,10 +116,7 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
         .node
         .listen_addr()
         .context("node.bind is not an IP address")?;
-    let listener = TcpListener::bind(bind)
-        .await
-        .with_context(|| format!("binding {bind}"))?;
-    let addr = listener.local_addr()?;
+    let (listeners, addr, tls_addr) = bind_listeners(cfg, bind).await?;
     let node = Arc::new(
         Node::new(
             cfg.node.ae_title.clone(),
@@ -146,6 +146,7 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
         ae_title: &cfg.node.ae_title,
         address: addr.ip().to_string(),
         port: addr.port(),
+        tls_port: tls_addr.map(|a| a.port()),
         started_at: &node.started_at,
     };
     std::fs::write(node_file_path(&data_dir), serde_json::to_vec_pretty(&nf)?)
@@ -163,10 +164,11 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
         None => None,
     };
     let (shutdown, rx) = watch::channel(false);
-    let server = tokio::spawn(scp::run(node.clone(), listener, rx));
+    let server = tokio::spawn(scp::run(node.clone(), listeners, rx));
     info!(
         ae_title = %cfg.node.ae_title,
         address = %addr,
+        tls_address = tls_addr.map(|a| a.to_string()),
         data_dir = %data_dir.display(),
         fsync = cfg.storage.fsync,
         max_associations = cfg.network.max_associations,
@@ -182,6 +184,54 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
         retention,
         data_dir,
     })
+}
+
+/// The plaintext and TLS listeners the config asks for, and the main
+/// address (plaintext, or TLS when plaintext is off).
+async fn bind_listeners(
+    cfg: &Config,
+    bind: SocketAddr,
+) -> Result<(scp::Listeners, SocketAddr, Option<SocketAddr>)> {
+    let tls = match &cfg.network.tls {
+        None => None,
+        Some(t) => {
+            let server = crate::tls::server_config(t)
+                .map_err(anyhow::Error::msg)
+                .context("network.tls")?;
+            let at = SocketAddr::new(bind.ip(), t.port);
+            let listener = TcpListener::bind(at)
+                .await
+                .with_context(|| format!("binding the TLS port {at}"))?;
+            info!(
+                address = %listener.local_addr()?,
+                client_certificate = if t.require_client_certificate { "required" } else { "verified if presented" },
+                "DICOM over TLS"
+            );
+            Some(scp::TlsListener {
+                listener,
+                acceptor: crate::tls::TlsAcceptor::from(server),
+                handshake_timeout: t.handshake_timeout(),
+            })
+        }
+    };
+    let plain = match &cfg.network.tls {
+        Some(t) if !t.plaintext => None,
+        _ => Some(
+            TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("binding {bind}"))?,
+        ),
+    };
+    let tls_addr = match &tls {
+        Some(t) => Some(t.listener.local_addr()?),
+        None => None,
+    };
+    let addr = match (&plain, tls_addr) {
+        (Some(p), _) => p.local_addr()?,
+        (None, Some(t)) => t,
+        (None, None) => anyhow::bail!("no listener configured"),
+    };
+    Ok((scp::Listeners { plain, tls }, addr, tls_addr))
 }
 
 impl RunningNode {

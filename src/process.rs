@@ -60,7 +60,7 @@ pub fn run(dir: &Path, out: &Path, cfg: &Config) -> Result<Summary> {
             settings: cfg.pipeline.clone(),
             immediate: true,
         },
-        crate::stages::registry_with(cfg),
+        crate::stages::registry_with(cfg)?,
     )?;
     pipeline.load_records(store.index().all_records()?);
     eprintln!("running the stages");

@@ -11,7 +11,7 @@ use dicom_ul::pdu::{
     AssociationRQ, Pdu, PresentationContextProposed, PresentationContextResultReason,
     UserVariableItem,
 };
-use tokio::io::{AsyncReadExt, AsyncSeekExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::dimse;
@@ -25,6 +25,75 @@ pub struct Target {
     pub called_ae: String,
     pub host: String,
     pub port: u16,
+    /// TLS towards this peer; `None`: plain TCP.
+    pub tls: Option<crate::tls::ClientTls>,
+}
+
+impl Target {
+    /// A peer of the peers file, over TLS when it is marked `tls: true`
+    /// (with the node's certificate from `network.tls` as ours).
+    pub fn for_peer(
+        peer: &crate::config::Peer,
+        node_tls: Option<&crate::config::TlsSection>,
+    ) -> Result<Target, String> {
+        Ok(Target {
+            called_ae: peer.ae_title.trim().to_string(),
+            host: peer.host.clone(),
+            port: peer.port,
+            tls: crate::tls::client_for_peer(peer, node_tls)?,
+        })
+    }
+}
+
+/// TLS for `rtnode send --to`: when the receiver's AE title is a `tls: true`
+/// peer of the node's peers file (its CA and server name apply, the
+/// address is the one given), or when `force`d; the client certificate is
+/// the node's (`network.tls`).
+pub fn tls_for_send(
+    to: &Target,
+    node: Option<&(crate::config::Config, crate::config::PeersFile)>,
+    force: bool,
+) -> Result<Option<crate::tls::ClientTls>, String> {
+    let Some((cfg, peers)) = node else {
+        return if force {
+            Err("--tls needs --config: network.tls names our certificate and the CA".into())
+        } else {
+            Ok(None)
+        };
+    };
+    let node_tls = cfg.network.tls.as_ref();
+    match peers.find(&to.called_ae).filter(|p| p.tls) {
+        Some(p) => crate::tls::client_config(
+            node_tls,
+            p.tls_ca.as_deref(),
+            &to.host,
+            p.tls_server_name.as_deref(),
+        )
+        .map(Some),
+        None if force => crate::tls::client_config(node_tls, None, &to.host, None).map(Some),
+        None => Ok(None),
+    }
+}
+
+type Conn = BufReader<crate::tls::Connection>;
+
+/// TCP, then TLS when the target asks for it; each step bounded.
+async fn connect(target: &Target, buffer: usize) -> Result<Conn> {
+    let stream = tokio::time::timeout(
+        Duration::from_secs(30),
+        TcpStream::connect((target.host.as_str(), target.port)),
+    )
+    .await
+    .context("connect timed out")?
+    .with_context(|| format!("connecting to {}:{}", target.host, target.port))?;
+    stream.set_nodelay(true)?;
+    let stream: crate::tls::Connection = match &target.tls {
+        None => Box::new(stream),
+        Some(tls) => crate::tls::connect(tls, stream, Duration::from_secs(30))
+            .await
+            .with_context(|| format!("TLS to {}:{}", target.host, target.port))?,
+    };
+    Ok(BufReader::with_capacity(buffer, stream))
 }
 
 impl std::str::FromStr for Target {
@@ -43,6 +112,7 @@ impl std::str::FromStr for Target {
             called_ae: ae.to_string(),
             host: host.to_string(),
             port,
+            tls: None,
         })
     }
 }
@@ -185,15 +255,7 @@ async fn send_association(
     max_pdu: u32,
     fallback_implicit: bool,
 ) -> Result<Vec<Outcome>> {
-    let stream = tokio::time::timeout(
-        Duration::from_secs(30),
-        TcpStream::connect((target.host.as_str(), target.port)),
-    )
-    .await
-    .context("connect timed out")?
-    .with_context(|| format!("connecting to {}:{}", target.host, target.port))?;
-    stream.set_nodelay(true)?;
-    let mut conn = BufReader::with_capacity(64 * 1024, stream);
+    let mut conn = connect(target, 64 * 1024).await?;
 
     let mut proposed: Vec<(String, String)> = Vec::new();
     for i in items {
@@ -326,10 +388,17 @@ async fn send_association(
         })
         .await;
     }
+    close(&mut conn).await;
     Ok(outcomes)
 }
 
-async fn skip(conn: &mut BufReader<TcpStream>, n: u32) -> std::io::Result<()> {
+/// Over TLS, close_notify: without it the peer cannot tell our close from
+/// a truncation. Best effort.
+async fn close(conn: &mut Conn) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), conn.get_mut().shutdown()).await;
+}
+
+async fn skip(conn: &mut Conn, n: u32) -> std::io::Result<()> {
     let mut left = n as u64;
     let mut buf = [0u8; 8192];
     while left > 0 {
@@ -341,7 +410,7 @@ async fn skip(conn: &mut BufReader<TcpStream>, n: u32) -> std::io::Result<()> {
 }
 
 async fn store_one(
-    conn: &mut BufReader<TcpStream>,
+    conn: &mut Conn,
     pc: u8,
     item: &Item,
     message_id: u16,
@@ -382,7 +451,7 @@ async fn store_one(
 }
 
 /// Reads PDUs until a complete command arrives (the C-STORE-RSP).
-async fn read_response(conn: &mut BufReader<TcpStream>) -> Result<dimse::Command> {
+async fn read_response(conn: &mut Conn) -> Result<dimse::Command> {
     let mut command = Vec::new();
     loop {
         let header = tokio::time::timeout(Duration::from_secs(600), ul::read_header(conn))
@@ -419,9 +488,7 @@ async fn read_response(conn: &mut BufReader<TcpStream>) -> Result<dimse::Command
 
 /// A C-ECHO round trip; used by `demo`, `doctor` and tests.
 pub async fn echo(target: &Target, calling_ae: &str) -> Result<u16> {
-    let stream = TcpStream::connect((target.host.as_str(), target.port)).await?;
-    stream.set_nodelay(true)?;
-    let mut conn = BufReader::new(stream);
+    let mut conn = connect(target, 8 * 1024).await?;
     let rq = AssociationRQ {
         protocol_version: 1,
         calling_ae_title: calling_ae.to_string(),
@@ -444,6 +511,18 @@ pub async fn echo(target: &Target, calling_ae: &str) -> Result<u16> {
     ul::write_pdata(conn.get_mut(), 1, true, &cmd, 16384, true).await?;
     let rsp = read_response(&mut conn).await?;
     let _ = ul::write_pdu(conn.get_mut(), &Pdu::ReleaseRQ).await;
+    // Wait for the RP (bounded) so that over TLS our close does not cut
+    // the peer's answer off.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(h)) = ul::read_header(&mut conn).await {
+            let _ = skip(&mut conn, h.length).await;
+            if h.pdu_type == pdu_type::RELEASE_RP || h.pdu_type == pdu_type::ABORT {
+                break;
+            }
+        }
+    })
+    .await;
+    close(&mut conn).await;
     Ok(rsp.status.unwrap_or(0xFFFF))
 }
 
@@ -459,7 +538,8 @@ mod tests {
             Target {
                 called_ae: "PACS".into(),
                 host: "10.0.0.1".into(),
-                port: 104
+                port: 104,
+                tls: None,
             }
         );
         let t: Target = "A@[::1]:11112".parse().unwrap();

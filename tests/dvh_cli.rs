@@ -244,3 +244,99 @@ fn synth_rt_course_has_analytic_dvh() {
     close("Cone", "Dmean", 50.0 - 0.2 * (r - 2.0 * r / 4.0));
     close("BODY", "Dmean", 50.0);
 }
+
+/// Runs `rtnode process` on a synthetic course with `env` set; returns the
+/// course's version folder.
+fn process_course(dir: &std::path::Path, env: &[(&str, &str)]) -> std::path::PathBuf {
+    let input = dir.join("in");
+    let out = rtnode()
+        .args(["synth", "--slices", "24", "--rows", "64", "--rt", "--out"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // One attempt per stage, so that an injected failure is final at once.
+    let cfg = dir.join("rtnode.yaml");
+    std::fs::write(&cfg, "pipeline:\n  max_attempts: 1\n").unwrap();
+    let mut cmd = rtnode();
+    cmd.arg("process")
+        .arg(&input)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .arg("--config")
+        .arg(&cfg);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(stdout.contains("dvh=done"), "{stdout}");
+    let courses = dir.join("out/courses");
+    let course = std::fs::read_dir(&courses)
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().is_dir())
+        .unwrap()
+        .path();
+    course.join("v1")
+}
+
+/// The auto-segmentation's ROIs join the plan's in the course DVH, each
+/// row naming its source; the plan's ROIs keep their names and values.
+#[test]
+fn course_dvh_has_the_auto_segmented_rois_with_their_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = process_course(dir.path(), &[]);
+    let csv = std::fs::read_to_string(v1.join("dvh/dvh_metrics.csv")).unwrap();
+    let seg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(v1.join("segmentation/labels.json")).unwrap())
+            .unwrap();
+    let auto_uid = csv
+        .lines()
+        .find_map(|l| l.strip_prefix("# autoseg_rtstruct_uids: "))
+        .unwrap_or_else(|| panic!("no autoseg line in\n{csv}"));
+    let rs = dicom_object::open_file(v1.join("segmentation/rtstruct.dcm")).unwrap();
+    assert_eq!(
+        rs.element(dicom_dictionary_std::tags::SOP_INSTANCE_UID)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_end_matches('\0'),
+        auto_uid
+    );
+    let value = |roi: &str, source: &str, metric: &str| -> f64 {
+        csv.lines()
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .find(|f| f.len() >= 7 && f[0] == roi && f[2] == source && f[4] == metric)
+            .unwrap_or_else(|| panic!("no {roi} {source} {metric} in\n{csv}"))[5]
+            .parse()
+            .unwrap()
+    };
+    // The body contour's volume on the dose grid agrees with its voxel
+    // count on the CT grid within 2 % (contours rasterised again).
+    let labelled = seg["rois"][0]["volume_cc"].as_f64().unwrap();
+    let in_dvh = value("External", "autoseg:rtnode body contour", "volume_cc");
+    assert!(
+        (in_dvh - labelled).abs() <= 0.02 * labelled,
+        "External {in_dvh} cc in the DVH vs {labelled} cc labelled"
+    );
+    // The plan's own BODY is still there, from the plan's structure set.
+    assert!(value("BODY", "rtstruct", "volume_cc") > 0.0);
+}
+
+/// A segmentation that fails does not take the DVH with it: the DVH uses
+/// the auto-segmentation only when there is one, and says which.
+#[test]
+fn course_dvh_runs_when_segmentation_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = process_course(dir.path(), &[("RTNODE_FAULTS", "segmentation:fail=5")]);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(v1.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["stages"]["segmentation"]["state"], "failed");
+    let dvh = &manifest["stages"]["dvh"];
+    assert_eq!(dvh["state"], "done", "{dvh}");
+    assert_eq!(dvh["summary"]["auto_segmentation"]["used"], false, "{dvh}");
+    let csv = std::fs::read_to_string(v1.join("dvh/dvh_metrics.csv")).unwrap();
+    assert!(!csv.contains("autoseg"), "{csv}");
+    assert!(csv.contains("\nBODY,1,rtstruct,ok,volume_cc,"), "{csv}");
+}

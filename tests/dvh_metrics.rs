@@ -315,3 +315,67 @@ fn derived_structures_with_margins() {
     assert_eq!(get("Partly").status, RoiStatus::Partial);
     assert_eq!(get("Ring").metrics.get("Dmean"), Some(10.0));
 }
+
+/// A primary plan to PTV_50 and a sequential boost plan to PTV_boost
+/// inside it, summed: the boost target's prescription is the two plans'
+/// together (50 + 16 = 66 Gy), the primary target's stays 50 Gy, and a
+/// second boost target outside PTV_50 keeps its own.
+#[test]
+fn sequential_boost_targets_add_the_primary_prescription() {
+    let rs = RtStruct::from_rois(
+        "1.2.3.5",
+        "1.2.3.9",
+        vec![
+            sphere(1, "PTV_50", [0.0, 0.0, 0.0], 24.0, 2.0),
+            sphere(2, "PTV_boost", [4.0, 0.0, 0.0], 8.0, 2.0),
+            sphere(3, "PTV_node", [0.0, 44.0, 0.0], 8.0, 2.0),
+        ],
+    );
+    let mut dose = uniform(66.0, "GY");
+    let plan = |dose_gy: f64, roi: i64, what: &str, plan: &str| Prescription {
+        dose_gy,
+        roi_number: Some(roi),
+        description: what.into(),
+        plan_uid: plan.into(),
+    };
+    dose.provenance.prescriptions = vec![
+        plan(50.0, 1, "PTV_50", "1.2.3.70"),
+        plan(16.0, 2, "PTV_boost", "1.2.3.71"),
+        plan(16.0, 3, "PTV_node", "1.2.3.71"),
+    ];
+    let report = compute(&rs, &dose, &DvhSettings::default()).unwrap();
+    let rx: Vec<(String, f64)> = report
+        .prescriptions
+        .iter()
+        .map(|p| (p.description.clone(), p.dose_gy))
+        .collect();
+    assert_eq!(
+        rx,
+        [
+            ("PTV_50".to_string(), 50.0),
+            ("PTV_boost".to_string(), 66.0),
+            ("PTV_node".to_string(), 16.0)
+        ]
+    );
+    let m = |roi: usize, k: &str| report.rois[roi].metrics.get(k).unwrap();
+    assert!((m(1, "Dmean_pctRx") - 100.0).abs() < 1e-6);
+    assert!((m(0, "Dmean_pctRx") - 132.0).abs() < 1e-6);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("sequential boost") && n.contains("PTV_50")),
+        "{:?}",
+        report.notes
+    );
+
+    // One plan with two targets is a simultaneous boost: nothing is added.
+    let mut dose = uniform(66.0, "GY");
+    dose.provenance.prescriptions = vec![
+        plan(60.0, 2, "PTV_boost", "1.2.3.70"),
+        plan(50.0, 1, "PTV_50", "1.2.3.70"),
+    ];
+    let report = compute(&rs, &dose, &DvhSettings::default()).unwrap();
+    let total: f64 = report.prescriptions.iter().map(|p| p.dose_gy).sum();
+    assert_eq!(total, 110.0);
+}

@@ -4,7 +4,6 @@
 
 mod segmentation_support;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use dicom_dictionary_std::tags;
@@ -14,22 +13,6 @@ use rtnode::volume::Volume;
 use segmentation_support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rtnode");
-
-fn find(root: &Path, name: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().is_some_and(|n| n == name) {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
 
 /// Runs `rtnode process` on a synthetic CT of `rows`² × `slices` and checks
 /// the segmentation stage's output; returns the stage's duration (ms) and
@@ -84,7 +67,7 @@ fn process_synthetic_ct(rows: u16, slices: u32) -> (u64, f64, f64) {
     assert_eq!(rois[0].algorithm, "AUTOMATIC");
 
     // The label volume and the contours both match the phantom.
-    let labels = Volume::read_nrrd(&seg_dir.join("labels.nrrd")).unwrap();
+    let labels = Volume::read_nrrd(&seg_dir.join("labels-rtnode-body-contour.nrrd")).unwrap();
     let g = &labels.geometry;
     let p = &series.phantom;
     let truth: Vec<bool> = labels
@@ -139,4 +122,165 @@ fn process_contours_the_body_of_a_synthetic_ct() {
 fn process_512x512x100() {
     let (ms, d_mask, d_contours) = process_synthetic_ct(512, 100);
     println!("512x512x100: stage {ms} ms, labels Dice {d_mask:.5}, RTSTRUCT Dice {d_contours:.5}");
+}
+
+/// A second segmenter in the test: bone is every voxel at or above 300 HU
+/// (the phantom's vertebra, 700 and 1200 HU inside 20 HU tissue).
+struct BoneThreshold;
+
+impl rtnode::stages::segmentation::Segmenter for BoneThreshold {
+    fn name(&self) -> &str {
+        "bone threshold"
+    }
+    fn version(&self) -> String {
+        "t1".into()
+    }
+    fn identity(&self) -> String {
+        "bone threshold t1 >=300HU".into()
+    }
+    fn labels(&self) -> Vec<rtnode::stages::segmentation::RoiLabel> {
+        vec![rtnode::stages::segmentation::RoiLabel {
+            value: 1,
+            name: "Bones".into(),
+            colour: [240, 240, 200],
+            interpreted_type: "ORGAN".into(),
+        }]
+    }
+    fn description(&self) -> String {
+        "HU >= 300".into()
+    }
+    fn segment(
+        &self,
+        volume: &Volume,
+        _progress: &(dyn Fn(f64) + Sync),
+    ) -> anyhow::Result<ndarray::Array3<u16>> {
+        Ok(volume.data.mapv(|v| u16::from(v >= 300.0)))
+    }
+}
+
+/// Several segmenters (the node's body contour and each model) make one
+/// structure set: their ROIs numbered in order, each label volume in its
+/// own file (the body overlaps every organ), each ROI where its segmenter
+/// put it.
+#[test]
+fn segmenters_share_one_structure_set() {
+    use std::sync::Arc;
+
+    use rtnode::stages::segmentation::{BodyContour, Segmentation, SegmentationOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let opts = SynthOptions {
+        slices: 10,
+        ..SynthOptions::default().with_rows(128)
+    };
+    let series = write_ct_series(&input, &opts).unwrap();
+    let out = dir.path().join("out");
+    run_course(
+        &input,
+        &out,
+        Segmentation {
+            segmenters: vec![Arc::new(BodyContour::default()), Arc::new(BoneThreshold)],
+            options: SegmentationOptions::default(),
+        },
+    );
+    let courses = out.join("courses");
+    let rtstruct = find(&courses, "rtstruct.dcm");
+    assert_eq!(rtstruct.len(), 1, "{rtstruct:?}");
+    let seg_dir = rtstruct[0].parent().unwrap();
+    let obj = dicom_object::open_file(&rtstruct[0]).unwrap();
+    assert_eq!(
+        text(&obj, tags::SERIES_DESCRIPTION),
+        concat!(
+            "rtnode body contour ",
+            env!("CARGO_PKG_VERSION"),
+            " + bone threshold t1"
+        )
+    );
+    let rois = read_rois(&obj);
+    let names: Vec<(i64, &str)> = rois.iter().map(|r| (r.number, r.name.as_str())).collect();
+    assert_eq!(names, [(1, "External"), (2, "Bones")]);
+
+    let body = Volume::read_nrrd(&seg_dir.join("labels-rtnode-body-contour.nrrd")).unwrap();
+    let bone = Volume::read_nrrd(&seg_dir.join("labels-bone-threshold.nrrd")).unwrap();
+    let hu = Volume::read_nrrd(&find(&courses, "volume.nrrd")[0]).unwrap();
+    let want: Vec<bool> = hu.data.iter().map(|&v| v >= 300.0).collect();
+    assert!(
+        want.iter().filter(|&&b| b).count() > 100,
+        "the phantom has bone"
+    );
+    let got: Vec<bool> = bone.data.iter().map(|&v| v == 1.0).collect();
+    assert_eq!(
+        got, want,
+        "the bone label file holds the bone segmenter's labels"
+    );
+    // Bone lies inside the body: both labels overlap, which one file could
+    // not hold.
+    assert!(body.data.iter().zip(&want).all(|(&b, &w)| !w || b == 1.0));
+    let back = rasterise(&rois[1], &hu.geometry, &series.sop_instance_uids);
+    let d = dice(&back, &want);
+    assert!(d >= 0.95, "Bones contours vs mask: Dice {d}");
+    let back = rasterise(&rois[0], &hu.geometry, &series.sop_instance_uids);
+    let body_mask: Vec<bool> = body.data.iter().map(|&v| v == 1.0).collect();
+    let d = dice(&back, &body_mask);
+    assert!(d >= 0.98, "External contours vs mask: Dice {d}");
+
+    let map: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(seg_dir.join("labels.json")).unwrap()).unwrap();
+    let files: Vec<&str> = map["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "labels-rtnode-body-contour.nrrd",
+            "labels-bone-threshold.nrrd"
+        ]
+    );
+    assert_eq!(map["rois"][1]["segmenter"], "bone threshold");
+    let (errors, report) = dciodvfy(&rtstruct[0]);
+    assert!(errors.is_empty(), "dciodvfy errors:\n{report}");
+}
+
+/// A model in the config of a build without the `torch` feature is an
+/// error that says so, never a quiet run with the body contour alone.
+#[cfg(not(feature = "torch"))]
+#[test]
+fn a_configured_model_without_torch_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    write_ct_series(
+        &input,
+        &SynthOptions {
+            slices: 4,
+            ..SynthOptions::default().with_rows(32)
+        },
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("organs.pt"), b"not read").unwrap();
+    let config = dir.path().join("rtnode.yaml");
+    std::fs::write(
+        &config,
+        "segmentation:\n  models:\n    - name: organs\n      file: organs.pt\n      spacing_mm: [3, 1.5, 1.5]\n      patch_size: [32, 64, 64]\n      labels:\n        - {value: 1, name: Liver, colour: [220, 120, 60]}\n",
+    )
+    .unwrap();
+    let o = Command::new(BIN)
+        .arg("process")
+        .arg(&input)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("segmentation.models") && stderr.contains("without the torch feature"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("out/courses").exists());
 }

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain, on Debian:
 # dcmtk (the interoperability peers: echoscu, storescu, storescp and its
-# converters), dicom3tools (dciodvfy, the IOD checker for what we write) and
-# cmake + g++ (CharLS, the JPEG-LS codec, builds from source).
+# converters, built with OpenSSL for the TLS tests), dicom3tools (dciodvfy,
+# the IOD checker for what we write), openssl (test certificates for
+# tests/tls.rs), poppler-utils (pdftotext, which reads the course report
+# back) and cmake + g++ (CharLS, the JPEG-LS codec, builds from source).
 set -euo pipefail
 need=()
-for bin in storescu echoscu storescp dcmdump dcmcjpls dciodvfy cmake g++; do
+for bin in storescu echoscu storescp dcmdump dcmcjpls dciodvfy openssl pdftotext cmake g++; do
   command -v "$bin" >/dev/null 2>&1 || need+=("$bin")
 done
 if ((${#need[@]})); then
-  pkgs=(dcmtk dicom3tools cmake g++)
+  pkgs=(dcmtk dicom3tools openssl poppler-utils cmake g++)
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq

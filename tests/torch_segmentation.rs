@@ -15,15 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dicom_dictionary_std::tags;
-use rtnode::config::PipelineSection;
-use rtnode::pipeline::{Pipeline, PipelineOptions};
-use rtnode::stages::organize::Organize;
 use rtnode::stages::segmentation::contour::dice;
 use rtnode::stages::segmentation::model::{model_segmenter, SegmentationSection};
 use rtnode::stages::segmentation::{Segmentation, SegmentationOptions, Segmenter};
-use rtnode::stages::Stage;
-use rtnode::state::StateDb;
-use rtnode::store::{Store, StoreOptions};
 use rtnode::synth::{write_ct_series, SynthOptions};
 use rtnode::volume::{Geometry, Volume};
 use segmentation_support::*;
@@ -104,71 +98,12 @@ fn lungs_unshifted(hu: &Volume) -> Vec<bool> {
         .collect()
 }
 
-fn find(root: &Path, name: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().is_some_and(|n| n == name) {
-                out.push(p);
-            }
-        }
+/// The stage with the model alone, without the body contour.
+fn model_only(segmenter: Arc<dyn Segmenter>) -> Segmentation {
+    Segmentation {
+        segmenters: vec![segmenter],
+        options: SegmentationOptions::default(),
     }
-    out
-}
-
-/// Imports `input` into a data directory at `out` and runs organize and
-/// segmentation (with `segmenter`) on every course, as `rtnode process`
-/// does.
-fn run_course(input: &Path, out: &Path, segmenter: Arc<dyn Segmenter>) {
-    let store = Store::open(StoreOptions {
-        data_dir: out.to_path_buf(),
-        fsync: false,
-        min_free_bytes: 0,
-    })
-    .unwrap();
-    for path in rtnode::import::collect_files(&[input.to_path_buf()]).unwrap() {
-        let item = rtnode::import::prepare(&path).unwrap();
-        let mut pending = store
-            .begin(&item.sop_class, &item.sop_instance, &item.ts, "")
-            .unwrap();
-        item.for_each_chunk(1 << 20, |c| {
-            pending.write(c);
-            Ok(())
-        })
-        .unwrap();
-        store.commit_blocking(pending.finish().unwrap()).unwrap();
-    }
-    let state = Arc::new(StateDb::open(out).unwrap());
-    let stages: Vec<Arc<dyn Stage>> = vec![
-        Arc::new(Organize),
-        Arc::new(Segmentation {
-            segmenter,
-            options: SegmentationOptions::default(),
-        }),
-    ];
-    let pipeline = Pipeline::with_stages(
-        out,
-        state.clone(),
-        PipelineOptions {
-            settings: PipelineSection {
-                trigger: "ct".into(),
-                ..PipelineSection::default()
-            },
-            immediate: true,
-        },
-        stages,
-    )
-    .unwrap();
-    pipeline.load_records(store.index().all_records().unwrap());
-    pipeline.run_until_idle().unwrap();
-    let problems = pipeline.any_failed_or_held();
-    assert!(problems.is_empty(), "{problems:?}");
-    state.flush().unwrap();
-    store.close().unwrap();
 }
 
 struct Run {
@@ -188,15 +123,19 @@ fn segment_synthetic_ct(rows: u16, slices: u32, section: &SegmentationSection) -
     };
     let series = write_ct_series(&input, &opts).unwrap();
     let out = dir.path().join("out");
-    let segmenter = model_segmenter(&section.models[0], Path::new("/")).unwrap();
-    run_course(&input, &out, segmenter);
+    // As the node sets it up from the config: the body contour, then the
+    // model, into one structure set.
+    let segmentation = Segmentation::from_section(section, Path::new("/")).unwrap();
+    run_course(&input, &out, segmentation);
 
     let courses = out.join("courses");
     let rtstruct = find(&courses, "rtstruct.dcm");
     assert_eq!(rtstruct.len(), 1, "{rtstruct:?}");
     let seg_dir = rtstruct[0].parent().unwrap().to_path_buf();
     let hu = Volume::read_nrrd(&find(&courses, "volume.nrrd")[0]).unwrap();
-    let labels = Volume::read_nrrd(&seg_dir.join("labels.nrrd")).unwrap();
+    let labels = Volume::read_nrrd(&seg_dir.join("labels-tiny-lung-shift.nrrd")).unwrap();
+    let body = Volume::read_nrrd(&seg_dir.join("labels-rtnode-body-contour.nrrd")).unwrap();
+    assert_eq!(body.data.dim(), labels.data.dim());
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&find(&courses, "manifest.json")[0]).unwrap())
             .unwrap();
@@ -243,17 +182,26 @@ fn tiny_model_runs_through_the_stage_on_the_cpu() {
     let obj = dicom_object::open_file(&run.rtstruct).unwrap();
     assert_eq!(
         text(&obj, tags::SERIES_DESCRIPTION),
-        "tiny lung shift 1",
-        "series description names the model and its version"
+        concat!(
+            "rtnode body contour ",
+            env!("CARGO_PKG_VERSION"),
+            " + tiny lung shift 1"
+        ),
+        "series description names the segmenters and their versions"
     );
+    // The body contour and the model's ROI in one structure set, numbered
+    // in the order the segmenters ran.
     let rois = read_rois(&obj);
-    assert_eq!(rois.len(), 1);
-    assert_eq!(rois[0].name, "Lung_Shifted");
-    assert_eq!(rois[0].interpreted_type, "ORGAN");
-    assert_eq!(rois[0].colour, vec![0, 160, 255]);
-    assert_eq!(rois[0].algorithm, "AUTOMATIC");
+    assert_eq!(rois.len(), 2);
+    assert_eq!((rois[0].number, rois[0].name.as_str()), (1, "External"));
+    assert_eq!(rois[0].interpreted_type, "EXTERNAL");
+    let roi = &rois[1];
+    assert_eq!((roi.number, roi.name.as_str()), (2, "Lung_Shifted"));
+    assert_eq!(roi.interpreted_type, "ORGAN");
+    assert_eq!(roi.colour, vec![0, 160, 255]);
+    assert_eq!(roi.algorithm, "AUTOMATIC");
     let g: &Geometry = &run.labels.geometry;
-    let back = rasterise(&rois[0], g, &run.slice_uids);
+    let back = rasterise(roi, g, &run.slice_uids);
     let d_contours = dice(&back, &want);
     println!("Dice RTSTRUCT (rasterised) vs expected {d_contours:.5}");
     assert!(d_contours >= 0.98, "{d_contours}");
@@ -264,12 +212,13 @@ fn tiny_model_runs_through_the_stage_on_the_cpu() {
     // pydicom reads it too.
     let py = pydicom_summary(&run.rtstruct);
     assert_eq!(py["modality"], "RTSTRUCT");
-    assert_eq!(py["rois"][0]["name"], "Lung_Shifted");
-    assert_eq!(py["rois"][0]["contours"], rois[0].contours.len());
+    assert_eq!(py["rois"][0]["name"], "External");
+    assert_eq!(py["rois"][1]["name"], "Lung_Shifted");
+    assert_eq!(py["rois"][1]["contours"], roi.contours.len());
     assert_eq!(py["images"], run.slice_uids.len());
 
     // The stage record says where and how the model ran.
-    let r = &run.summary["segmenter_run"];
+    let r = &run.summary["segmenters"][1]["run"];
     assert_eq!(r["device"], "Cpu", "{r}");
     assert_eq!(r["precision"], "float32");
     assert_eq!(r["patches"], 18);
@@ -291,7 +240,7 @@ fn resampling_to_the_model_grid_and_back() {
     let keep = away_from_air(&run.hu, 2);
     let want = only(&expected(&run.hu), &keep);
     let d_fine = dice(&only(&mask_of(&run.labels, 1.0), &keep), &want);
-    let r = &run.summary["segmenter_run"];
+    let r = &run.summary["segmenters"][1]["run"];
     println!("model grid 2x finer: Dice {d_fine:.5}, {r}");
     assert_eq!(r["model_grid"], serde_json::json!([16, 256, 256]));
     assert!(d_fine >= 0.98, "{d_fine}");
@@ -308,7 +257,7 @@ fn resampling_to_the_model_grid_and_back() {
     let got = only(&mask_of(&run.labels, 1.0), &keep);
     let d_coarse = dice(&got, &want);
     let d_unshifted = dice(&got, &only(&lungs_unshifted(&run.hu), &keep));
-    let r = &run.summary["segmenter_run"];
+    let r = &run.summary["segmenters"][1]["run"];
     println!("model grid 2x coarser: Dice {d_coarse:.5} (unshifted {d_unshifted:.5}), {r}");
     assert_eq!(r["model_grid"], serde_json::json!([16, 128, 128]));
     assert!(d_coarse >= 0.98, "{d_coarse}");
@@ -330,7 +279,7 @@ fn a_feet_first_ct_gives_the_same_labels() {
     let out = dir.path().join("out");
     let s = section([2.5, 7.8125, 7.8125], [8, 32, 32], 2);
     let segmenter = model_segmenter(&s.models[0], Path::new("/")).unwrap();
-    run_course(&input, &out, segmenter.clone());
+    run_course(&input, &out, model_only(segmenter.clone()));
     let hu = Volume::read_nrrd(&find(&out.join("courses"), "volume.nrrd")[0]).unwrap();
     let hfs = segmenter.segment(&hu, &|_| {}).unwrap();
     assert_eq!(
@@ -437,15 +386,15 @@ fn bench_stage_for_the_script() {
     let s: SegmentationSection = serde_yaml_ng::from_str(&yaml).unwrap();
     let segmenter = model_segmenter(&s.models[0], Path::new("/")).unwrap();
     let out = dir.join("out");
-    run_course(&input, &out, segmenter.clone());
+    run_course(&input, &out, model_only(segmenter.clone()));
     let courses = out.join("courses");
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&find(&courses, "manifest.json")[0]).unwrap())
             .unwrap();
     let job = &manifest["stages"]["segmentation"];
     let volume = find(&courses, "volume.nrrd")[0].clone();
-    let labels = find(&courses, "labels.nrrd")[0].clone();
-    let cold = &job["summary"]["segmenter_run"];
+    let labels = find(&courses, "labels-bench-unet.nrrd")[0].clone();
+    let cold = &job["summary"]["segmenters"][0]["run"];
     let threads = cold["threads"].as_u64().unwrap_or(1) as usize;
     let hu = Volume::read_nrrd(&volume).unwrap();
     let pool = rayon::ThreadPoolBuilder::new()
@@ -471,4 +420,95 @@ fn bench_stage_for_the_script() {
         "labels": labels,
     });
     println!("BENCH_JSON {report}");
+}
+
+/// `rtnode doctor` itself, on a config that registers the model: it names
+/// libtorch, CUDA, and the model loaded and run on a patch.
+#[test]
+fn the_doctor_command_loads_each_configured_model() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("peers.yaml"), "peers: []\n").unwrap();
+    std::fs::copy(model_file(), dir.path().join("tiny.pt")).unwrap();
+    let cfg = dir.path().join("rtnode.yaml");
+    let write = |file: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "node: {{bind: 127.0.0.1, port: 0, data_dir: data, peers_file: peers.yaml}}\n\
+                 storage: {{min_free_bytes: 1048576}}\n\
+                 segmentation:\n  models:\n    - name: tiny lung shift\n      file: {file}\n      \
+                 spacing_mm: [2.5, 3.90625, 3.90625]\n      patch_size: [16, 64, 64]\n      \
+                 device: cpu\n      labels:\n        - {{value: 1, name: Lung_Shifted, colour: [0, 160, 255]}}\n"
+            ),
+        )
+        .unwrap();
+    };
+    write("tiny.pt");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rtnode"))
+        .args(["doctor", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("libtorch") && text.contains("2.13.0"),
+        "{text}"
+    );
+    assert!(text.contains("OK    model tiny lung shift"), "{text}");
+
+    // A file that is not a TorchScript model fails the check, by name.
+    std::fs::write(dir.path().join("broken.pt"), b"not a model").unwrap();
+    write("broken.pt");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rtnode"))
+        .args(["doctor", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("FAIL  model tiny lung shift"), "{text}");
+}
+
+/// Summing the patches' scores on the model's device (the GPU path, which
+/// keeps patches off the bus) gives the labels of summing them on the
+/// host. Here both run on the CPU; only the order of float additions
+/// differs, which can move an exact tie and nothing else.
+#[test]
+fn scores_summed_on_the_device_give_the_host_labels() {
+    use rtnode::stages::segmentation::model::torch::TorchSegmenter;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let opts = SynthOptions {
+        slices: 16,
+        ..SynthOptions::default().with_rows(96)
+    };
+    write_ct_series(&input, &opts).unwrap();
+    let out = dir.path().join("out");
+    // A model grid finer than the CT and overlapping patches, so that the
+    // sums really overlap and are resampled back.
+    let s = section([2.5, 3.0, 3.0], [8, 48, 48], 3);
+    let host = TorchSegmenter::new(&s.models[0], Path::new("/"))
+        .unwrap()
+        .with_sums_on_device(false);
+    let device = TorchSegmenter::new(&s.models[0], Path::new("/"))
+        .unwrap()
+        .with_sums_on_device(true);
+    run_course(
+        &input,
+        &out,
+        model_only(Arc::new(
+            TorchSegmenter::new(&s.models[0], Path::new("/")).unwrap(),
+        )),
+    );
+    let hu = Volume::read_nrrd(&find(&out.join("courses"), "volume.nrrd")[0]).unwrap();
+    let (a, notes_a) = host.segment_noted(&hu, &|_| {}).unwrap();
+    let (b, notes_b) = device.segment_noted(&hu, &|_| {}).unwrap();
+    assert_eq!(notes_a["scores_summed_on"], "host");
+    assert_eq!(notes_b["scores_summed_on"], "Cpu");
+    let differ = a.iter().zip(b.iter()).filter(|(x, y)| x != y).count();
+    let lung = a.iter().filter(|&&v| v == 1).count();
+    println!("{differ} of {} voxels differ ({lung} labelled)", a.len());
+    assert!(lung > 1000, "the model labels something");
+    assert!(differ <= a.len() / 100_000, "{differ} voxels differ");
 }

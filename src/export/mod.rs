@@ -103,6 +103,9 @@ pub struct Exporter {
     /// In memory: the queue rows not yet final, by id.
     pending: Mutex<BTreeMap<u64, OutboundItem>>,
     audit: Option<Arc<crate::audit::AuditLog>>,
+    /// The node's TLS settings: its client certificate and default CA for
+    /// `tls: true` destinations.
+    tls: Mutex<Option<crate::config::TlsSection>>,
 }
 
 impl Exporter {
@@ -135,7 +138,12 @@ impl Exporter {
             rules: Mutex::new(routing::compile(rules)?),
             pending: Mutex::new(pending),
             audit,
+            tls: Mutex::new(None),
         }))
+    }
+
+    pub fn set_tls(&self, tls: Option<crate::config::TlsSection>) {
+        *self.tls.lock().unwrap_or_else(|p| p.into_inner()) = tls;
     }
 
     pub fn set_peers(&self, peers: Arc<PeersFile>) {
@@ -217,6 +225,20 @@ impl Exporter {
         Ok(ids)
     }
 
+    /// Destinations that already have this instance queued or stored; a
+    /// dead letter does not count (a new attempt may be wanted).
+    pub fn holding(&self, sop_instance_uid: &str) -> Result<std::collections::BTreeSet<String>> {
+        Ok(self
+            .state
+            .outbound::<OutboundItem>()?
+            .into_iter()
+            .filter(|(_, i)| {
+                i.sop_instance_uid == sop_instance_uid && i.state != OutboundState::Dead
+            })
+            .map(|(_, i)| i.destination)
+            .collect())
+    }
+
     /// Auto-routing of a newly stored instance.
     pub fn route(&self, rec: &InstanceRecord, data_dir: &std::path::Path) {
         let matches = {
@@ -275,10 +297,27 @@ impl Exporter {
                 }
                 continue;
             };
-            let target = Target {
-                called_ae: peer.ae_title.trim().to_string(),
-                host: peer.host.clone(),
-                port: peer.port,
+            let node_tls = self.tls.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            // Read at each attempt, so renewed certificates are picked up
+            // without a restart.
+            let target = match Target::for_peer(&peer, node_tls.as_ref()) {
+                Ok(t) => t,
+                Err(e) => {
+                    // A configuration problem an operator can fix (and
+                    // reload): retried like a peer that is down.
+                    error!(destination = %dest, error = %e, "cannot set up TLS");
+                    for (id, mut item) in batch {
+                        item.attempts += 1;
+                        item.last_error = Some(e.clone());
+                        let verdict = if item.attempts >= self.settings.max_attempts {
+                            Verdict::Dead
+                        } else {
+                            Verdict::Retry
+                        };
+                        self.finish(id, item, verdict);
+                    }
+                    continue;
+                }
             };
             let mut prepared = Vec::new();
             for (id, mut item) in batch {

@@ -552,6 +552,15 @@ impl Pipeline {
                         _ => blocked = true,
                     }
                 }
+                for dep in stage.reads_if_present() {
+                    let state = inner
+                        .jobs
+                        .get(&job_key(&job.course_id, job.version, dep))
+                        .map(|d| d.state);
+                    if state.is_some_and(|s| !s.is_final()) {
+                        blocked = true;
+                    }
+                }
                 if blocked {
                     continue;
                 }
@@ -633,6 +642,13 @@ impl Pipeline {
                 .after()
                 .iter()
                 .map(|d| (d.to_string(), vdir.join(d)))
+                .chain(
+                    stage
+                        .reads_if_present()
+                        .iter()
+                        .map(|d| (d.to_string(), vdir.join(d)))
+                        .filter(|(_, p)| p.is_dir()),
+                )
                 .collect();
             let me = self.clone();
             let pkey = key.clone();

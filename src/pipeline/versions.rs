@@ -52,7 +52,7 @@ pub fn stage_fingerprint(
         h.update(i.as_bytes());
         h.update(b"\n");
     }
-    for dep in stage.after() {
+    for dep in stage.after().iter().chain(stage.reads_if_present()) {
         h.update(dep.as_bytes());
         h.update(
             upstream
@@ -235,4 +235,23 @@ fn write_manifest_raw(
     std::fs::write(&tmp, serde_json::to_vec_pretty(&manifest)?)?;
     std::fs::rename(&tmp, dir.join("manifest.json"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_optional_input_stage_is_part_of_the_fingerprint() {
+        let report = crate::stages::report::Report::default();
+        let inputs = vec!["a:1".to_string()];
+        let mut up = HashMap::from([("organize", "o1".to_string())]);
+        let without = stage_fingerprint(&report, &inputs, &up);
+        up.insert("dvh", "d1".into());
+        let with = stage_fingerprint(&report, &inputs, &up);
+        up.insert("dvh", "d2".into());
+        let changed = stage_fingerprint(&report, &inputs, &up);
+        assert_ne!(without, with, "a DVH that appears makes a new report");
+        assert_ne!(with, changed, "a DVH that changes makes a new report");
+    }
 }

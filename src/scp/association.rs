@@ -13,8 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dicom_ul::pdu::{AbortRQServiceProviderReason, Pdu};
-use tokio::io::{AsyncReadExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -32,7 +31,7 @@ const ARTIM: Duration = Duration::from_secs(15);
 /// Data set bytes are passed to the writer in pieces of at most this size.
 const CHUNK: usize = 256 * 1024;
 
-type Conn = BufReader<TcpStream>;
+type Conn = BufReader<crate::tls::Connection>;
 
 enum WriterMsg {
     Chunk(Vec<u8>),
@@ -68,7 +67,7 @@ struct Session {
 
 pub async fn handle(
     node: Arc<Node>,
-    stream: TcpStream,
+    stream: crate::tls::Connection,
     peer: SocketAddr,
     connection_slot: OwnedSemaphorePermit,
 ) {
@@ -110,6 +109,12 @@ pub async fn handle(
         })
         .await;
     }
+    // Over TLS this sends close_notify, without which the peer cannot tell
+    // our close from a truncation; best effort, the peer may be gone. Last,
+    // where the socket used to be dropped: a peer that saw the close before
+    // the association was logged came back while this task still ran, and
+    // the hostile barrage then found more associations refused.
+    let _ = tokio::time::timeout(Duration::from_secs(2), conn.get_mut().shutdown()).await;
 }
 
 async fn establish_and_serve(

@@ -115,27 +115,65 @@ impl Node {
     }
 }
 
+/// The sockets the SCP accepts on: plaintext, TLS, or both.
+pub struct Listeners {
+    pub plain: Option<TcpListener>,
+    pub tls: Option<TlsListener>,
+}
+
+pub struct TlsListener {
+    pub listener: TcpListener,
+    pub acceptor: crate::tls::TlsAcceptor,
+    pub handshake_timeout: Duration,
+}
+
+impl From<TcpListener> for Listeners {
+    fn from(plain: TcpListener) -> Listeners {
+        Listeners {
+            plain: Some(plain),
+            tls: None,
+        }
+    }
+}
+
+/// Accepts on `l`, or never when there is none.
+async fn accept_on(
+    l: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Accepts connections until `shutdown` turns true, then waits (bounded)
 /// for the associations in flight to finish their current work.
-pub async fn run(node: Arc<Node>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    node: Arc<Node>,
+    listeners: impl Into<Listeners>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let listeners: Listeners = listeners.into();
     let mut tasks = JoinSet::new();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
+            accepted = accept_on(listeners.plain.as_ref()) => {
                 match accepted {
-                    Ok((stream, addr)) => spawn_connection(&node, &mut tasks, stream, addr),
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
+                    Ok((stream, addr)) => spawn_connection(&node, &mut tasks, stream, addr, None),
+                    Err(e) => accept_failed(e).await,
+                }
+            }
+            accepted = accept_on(listeners.tls.as_ref().map(|t| &t.listener)) => {
+                match accepted {
+                    Ok((stream, addr)) => spawn_connection(&node, &mut tasks, stream, addr, listeners.tls.as_ref()),
+                    Err(e) => accept_failed(e).await,
                 }
             }
             _ = shutdown.changed() => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }
-    drop(listener);
+    drop(listeners);
     info!(
         in_flight = tasks.len(),
         "no longer accepting associations; waiting for those in flight"
@@ -154,11 +192,18 @@ pub async fn run(node: Arc<Node>, listener: TcpListener, mut shutdown: watch::Re
     }
 }
 
+async fn accept_failed(e: std::io::Error) {
+    // EMFILE and friends: back off instead of spinning.
+    warn!(error = %e, "accept failed");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
 fn spawn_connection(
     node: &Arc<Node>,
     tasks: &mut JoinSet<()>,
     stream: tokio::net::TcpStream,
     addr: SocketAddr,
+    tls: Option<&TlsListener>,
 ) {
     let Ok(slot) = node.connection_slots.clone().try_acquire_owned() else {
         warn!(peer = %addr, "too many connections awaiting negotiation; closing this one");
@@ -168,7 +213,47 @@ fn spawn_connection(
         warn!(peer = %addr, error = %e, "cannot set TCP_NODELAY");
     }
     let node = node.clone();
+    let tls = tls.map(|t| (t.acceptor.clone(), t.handshake_timeout));
     tasks.spawn(async move {
-        association::handle(node, stream, addr, slot).await;
+        // The handshake runs in the connection's task, holding its
+        // pre-negotiation slot, so slow handshakes never stall accepting.
+        let conn: crate::tls::Connection = match tls {
+            None => Box::new(stream),
+            Some((acceptor, timeout)) => {
+                match crate::tls::accept(&acceptor, stream, addr, timeout).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tls_refused(&node, addr, &e);
+                        return;
+                    }
+                }
+            }
+        };
+        association::handle(node, conn, addr, slot).await;
+    });
+}
+
+/// A TLS client refused before any association: plaintext on the TLS port,
+/// an untrusted or missing certificate, or a silent client.
+fn tls_refused(node: &Node, addr: SocketAddr, e: &std::io::Error) {
+    let reason = match e.kind() {
+        // A port scan or health check: connect and close, nothing sent. As
+        // on the plaintext port, it is counted but not worth an alert.
+        std::io::ErrorKind::UnexpectedEof => {
+            Stats::add(&node.stats.junk_connections, 1);
+            tracing::debug!(peer = %addr, error = %e, "closed before a TLS handshake");
+            return;
+        }
+        std::io::ErrorKind::TimedOut => "tls_handshake_timeout",
+        _ => "tls_handshake",
+    };
+    warn!(peer = %addr, error = %e, "TLS handshake failed; connection refused");
+    node.stats.failure(reason);
+    node.audit.record(crate::audit::Event {
+        event: "SecurityAlert",
+        action: "tls-handshake-failed",
+        peer: addr.to_string(),
+        outcome: e.to_string(),
+        ..Default::default()
     });
 }

@@ -1,7 +1,9 @@
-//! export: queues the course's results (the auto-segmentation RTSTRUCT) for
-//! every peer that receives results, and for the AE that sent the course
-//! when that peer asks for its results back. Queuing is durable; sending,
-//! retries and dead letters are the outbound queue's (see `export`).
+//! export: queues the course's results (the auto-segmentation RTSTRUCT and
+//! the report as Encapsulated PDF) for every peer that receives results,
+//! and for the AE that sent the course when that peer asks for its results
+//! back, each only to peers that take its SOP class. Queuing is durable;
+//! sending, retries and dead letters are the outbound queue's (see
+//! `export`).
 
 use std::sync::Arc;
 
@@ -30,7 +32,13 @@ impl Stage for Export {
     }
 
     fn after(&self) -> &'static [&'static str] {
-        &["segmentation"]
+        &[]
+    }
+
+    // The auto RTSTRUCT goes out without a report and the report without
+    // auto contours: each is queued when its stage made it.
+    fn reads_if_present(&self) -> &'static [&'static str] {
+        &["segmentation", "report"]
     }
 
     fn inputs(&self, course: &Course) -> Inputs {
@@ -43,38 +51,69 @@ impl Stage for Export {
     }
 
     fn run(&self, ctx: &StageContext) -> Result<Outcome> {
-        let seg = ctx
-            .upstream
-            .get("segmentation")
-            .context("no segmentation output")?;
-        let rtstruct = seg.join("rtstruct.dcm");
+        let results: Vec<(&str, &str)> = RESULTS
+            .iter()
+            .copied()
+            .filter(|(stage, file)| {
+                ctx.upstream
+                    .get(*stage)
+                    .is_some_and(|d| d.join(file).is_file())
+            })
+            .collect();
+        if results.is_empty() {
+            return Ok(Outcome::Skipped(
+                "no result to send (neither an auto-segmentation RTSTRUCT nor a report)".into(),
+            ));
+        }
         let destinations = self.exporter.result_destinations(&ctx.course.calling_aes);
         if destinations.is_empty() {
             return Ok(Outcome::Skipped(
                 "no peer receives results (receives_results or results_to_sender in ae-titles.yaml)".into(),
             ));
         }
-        let item = crate::import::prepare(&rtstruct).map_err(anyhow::Error::msg)?;
-        // The version folder is immutable once written, so the queue may
-        // point at the file in place.
-        let final_path = ctx
-            .data_dir
-            .join("courses")
-            .join(&ctx.course.id)
-            .join(format!("v{}", ctx.version))
-            .join("segmentation")
-            .join("rtstruct.dcm");
-        let ids = self.exporter.enqueue(
-            &item.sop_instance,
-            &item.sop_class,
-            final_path,
-            &destinations,
-            &format!("result:{} v{}", ctx.course.id, ctx.version),
-        )?;
+        let mut sent = Vec::new();
+        for (stage, file) in results {
+            // The version folder is immutable once written, so the queue
+            // may point at the file in place.
+            let final_path = ctx
+                .data_dir
+                .join("courses")
+                .join(&ctx.course.id)
+                .join(format!("v{}", ctx.version))
+                .join(stage)
+                .join(file);
+            let item = crate::import::prepare(&final_path)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("reading {}", final_path.display()))?;
+            // A result reused from an earlier version (the auto RTSTRUCT
+            // after a revised plan RTSTRUCT) is the same instance: those
+            // who have it do not get it again.
+            let holding = self.exporter.holding(&item.sop_instance)?;
+            let to: Vec<String> = destinations
+                .iter()
+                .filter(|d| !holding.contains(*d))
+                .cloned()
+                .collect();
+            // Destinations that do not take the class (a TPS without
+            // Encapsulated PDF) are left out here, not dead-lettered later.
+            let ids = self.exporter.enqueue(
+                &item.sop_instance,
+                &item.sop_class,
+                final_path,
+                &to,
+                &format!("result:{} v{}", ctx.course.id, ctx.version),
+            )?;
+            sent.push(json!({
+                "stage": stage,
+                "sop_instance_uid": item.sop_instance,
+                "sop_class_uid": item.sop_class,
+                "queued": ids,
+                "already_there": holding,
+            }));
+        }
         let summary = json!({
-            "queued": ids,
             "destinations": destinations,
-            "sop_instance_uid": item.sop_instance,
+            "results": sent,
         });
         std::fs::write(
             ctx.out_dir.join(QUEUED_FILE),
@@ -83,3 +122,9 @@ impl Stage for Export {
         Ok(Outcome::Done(summary))
     }
 }
+
+/// What a course sends back, by the stage that makes it.
+const RESULTS: &[(&str, &str)] = &[
+    ("segmentation", super::segmentation::RTSTRUCT_FILE),
+    ("report", super::report::DICOM_FILE),
+];

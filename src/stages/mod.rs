@@ -7,6 +7,7 @@ pub mod dvh_stage;
 pub mod export;
 pub mod organize;
 pub mod qc;
+pub mod report;
 pub mod segmentation;
 
 use std::collections::HashMap;
@@ -22,7 +23,8 @@ pub struct StageContext<'a> {
     pub version: u32,
     pub data_dir: &'a Path,
     pub out_dir: PathBuf,
-    /// Output folders of the stages this one runs after, in this version.
+    /// Output folders of the stages this one runs after, in this version,
+    /// and of those it `uses` that finished done.
     pub upstream: HashMap<String, PathBuf>,
     /// Threads this run may use (the stage's limit, halved after an
     /// out-of-memory failure).
@@ -72,27 +74,51 @@ pub trait Stage: Send + Sync {
     fn revision(&self) -> u32 {
         1
     }
-    /// Stages whose outputs this one reads.
+    /// Stages whose outputs this one needs: it is skipped when one of them
+    /// does not finish done.
     fn after(&self) -> &'static [&'static str];
+    /// Stages whose outputs this one reads when they made any: it waits
+    /// until they are final but runs whether they were done, skipped or
+    /// failed, or are not in this build at all (a report is still worth
+    /// having without a DVH; the auto RTSTRUCT still goes out without it).
+    fn reads_if_present(&self) -> &'static [&'static str] {
+        &[]
+    }
     fn inputs(&self, course: &Course) -> Inputs;
     fn run(&self, ctx: &StageContext) -> anyhow::Result<Outcome>;
 }
 
-/// The stages this build runs, in an order where every stage follows the
-/// ones it runs after.
+/// The stages of the default configuration (the body contour as the only
+/// segmenter), in an order where every stage follows the ones it runs
+/// after. The stage names and their order do not depend on the config.
 pub fn registry() -> Vec<Arc<dyn Stage>> {
-    registry_with(&crate::config::Config::default())
+    stages_with(
+        &crate::config::Config::default(),
+        segmentation::Segmentation::default(),
+    )
 }
 
-/// The stages, configured from the node's configuration.
-pub fn registry_with(cfg: &crate::config::Config) -> Vec<Arc<dyn Stage>> {
+/// The stages, configured from the node's configuration. Fails when a
+/// configured model cannot be loaded: a node that would silently run
+/// without the operator's models must not start.
+pub fn registry_with(cfg: &crate::config::Config) -> anyhow::Result<Vec<Arc<dyn Stage>>> {
+    let segmentation =
+        segmentation::Segmentation::from_section(&cfg.segmentation, &cfg.base_dir())?;
+    Ok(stages_with(cfg, segmentation))
+}
+
+fn stages_with(
+    cfg: &crate::config::Config,
+    segmentation: segmentation::Segmentation,
+) -> Vec<Arc<dyn Stage>> {
     vec![
         Arc::new(organize::Organize),
-        Arc::new(segmentation::Segmentation::default()),
+        Arc::new(segmentation),
         Arc::new(qc::Qc),
         Arc::new(dvh_stage::DvhStage {
             settings: cfg.dvh.clone(),
         }),
+        Arc::new(report::Report::default()),
     ]
 }
 

@@ -4,12 +4,19 @@
 //! readers (dciodvfy, dcmdump, pydicom).
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
-use rtnode::stages::segmentation::contour;
+use rtnode::config::PipelineSection;
+use rtnode::pipeline::{Pipeline, PipelineOptions};
+use rtnode::stages::organize::Organize;
+use rtnode::stages::segmentation::{contour, Segmentation};
+use rtnode::stages::Stage;
+use rtnode::state::StateDb;
+use rtnode::store::{Store, StoreOptions};
 use rtnode::volume::Geometry;
 
 pub struct ReadRoi {
@@ -220,4 +227,64 @@ print(json.dumps(out))
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+pub fn find(root: &Path, name: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == name) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Imports `input` into a data directory at `out` and runs organize and
+/// `segmentation` on every course, as `rtnode process` does.
+pub fn run_course(input: &Path, out: &Path, segmentation: Segmentation) {
+    let store = Store::open(StoreOptions {
+        data_dir: out.to_path_buf(),
+        fsync: false,
+        min_free_bytes: 0,
+    })
+    .unwrap();
+    for path in rtnode::import::collect_files(&[input.to_path_buf()]).unwrap() {
+        let item = rtnode::import::prepare(&path).unwrap();
+        let mut pending = store
+            .begin(&item.sop_class, &item.sop_instance, &item.ts, "")
+            .unwrap();
+        item.for_each_chunk(1 << 20, |c| {
+            pending.write(c);
+            Ok(())
+        })
+        .unwrap();
+        store.commit_blocking(pending.finish().unwrap()).unwrap();
+    }
+    let state = Arc::new(StateDb::open(out).unwrap());
+    let stages: Vec<Arc<dyn Stage>> = vec![Arc::new(Organize), Arc::new(segmentation)];
+    let pipeline = Pipeline::with_stages(
+        out,
+        state.clone(),
+        PipelineOptions {
+            settings: PipelineSection {
+                trigger: "ct".into(),
+                ..PipelineSection::default()
+            },
+            immediate: true,
+        },
+        stages,
+    )
+    .unwrap();
+    pipeline.load_records(store.index().all_records().unwrap());
+    pipeline.run_until_idle().unwrap();
+    let problems = pipeline.any_failed_or_held();
+    assert!(problems.is_empty(), "{problems:?}");
+    state.flush().unwrap();
+    store.close().unwrap();
 }

@@ -63,10 +63,22 @@ pub fn report_from_files(
     settings: &DvhSettings,
     attach_unreferenced: bool,
 ) -> Result<DvhReport> {
+    let rs = RtStruct::from_file(rtstruct)?;
+    report_for_structures(&rs, rtdose, rtplan, settings, attach_unreferenced)
+}
+
+/// As [`report_from_files`], for a structure set already read (the course
+/// stage adds the auto-segmentation's ROIs to the plan's).
+pub fn report_for_structures(
+    rs: &RtStruct,
+    rtdose: &[PathBuf],
+    rtplan: &[PathBuf],
+    settings: &DvhSettings,
+    attach_unreferenced: bool,
+) -> Result<DvhReport> {
     if rtdose.is_empty() {
         bail!("no RTDOSE given");
     }
-    let rs = RtStruct::from_file(rtstruct)?;
     let plans: Vec<Plan> = rtplan
         .iter()
         .map(|p| Plan::from_file(p))
@@ -108,7 +120,7 @@ pub fn report_from_files(
             .collect::<Result<_>>()?;
         assemble_dose(&choice, &grids)?
     };
-    compute(&rs, &dose, settings)
+    compute(rs, &dose, settings)
 }
 
 pub fn run(args: &DvhArgs) -> Result<()> {

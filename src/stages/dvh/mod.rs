@@ -120,7 +120,6 @@ pub fn compute(rs: &RtStruct, dose: &DoseGrid, settings: &DvhSettings) -> Result
     if !absolute {
         notes.push("the dose is RELATIVE: only volumes are reported".to_string());
     }
-    let prescriptions = prescriptions(dose, settings, &mut notes);
     let Some(sampler) = engine::Sampler::new(dose) else {
         bail!("dose array is not contiguous");
     };
@@ -132,6 +131,12 @@ pub fn compute(rs: &RtStruct, dose: &DoseGrid, settings: &DvhSettings) -> Result
         interpolate: settings.interpolate_between_planes,
         fallback_spacing,
     };
+    let prescriptions = sequential_boosts(
+        prescriptions(dose, settings, &mut notes),
+        rs,
+        &opts,
+        &mut notes,
+    );
     let max_step = settings.max_step_mm.unwrap_or(0.5 * g.dx.min(g.dy));
     let bin = settings.bin_width_gy;
 
@@ -327,6 +332,103 @@ fn prescriptions(dose: &DoseGrid, s: &DvhSettings, notes: &mut Vec<String>) -> V
             from_plan
         }
     }
+}
+
+/// Share of a boost target that must lie inside another plan's target for
+/// that plan's dose to count towards the boost target's total.
+pub const BOOST_CONTAINMENT: f64 = 0.95;
+
+/// Summed plans prescribing to different targets (a primary plan to
+/// PTV_50, a sequential boost to PTV_boost inside it): the boost target
+/// receives the primary plan's dose too, so its total prescription is its
+/// own plus that of every other summed plan whose target contains it (at
+/// least [`BOOST_CONTAINMENT`] of its volume, by the contours). A target
+/// that contains the other (the primary's) keeps its own: the boost does
+/// not cover it. Plans prescribing to the same ROI were already added when
+/// the dose was chosen. Each addition is said in `notes`.
+fn sequential_boosts(
+    mut rx: Vec<Prescription>,
+    rs: &RtStruct,
+    opts: &ShapeOptions,
+    notes: &mut Vec<String>,
+) -> Vec<Prescription> {
+    let plans: std::collections::BTreeSet<&str> = rx
+        .iter()
+        .filter(|p| p.roi_number.is_some())
+        .map(|p| p.plan_uid.as_str())
+        .collect();
+    if plans.len() < 2 {
+        return rx;
+    }
+    let roi = |n: Option<i64>| n.and_then(|n| rs.rois.iter().find(|r| r.number == n));
+    let mut added: Vec<(usize, f64, String)> = Vec::new();
+    for (i, b) in rx.iter().enumerate() {
+        let Some(inner) = roi(b.roi_number) else {
+            continue;
+        };
+        // Per other plan, the largest prescription to a target containing
+        // this one (a plan counts once, whatever its number of targets).
+        let mut per_plan: std::collections::BTreeMap<&str, (f64, String)> = Default::default();
+        for a in &rx {
+            if a.plan_uid == b.plan_uid || a.roi_number.is_none() || a.roi_number == b.roi_number {
+                continue;
+            }
+            let Some(outer) = roi(a.roi_number) else {
+                continue;
+            };
+            let Some(share) = contained_share(inner, outer, opts) else {
+                continue;
+            };
+            if share >= BOOST_CONTAINMENT
+                && per_plan
+                    .get(a.plan_uid.as_str())
+                    .is_none_or(|(d, _)| a.dose_gy > *d)
+            {
+                per_plan.insert(
+                    &a.plan_uid,
+                    (
+                        a.dose_gy,
+                        format!(
+                            "{} Gy of the plan prescribing to {} ({:.1} % of {} inside it)",
+                            metrics::num(a.dose_gy),
+                            outer.name,
+                            100.0 * share,
+                            inner.name
+                        ),
+                    ),
+                );
+            }
+        }
+        for (_, (gy, why)) in per_plan {
+            added.push((i, gy, why));
+        }
+    }
+    for (i, gy, why) in added {
+        let p = &mut rx[i];
+        notes.push(format!(
+            "sequential boost: the prescription to {:?} ({} Gy) adds {why}",
+            p.description,
+            metrics::num(p.dose_gy)
+        ));
+        p.dose_gy += gy;
+    }
+    rx
+}
+
+/// The share of `inner`'s volume inside `outer`, on a 1 mm lattice over
+/// `inner` (None when `inner` has no volume).
+fn contained_share(
+    inner: &crate::rt::Roi,
+    outer: &crate::rt::Roi,
+    opts: &ShapeOptions,
+) -> Option<f64> {
+    use crate::rt::raster::Lattice;
+    use crate::rt::shape::{roi_bounds, BoolOp, Shape};
+    let lattice = Lattice::covering(roi_bounds(inner)?, 1.0);
+    let (a, _) = Shape::from_roi(inner, &lattice, opts);
+    let (b, _) = Shape::from_roi(outer, &lattice, opts);
+    let v = a.volume_mm3();
+    (v > 0.0).then(|| a.combine(&b, BoolOp::Intersection).volume_mm3() / v)
 }
 
 /// Which prescriptions an ROI's relative metrics refer to: its own when it

@@ -21,6 +21,23 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// The auto-segmentation structure sets some ROIs came from.
+fn autoseg_uids(r: &DvhReport) -> Vec<String> {
+    let mut uids: Vec<String> = r
+        .rois
+        .iter()
+        .filter_map(|roi| match &roi.source {
+            crate::rt::RoiSource::AutoSegmentation {
+                sop_instance_uid, ..
+            } => Some(sop_instance_uid.clone()),
+            _ => None,
+        })
+        .collect();
+    uids.sort();
+    uids.dedup();
+    uids
+}
+
 fn provenance_lines(r: &DvhReport) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# rtnode {} DVH", r.rtnode_version);
@@ -32,6 +49,10 @@ fn provenance_lines(r: &DvhReport) -> String {
     let _ = writeln!(s, "# rtdose_uids: {}", r.dose.dose_uids.join(" "));
     let _ = writeln!(s, "# rtplan_uids: {}", r.dose.plan_uids.join(" "));
     let _ = writeln!(s, "# rtstruct_uid: {}", r.structure_set.sop_instance_uid);
+    let auto = autoseg_uids(r);
+    if !auto.is_empty() {
+        let _ = writeln!(s, "# autoseg_rtstruct_uids: {}", auto.join(" "));
+    }
     let rx: Vec<String> = r
         .prescriptions
         .iter()
@@ -163,6 +184,7 @@ impl Serialize for JsonMetrics<'_> {
                 "rtdose_uids": r.dose.dose_uids,
                 "rtplan_uids": r.dose.plan_uids,
                 "rtstruct_uid": r.structure_set.sop_instance_uid,
+                "autoseg_rtstruct_uids": autoseg_uids(r),
                 "prescriptions": r.prescriptions,
             }),
         )?;

@@ -60,7 +60,7 @@ impl Default for BodyOptions {
     }
 }
 
-/// The label the body gets in `labels.nrrd`.
+/// The label the body gets in its label file (`labels-rtnode-body-contour.nrrd`).
 pub const BODY_LABEL: u16 = 1;
 
 #[derive(Debug, Clone, Default)]

@@ -1,13 +1,16 @@
 //! segmentation: contours for the planning CT, returned as an RT Structure
-//! Set. A [`Segmenter`] turns the organized volume into a label volume (the
-//! built-in [`BodyContour`] needs no model; a TorchScript runner is another
-//! implementation), the labels are traced slice by slice into closed
-//! planar contours ([`contour`]), and [`rtstruct`] writes the structure
-//! set that references every image of the series.
+//! Set. Each [`Segmenter`] turns the organized volume into a label volume
+//! (the built-in [`BodyContour`] needs no model; every configured
+//! TorchScript model is another), the labels are traced slice by slice into
+//! closed planar contours ([`contour`]), and [`rtstruct`] writes one
+//! structure set with the ROIs of all of them, referencing every image of
+//! the series.
 //!
-//! Outputs: `rtstruct.dcm`, `labels.nrrd` (the label volume on the CT
-//! grid, readable by `Volume::read_nrrd`, 3D Slicer and ITK) and
-//! `labels.json` (label value → ROI name, colour, type, volume).
+//! Outputs: `rtstruct.dcm`; per segmenter a label volume on the CT grid,
+//! `labels-<segmenter>.nrrd` (readable by `Volume::read_nrrd`, 3D Slicer
+//! and ITK; one file each, because the body overlaps every organ); and
+//! `labels.json` (per segmenter: label value → ROI name, colour, type,
+//! volume, and which file holds it).
 
 pub mod body;
 pub mod contour;
@@ -37,7 +40,6 @@ pub use model::{model_report, SegmentationSection};
 use rtstruct::{ImageRef, PlanarContour, RoiContours, RoiSpec, SeriesRef, WriterOptions};
 
 pub const RTSTRUCT_FILE: &str = "rtstruct.dcm";
-pub const LABELS_FILE: &str = "labels.nrrd";
 pub const LABEL_MAP_FILE: &str = "labels.json";
 
 /// One label of a segmenter's output and the ROI it becomes.
@@ -127,17 +129,47 @@ impl Default for SegmentationOptions {
 }
 
 pub struct Segmentation {
-    pub segmenter: Arc<dyn Segmenter>,
+    /// Run in this order; their ROIs go into one structure set, numbered
+    /// in the same order.
+    pub segmenters: Vec<Arc<dyn Segmenter>>,
     pub options: SegmentationOptions,
 }
 
 impl Default for Segmentation {
     fn default() -> Self {
         Segmentation {
-            segmenter: Arc::new(BodyContour::default()),
+            segmenters: vec![Arc::new(BodyContour::default())],
             options: SegmentationOptions::default(),
         }
     }
+}
+
+impl Segmentation {
+    /// The stage as the config's `segmentation:` section sets it up: the
+    /// body contour, then every model (loaded now, once, and kept warm).
+    /// `base_dir` is the config file's directory.
+    pub fn from_section(section: &SegmentationSection, base_dir: &Path) -> Result<Segmentation> {
+        Ok(Segmentation {
+            segmenters: section.segmenters(base_dir)?,
+            options: section.options(),
+        })
+    }
+}
+
+/// The label file of a segmenter: `labels-<name>.nrrd`, the name reduced
+/// to lower-case letters, digits and dashes so that it is a safe file name.
+pub fn labels_file_name(segmenter_name: &str) -> String {
+    let mut slug = String::new();
+    for c in segmenter_name.chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    let slug = slug.trim_matches('-');
+    let slug = if slug.is_empty() { "model" } else { slug };
+    format!("labels-{}.nrrd", &slug[..slug.len().min(48)])
 }
 
 /// What this stage reads of organize's `geometry.json`.
@@ -277,11 +309,28 @@ fn text(obj: &dicom_object::InMemDicomObject, tag: dicom_core::Tag) -> Option<St
         .filter(|s| !s.is_empty())
 }
 
+/// "name version", cut to an LO's 64 characters.
+fn name_and_version(s: &dyn Segmenter) -> String {
+    format!("{} {}", s.name(), s.version())
+        .chars()
+        .take(64)
+        .collect()
+}
+
 impl Segmentation {
+    /// Every segmenter with its version, e.g. "rtnode body contour 1 +
+    /// TotalSegmentator 2.4"; an LO, so at most 64 characters (the full
+    /// list is in each ROI's generation description and the structure
+    /// set's description).
     fn series_description(&self) -> String {
-        let s = format!("{} {}", self.segmenter.name(), self.segmenter.version());
-        // LO: 64 characters.
-        s.chars().take(64).collect()
+        self.segmenters
+            .iter()
+            .map(|s| name_and_version(s.as_ref()))
+            .collect::<Vec<_>>()
+            .join(" + ")
+            .chars()
+            .take(64)
+            .collect()
     }
 }
 
@@ -305,7 +354,9 @@ impl Stage for Segmentation {
             ));
         }
         let mut keys = member_keys(course.images.iter());
-        keys.push(format!("segmenter:{}", self.segmenter.identity()));
+        for s in &self.segmenters {
+            keys.push(format!("segmenter:{}", s.identity()));
+        }
         keys.push(format!(
             "options:{}",
             serde_json::to_string(&self.options).unwrap_or_default()
@@ -316,14 +367,17 @@ impl Stage for Segmentation {
     fn run(&self, ctx: &StageContext) -> Result<Outcome> {
         let started = Instant::now();
         let mut timings = serde_json::Map::new();
-        let mut lap = |name: &str, since: &mut Instant| {
-            timings.insert(name.into(), (since.elapsed().as_millis() as u64).into());
+        let mut lap = |name: String, since: &mut Instant| {
+            timings.insert(name, (since.elapsed().as_millis() as u64).into());
             *since = Instant::now();
         };
         let mut t = started;
-        let labels_map = self.segmenter.labels();
-        for l in &labels_map {
-            l.validate()?;
+        ensure!(!self.segmenters.is_empty(), "no segmenter is configured");
+        for s in &self.segmenters {
+            for l in s.labels() {
+                l.validate()
+                    .with_context(|| format!("label map of {}", s.name()))?;
+            }
         }
         let up = ctx
             .upstream
@@ -372,39 +426,105 @@ impl Stage for Segmentation {
                 )
             }
         };
-        let seg_progress = report(0.0, 0.7);
-        let contour_progress = report(0.7, 0.25);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(ctx.threads.max(1))
             .build()
             .context("thread pool")?;
-        lap("read", &mut t);
-        let (labels, run_notes) =
-            pool.install(|| self.segmenter.segment_noted(&volume, &seg_progress))?;
-        lap("segment", &mut t);
-        drop(volume);
-        ensure!(
-            labels.dim() == (n, rows, cols),
-            "the segmenter returned {:?} labels for a {:?} volume",
-            labels.dim(),
-            (n, rows, cols)
-        );
-        let traced = pool.install(|| {
-            contour_labels(
-                &labels,
-                &geometry,
-                &labels_map,
-                self.options.tolerance_mm,
-                &contour_progress,
-            )
-        });
-        lap("contour", &mut t);
+        lap("read".into(), &mut t);
+
+        // Each segmenter in turn: its label volume is traced, written and
+        // dropped before the next runs, so that memory holds one at a time.
+        let share = 0.95 / self.segmenters.len() as f64;
         let voxel_cc = geometry.spacing.iter().product::<f64>() / 1000.0;
-        let present: Vec<&LabelContours> = traced.iter().filter(|t| t.voxels > 0).collect();
-        if present.is_empty() {
+        let mut rois: Vec<RoiContours> = Vec::new();
+        let mut summary_rois = Vec::new();
+        let mut runs = Vec::new();
+        let mut label_files = Vec::new();
+        for (k, segmenter) in self.segmenters.iter().enumerate() {
+            let from = share * k as f64;
+            let seg_progress = report(from, share * 0.75);
+            let contour_progress = report(from + share * 0.75, share * 0.25);
+            let labels_map = segmenter.labels();
+            let (labels, run_notes) =
+                pool.install(|| segmenter.segment_noted(&volume, &seg_progress))?;
+            lap(format!("segment {}", segmenter.name()), &mut t);
+            ensure!(
+                labels.dim() == (n, rows, cols),
+                "{} returned {:?} labels for a {:?} volume",
+                segmenter.name(),
+                labels.dim(),
+                (n, rows, cols)
+            );
+            let traced = pool.install(|| {
+                contour_labels(
+                    &labels,
+                    &geometry,
+                    &labels_map,
+                    self.options.tolerance_mm,
+                    &contour_progress,
+                )
+            });
+            lap(format!("contour {}", segmenter.name()), &mut t);
+            let file = labels_file_name(segmenter.name());
+            ensure!(
+                !label_files.iter().any(|(f, _)| f == &file),
+                "two segmenters would write {file}: give them names that differ in letters or digits"
+            );
+            write_labels_nrrd(&ctx.out_dir.join(&file), &geometry, &labels)?;
+            drop(labels);
+            let found = traced.iter().filter(|t| t.voxels > 0).count();
+            for t in traced.iter().filter(|t| t.voxels > 0) {
+                let roi = RoiContours {
+                    spec: RoiSpec {
+                        number: rois.len() as u32 + 1,
+                        name: t.label.name.clone(),
+                        colour: t.label.colour,
+                        interpreted_type: t.label.interpreted_type.clone(),
+                        generation_description: name_and_version(segmenter.as_ref()),
+                    },
+                    contours: to_patient(t, &geometry),
+                };
+                summary_rois.push(serde_json::json!({
+                    "number": roi.spec.number,
+                    "name": roi.spec.name,
+                    "segmenter": segmenter.name(),
+                    "label": t.label.value,
+                    "labels_file": file,
+                    "colour": roi.spec.colour,
+                    "interpreted_type": roi.spec.interpreted_type,
+                    "voxels": t.voxels,
+                    "volume_cc": t.voxels as f64 * voxel_cc,
+                    "contours": roi.contours.len(),
+                    "points": roi.contours.iter().map(|c| c.points.len()).sum::<usize>(),
+                    "slices": t.planes.len(),
+                }));
+                rois.push(roi);
+            }
+            // A label the model did not find is said, not left out quietly:
+            // an empty organ is a finding a physicist wants to see.
+            let missing: Vec<&str> = traced
+                .iter()
+                .filter(|t| t.voxels == 0)
+                .map(|t| t.label.name.as_str())
+                .collect();
+            runs.push(serde_json::json!({
+                "segmenter": segmenter.identity(),
+                "name": segmenter.name(),
+                "version": segmenter.version(),
+                "labels_file": file,
+                "rois_found": found,
+                "labels_not_found": missing,
+                "run": run_notes,
+            }));
+            let label_map: BTreeMap<u16, RoiLabel> =
+                labels_map.into_iter().map(|l| (l.value, l)).collect();
+            label_files.push((file, (segmenter.identity(), label_map)));
+        }
+        drop(volume);
+        if rois.is_empty() {
             return Ok(Outcome::Skipped(format!(
                 "{} found nothing to contour",
-                self.segmenter.name()
+                self.series_description()
             )));
         }
 
@@ -421,20 +541,10 @@ impl Stage for Segmentation {
                 })
                 .collect(),
         };
-        let description = self.segmenter.description();
-        let rois: Vec<RoiContours> = present
+        let descriptions: Vec<String> = self
+            .segmenters
             .iter()
-            .enumerate()
-            .map(|(i, t)| RoiContours {
-                spec: RoiSpec {
-                    number: i as u32 + 1,
-                    name: t.label.name.clone(),
-                    colour: t.label.colour,
-                    interpreted_type: t.label.interpreted_type.clone(),
-                    generation_description: self.series_description(),
-                },
-                contours: to_patient(t, &geometry),
-            })
+            .map(|s| format!("{} ({})", name_and_version(s.as_ref()), s.description()))
             .collect();
         let opts = WriterOptions {
             uid_root: self.options.uid_root.clone(),
@@ -442,53 +552,37 @@ impl Stage for Segmentation {
             label: "rtnode auto".into(),
             name: self.series_description(),
             description: format!(
-                "Automatic contours by {} ({description}); unapproved until reviewed",
-                self.series_description()
+                "Automatic contours by {}; unapproved until reviewed",
+                descriptions.join("; ")
             ),
         };
         let written =
             rtstruct::write(&ctx.out_dir.join(RTSTRUCT_FILE), &ct, &series, &rois, &opts)?;
-        write_labels_nrrd(&ctx.out_dir.join(LABELS_FILE), &geometry, &labels)?;
-
-        let summary_rois: Vec<serde_json::Value> = rois
-            .iter()
-            .zip(&present)
-            .map(|(r, t)| {
-                serde_json::json!({
-                    "number": r.spec.number,
-                    "name": r.spec.name,
-                    "label": t.label.value,
-                    "colour": r.spec.colour,
-                    "interpreted_type": r.spec.interpreted_type,
-                    "voxels": t.voxels,
-                    "volume_cc": t.voxels as f64 * voxel_cc,
-                    "contours": r.contours.len(),
-                    "points": r.contours.iter().map(|c| c.points.len()).sum::<usize>(),
-                    "slices": t.planes.len(),
-                })
-            })
-            .collect();
-        let label_map: BTreeMap<u16, &RoiLabel> = labels_map.iter().map(|l| (l.value, l)).collect();
         std::fs::write(
             ctx.out_dir.join(LABEL_MAP_FILE),
             serde_json::to_vec_pretty(&serde_json::json!({
-                "segmenter": self.segmenter.identity(),
-                "labels": label_map,
+                "files": label_files
+                    .iter()
+                    .map(|(file, (identity, labels))| serde_json::json!({
+                        "file": file,
+                        "segmenter": identity,
+                        "labels": labels,
+                    }))
+                    .collect::<Vec<_>>(),
                 "rois": summary_rois,
             }))?,
         )?;
-        lap("write", &mut t);
+        lap("write".into(), &mut t);
         (ctx.progress)(TOTAL, TOTAL);
         Ok(Outcome::Done(serde_json::json!({
             "rtstruct_sop_instance_uid": written.sop_instance_uid,
             "rtstruct_series_instance_uid": written.series_instance_uid,
             "created_instances": [written.sop_instance_uid],
-            "segmenter": self.segmenter.identity(),
+            "segmenters": runs,
             "series_description": self.series_description(),
             "tolerance_mm": self.options.tolerance_mm,
             "rois": summary_rois,
             "timings_ms": timings,
-            "segmenter_run": run_notes,
         })))
     }
 }
@@ -535,12 +629,12 @@ mod tests {
         assert!(base.iter().any(|k| k.starts_with("1.2.3.1:abc")));
         assert!(base.iter().any(|k| k.contains("rtnode body contour")));
         let other_body = Segmentation {
-            segmenter: Arc::new(BodyContour {
+            segmenters: vec![Arc::new(BodyContour {
                 options: BodyOptions {
                     threshold_hu: -300.0,
                     ..BodyOptions::default()
                 },
-            }),
+            })],
             options: SegmentationOptions::default(),
         };
         assert_ne!(other_body.inputs(&c).unwrap(), base);

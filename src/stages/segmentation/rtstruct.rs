@@ -90,7 +90,7 @@ pub struct Written {
 
 /// Patient module, then the optional Patient Study attributes, copied when
 /// the CT has them.
-const PATIENT_TAGS: &[Tag] = &[
+pub(crate) const PATIENT_TAGS: &[Tag] = &[
     tags::PATIENT_NAME,
     tags::PATIENT_ID,
     tags::ISSUER_OF_PATIENT_ID,
@@ -110,7 +110,7 @@ const PATIENT_TAGS: &[Tag] = &[
 ];
 
 /// General Study module.
-const STUDY_TAGS: &[Tag] = &[
+pub(crate) const STUDY_TAGS: &[Tag] = &[
     tags::STUDY_INSTANCE_UID,
     tags::STUDY_DATE,
     tags::STUDY_TIME,
@@ -122,7 +122,7 @@ const STUDY_TAGS: &[Tag] = &[
 ];
 
 /// Type 2 attributes of those modules: present even when the CT lacks them.
-const TYPE2_TAGS: &[(Tag, VR)] = &[
+pub(crate) const TYPE2_TAGS: &[(Tag, VR)] = &[
     (tags::PATIENT_NAME, VR::PN),
     (tags::PATIENT_ID, VR::LO),
     (tags::PATIENT_BIRTH_DATE, VR::DA),
@@ -134,7 +134,7 @@ const TYPE2_TAGS: &[(Tag, VR)] = &[
     (tags::ACCESSION_NUMBER, VR::SH),
 ];
 
-fn put(obj: &mut InMemDicomObject, tag: Tag, vr: VR, value: impl Into<String>) {
+pub(crate) fn put(obj: &mut InMemDicomObject, tag: Tag, vr: VR, value: impl Into<String>) {
     obj.put(DataElement::new(
         tag,
         vr,
@@ -150,20 +150,20 @@ fn put_multi(obj: &mut InMemDicomObject, tag: Tag, vr: VR, values: Vec<String>) 
     ));
 }
 
-fn put_seq(obj: &mut InMemDicomObject, tag: Tag, items: Vec<InMemDicomObject>) {
+pub(crate) fn put_seq(obj: &mut InMemDicomObject, tag: Tag, items: Vec<InMemDicomObject>) {
     obj.put(DataElement::new(tag, VR::SQ, DataSetSequence::from(items)));
 }
 
 /// A free-text LO value: descriptions are informative, so a long one is
 /// cut rather than refused.
-fn lo(s: &str) -> String {
+pub(crate) fn lo(s: &str) -> String {
     s.chars()
         .filter(|&c| c != '\\' && !c.is_control())
         .take(64)
         .collect()
 }
 
-fn image_item(img: &ImageRef) -> InMemDicomObject {
+pub(crate) fn image_item(img: &ImageRef) -> InMemDicomObject {
     let mut it = InMemDicomObject::new_empty();
     put(
         &mut it,
@@ -194,7 +194,7 @@ fn ds(v: f64) -> String {
 }
 
 /// Current UTC date and time as DICOM DA and TM.
-fn now_da_tm() -> (String, String) {
+pub(crate) fn now_da_tm() -> (String, String) {
     // "YYYY-MM-DDTHH:MM:SSZ"
     let t = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let digits: String = t.chars().filter(char::is_ascii_digit).collect();
@@ -204,7 +204,7 @@ fn now_da_tm() -> (String, String) {
 /// The character set to write: the CT's when dicom-rs can encode it (every
 /// single-valued set), else UTF-8, which encodes whatever names were
 /// decoded from code-extension sets such as ISO 2022 IR 87.
-fn character_set(ct: &InMemDicomObject) -> Option<String> {
+pub(crate) fn character_set(ct: &InMemDicomObject) -> Option<String> {
     let values: Vec<String> = ct
         .get(tags::SPECIFIC_CHARACTER_SET)
         .and_then(|e| e.to_multi_str().ok())

@@ -382,6 +382,16 @@ impl Aggregate {
             .par_chunks_mut(n)
             .zip(out.par_chunks(plen))
             .for_each(|(dst, src)| place(dst, src));
+        self.add_weight(origin);
+    }
+
+    /// The Gaussian weight of a patch at `origin`, alone: for scores that
+    /// were summed elsewhere (on the GPU) and arrive through
+    /// [`Aggregate::add_sums`].
+    pub fn add_weight(&mut self, origin: [usize; 3]) {
+        let [_, ph_all, pw_all] = self.tiling.padded;
+        let [pd, ph, pw] = self.tiling.patch;
+        let gauss = &self.gauss;
         for z in 0..pd {
             for y in 0..ph {
                 let o = ((origin[0] + z) * ph_all + origin[1] + y) * pw_all + origin[2];
@@ -391,6 +401,27 @@ impl Aggregate {
                 }
             }
         }
+    }
+
+    /// Adds Gaussian-weighted class scores summed elsewhere, `[C, D, H, W]`
+    /// over the padded grid (what [`Aggregate::add`] would have summed).
+    pub fn add_sums(&mut self, sums: &[f32]) -> Result<()> {
+        ensure!(
+            sums.len() == self.sum.len(),
+            "{} summed scores for a grid of {}",
+            sums.len(),
+            self.sum.len()
+        );
+        self.sum
+            .par_iter_mut()
+            .zip(sums.par_iter())
+            .for_each(|(d, s)| *d += s);
+        Ok(())
+    }
+
+    /// The Gaussian weights of a patch, `[pd, ph, pw]`.
+    pub fn gaussian(&self) -> &[f32] {
+        &self.gauss
     }
 
     /// The class scores on the CT grid, argmax taken there (nnU-Net's

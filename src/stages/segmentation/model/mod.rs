@@ -42,6 +42,11 @@ pub struct SegmentationSection {
     pub body: BodyOptions,
     /// TorchScript models (feature `torch`); none by default.
     pub models: Vec<ModelSpec>,
+    /// Segmentation runs at once. Unset, `pipeline.stages.segmentation`
+    /// decides (1 by default: one GPU job at a time, as the predecessor
+    /// learned); set, it replaces that limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<u32>,
 }
 
 // The config as a whole is compared with `Eq`; every float here is checked
@@ -56,6 +61,7 @@ impl Default for SegmentationSection {
             tolerance_mm: o.tolerance_mm,
             body: BodyOptions::default(),
             models: Vec::new(),
+            workers: None,
         }
     }
 }
@@ -128,7 +134,7 @@ impl Default for Intensity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LabelSpec {
-    /// Output channel, and the label's value in `labels.nrrd`.
+    /// Output channel, and the label's value in the model's label file.
     pub value: u16,
     /// ROI name, AAPM TG-263 (at most 16 characters).
     pub name: String,
@@ -300,6 +306,9 @@ impl SegmentationSection {
                 "tolerance_mm",
                 format!("{} must be above 0 and at most 5 mm", self.tolerance_mm),
             ));
+        }
+        if self.workers == Some(0) {
+            out.push(("workers", "must be at least 1".into()));
         }
         let b = &self.body;
         let separation_ok = b.separation_mm.is_finite() && b.separation_mm >= 0.0;

@@ -54,6 +54,117 @@ pub struct TorchSegmenter {
     path: PathBuf,
     hash: String,
     version: String,
+    /// Sum the patches' scores where they were computed (None: on a GPU
+    /// only). The CPU can do it too, which is how the tests cover that path.
+    sum_on_device: Option<bool>,
+}
+
+/// A batch's class scores, `[n, C, D, H, W]`: copied to the host, or left
+/// on the device to be summed there.
+enum Scores {
+    Host(Vec<f32>, usize),
+    Device(Tensor),
+}
+
+/// The Gaussian-weighted class scores summed on the model's device, as
+/// nnU-Net does when they fit (its perform_everything_on_device): a
+/// patch's scores (C x 128^3 floats, 200 MB for 25 classes) then never
+/// cross the bus; the sum does, once. Copying every patch to the host was
+/// what made the GPU run slow.
+struct DeviceSum {
+    /// `[C, D, H, W]` over the padded grid, float32.
+    acc: Tensor,
+    /// `[pd, ph, pw]`.
+    gauss: Tensor,
+    patch: [i64; 3],
+}
+
+impl DeviceSum {
+    fn new(classes: usize, agg: &Aggregate, device: Device) -> Result<DeviceSum, tch::TchError> {
+        let [d, h, w] = agg.tiling.padded;
+        let [pd, ph, pw] = agg.tiling.patch;
+        let patch = [pd as i64, ph as i64, pw as i64];
+        let acc = Tensor::f_zeros(
+            [classes as i64, d as i64, h as i64, w as i64],
+            (Kind::Float, device),
+        )?;
+        let gauss = Tensor::f_from_slice(agg.gaussian())?
+            .f_reshape(patch)?
+            .f_to_device_(device, Kind::Float, false, false)?;
+        Ok(DeviceSum { acc, gauss, patch })
+    }
+
+    fn add(&mut self, out: &Tensor, origins: &[[usize; 3]]) -> Result<(), tch::TchError> {
+        tch::no_grad(|| {
+            for (i, o) in origins.iter().enumerate() {
+                let y = out
+                    .f_get(i as i64)?
+                    .f_to_kind(Kind::Float)?
+                    .f_mul(&self.gauss)?;
+                let mut dst = self
+                    .acc
+                    .f_narrow(1, o[0] as i64, self.patch[0])?
+                    .f_narrow(2, o[1] as i64, self.patch[1])?
+                    .f_narrow(3, o[2] as i64, self.patch[2])?;
+                let _ = dst.f_add_(&y)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn to_host(&self) -> Result<Vec<f32>, tch::TchError> {
+        tensor_to_host(&self.acc)
+    }
+}
+
+/// Sums a batch left on the device into `dev_sum`, made at the first
+/// batch. When the sums do not fit there, the batch is copied to the host
+/// instead (and every later one is), which `note` says once. Returns the
+/// host copy when there is one, and the number of classes.
+fn sum_on_device(
+    t: &Tensor,
+    chunk: &[[usize; 3]],
+    agg: &mut Option<Aggregate>,
+    tiling: &Tiling,
+    dev_sum: &mut Option<DeviceSum>,
+    note: &mut Option<String>,
+    device: Device,
+) -> Result<(Option<Vec<f32>>, usize)> {
+    let c = t.size().get(1).copied().unwrap_or(0).max(0) as usize;
+    let a = agg.get_or_insert_with(|| Aggregate::new(tiling.clone(), c));
+    if dev_sum.is_none() && note.is_none() {
+        match DeviceSum::new(c, a, device) {
+            Ok(d) => *dev_sum = Some(d),
+            Err(e) => {
+                let e = e.to_string();
+                let first = e.lines().next().unwrap_or("").trim();
+                *note = Some(format!(
+                    "the class sums did not fit on {device:?} ({first}); summed on the host"
+                ));
+            }
+        }
+    }
+    match dev_sum {
+        Some(d) => {
+            d.add(t, chunk)
+                .map_err(|e| anyhow!("summing scores on {device:?}: {e}"))?;
+            Ok((None, c))
+        }
+        None => Ok((
+            Some(tensor_to_host(t).map_err(|e| anyhow!("copying scores: {e}"))?),
+            c,
+        )),
+    }
+}
+
+fn tensor_to_host(t: &Tensor) -> Result<Vec<f32>, tch::TchError> {
+    let host = t
+        .f_to_device_(Device::Cpu, Kind::Float, false, false)?
+        .f_contiguous()?;
+    let mut v = vec![0f32; host.numel()];
+    let len = v.len();
+    host.f_copy_data(&mut v, len)?;
+    Ok(v)
 }
 
 impl TorchSegmenter {
@@ -76,7 +187,16 @@ impl TorchSegmenter {
             path,
             hash,
             version,
+            sum_on_device: None,
         })
+    }
+
+    /// Where the patches' scores are summed: `true` on the model's device
+    /// (the default on a GPU), `false` on the host (the default on the
+    /// CPU). The labels are the same either way, to float rounding.
+    pub fn with_sums_on_device(mut self, on: bool) -> TorchSegmenter {
+        self.sum_on_device = Some(on);
+        self
     }
 
     fn device(&self) -> Result<Device> {
@@ -139,14 +259,16 @@ impl TorchSegmenter {
     }
 
     /// One forward pass over `patches` (`[n, 1, D, H, W]` values) on
-    /// `device`: the class scores as f32, `[n, C, D, H, W]`, and C.
+    /// `device`: the class scores `[n, C, D, H, W]`, copied to the host as
+    /// f32 with C, or left on the device when `keep` is set.
     fn forward(
         &self,
         module: &CModule,
         device: Device,
         patches: &[f32],
         n: usize,
-    ) -> Result<(Vec<f32>, usize), ForwardError> {
+        keep: bool,
+    ) -> Result<Scores, ForwardError> {
         let [pd, ph, pw] = self.spec.patch_size;
         let dims = [n as i64, 1, pd as i64, ph as i64, pw as i64];
         let kind = self.kind(device);
@@ -154,9 +276,7 @@ impl TorchSegmenter {
             let x = Tensor::f_from_slice(patches)?
                 .f_reshape(dims)?
                 .f_to_device_(device, kind, false, false)?;
-            let y = module.forward_ts(&[x])?;
-            y.f_to_device_(Device::Cpu, Kind::Float, false, false)?
-                .f_contiguous()
+            module.forward_ts(&[x])
         })
         .map_err(tch_err)?;
         let size = out.size();
@@ -171,10 +291,10 @@ impl TorchSegmenter {
                 )))
             }
         };
-        let mut v = vec![0f32; out.numel()];
-        let len = v.len();
-        out.f_copy_data(&mut v, len).map_err(tch_err)?;
-        Ok((v, c))
+        if keep {
+            return Ok(Scores::Device(out));
+        }
+        Ok(Scores::Host(tensor_to_host(&out).map_err(tch_err)?, c))
     }
 
     /// For `rtnode doctor`: loads the model on its device and runs one
@@ -186,9 +306,13 @@ impl TorchSegmenter {
         let loaded = t0.elapsed();
         let patch: usize = self.spec.patch_size.iter().product();
         let t1 = Instant::now();
-        let (_, c) = self
-            .forward(&module, device, &vec![0.0; patch], 1)
-            .map_err(into_anyhow)?;
+        let c = match self
+            .forward(&module, device, &vec![0.0; patch], 1, false)
+            .map_err(into_anyhow)?
+        {
+            Scores::Host(_, c) => c,
+            Scores::Device(t) => t.size().get(1).copied().unwrap_or(0) as usize,
+        };
         let max = self.spec.labels.iter().map(|l| l.value).max().unwrap_or(0);
         ensure!(
             (max as usize) < c,
@@ -282,6 +406,9 @@ impl Segmenter for TorchSegmenter {
         let mut forward_ms = 0u64;
         let mut batch_buf: Vec<f32> = Vec::new();
         let mut used_cpu = device == Device::Cpu;
+        let sum_here = self.sum_on_device.unwrap_or(device.is_cuda());
+        let mut dev_sum: Option<DeviceSum> = None;
+        let mut dev_sum_note: Option<String> = None;
         let fallbacks = grid::run_tiles(
             &tiling.tiles,
             self.spec.batch_size,
@@ -304,19 +431,47 @@ impl Segmenter for TorchSegmenter {
                 };
                 used_cpu |= d == Device::Cpu;
                 let tf = Instant::now();
-                let r = self.forward(&m, d, &batch_buf, chunk.len());
+                // Only the preferred device's scores are summed there; an
+                // out-of-memory fallback to the CPU sums on the host.
+                let keep = sum_here && d == device;
+                let r = self.forward(&m, d, &batch_buf, chunk.len(), keep);
                 forward_ms += tf.elapsed().as_millis() as u64;
                 r
             },
-            |chunk, (out, c)| {
+            |chunk, scores| {
+                let (host, c) = match scores {
+                    Scores::Host(out, c) => (Some(out), c),
+                    Scores::Device(t) => sum_on_device(
+                        &t,
+                        chunk,
+                        &mut agg,
+                        &tiling,
+                        &mut dev_sum,
+                        &mut dev_sum_note,
+                        device,
+                    )?,
+                };
                 let a = agg.get_or_insert_with(|| Aggregate::new(tiling.clone(), c));
-                let len = a.classes * plen;
                 ensure!(
-                    a.classes == c && out.len() == chunk.len() * len,
+                    a.classes == c,
                     "the model's output changed shape between batches"
                 );
-                for (o, s) in chunk.iter().zip(out.chunks(len)) {
-                    a.add(*o, s);
+                match host {
+                    Some(out) => {
+                        let len = a.classes * plen;
+                        ensure!(
+                            out.len() == chunk.len() * len,
+                            "the model's output changed shape between batches"
+                        );
+                        for (o, s) in chunk.iter().zip(out.chunks(len)) {
+                            a.add(*o, s);
+                        }
+                    }
+                    None => {
+                        for o in chunk {
+                            a.add_weight(*o);
+                        }
+                    }
                 }
                 done += chunk.len();
                 progress(0.05 + 0.85 * done as f64 / total.max(1) as f64);
@@ -326,7 +481,18 @@ impl Segmenter for TorchSegmenter {
         let infer_ms = t.elapsed().as_millis() as u64;
 
         let t = Instant::now();
-        let agg = agg.context("the model produced no output")?;
+        let mut agg = agg.context("the model produced no output")?;
+        let summed_on = match dev_sum.take() {
+            Some(d) => {
+                let sums = d
+                    .to_host()
+                    .map_err(|e| anyhow!("copying the summed scores from {device:?}: {e}"))?;
+                drop(d);
+                agg.add_sums(&sums)?;
+                format!("{device:?}")
+            }
+            None => "host".to_string(),
+        };
         let max = self.spec.labels.iter().map(|l| l.value).max().unwrap_or(0) as usize;
         ensure!(
             max < agg.classes,
@@ -347,7 +513,8 @@ impl Segmenter for TorchSegmenter {
             "device": format!("{device:?}"),
             "precision": if self.kind(device) == Kind::Half { "float16" } else { "float32" },
             "ran_on_cpu": used_cpu,
-            "fallbacks": fallbacks,
+            "fallbacks": fallbacks.iter().chain(&dev_sum_note).collect::<Vec<_>>(),
+            "scores_summed_on": summed_on,
             "model_grid": plan.shape(),
             "patches": total,
             "batch_size": self.spec.batch_size,

@@ -1,0 +1,216 @@
+//! The report as a small document model — headings, paragraphs, tables and
+//! vector figures — so that the HTML and the PDF are two renderings of one
+//! content and cannot drift apart.
+//!
+//! Figure coordinates are in points (1/72 inch) with y pointing down, the
+//! SVG convention; the PDF renderer flips them.
+
+pub type Rgb = [u8; 3];
+
+pub const BLACK: Rgb = [0, 0, 0];
+pub const GREY: Rgb = [150, 150, 150];
+
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub title: String,
+    pub blocks: Vec<Block>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Block {
+    Heading(String),
+    Paragraph(String),
+    Table(Table),
+    Figure(Figure),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Figure {
+    pub width: f64,
+    pub height: f64,
+    pub shapes: Vec<Shape>,
+    pub caption: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anchor {
+    Start,
+    Middle,
+    End,
+}
+
+#[derive(Debug, Clone)]
+pub enum Shape {
+    Path {
+        points: Vec<[f64; 2]>,
+        closed: bool,
+        stroke: Rgb,
+        width: f64,
+        dashed: bool,
+    },
+    Rect {
+        x: f64,
+        y: f64,
+        w: f64,
+        h: f64,
+        fill: Option<Rgb>,
+        stroke: Option<Rgb>,
+    },
+    /// `y` is the baseline.
+    Text {
+        x: f64,
+        y: f64,
+        text: String,
+        size: f64,
+        anchor: Anchor,
+        colour: Rgb,
+    },
+    Image {
+        x: f64,
+        y: f64,
+        w: f64,
+        h: f64,
+        image: GrayImage,
+    },
+}
+
+/// 8-bit greyscale pixels, row by row from the top.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrayImage {
+    pub width: usize,
+    pub height: usize,
+    pub pixels: Vec<u8>,
+}
+
+impl Shape {
+    pub fn line(a: [f64; 2], b: [f64; 2], stroke: Rgb, width: f64) -> Shape {
+        Shape::Path {
+            points: vec![a, b],
+            closed: false,
+            stroke,
+            width,
+            dashed: false,
+        }
+    }
+
+    pub fn text(x: f64, y: f64, text: impl Into<String>, size: f64, anchor: Anchor) -> Shape {
+        Shape::Text {
+            x,
+            y,
+            text: text.into(),
+            size,
+            anchor,
+            colour: BLACK,
+        }
+    }
+}
+
+/// Helvetica advance widths (1/1000 em) of the printable ASCII characters,
+/// from the standard AFM; WinAnsi shares them. Everything else is taken as
+/// the width of a digit, which is close for Latin letters.
+const HELVETICA: [u16; 95] = [
+    278, 278, 355, 556, 556, 889, 667, 191, 333, 333, 389, 584, 278, 333, 278,
+    278, // space../
+    556, 556, 556, 556, 556, 556, 556, 556, 556, 556, 278, 278, 584, 584, 584, 556, // 0..?
+    1015, 667, 667, 722, 722, 667, 611, 778, 722, 278, 500, 667, 556, 833, 722, 778, // @..O
+    667, 778, 722, 667, 611, 722, 667, 944, 667, 667, 611, 278, 278, 278, 469, 556, // P.._
+    333, 556, 556, 500, 556, 556, 278, 556, 556, 222, 222, 500, 222, 833, 556, 556, // `..o
+    556, 556, 333, 500, 278, 556, 500, 722, 500, 500, 500, 334, 260, 334, 584, // p..~
+];
+
+/// Width of `s` set in Helvetica at `size` points. Bold is about 5 % wider;
+/// callers leave that much room.
+pub fn text_width(s: &str, size: f64) -> f64 {
+    let units: u32 = s
+        .chars()
+        .map(|c| {
+            let i = c as u32;
+            if (32..127).contains(&i) {
+                u32::from(HELVETICA[(i - 32) as usize])
+            } else {
+                556
+            }
+        })
+        .sum();
+    f64::from(units) * size / 1000.0
+}
+
+/// Breaks `s` into lines no wider than `width` at `size`: at spaces where
+/// possible, inside a word when the word alone is too wide.
+pub fn wrap(s: &str, size: f64, width: f64) -> Vec<String> {
+    let mut lines = Vec::new();
+    for para in s.split('\n') {
+        let mut line = String::new();
+        for word in para.split(' ') {
+            let candidate = if line.is_empty() {
+                word.to_string()
+            } else {
+                format!("{line} {word}")
+            };
+            if text_width(&candidate, size) <= width {
+                line = candidate;
+                continue;
+            }
+            if !line.is_empty() {
+                lines.push(std::mem::take(&mut line));
+            }
+            let mut rest = word.to_string();
+            while text_width(&rest, size) > width && rest.chars().count() > 1 {
+                let mut cut = String::new();
+                for c in rest.chars() {
+                    if !cut.is_empty() && text_width(&format!("{cut}{c}"), size) > width {
+                        break;
+                    }
+                    cut.push(c);
+                }
+                rest = rest[cut.len()..].to_string();
+                lines.push(cut);
+            }
+            line = rest;
+        }
+        lines.push(line);
+    }
+    lines
+}
+
+/// Distinct, printable colours for curves and contours, in order of use.
+pub const PALETTE: [Rgb; 10] = [
+    [31, 119, 180],
+    [214, 39, 40],
+    [44, 160, 44],
+    [255, 127, 14],
+    [148, 103, 189],
+    [140, 86, 75],
+    [227, 119, 194],
+    [23, 190, 207],
+    [188, 189, 34],
+    [127, 127, 127],
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widths_follow_the_afm() {
+        assert_eq!(text_width("0", 10.0), 5.56);
+        assert!((text_width("Wi", 1000.0) - 1166.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn wrapping_keeps_every_character_and_the_width() {
+        let s = "a fairly long sentence with averyveryveryverylongwordthatmustbesplit inside";
+        let lines = wrap(s, 10.0, 80.0);
+        assert!(lines.len() > 2);
+        for l in &lines {
+            assert!(text_width(l, 10.0) <= 80.0, "{l}");
+        }
+        assert_eq!(lines.join("").replace(' ', ""), s.replace(' ', ""));
+    }
+}
