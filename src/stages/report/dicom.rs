@@ -9,14 +9,13 @@
 use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
-use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::{FileDicomObject, InMemDicomObject};
 
 use crate::stages::segmentation::rtstruct::{
-    character_set, image_item, lo, now_da_tm, put, put_seq, ImageRef, PATIENT_TAGS, STUDY_TAGS,
-    TYPE2_TAGS,
+    derived_object_header, image_item, lo, now_da_tm, put, put_seq, ImageRef,
 };
 use crate::uids;
 
@@ -38,10 +37,6 @@ pub struct PdfOptions<'a> {
 pub struct Written {
     pub sop_instance_uid: String,
     pub series_instance_uid: String,
-}
-
-fn empty(obj: &mut InMemDicomObject, tag: Tag, vr: VR) {
-    obj.put(DataElement::new(tag, vr, PrimitiveValue::Empty));
 }
 
 fn code_item(value: &str, scheme: &str, meaning: &str) -> InMemDicomObject {
@@ -70,32 +65,14 @@ pub fn build(
     let (date, time) = now_da_tm();
     let mut obj = InMemDicomObject::new_empty();
 
-    // SOP Common
-    if let Some(cs) = character_set(ct) {
-        put(&mut obj, tags::SPECIFIC_CHARACTER_SET, VR::CS, cs);
-    }
-    put(
+    derived_object_header(
         &mut obj,
-        tags::SOP_CLASS_UID,
-        VR::UI,
+        ct,
         ENCAPSULATED_PDF_STORAGE,
+        &sop_instance_uid,
+        &date,
+        &time,
     );
-    put(&mut obj, tags::SOP_INSTANCE_UID, VR::UI, &sop_instance_uid);
-    put(&mut obj, tags::INSTANCE_CREATION_DATE, VR::DA, &date);
-    put(&mut obj, tags::INSTANCE_CREATION_TIME, VR::TM, &time);
-    put(&mut obj, tags::TIMEZONE_OFFSET_FROM_UTC, VR::SH, "+0000");
-
-    // Patient, Patient Study, General Study: copied.
-    for &tag in PATIENT_TAGS.iter().chain(STUDY_TAGS) {
-        if let Some(e) = ct.get(tag) {
-            obj.put(e.clone());
-        }
-    }
-    for &(tag, vr) in TYPE2_TAGS {
-        if obj.get(tag).is_none() {
-            empty(&mut obj, tag, vr);
-        }
-    }
 
     // Encapsulated Document Series
     put(&mut obj, tags::MODALITY, VR::CS, "DOC");

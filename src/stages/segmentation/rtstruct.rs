@@ -142,6 +142,40 @@ pub(crate) fn put(obj: &mut InMemDicomObject, tag: Tag, vr: VR, value: impl Into
     ));
 }
 
+/// The start of every object rtnode derives from a CT: SOP Common (the
+/// CT's SpecificCharacterSet, so that copied names decode the same; class,
+/// instance, creation date and time in UTC) and the Patient, Patient Study
+/// and General Study attributes copied from `ct`, with the Type 2 ones the
+/// CT lacks present and empty.
+pub(crate) fn derived_object_header(
+    obj: &mut InMemDicomObject,
+    ct: &InMemDicomObject,
+    sop_class_uid: &str,
+    sop_instance_uid: &str,
+    date: &str,
+    time: &str,
+) {
+    if let Some(cs) = character_set(ct) {
+        put(obj, tags::SPECIFIC_CHARACTER_SET, VR::CS, cs);
+    }
+    put(obj, tags::SOP_CLASS_UID, VR::UI, sop_class_uid);
+    put(obj, tags::SOP_INSTANCE_UID, VR::UI, sop_instance_uid);
+    put(obj, tags::INSTANCE_CREATION_DATE, VR::DA, date);
+    put(obj, tags::INSTANCE_CREATION_TIME, VR::TM, time);
+    // DA and TM are local by convention; ours are UTC, and say so.
+    put(obj, tags::TIMEZONE_OFFSET_FROM_UTC, VR::SH, "+0000");
+    for &tag in PATIENT_TAGS.iter().chain(STUDY_TAGS) {
+        if let Some(e) = ct.get(tag) {
+            obj.put(e.clone());
+        }
+    }
+    for &(tag, vr) in TYPE2_TAGS {
+        if obj.get(tag).is_none() {
+            obj.put(DataElement::new(tag, vr, PrimitiveValue::Empty));
+        }
+    }
+}
+
 fn put_multi(obj: &mut InMemDicomObject, tag: Tag, vr: VR, values: Vec<String>) {
     obj.put(DataElement::new(
         tag,
@@ -248,33 +282,14 @@ pub fn build(
     let (date, time) = now_da_tm();
     let mut obj = InMemDicomObject::new_empty();
 
-    // SOP Common
-    if let Some(cs) = character_set(ct) {
-        put(&mut obj, tags::SPECIFIC_CHARACTER_SET, VR::CS, cs);
-    }
-    put(
+    derived_object_header(
         &mut obj,
-        tags::SOP_CLASS_UID,
-        VR::UI,
+        ct,
         uids::RT_STRUCTURE_SET_STORAGE,
+        &sop_instance_uid,
+        &date,
+        &time,
     );
-    put(&mut obj, tags::SOP_INSTANCE_UID, VR::UI, &sop_instance_uid);
-    put(&mut obj, tags::INSTANCE_CREATION_DATE, VR::DA, &date);
-    put(&mut obj, tags::INSTANCE_CREATION_TIME, VR::TM, &time);
-    // DA and TM are local by convention; ours are UTC, and say so.
-    put(&mut obj, tags::TIMEZONE_OFFSET_FROM_UTC, VR::SH, "+0000");
-
-    // Patient, Patient Study, General Study: copied.
-    for &tag in PATIENT_TAGS.iter().chain(STUDY_TAGS) {
-        if let Some(e) = ct.get(tag) {
-            obj.put(e.clone());
-        }
-    }
-    for &(tag, vr) in TYPE2_TAGS {
-        if obj.get(tag).is_none() {
-            obj.put(DataElement::new(tag, vr, PrimitiveValue::Empty));
-        }
-    }
 
     // RT Series
     put(&mut obj, tags::MODALITY, VR::CS, "RTSTRUCT");
