@@ -46,8 +46,30 @@ impl AxisMap {
     }
 }
 
+impl AxisMap {
+    /// Per CT index along this axis, the linear interpolation taps on the
+    /// model axis (what the host and the device resampling both use).
+    pub fn taps_to_ct(&self) -> Vec<Tap> {
+        (0..self.n_ct)
+            .map(|t| tap(self.model_coordinate(t), self.n_model))
+            .collect()
+    }
+}
+
+impl Plan {
+    /// Which model axis runs along each CT array axis (slices, rows,
+    /// columns).
+    pub fn model_axis_of_ct(&self) -> [usize; 3] {
+        let mut of_ct = [0usize; 3];
+        for (a, ax) in self.axes.iter().enumerate() {
+            of_ct[ax.ct_axis] = a;
+        }
+        of_ct
+    }
+}
+
 /// Linear interpolation taps: (lower index, upper index, weight of upper).
-type Tap = (usize, usize, f32);
+pub type Tap = (usize, usize, f32);
 
 fn tap(x: f64, n: usize) -> Tap {
     let i0 = (x.floor() as usize).min(n - 1);
@@ -344,6 +366,7 @@ pub struct Aggregate {
     sum: Vec<f32>,
     weight: Vec<f32>,
     gauss: Vec<f32>,
+    host_sums: bool,
 }
 
 impl Aggregate {
@@ -356,6 +379,7 @@ impl Aggregate {
             gauss,
             tiling,
             classes,
+            host_sums: false,
         }
     }
 
@@ -382,6 +406,7 @@ impl Aggregate {
             .par_chunks_mut(n)
             .zip(out.par_chunks(plen))
             .for_each(|(dst, src)| place(dst, src));
+        self.host_sums = true;
         self.add_weight(origin);
     }
 
@@ -416,12 +441,23 @@ impl Aggregate {
             .par_iter_mut()
             .zip(sums.par_iter())
             .for_each(|(d, s)| *d += s);
+        self.host_sums = true;
         Ok(())
     }
 
     /// The Gaussian weights of a patch, `[pd, ph, pw]`.
     pub fn gaussian(&self) -> &[f32] {
         &self.gauss
+    }
+
+    /// The summed Gaussian weight of every voxel of the padded grid.
+    pub fn weights(&self) -> &[f32] {
+        &self.weight
+    }
+
+    /// Whether any scores were summed here on the host.
+    pub fn has_host_sums(&self) -> bool {
+        self.host_sums
     }
 
     /// The class scores on the CT grid, argmax taken there (nnU-Net's
@@ -434,18 +470,8 @@ impl Aggregate {
         let [pd_all, ph_all, pw_all] = self.tiling.padded;
         let n = pd_all * ph_all * pw_all;
         let pad = self.tiling.pad_before;
-        // Which model axis runs along each CT array axis.
-        let mut of_ct = [0usize; 3];
-        for (a, ax) in plan.axes.iter().enumerate() {
-            of_ct[ax.ct_axis] = a;
-        }
-        let (a_s, a_r, a_c) = (of_ct[0], of_ct[1], of_ct[2]);
-        let back = |a: usize| -> Vec<Tap> {
-            let ax = &plan.axes[a];
-            (0..ax.n_ct)
-                .map(|t| tap(ax.model_coordinate(t), ax.n_model))
-                .collect()
-        };
+        let [a_s, a_r, a_c] = plan.model_axis_of_ct();
+        let back = |a: usize| plan.axes[a].taps_to_ct();
         let (ts, tr, tc) = (back(a_s), back(a_r), back(a_c));
         let padded = [pd_all, ph_all, pw_all];
         let stride = [ph_all * pw_all, pw_all, 1];

@@ -115,6 +115,73 @@ impl DeviceSum {
     fn to_host(&self) -> Result<Vec<f32>, tch::TchError> {
         tensor_to_host(&self.acc)
     }
+
+    /// The labels on the CT grid, computed where the sums are, as
+    /// [`Aggregate::labels_on_ct`] computes them on the host: the sums
+    /// divided by their Gaussian weights, resampled linearly to the CT
+    /// grid axis by axis (the same taps), the argmax taken there, channels
+    /// not in `keep` counted as background. Only the labels (16 bits a
+    /// voxel) cross the bus.
+    fn labels_on_ct(
+        &self,
+        agg: &Aggregate,
+        plan: &Plan,
+        keep: &[bool],
+    ) -> Result<Array3<u16>, tch::TchError> {
+        let device = self.acc.device();
+        tch::no_grad(|| {
+            let padded = agg.tiling.padded;
+            let pad = agg.tiling.pad_before;
+            let dims: Vec<i64> = padded.iter().map(|&n| n as i64).collect();
+            let weight = Tensor::f_from_slice(agg.weights())?
+                .f_reshape(&dims)?
+                .f_to_device_(device, Kind::Float, false, false)?;
+            let mut t = self.acc.f_div(&weight)?;
+            drop(weight);
+            for a in 0..3 {
+                let ax = &plan.axes[a];
+                let dim = 1 + a as i64;
+                t = t.f_narrow(dim, pad[a] as i64, ax.n_model as i64)?;
+                let taps = ax.taps_to_ct();
+                let i0: Vec<i64> = taps.iter().map(|p| p.0 as i64).collect();
+                let i1: Vec<i64> = taps.iter().map(|p| p.1 as i64).collect();
+                let w: Vec<f32> = taps.iter().map(|p| p.2).collect();
+                let mut shape = vec![1i64; 4];
+                shape[dim as usize] = w.len() as i64;
+                let i0 = Tensor::f_from_slice(&i0)?.f_to_device(device)?;
+                let i1 = Tensor::f_from_slice(&i1)?.f_to_device(device)?;
+                let w = Tensor::f_from_slice(&w)?
+                    .f_reshape(&shape)?
+                    .f_to_device(device)?;
+                let lo = t.f_index_select(dim, &i0)?;
+                let hi = t.f_index_select(dim, &i1)?;
+                // lo + (hi - lo) * w, as the host blends.
+                t = lo.f_add(&hi.f_sub(&lo)?.f_mul(&w)?)?;
+            }
+            let [s, r, c] = plan.model_axis_of_ct();
+            let t = t.f_permute([0, 1 + s as i64, 1 + r as i64, 1 + c as i64])?;
+            let best = t.f_argmax(0, false)?;
+            drop(t);
+            let keep: Vec<i64> = keep.iter().map(|&k| i64::from(k)).collect();
+            let keep = Tensor::f_from_slice(&keep)?.f_to_device(device)?;
+            let labels = best
+                .f_mul(
+                    &keep
+                        .f_index_select(0, &best.f_flatten(0, -1)?)?
+                        .f_view_as(&best)?,
+                )?
+                .f_to_kind(Kind::Int16)?
+                .f_to_device(Device::Cpu)?
+                .f_contiguous()?;
+            let size = labels.size();
+            let mut v = vec![0i16; labels.numel()];
+            let len = v.len();
+            labels.f_copy_data(&mut v, len)?;
+            let (nk, nj, ni) = (size[0] as usize, size[1] as usize, size[2] as usize);
+            Array3::from_shape_vec((nk, nj, ni), v.into_iter().map(|l| l as u16).collect())
+                .map_err(|e| tch::TchError::Shape(e.to_string()))
+        })
+    }
 }
 
 /// Sums a batch left on the device into `dev_sum`, made at the first
@@ -482,17 +549,6 @@ impl Segmenter for TorchSegmenter {
 
         let t = Instant::now();
         let mut agg = agg.context("the model produced no output")?;
-        let summed_on = match dev_sum.take() {
-            Some(d) => {
-                let sums = d
-                    .to_host()
-                    .map_err(|e| anyhow!("copying the summed scores from {device:?}: {e}"))?;
-                drop(d);
-                agg.add_sums(&sums)?;
-                format!("{device:?}")
-            }
-            None => "host".to_string(),
-        };
         let max = self.spec.labels.iter().map(|l| l.value).max().unwrap_or(0) as usize;
         ensure!(
             max < agg.classes,
@@ -504,7 +560,35 @@ impl Segmenter for TorchSegmenter {
         for l in &self.spec.labels {
             keep[l.value as usize] = true;
         }
-        let labels = agg.labels_on_ct(&plan, &keep)?;
+        // With every score summed on the device, the labels are made
+        // there too; otherwise (or when that does not fit) on the host.
+        let mut on_device = None;
+        if let Some(d) = &dev_sum {
+            if !agg.has_host_sums() {
+                match d.labels_on_ct(&agg, &plan, &keep) {
+                    Ok(l) => on_device = Some(l),
+                    Err(e) => {
+                        let e = e.to_string();
+                        let first = e.lines().next().unwrap_or("").trim().to_string();
+                        dev_sum_note = Some(format!(
+                            "resampling to the CT grid did not fit on {device:?} ({first}); done on the host"
+                        ));
+                    }
+                }
+            }
+        }
+        let (labels, summed_on) = match (on_device, dev_sum.take()) {
+            (Some(l), _) => (l, format!("{device:?}")),
+            (None, Some(d)) => {
+                let sums = d
+                    .to_host()
+                    .map_err(|e| anyhow!("copying the summed scores from {device:?}: {e}"))?;
+                drop(d);
+                agg.add_sums(&sums)?;
+                (agg.labels_on_ct(&plan, &keep)?, format!("{device:?}"))
+            }
+            (None, None) => (agg.labels_on_ct(&plan, &keep)?, "host".to_string()),
+        };
         let restore_ms = t.elapsed().as_millis() as u64;
         progress(1.0);
         let notes = serde_json::json!({
