@@ -138,10 +138,9 @@ impl DeviceSum {
                 .f_to_device_(device, Kind::Float, false, false)?;
             let mut t = self.acc.f_div(&weight)?;
             drop(weight);
-            for a in 0..3 {
-                let ax = &plan.axes[a];
+            for (a, (ax, &before)) in plan.axes.iter().zip(pad.iter()).enumerate() {
                 let dim = 1 + a as i64;
-                t = t.f_narrow(dim, pad[a] as i64, ax.n_model as i64)?;
+                t = t.f_narrow(dim, before as i64, ax.n_model as i64)?;
                 let taps = ax.taps_to_ct();
                 let i0: Vec<i64> = taps.iter().map(|p| p.0 as i64).collect();
                 let i1: Vec<i64> = taps.iter().map(|p| p.1 as i64).collect();
