@@ -102,6 +102,10 @@ pub struct Config {
     /// of TorchScript models (see `stages::segmentation::model`).
     #[serde(default)]
     pub segmentation: crate::stages::segmentation::SegmentationSection,
+    /// The radiomics stage: pyradiomics parameter file, ROI selection and
+    /// the worker processes (see `radiomics::stage::RadiomicsSection`).
+    #[serde(default)]
+    pub radiomics: crate::radiomics::stage::RadiomicsSection,
     /// Auto-routing: instances matching a rule are forwarded to its
     /// destinations through the outbound queue.
     #[serde(default)]
@@ -1090,6 +1094,9 @@ fn check_config(c: &Config, text: &str, file: &Path) -> Vec<ConfigError> {
     let base = c.base_dir();
     for (key, m) in c.segmentation.check(&base) {
         err("segmentation", key, m);
+    }
+    for (key, m) in c.radiomics.check(&base) {
+        err("radiomics", key, m);
     }
     if c.export.max_attempts == 0 {
         err("export", "max_attempts", "must be at least 1".to_owned());

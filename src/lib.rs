@@ -21,6 +21,7 @@ pub mod node;
 pub mod part10;
 pub mod pipeline;
 pub mod process;
+pub mod radiomics;
 pub mod retention;
 pub mod rt;
 pub mod scp;

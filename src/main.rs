@@ -90,6 +90,46 @@ enum Command {
         #[arg(long)]
         settings: Option<PathBuf>,
     },
+    /// Radiomics features (pyradiomics names and settings) of ROIs on a CT, or of an image and mask.
+    Radiomics {
+        /// Folder of the CT series (searched recursively).
+        #[arg(long, requires = "rtstruct", conflicts_with_all = ["image", "mask"])]
+        ct: Option<PathBuf>,
+        /// The RT Structure Set whose ROIs are measured.
+        #[arg(long, requires = "ct")]
+        rtstruct: Option<PathBuf>,
+        /// Only these ROIs (repeatable); default: every ROI not skipped by name.
+        #[arg(long)]
+        roi: Vec<String>,
+        /// Research image (NRRD or NIfTI), with --mask.
+        #[arg(long, requires = "mask")]
+        image: Option<PathBuf>,
+        /// Label map on the image's grid (the label is the parameter file's `label`, default 1).
+        #[arg(long, requires = "image")]
+        mask: Option<PathBuf>,
+        /// pyradiomics parameter file (YAML); default: pyradiomics' defaults.
+        #[arg(long)]
+        params: Option<PathBuf>,
+        /// Write radiomics.csv and radiomics.json here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print {ROI: {feature: value}} (one object of features with --image/--mask).
+        #[arg(long)]
+        json: bool,
+        /// Worker processes (default: RTNODE_RADIOMICS_WORKERS, else cores - 1).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// A radiomics worker: tasks on stdin, results on stdout (started by rtnode itself).
+    #[command(hide = true)]
+    RadiomicsWorker {
+        /// Threads for this worker's texture matrices.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Address-space limit, MiB.
+        #[arg(long)]
+        memory_mb: Option<u64>,
+    },
     /// Write a synthetic CT series (water, lung and bone phantom on a couch).
     Synth {
         /// Output folder (created; must not already hold a series).
@@ -390,6 +430,36 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 json,
                 settings,
             })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Radiomics {
+            ct,
+            rtstruct,
+            roi,
+            image,
+            mask,
+            params,
+            out,
+            json,
+            workers,
+        } => {
+            init_logging(LogFormat::Text, "warn");
+            rtnode::radiomics::cli::run(&rtnode::radiomics::cli::RadiomicsArgs {
+                ct,
+                rtstruct,
+                roi,
+                image,
+                mask,
+                params,
+                out,
+                json,
+                workers,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::RadiomicsWorker { threads, memory_mb } => {
+            init_logging(LogFormat::Text, "warn");
+            rtnode::radiomics::worker::main(memory_mb, threads)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Synth {

@@ -101,7 +101,7 @@ impl Stage for DvhStage {
 /// name in constraints and derived structures. ROIs on another frame of
 /// reference than the plan's structure set are left out, and said.
 /// Returns what was done, for the stage record.
-fn add_auto_rois(rs: &mut RtStruct, dir: &Path) -> Result<serde_json::Value> {
+pub(crate) fn add_auto_rois(rs: &mut RtStruct, dir: &Path) -> Result<serde_json::Value> {
     let path = dir.join(RTSTRUCT_FILE);
     if !path.is_file() {
         return Ok(json!({"used": false, "why": "no auto-segmentation structure set"}));

@@ -92,10 +92,13 @@ pub trait Stage: Send + Sync {
 /// segmenter), in an order where every stage follows the ones it runs
 /// after. The stage names and their order do not depend on the config.
 pub fn registry() -> Vec<Arc<dyn Stage>> {
-    stages_with(
-        &crate::config::Config::default(),
-        segmentation::Segmentation::default(),
-    )
+    let cfg = crate::config::Config::default();
+    let radiomics = crate::radiomics::stage::RadiomicsStage {
+        section: cfg.radiomics.clone(),
+        params_yaml: String::new(),
+        params: crate::radiomics::Params::default(),
+    };
+    stages_with(&cfg, segmentation::Segmentation::default(), radiomics)
 }
 
 /// The stages, configured from the node's configuration. Fails when a
@@ -104,12 +107,14 @@ pub fn registry() -> Vec<Arc<dyn Stage>> {
 pub fn registry_with(cfg: &crate::config::Config) -> anyhow::Result<Vec<Arc<dyn Stage>>> {
     let segmentation =
         segmentation::Segmentation::from_section(&cfg.segmentation, &cfg.base_dir())?;
-    Ok(stages_with(cfg, segmentation))
+    let radiomics = crate::radiomics::stage::RadiomicsStage::new(&cfg.radiomics, &cfg.base_dir())?;
+    Ok(stages_with(cfg, segmentation, radiomics))
 }
 
 fn stages_with(
     cfg: &crate::config::Config,
     segmentation: segmentation::Segmentation,
+    radiomics: crate::radiomics::stage::RadiomicsStage,
 ) -> Vec<Arc<dyn Stage>> {
     vec![
         Arc::new(organize::Organize),
@@ -118,6 +123,7 @@ fn stages_with(
         Arc::new(dvh_stage::DvhStage {
             settings: cfg.dvh.clone(),
         }),
+        Arc::new(radiomics),
         Arc::new(report::Report::default()),
     ]
 }

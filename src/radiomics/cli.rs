@@ -1,0 +1,201 @@
+//! `rtnode radiomics`: features of a CT and structure set, or of a research
+//! image and mask (NRRD, NIfTI), through the same worker processes as the
+//! stage.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{Map, Value};
+
+use super::engine::Task;
+use super::io;
+use super::params::Params;
+use super::pool::{self, RoiOutcome};
+use super::stage::{compute, write_outputs, RadiomicsSection, Row};
+
+pub struct RadiomicsArgs {
+    pub ct: Option<PathBuf>,
+    pub rtstruct: Option<PathBuf>,
+    pub roi: Vec<String>,
+    pub image: Option<PathBuf>,
+    pub mask: Option<PathBuf>,
+    pub params: Option<PathBuf>,
+    pub out: Option<PathBuf>,
+    pub json: bool,
+    pub workers: Option<usize>,
+}
+
+pub fn run(a: &RadiomicsArgs) -> Result<()> {
+    let mut section = RadiomicsSection {
+        params_file: a.params.clone(),
+        workers: a.workers,
+        ..RadiomicsSection::default()
+    };
+    let (yaml, params) = section.params(&std::env::current_dir()?)?;
+    let exe = std::env::current_exe().context("locating the rtnode binary for the workers")?;
+    match (&a.image, &a.mask, &a.ct, &a.rtstruct) {
+        (Some(image), Some(mask), None, None) => {
+            image_and_mask(a, image, mask, yaml, &params, &section, exe)
+        }
+        (None, None, Some(ct), Some(rtstruct)) => {
+            if !a.roi.is_empty() {
+                // ROIs asked for by name are computed whatever their name.
+                section.skip.clear();
+            }
+            ct_and_structures(a, ct, rtstruct, &yaml, &params, &section, exe)
+        }
+        _ => bail!("give either --ct DIR and --rtstruct FILE, or --image FILE and --mask FILE"),
+    }
+}
+
+fn image_and_mask(
+    a: &RadiomicsArgs,
+    image: &Path,
+    mask: &Path,
+    yaml: String,
+    params: &Params,
+    section: &RadiomicsSection,
+    exe: PathBuf,
+) -> Result<()> {
+    let img = io::read(image)?;
+    let msk = io::read(mask)?;
+    if img.data.dim() != msk.data.dim() {
+        bail!(
+            "image {:?} and mask {:?} differ in size",
+            img.data.dim(),
+            msk.data.dim()
+        );
+    }
+    let tol = params.settings.geometry_tolerance.unwrap_or(1e-6);
+    if img
+        .spacing
+        .iter()
+        .zip(msk.spacing)
+        .any(|(a, b)| (a - b).abs() > tol * a.abs().max(1.0))
+    {
+        bail!(
+            "image spacing {:?} and mask spacing {:?} differ",
+            img.spacing,
+            msk.spacing
+        );
+    }
+    let label = params.settings.label as f64;
+    let task = Task {
+        roi: format!("label {}", params.settings.label),
+        normalisation: params
+            .settings
+            .normalize
+            .then(|| super::engine::whole_stats(&img.data)),
+        image: img.data.mapv(|v| v as f32),
+        mask: msk.data.mapv(|v| v == label),
+        spacing: img.spacing,
+        params_yaml: yaml,
+    };
+    let opts = section.pool_options(exe);
+    let (_, outcome) = pool::run(vec![task], &opts, &|_, _| {})
+        .into_iter()
+        .next()
+        .context("no result")?;
+    let e = match outcome {
+        RoiOutcome::Done(e) => e,
+        RoiOutcome::Failed { reason, .. } => bail!("extraction failed: {reason}"),
+    };
+    let row = Row {
+        roi: format!("label {}", params.settings.label),
+        roi_source: image.display().to_string(),
+        status: "done".into(),
+        reason: String::new(),
+        diagnostics: e.diagnostics.clone(),
+        features: e.features.clone(),
+    };
+    if let Some(out) = &a.out {
+        write_outputs(out, &[row])?;
+    }
+    if a.json || a.out.is_none() {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&features_object(&e.features))?
+        );
+    }
+    Ok(())
+}
+
+fn ct_and_structures(
+    a: &RadiomicsArgs,
+    ct: &Path,
+    rtstruct: &Path,
+    yaml: &str,
+    params: &Params,
+    section: &RadiomicsSection,
+    exe: PathBuf,
+) -> Result<()> {
+    let files = crate::import::collect_files(&[ct.to_path_buf()])?;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let (volume, left_out) = crate::stages::organize::read_series(&files, threads)?;
+    if left_out > 0 {
+        tracing::info!(
+            left_out,
+            "files in --ct that are not slices of the series were left out"
+        );
+    }
+    let mut rs = crate::rt::RtStruct::from_file(rtstruct)?;
+    if !a.roi.is_empty() {
+        for name in &a.roi {
+            if rs.roi(name).is_none() {
+                let names: Vec<&str> = rs.rois.iter().map(|r| r.name.as_str()).collect();
+                bail!(
+                    "no ROI {name:?} in {} (it has {})",
+                    rtstruct.display(),
+                    names.join(", ")
+                );
+            }
+        }
+        rs.rois.retain(|r| a.roi.contains(&r.name));
+    }
+    let opts = section.pool_options(exe);
+    let (rows, summary) = compute(&rs, &volume, section, yaml, params, &opts, 0, &|d, t| {
+        tracing::info!(done = d, total = t, "radiomics ROIs");
+    })?;
+    if let Some(out) = &a.out {
+        write_outputs(out, &rows)?;
+    }
+    if a.json {
+        let obj: Map<String, Value> = rows
+            .iter()
+            .filter(|r| r.status == "done")
+            .map(|r| (r.roi.clone(), Value::Object(features_object(&r.features))))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&obj)?);
+    } else {
+        for r in &rows {
+            println!(
+                "{:<24} {:<8} {:>5} features {}",
+                r.roi,
+                r.status,
+                r.features.len(),
+                r.reason
+            );
+        }
+        println!("{summary}");
+    }
+    for r in rows.iter().filter(|r| r.status == "failed") {
+        eprintln!("radiomics: {} failed: {}", r.roi, r.reason);
+    }
+    Ok(())
+}
+
+fn features_object(features: &[(String, f64)]) -> Map<String, Value> {
+    features
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                serde_json::Number::from_f64(*v)
+                    .map(Value::Number)
+                    .unwrap_or(Value::Null),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,257 @@
+//! One ROI through pyradiomics' extraction order: normalise (statistics of
+//! the whole image, computed by the caller), check the mask, crop, resegment,
+//! shape on the (un-resegmented) mask, then per image type the first-order
+//! and texture classes on the discretised intensities.
+
+use anyhow::{bail, Result};
+use ndarray::{s, Array3};
+
+use super::discretise::{discretise, Binning};
+use super::image::{bounding_box, Levels, Roi, Standard, TextureSettings};
+use super::params::{Params, ResegmentMode, Settings};
+use super::{firstorder, glcm, gldm, glrlm, glszm, ngtdm, shape};
+
+/// A texture class's feature function.
+type ClassFn = fn(&Levels, &TextureSettings) -> Vec<(&'static str, f64)>;
+
+/// One ROI to extract: the image around it (any crop that holds the mask;
+/// the engine crops to the mask's bounding box itself) and its mask.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub roi: String,
+    /// `[z, y, x]`, in the image's units (HU for CT).
+    pub image: Array3<f32>,
+    pub mask: Array3<bool>,
+    /// `[dz, dy, dx]`, mm.
+    pub spacing: [f64; 3],
+    /// The parameter file's text (empty: pyradiomics' defaults).
+    pub params_yaml: String,
+    /// Mean and standard deviation (n − 1) of the whole image, for
+    /// `normalize` (pyradiomics normalises the full image, not the crop).
+    pub normalisation: Option<[f64; 2]>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extraction {
+    /// `original_glcm_JointEnergy` → value, in pyradiomics' order.
+    pub features: Vec<(String, f64)>,
+    /// `diagnostics_…` → text.
+    pub diagnostics: Vec<(String, String)>,
+}
+
+pub fn extract(task: &Task, params: &Params) -> Result<Extraction> {
+    let st = &params.settings;
+    if task.image.dim() != task.mask.dim() {
+        bail!(
+            "image {:?} and mask {:?} differ in size",
+            task.image.dim(),
+            task.mask.dim()
+        );
+    }
+    let mut out = Extraction::default();
+    let mut image = task.image.mapv(|v| v as f64);
+    if st.normalize {
+        let [mean, sd] = task.normalisation.unwrap_or_else(|| whole_stats(&image));
+        normalise(&mut image, mean, sd, st);
+    }
+    let Some((lo, hi)) = bounding_box(&task.mask) else {
+        bail!("the mask is empty");
+    };
+    let voxels = task.mask.iter().filter(|m| **m).count();
+    let dims = (0..3).filter(|a| hi[*a] - lo[*a] > 1).count();
+    if dims < st.minimum_roi_dimensions {
+        bail!(
+            "the ROI spans {dims} dimension(s), minimumROIDimensions is {}",
+            st.minimum_roi_dimensions
+        );
+    }
+    if let Some(min) = st.minimum_roi_size {
+        if voxels < min {
+            bail!("the ROI has {voxels} voxels, minimumROISize is {min}");
+        }
+    }
+    let crop = s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]];
+    let image = image.slice(crop).to_owned();
+    let shape_mask = task.mask.slice(crop).to_owned();
+    let (texture_mask, reseg_bounds) = match &st.resegment_range {
+        Some(range) => resegment(&image, &shape_mask, range, st.resegment_mode),
+        None => (shape_mask.clone(), None),
+    };
+    let texture_voxels = texture_mask.iter().filter(|m| **m).count();
+    if texture_voxels == 0 {
+        bail!("no voxel is left after resegmentation");
+    }
+    let diag = |k: &str, v: String| (format!("diagnostics_{k}"), v);
+    out.diagnostics.push(diag(
+        "Versions_rtnode",
+        env!("CARGO_PKG_VERSION").to_string(),
+    ));
+    out.diagnostics
+        .push(diag("Configuration_SettingsHash", params.hash()));
+    out.diagnostics.push(diag(
+        "Configuration_Standard",
+        format!("{:?}", st.standard).to_lowercase(),
+    ));
+    out.diagnostics.push(diag(
+        "Image-original_Spacing",
+        format!(
+            "({}, {}, {})",
+            task.spacing[2], task.spacing[1], task.spacing[0]
+        ),
+    ));
+    out.diagnostics
+        .push(diag("Mask-original_VoxelNum", voxels.to_string()));
+    out.diagnostics.push(diag(
+        "Mask-resegmented_VoxelNum",
+        texture_voxels.to_string(),
+    ));
+
+    let enabled = |class: &str| params.classes.contains_key(class);
+    let keep = |class: &str, name: &str| match params.classes.get(class) {
+        Some(None) => true,
+        Some(Some(list)) => list.iter().any(|n| n == name),
+        None => false,
+    };
+    if enabled("shape") {
+        let m = if st.resegment_shape {
+            &texture_mask
+        } else {
+            &shape_mask
+        };
+        for (name, v) in shape::features(m, task.spacing) {
+            if keep("shape", name) {
+                out.features.push((format!("original_shape_{name}"), v));
+            }
+        }
+    }
+    for it in &params.image_types {
+        let prefix = it.name.to_lowercase();
+        let s = &it.settings;
+        let roi = Roi {
+            image: image.clone(),
+            mask: texture_mask.clone(),
+            spacing: task.spacing,
+        };
+        let lower = match (s.standard, s.resegment_mode) {
+            (Standard::Ibsi, ResegmentMode::Absolute) => reseg_bounds.map(|b| b[0]),
+            _ => None,
+        };
+        let levels = discretise(&roi, binning(s), s.standard, lower);
+        let texture = texture_settings(s);
+        let mut classes: Vec<(&str, Vec<(&'static str, f64)>)> = Vec::new();
+        if enabled("firstorder") {
+            classes.push((
+                "firstorder",
+                firstorder::features(&roi, &levels, s.voxel_array_shift),
+            ));
+        }
+        let texture_classes: [(&str, ClassFn); 5] = [
+            ("glcm", glcm::features),
+            ("glrlm", glrlm::features),
+            ("glszm", glszm::features),
+            ("gldm", gldm::features),
+            ("ngtdm", ngtdm::features),
+        ];
+        let computed: Vec<(&str, Vec<(&'static str, f64)>)> = {
+            use rayon::prelude::*;
+            texture_classes
+                .par_iter()
+                .filter(|(c, _)| enabled(c))
+                .map(|(c, f)| (*c, f(&levels, &texture)))
+                .collect()
+        };
+        classes.extend(computed);
+        for (class, feats) in classes {
+            for (name, v) in feats {
+                if keep(class, name) {
+                    out.features.push((format!("{prefix}_{class}_{name}"), v));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn binning(s: &Settings) -> Binning {
+    match s.bin_count {
+        Some(n) => Binning::Count(n),
+        None => Binning::Width(s.bin_width),
+    }
+}
+
+fn texture_settings(s: &Settings) -> TextureSettings {
+    TextureSettings {
+        distances: s.distances.clone(),
+        force2d: s.force2d,
+        force2d_dimension: s.force2d_dimension,
+        symmetrical_glcm: s.symmetrical_glcm,
+        weighting_norm: s.weighting_norm,
+        gldm_a: s.gldm_a,
+        standard: s.standard,
+        aggregation: s.aggregation,
+    }
+}
+
+/// Mean and sample standard deviation (n − 1, as ITK's statistics filter
+/// that pyradiomics' normalisation uses) of every voxel.
+pub fn whole_stats(image: &Array3<f64>) -> [f64; 2] {
+    let n = image.len() as f64;
+    let mean = image.sum() / n;
+    let var = image.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0).max(1.0);
+    [mean, var.sqrt()]
+}
+
+/// pyradiomics' `normalizeImage`: z-score, outliers clipped at
+/// ±removeOutliers standard deviations, then scaled.
+fn normalise(image: &mut Array3<f64>, mean: f64, sd: f64, st: &Settings) {
+    let sd = if sd > 0.0 { sd } else { 1.0 };
+    image.mapv_inplace(|v| {
+        let mut z = (v - mean) / sd;
+        if let Some(k) = st.remove_outliers {
+            z = z.clamp(-k, k);
+        }
+        z * st.normalize_scale
+    });
+}
+
+/// pyradiomics' `resegmentMask`: keeps the ROI voxels whose intensity lies
+/// in the range, given absolutely, relative to the ROI's maximum, or in
+/// standard deviations (population) around the ROI's mean. Returns the new
+/// mask and the absolute bounds used.
+fn resegment(
+    image: &Array3<f64>,
+    mask: &Array3<bool>,
+    range: &[f64],
+    mode: ResegmentMode,
+) -> (Array3<bool>, Option<[f64; 2]>) {
+    let values: Vec<f64> = image
+        .iter()
+        .zip(mask.iter())
+        .filter(|(_, m)| **m)
+        .map(|(v, _)| *v)
+        .collect();
+    let n = values.len().max(1) as f64;
+    let mut thresholds: Vec<f64> = match mode {
+        ResegmentMode::Absolute => range.to_vec(),
+        ResegmentMode::Relative => {
+            let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            range.iter().map(|t| max * t).collect()
+        }
+        ResegmentMode::Sigma => {
+            let mean = values.iter().sum::<f64>() / n;
+            let sd = (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
+            range.iter().map(|t| mean + sd * t).collect()
+        }
+    };
+    thresholds.sort_by(f64::total_cmp);
+    let lo = thresholds.first().copied().unwrap_or(f64::NEG_INFINITY);
+    let hi = if thresholds.len() > 1 {
+        thresholds[1]
+    } else {
+        f64::INFINITY
+    };
+    let out = ndarray::Zip::from(image)
+        .and(mask)
+        .map_collect(|v, m| *m && *v >= lo && *v <= hi);
+    (out, Some([lo, hi]))
+}

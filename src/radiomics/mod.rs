@@ -1,0 +1,158 @@
+//! Radiomics: IBSI-defined features of CT regions of interest, with
+//! pyradiomics' names, settings and (by default) its processing, so that
+//! research groups can bring their parameter files and compare numbers.
+//!
+//! The engine (`extract`) is pure computation on one ROI. It runs inside
+//! worker processes (`worker`, `pool`): a texture computation on a hostile
+//! mask can exhaust memory or time, and must cost only that ROI. The stage
+//! (`stage`) and the command line (`cli`) prepare ROIs and collect rows.
+
+pub mod cli;
+pub mod discretise;
+pub mod engine;
+pub mod firstorder;
+pub mod glcm;
+pub mod gldm;
+pub mod glrlm;
+pub mod glszm;
+pub mod image;
+pub mod io;
+pub mod ngtdm;
+pub mod params;
+pub mod pool;
+pub mod protocol;
+pub mod shape;
+pub mod stage;
+pub mod voxelise;
+pub mod worker;
+
+pub use engine::{extract, Extraction, Task};
+pub use params::Params;
+
+/// The features of a class, pyradiomics' names, in its output order.
+pub fn feature_names(class: &str) -> &'static [&'static str] {
+    match class {
+        "firstorder" => &[
+            "Energy",
+            "TotalEnergy",
+            "Entropy",
+            "Minimum",
+            "10Percentile",
+            "90Percentile",
+            "Maximum",
+            "Mean",
+            "Median",
+            "InterquartileRange",
+            "Range",
+            "MeanAbsoluteDeviation",
+            "RobustMeanAbsoluteDeviation",
+            "RootMeanSquared",
+            "Skewness",
+            "Kurtosis",
+            "Variance",
+            "Uniformity",
+        ],
+        "shape" => &[
+            "MeshVolume",
+            "VoxelVolume",
+            "SurfaceArea",
+            "SurfaceVolumeRatio",
+            "Sphericity",
+            "Maximum3DDiameter",
+            "Maximum2DDiameterSlice",
+            "Maximum2DDiameterColumn",
+            "Maximum2DDiameterRow",
+            "MajorAxisLength",
+            "MinorAxisLength",
+            "LeastAxisLength",
+            "Elongation",
+            "Flatness",
+        ],
+        "glcm" => &[
+            "Autocorrelation",
+            "JointAverage",
+            "ClusterProminence",
+            "ClusterShade",
+            "ClusterTendency",
+            "Contrast",
+            "Correlation",
+            "DifferenceAverage",
+            "DifferenceEntropy",
+            "DifferenceVariance",
+            "JointEnergy",
+            "JointEntropy",
+            "Imc1",
+            "Imc2",
+            "Idm",
+            "Idmn",
+            "Id",
+            "Idn",
+            "InverseVariance",
+            "MaximumProbability",
+            "SumAverage",
+            "SumEntropy",
+            "SumSquares",
+            "MCC",
+        ],
+        "glrlm" => &[
+            "ShortRunEmphasis",
+            "LongRunEmphasis",
+            "GrayLevelNonUniformity",
+            "GrayLevelNonUniformityNormalized",
+            "RunLengthNonUniformity",
+            "RunLengthNonUniformityNormalized",
+            "RunPercentage",
+            "GrayLevelVariance",
+            "RunVariance",
+            "RunEntropy",
+            "LowGrayLevelRunEmphasis",
+            "HighGrayLevelRunEmphasis",
+            "ShortRunLowGrayLevelEmphasis",
+            "ShortRunHighGrayLevelEmphasis",
+            "LongRunLowGrayLevelEmphasis",
+            "LongRunHighGrayLevelEmphasis",
+        ],
+        "glszm" => &[
+            "SmallAreaEmphasis",
+            "LargeAreaEmphasis",
+            "GrayLevelNonUniformity",
+            "GrayLevelNonUniformityNormalized",
+            "SizeZoneNonUniformity",
+            "SizeZoneNonUniformityNormalized",
+            "ZonePercentage",
+            "GrayLevelVariance",
+            "ZoneVariance",
+            "ZoneEntropy",
+            "LowGrayLevelZoneEmphasis",
+            "HighGrayLevelZoneEmphasis",
+            "SmallAreaLowGrayLevelEmphasis",
+            "SmallAreaHighGrayLevelEmphasis",
+            "LargeAreaLowGrayLevelEmphasis",
+            "LargeAreaHighGrayLevelEmphasis",
+        ],
+        "gldm" => &[
+            "SmallDependenceEmphasis",
+            "LargeDependenceEmphasis",
+            "GrayLevelNonUniformity",
+            "DependenceNonUniformity",
+            "DependenceNonUniformityNormalized",
+            "GrayLevelVariance",
+            "DependenceVariance",
+            "DependenceEntropy",
+            "LowGrayLevelEmphasis",
+            "HighGrayLevelEmphasis",
+            "SmallDependenceLowGrayLevelEmphasis",
+            "SmallDependenceHighGrayLevelEmphasis",
+            "LargeDependenceLowGrayLevelEmphasis",
+            "LargeDependenceHighGrayLevelEmphasis",
+        ],
+        "ngtdm" => &[
+            "Coarseness",
+            "Contrast",
+            "Busyness",
+            "Complexity",
+            "Strength",
+        ],
+        _ => &[],
+    }
+}

@@ -1,0 +1,515 @@
+//! Radiomics settings in pyradiomics' own parameter-file format (YAML with
+//! `setting`, `imageType`, `featureClass`, `voxelSetting`), so that a
+//! pyradiomics user's file works unchanged. Every key of pyradiomics'
+//! schema is recognised; a key or value rtnode cannot honour is an error
+//! that names it, never silently ignored. Defaults are pyradiomics'.
+//!
+//! rtnode's own additions live in `setting` too: `standard: pyradiomics |
+//! ibsi` (which image-processing definitions apply where the two differ)
+//! and `aggregation: averaged | merged` (how direction matrices combine).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+use serde_yaml_ng::Value;
+
+use super::image::{Aggregation, Standard, WeightingNorm};
+
+/// The feature classes rtnode computes, in pyradiomics' names.
+pub const CLASSES: &[&str] = &[
+    "firstorder",
+    "shape",
+    "glcm",
+    "glrlm",
+    "glszm",
+    "gldm",
+    "ngtdm",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Interpolator {
+    NearestNeighbor,
+    Linear,
+    BSpline,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ResegmentMode {
+    Absolute,
+    Relative,
+    Sigma,
+}
+
+/// pyradiomics' `setting` section (global, or one image type's overrides).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Settings {
+    pub minimum_roi_dimensions: usize,
+    pub minimum_roi_size: Option<usize>,
+    pub geometry_tolerance: Option<f64>,
+    pub correct_mask: bool,
+    pub additional_info: bool,
+    pub label: i64,
+    pub label_channel: usize,
+    pub bin_width: f64,
+    pub bin_count: Option<usize>,
+    pub normalize: bool,
+    pub normalize_scale: f64,
+    pub remove_outliers: Option<f64>,
+    pub resampled_pixel_spacing: Option<Vec<f64>>,
+    pub interpolator: Interpolator,
+    pub pad_distance: usize,
+    pub distances: Vec<usize>,
+    pub force2d: bool,
+    pub force2d_dimension: usize,
+    pub resegment_range: Option<Vec<f64>>,
+    pub resegment_mode: ResegmentMode,
+    pub resegment_shape: bool,
+    pub pre_crop: bool,
+    pub sigma: Vec<f64>,
+    pub start_level: usize,
+    pub level: usize,
+    pub wavelet: String,
+    pub voxel_array_shift: f64,
+    pub symmetrical_glcm: bool,
+    pub weighting_norm: Option<WeightingNorm>,
+    pub gldm_a: f64,
+    pub standard: Standard,
+    pub aggregation: Aggregation,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            minimum_roi_dimensions: 2,
+            minimum_roi_size: None,
+            geometry_tolerance: None,
+            correct_mask: false,
+            additional_info: true,
+            label: 1,
+            label_channel: 0,
+            bin_width: 25.0,
+            bin_count: None,
+            normalize: false,
+            normalize_scale: 1.0,
+            remove_outliers: None,
+            resampled_pixel_spacing: None,
+            interpolator: Interpolator::BSpline,
+            pad_distance: 5,
+            distances: vec![1],
+            force2d: false,
+            force2d_dimension: 0,
+            resegment_range: None,
+            resegment_mode: ResegmentMode::Absolute,
+            resegment_shape: false,
+            pre_crop: false,
+            sigma: Vec::new(),
+            start_level: 0,
+            level: 1,
+            wavelet: "coif1".into(),
+            voxel_array_shift: 0.0,
+            symmetrical_glcm: true,
+            weighting_norm: None,
+            gldm_a: 0.0,
+            standard: Standard::Pyradiomics,
+            aggregation: Aggregation::Averaged,
+        }
+    }
+}
+
+/// An enabled image type (`imageType`) with its effective settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImageType {
+    /// `Original`, `LoG`, `Wavelet`.
+    pub name: String,
+    pub settings: Settings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Params {
+    pub settings: Settings,
+    pub image_types: Vec<ImageType>,
+    /// Class → the features asked for (None: every feature of the class).
+    pub classes: BTreeMap<String, Option<Vec<String>>>,
+}
+
+impl Default for Params {
+    /// pyradiomics' defaults: the Original image, every class.
+    fn default() -> Self {
+        let settings = Settings::default();
+        Params {
+            image_types: vec![ImageType {
+                name: "Original".into(),
+                settings: settings.clone(),
+            }],
+            classes: CLASSES.iter().map(|c| (c.to_string(), None)).collect(),
+            settings,
+        }
+    }
+}
+
+impl Params {
+    pub fn from_file(path: &Path) -> Result<Params> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Params::from_yaml(&text)
+            .with_context(|| format!("in radiomics parameter file {}", path.display()))
+    }
+
+    pub fn from_yaml(text: &str) -> Result<Params> {
+        let doc: Value = serde_yaml_ng::from_str(text).context("not YAML")?;
+        let map = match &doc {
+            Value::Null => return Ok(Params::default()),
+            Value::Mapping(m) => m,
+            _ => bail!("the parameter file must be a mapping of setting, imageType, featureClass"),
+        };
+        let mut settings = Settings::default();
+        let mut image_types_v = None;
+        let mut classes_v = None;
+        for (k, v) in map {
+            let key = k
+                .as_str()
+                .ok_or_else(|| anyhow!("a top-level key is not text"))?;
+            match key {
+                "setting" => apply_settings(&mut settings, v, "setting")?,
+                "imageType" => image_types_v = Some(v.clone()),
+                "featureClass" => classes_v = Some(v.clone()),
+                "voxelSetting" => {
+                    if !matches!(v, Value::Null) && v.as_mapping().is_none_or(|m| !m.is_empty()) {
+                        bail!("voxelSetting: voxel-based (feature map) extraction is not supported by rtnode; remove the section")
+                    }
+                }
+                other => bail!("unknown top-level key {other:?} (pyradiomics' schema has setting, imageType, featureClass, voxelSetting)"),
+            }
+        }
+        let image_types = match image_types_v {
+            None | Some(Value::Null) => vec![ImageType {
+                name: "Original".into(),
+                settings: settings.clone(),
+            }],
+            Some(Value::Mapping(m)) => {
+                let mut out = Vec::new();
+                for (k, v) in &m {
+                    let name = k
+                        .as_str()
+                        .ok_or_else(|| anyhow!("imageType: a key is not text"))?;
+                    let mut s = settings.clone();
+                    apply_settings(&mut s, v, &format!("imageType.{name}"))?;
+                    match name {
+                        "Original" => {}
+                        "LoG" | "Wavelet" => bail!(
+                            "imageType.{name}: rtnode does not compute the {name} image type yet; remove it (features of the other image types are computed as pyradiomics does)"
+                        ),
+                        "Square" | "SquareRoot" | "Logarithm" | "Exponential" | "Gradient" | "LBP2D" | "LBP3D" => {
+                            bail!("imageType.{name}: not supported by rtnode (it computes Original)")
+                        }
+                        other => bail!("imageType.{other}: unknown image type"),
+                    }
+                    out.push(ImageType {
+                        name: name.to_string(),
+                        settings: s,
+                    });
+                }
+                if out.is_empty() {
+                    bail!("imageType: no image type enabled");
+                }
+                out
+            }
+            Some(_) => bail!("imageType must be a mapping (e.g. `Original: {{}}`)"),
+        };
+        let classes = match classes_v {
+            None | Some(Value::Null) => CLASSES.iter().map(|c| (c.to_string(), None)).collect(),
+            Some(Value::Mapping(m)) => {
+                let mut out = BTreeMap::new();
+                for (k, v) in &m {
+                    let name = k
+                        .as_str()
+                        .ok_or_else(|| anyhow!("featureClass: a key is not text"))?;
+                    if !CLASSES.contains(&name) {
+                        bail!(
+                            "featureClass.{name}: not a feature class rtnode computes ({})",
+                            CLASSES.join(", ")
+                        );
+                    }
+                    let list = match v {
+                        Value::Null => None,
+                        Value::Sequence(items) => {
+                            let names = items
+                                .iter()
+                                .map(|i| {
+                                    i.as_str().map(|s| s.to_string()).ok_or_else(|| {
+                                        anyhow!("featureClass.{name}: feature names must be text")
+                                    })
+                                })
+                                .collect::<Result<Vec<_>>>()?;
+                            let known = super::feature_names(name);
+                            for n in &names {
+                                if !known.contains(&n.as_str()) {
+                                    bail!("featureClass.{name}: unknown feature {n:?}");
+                                }
+                            }
+                            Some(names)
+                        }
+                        _ => bail!("featureClass.{name}: must be empty or a list of feature names"),
+                    };
+                    out.insert(name.to_string(), list);
+                }
+                out
+            }
+            Some(_) => bail!("featureClass must be a mapping"),
+        };
+        Ok(Params {
+            settings,
+            image_types,
+            classes,
+        })
+    }
+
+    /// A short stable hash of the effective settings, for the diagnostics
+    /// columns and the stage fingerprint.
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        blake3::hash(json.as_bytes()).to_hex()[..16].to_string()
+    }
+}
+
+fn apply_settings(s: &mut Settings, v: &Value, at: &str) -> Result<()> {
+    let m = match v {
+        Value::Null => return Ok(()),
+        Value::Mapping(m) => m,
+        _ => bail!("{at}: must be a mapping of settings"),
+    };
+    for (k, val) in m {
+        let key = k
+            .as_str()
+            .ok_or_else(|| anyhow!("{at}: a key is not text"))?;
+        let here = format!("{at}.{key}");
+        let null = matches!(val, Value::Null);
+        match key {
+            "minimumROIDimensions" => s.minimum_roi_dimensions = int_in(val, &here, 1, 3)? as usize,
+            "minimumROISize" => s.minimum_roi_size = if null { None } else { Some(int_in(val, &here, 1, i64::MAX)? as usize) },
+            "geometryTolerance" => s.geometry_tolerance = if null { None } else { Some(pos(val, &here)?) },
+            "correctMask" => s.correct_mask = boolean(val, &here)?,
+            "additionalInfo" => s.additional_info = boolean(val, &here)?,
+            "label" => s.label = int_in(val, &here, 1, i64::MAX)?,
+            "label_channel" => {
+                s.label_channel = int_in(val, &here, 0, i64::MAX)? as usize;
+                if s.label_channel != 0 {
+                    bail!("{here}: only single-channel label maps are read (0)");
+                }
+            }
+            "binWidth" => s.bin_width = pos(val, &here)?,
+            "binCount" => s.bin_count = if null { None } else { Some(int_in(val, &here, 1, i64::MAX)? as usize) },
+            "normalize" => s.normalize = boolean(val, &here)?,
+            "normalizeScale" => s.normalize_scale = pos(val, &here)?,
+            "removeOutliers" => s.remove_outliers = if null { None } else { Some(pos(val, &here)?) },
+            "resampledPixelSpacing" => {
+                s.resampled_pixel_spacing = if null { None } else { Some(floats(val, &here)?) };
+                if s.resampled_pixel_spacing.is_some() {
+                    bail!("{here}: resampling is not supported by rtnode yet; remove it to compute on the image's own grid");
+                }
+            }
+            "interpolator" => {
+                s.interpolator = match val {
+                    Value::Null => s.interpolator,
+                    Value::String(t) => match t.as_str() {
+                        "sitkNearestNeighbor" => Interpolator::NearestNeighbor,
+                        "sitkLinear" => Interpolator::Linear,
+                        "sitkBSpline" => Interpolator::BSpline,
+                        other => bail!("{here}: interpolator {other:?} is not supported (sitkNearestNeighbor, sitkLinear, sitkBSpline)"),
+                    },
+                    Value::Number(n) => match n.as_i64() {
+                        Some(1) => Interpolator::NearestNeighbor,
+                        Some(2) => Interpolator::Linear,
+                        Some(3) => Interpolator::BSpline,
+                        _ => bail!("{here}: interpolator {n} is not supported (1, 2, 3)"),
+                    },
+                    _ => bail!("{here}: must be a name such as sitkBSpline"),
+                }
+            }
+            "padDistance" => s.pad_distance = int_in(val, &here, 0, i64::MAX)? as usize,
+            "distances" => {
+                let d = ints(val, &here)?;
+                if d.is_empty() || d.iter().any(|x| *x <= 0) {
+                    bail!("{here}: distances must be a non-empty list of positive integers");
+                }
+                s.distances = d.into_iter().map(|x| x as usize).collect();
+            }
+            "force2D" => s.force2d = boolean(val, &here)?,
+            "force2Ddimension" => s.force2d_dimension = int_in(val, &here, 0, 2)? as usize,
+            "resegmentRange" => {
+                s.resegment_range = if null { None } else { Some(floats(val, &here)?) };
+                if let Some(r) = &s.resegment_range {
+                    if r.is_empty() || r.len() > 2 {
+                        bail!("{here}: one or two values");
+                    }
+                }
+            }
+            "resegmentMode" => {
+                s.resegment_mode = match val.as_str() {
+                    Some("absolute") => ResegmentMode::Absolute,
+                    Some("relative") => ResegmentMode::Relative,
+                    Some("sigma") => ResegmentMode::Sigma,
+                    _ => bail!("{here}: absolute, relative or sigma"),
+                }
+            }
+            "resegmentShape" => s.resegment_shape = boolean(val, &here)?,
+            "preCrop" => s.pre_crop = boolean(val, &here)?,
+            "sigma" => s.sigma = floats(val, &here)?,
+            "start_level" => s.start_level = int_in(val, &here, 0, i64::MAX)? as usize,
+            "level" => s.level = int_in(val, &here, 1, i64::MAX)? as usize,
+            "wavelet" => {
+                s.wavelet = val.as_str().ok_or_else(|| anyhow!("{here}: a wavelet name"))?.to_string()
+            }
+            "gradientUseSpacing" | "lbp2DRadius" | "lbp2DSamples" | "lbp2DMethod" | "lbp3DLevels"
+            | "lbp3DIcosphereRadius" | "lbp3DIcosphereSubdivision" => {
+                // Settings of image types rtnode refuses anyway; accepted
+                // here so that a file naming them fails on the image type.
+            }
+            "voxelArrayShift" => s.voxel_array_shift = int_in(val, &here, i64::MIN, i64::MAX)? as f64,
+            "symmetricalGLCM" => s.symmetrical_glcm = boolean(val, &here)?,
+            "weightingNorm" => {
+                s.weighting_norm = match val {
+                    Value::Null => None,
+                    Value::String(t) => Some(match t.as_str() {
+                        "manhattan" => WeightingNorm::Manhattan,
+                        "euclidean" => WeightingNorm::Euclidean,
+                        "infinity" => WeightingNorm::Infinity,
+                        "no_weighting" => WeightingNorm::NoWeighting,
+                        other => bail!("{here}: {other:?} is not manhattan, euclidean, infinity or no_weighting"),
+                    }),
+                    _ => bail!("{here}: a norm name"),
+                }
+            }
+            "gldm_a" => s.gldm_a = int_in(val, &here, 0, i64::MAX)? as f64,
+            "standard" => {
+                s.standard = match val.as_str() {
+                    Some("pyradiomics") => Standard::Pyradiomics,
+                    Some("ibsi") => Standard::Ibsi,
+                    _ => bail!("{here}: pyradiomics or ibsi"),
+                }
+            }
+            "aggregation" => {
+                s.aggregation = match val.as_str() {
+                    Some("averaged") => Aggregation::Averaged,
+                    Some("merged") => Aggregation::Merged,
+                    _ => bail!("{here}: averaged or merged"),
+                }
+            }
+            _ => bail!("{here}: unknown setting (not in pyradiomics' parameter schema)"),
+        }
+    }
+    if s.geometry_tolerance.is_some() {
+        // Image and mask come from one grid in rtnode (the mask is
+        // rasterised on the CT); for --image/--mask the grids must match exactly.
+    }
+    Ok(())
+}
+
+fn boolean(v: &Value, at: &str) -> Result<bool> {
+    v.as_bool()
+        .ok_or_else(|| anyhow!("{at}: must be true or false"))
+}
+
+fn int_in(v: &Value, at: &str, lo: i64, hi: i64) -> Result<i64> {
+    let n = v
+        .as_i64()
+        .ok_or_else(|| anyhow!("{at}: must be an integer"))?;
+    if n < lo || n > hi {
+        bail!("{at}: {n} is out of range");
+    }
+    Ok(n)
+}
+
+fn pos(v: &Value, at: &str) -> Result<f64> {
+    let x = v
+        .as_f64()
+        .ok_or_else(|| anyhow!("{at}: must be a number"))?;
+    if x.is_nan() || x <= 0.0 || !x.is_finite() {
+        bail!("{at}: must be greater than 0");
+    }
+    Ok(x)
+}
+
+fn floats(v: &Value, at: &str) -> Result<Vec<f64>> {
+    v.as_sequence()
+        .ok_or_else(|| anyhow!("{at}: must be a list of numbers"))?
+        .iter()
+        .map(|x| {
+            x.as_f64()
+                .ok_or_else(|| anyhow!("{at}: must be a list of numbers"))
+        })
+        .collect()
+}
+
+fn ints(v: &Value, at: &str) -> Result<Vec<i64>> {
+    v.as_sequence()
+        .ok_or_else(|| anyhow!("{at}: must be a list of integers"))?
+        .iter()
+        .map(|x| {
+            x.as_i64()
+                .ok_or_else(|| anyhow!("{at}: must be a list of integers"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_is_pyradiomics_defaults() {
+        let p = Params::from_yaml("").unwrap();
+        assert_eq!(p, Params::default());
+        assert_eq!(p.settings.bin_width, 25.0);
+        assert_eq!(p.settings.minimum_roi_dimensions, 2);
+        assert_eq!(p.settings.pad_distance, 5);
+        assert!(p.settings.symmetrical_glcm);
+        assert_eq!(p.classes.len(), CLASSES.len());
+    }
+
+    #[test]
+    fn settings_and_class_lists_are_read() {
+        let p = Params::from_yaml(
+            "setting:\n  binCount: 32\n  force2D: true\n  weightingNorm: euclidean\n  resegmentRange: [-100, 400]\n  standard: ibsi\n\
+             imageType:\n  Original: {binWidth: 10}\n\
+             featureClass:\n  glcm: [Contrast, Idmn]\n  shape:\n",
+        )
+        .unwrap();
+        assert_eq!(p.settings.bin_count, Some(32));
+        assert!(p.settings.force2d);
+        assert_eq!(p.settings.weighting_norm, Some(WeightingNorm::Euclidean));
+        assert_eq!(p.settings.standard, Standard::Ibsi);
+        assert_eq!(p.image_types[0].settings.bin_width, 10.0);
+        assert_eq!(p.classes["glcm"], Some(vec!["Contrast".into(), "Idmn".into()]));
+        assert_eq!(p.classes["shape"], None);
+        assert!(!p.classes.contains_key("glrlm"));
+    }
+
+    #[test]
+    fn what_cannot_be_honoured_is_an_error_that_names_it() {
+        for (yaml, named) in [
+            ("setting: {binWith: 25}", "setting.binWith"),
+            ("setting: {binWidth: -1}", "setting.binWidth"),
+            ("setting: {resegmentMode: median}", "setting.resegmentMode"),
+            ("setting: {interpolator: sitkGaussian}", "setting.interpolator"),
+            ("imageType: {Gradient: {}}", "imageType.Gradient"),
+            ("featureClass: {glcm: [Contrastt]}", "Contrastt"),
+            ("featureClass: {lbp: }", "featureClass.lbp"),
+            ("voxelSetting: {kernelRadius: 2}", "voxelSetting"),
+            ("settings: {}", "settings"),
+        ] {
+            let e = format!("{:#}", Params::from_yaml(yaml).unwrap_err());
+            assert!(e.contains(named), "{yaml}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_hash_follows_the_settings() {
+        let a = Params::from_yaml("setting: {binWidth: 25}").unwrap();
+        let b = Params::from_yaml("setting: {binWidth: 10}").unwrap();
+        assert_eq!(a.hash(), Params::default().hash());
+        assert_ne!(a.hash(), b.hash());
+    }
+}

@@ -1,0 +1,503 @@
+//! radiomics as a course stage: every ROI of the current structure set (and
+//! of the auto-segmentation, when it made any) on the planning CT, through
+//! the worker pool, into `radiomics.csv` (one row per ROI, pyradiomics'
+//! columns after rtnode's own: roi, roi_source, status, reason) and
+//! `radiomics.json`. An ROI whose extraction fails is a row with its reason;
+//! the course's other ROIs complete.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use ndarray::s;
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::engine::{whole_stats, Task};
+use super::params::Params;
+use super::pool::{self, PoolOptions, RoiOutcome};
+use super::voxelise::roi_mask;
+use crate::course::Course;
+use crate::rt::RtStruct;
+use crate::stages::organize::VOLUME_FILE;
+use crate::stages::{member_keys, Inputs, Outcome, Stage, StageContext};
+use crate::volume::Volume;
+
+pub const CSV_FILE: &str = "radiomics.csv";
+pub const JSON_FILE: &str = "radiomics.json";
+
+/// The `radiomics:` section of the node configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RadiomicsSection {
+    /// Run the stage at all.
+    pub enabled: bool,
+    /// A pyradiomics parameter file (YAML); none: pyradiomics' defaults.
+    pub params_file: Option<PathBuf>,
+    /// ROI names (regular expressions, whole name) left out.
+    pub skip: Vec<String>,
+    /// ROIs with fewer voxels are left out (pyradiomics' texture classes
+    /// are noise on a handful of voxels).
+    pub min_voxels: usize,
+    /// ROIs with more voxels (the body, say) get the cheap profile: shape
+    /// and first order only.
+    pub large_roi_voxels: usize,
+    /// Worker processes; none: cores − 1 (`RTNODE_RADIOMICS_WORKERS` wins).
+    pub workers: Option<usize>,
+    pub threads_per_worker: usize,
+    /// Address-space limit per worker, MiB.
+    pub memory_mb: u64,
+    /// Per ROI and attempt.
+    pub timeout_s: u64,
+    pub attempts: u32,
+    pub backoff_ms: u64,
+}
+
+impl Default for RadiomicsSection {
+    fn default() -> Self {
+        RadiomicsSection {
+            enabled: true,
+            params_file: None,
+            skip: vec![
+                "(?i)(body|external|outline|skin)".into(),
+                "(?i)(couch|table).*".into(),
+            ],
+            min_voxels: 64,
+            large_roi_voxels: 2_000_000,
+            workers: None,
+            threads_per_worker: 1,
+            memory_mb: 4096,
+            timeout_s: 600,
+            attempts: 3,
+            backoff_ms: 1000,
+        }
+    }
+}
+
+impl RadiomicsSection {
+    /// Every error of the section as (key, message), for `validate` and
+    /// for start-up (a parameter file rtnode cannot honour stops the node).
+    pub fn check(&self, base_dir: &Path) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        for p in &self.skip {
+            if let Err(e) = Regex::new(&format!("^(?:{p})$")) {
+                out.push(("skip", format!("{p:?} is not a regular expression: {e}")));
+            }
+        }
+        if let Err(e) = self.params(base_dir) {
+            out.push(("params_file", format!("{e:#}")));
+        }
+        if self.attempts == 0 {
+            out.push(("attempts", "must be at least 1".into()));
+        }
+        if self.timeout_s == 0 {
+            out.push(("timeout_s", "must be at least 1".into()));
+        }
+        if self.memory_mb < 64 {
+            out.push(("memory_mb", "must be at least 64".into()));
+        }
+        if self.workers == Some(0) {
+            out.push(("workers", "must be at least 1".into()));
+        }
+        out
+    }
+
+    /// The parameter file's text and what it says.
+    pub fn params(&self, base_dir: &Path) -> Result<(String, Params)> {
+        match &self.params_file {
+            None => Ok((String::new(), Params::default())),
+            Some(p) => {
+                let path = if p.is_absolute() {
+                    p.clone()
+                } else {
+                    base_dir.join(p)
+                };
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading radiomics.params_file {}", path.display()))?;
+                let params = Params::from_yaml(&text)
+                    .with_context(|| format!("in radiomics parameter file {}", path.display()))?;
+                Ok((text, params))
+            }
+        }
+    }
+
+    pub fn pool_options(&self, exe: PathBuf) -> PoolOptions {
+        PoolOptions {
+            exe,
+            workers: PoolOptions::worker_count(self.workers),
+            threads_per_worker: self.threads_per_worker.max(1),
+            memory_mb: Some(self.memory_mb),
+            timeout: Duration::from_secs(self.timeout_s),
+            attempts: self.attempts,
+            backoff: Duration::from_millis(self.backoff_ms),
+            env: Vec::new(),
+        }
+    }
+}
+
+pub struct RadiomicsStage {
+    pub section: RadiomicsSection,
+    pub params_yaml: String,
+    pub params: Params,
+}
+
+impl RadiomicsStage {
+    pub fn new(section: &RadiomicsSection, base_dir: &Path) -> Result<Self> {
+        let (params_yaml, params) = section.params(base_dir)?;
+        Ok(RadiomicsStage {
+            section: section.clone(),
+            params_yaml,
+            params,
+        })
+    }
+}
+
+/// One row of the stage's output.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub roi: String,
+    pub roi_source: String,
+    /// done, failed, skipped.
+    pub status: String,
+    pub reason: String,
+    pub diagnostics: Vec<(String, String)>,
+    pub features: Vec<(String, f64)>,
+}
+
+impl Stage for RadiomicsStage {
+    fn name(&self) -> &'static str {
+        "radiomics"
+    }
+
+    fn after(&self) -> &'static [&'static str] {
+        &["organize"]
+    }
+
+    fn reads_if_present(&self) -> &'static [&'static str] {
+        &["segmentation"]
+    }
+
+    fn inputs(&self, course: &Course) -> Inputs {
+        if !self.section.enabled {
+            return Err("radiomics is disabled in the configuration".into());
+        }
+        if !course.has_images() {
+            return Err("no complete planning image series".into());
+        }
+        let Some(ss) = course.current_structure_set() else {
+            return Err("no RTSTRUCT".into());
+        };
+        let mut keys = member_keys(course.images.iter());
+        keys.extend(member_keys(std::iter::once(ss)));
+        keys.push(format!("params:{}", self.params.hash()));
+        let mut sel = self.section.clone();
+        // How the work is spread does not change the numbers.
+        sel.workers = None;
+        sel.threads_per_worker = 1;
+        keys.push(format!(
+            "selection:{}",
+            serde_json::to_string(&sel).unwrap_or_default()
+        ));
+        Ok(keys)
+    }
+
+    fn run(&self, ctx: &StageContext) -> Result<Outcome> {
+        let course = ctx.course;
+        let up = ctx
+            .upstream
+            .get("organize")
+            .context("the organize output is missing")?;
+        let volume = Volume::read_nrrd(&up.join(VOLUME_FILE))?;
+        let ss = course.current_structure_set().context("no RTSTRUCT")?;
+        let mut rs = RtStruct::from_file(&ctx.instance_path(&ss.path))?;
+        let auto = match ctx.upstream.get("segmentation") {
+            Some(dir) => crate::stages::dvh_stage::add_auto_rois(&mut rs, dir)?,
+            None => json!({"used": false}),
+        };
+        let lossy = lossy_slices(course, ctx);
+        let exe = std::env::current_exe().context("locating the rtnode binary for the workers")?;
+        let mut opts = self.section.pool_options(exe);
+        // The pipeline's thread budget for this stage bounds the workers.
+        opts.workers = opts.workers.min(ctx.threads.max(1));
+        let (rows, summary) = compute(
+            &rs,
+            &volume,
+            &self.section,
+            &self.params_yaml,
+            &self.params,
+            &opts,
+            lossy,
+            ctx.progress,
+        )?;
+        write_outputs(&ctx.out_dir, &rows)?;
+        Ok(Outcome::Done(json!({
+            "structure_set": rs.sop_instance_uid,
+            "rois": summary,
+            "auto_segmentation": auto,
+            "params_hash": self.params.hash(),
+            "lossy_compressed_slices": lossy,
+        })))
+    }
+}
+
+/// Slices of the planning series marked LossyImageCompression "01".
+fn lossy_slices(course: &Course, ctx: &StageContext) -> usize {
+    course
+        .images
+        .iter()
+        .filter(|m| {
+            dicom_object::OpenFileOptions::new()
+                .read_until(dicom_dictionary_std::tags::PIXEL_DATA)
+                .open_file(ctx.instance_path(&m.path))
+                .ok()
+                .and_then(|o| {
+                    o.get(dicom_dictionary_std::tags::LOSSY_IMAGE_COMPRESSION)
+                        .and_then(|e| e.to_str().ok())
+                        .map(|s| s.trim() == "01")
+                })
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+/// Selects, voxelises and extracts every ROI; rows in structure-set order.
+#[allow(clippy::too_many_arguments)]
+pub fn compute(
+    rs: &RtStruct,
+    volume: &Volume,
+    section: &RadiomicsSection,
+    params_yaml: &str,
+    params: &Params,
+    opts: &PoolOptions,
+    lossy_slices: usize,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<(Vec<Row>, serde_json::Value)> {
+    let skip: Vec<Regex> = section
+        .skip
+        .iter()
+        .map(|p| Regex::new(&format!("^(?:{p})$")))
+        .collect::<Result<_, _>>()?;
+    let normalisation = params
+        .settings
+        .normalize
+        .then(|| whole_stats(&volume.data.mapv(|v| v as f64)));
+    let g = &volume.geometry;
+    let spacing = [g.spacing[2].abs(), g.spacing[1], g.spacing[0]];
+    let pad = params.settings.pad_distance;
+    let large_yaml = large_profile_yaml(params_yaml);
+    let mut rows: Vec<Row> = Vec::new();
+    let mut tasks: Vec<Task> = Vec::new();
+    let mut task_row: Vec<usize> = Vec::new();
+    for roi in &rs.rois {
+        let mut row = Row {
+            roi: roi.name.clone(),
+            roi_source: roi.source.label(),
+            status: "skipped".into(),
+            reason: String::new(),
+            diagnostics: Vec::new(),
+            features: Vec::new(),
+        };
+        if skip.iter().any(|r| r.is_match(&roi.name)) {
+            row.reason = "name matches radiomics.skip".into();
+            rows.push(row);
+            continue;
+        }
+        if roi.planes.is_empty() {
+            row.reason = "no closed planar contours".into();
+            rows.push(row);
+            continue;
+        }
+        let (mask, notes) = roi_mask(roi, g);
+        let n = mask.iter().filter(|m| **m).count();
+        if n < section.min_voxels {
+            row.reason = format!("{n} voxels, radiomics.min_voxels is {}", section.min_voxels);
+            rows.push(row);
+            continue;
+        }
+        let Some((lo, hi)) = super::image::bounding_box(&mask) else {
+            continue;
+        };
+        let (nz, ny, nx) = mask.dim();
+        let lo: Vec<usize> = lo.iter().map(|v| v.saturating_sub(pad)).collect();
+        let hi: Vec<usize> = hi
+            .iter()
+            .zip([nz, ny, nx])
+            .map(|(v, n)| (v + pad).min(n))
+            .collect();
+        let crop = s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]];
+        let large = n > section.large_roi_voxels;
+        row.diagnostics.push((
+            "diagnostics_rtnode_Profile".into(),
+            if large {
+                "large (shape, firstorder)"
+            } else {
+                "full"
+            }
+            .into(),
+        ));
+        if !notes.is_empty() {
+            row.diagnostics
+                .push(("diagnostics_rtnode_Voxelisation".into(), notes.join("; ")));
+        }
+        row.diagnostics.push((
+            "diagnostics_Image-original_LossyImageCompression".into(),
+            if lossy_slices > 0 {
+                format!("YES ({lossy_slices} slices)")
+            } else {
+                "NO".into()
+            },
+        ));
+        tasks.push(Task {
+            roi: roi.name.clone(),
+            image: volume.data.slice(crop).to_owned(),
+            mask: mask.slice(crop).to_owned(),
+            spacing,
+            params_yaml: if large {
+                large_yaml.clone()
+            } else {
+                params_yaml.to_string()
+            },
+            normalisation,
+        });
+        task_row.push(rows.len());
+        rows.push(row);
+    }
+    let outcomes = pool::run(tasks, opts, progress);
+    let (mut done, mut failed) = (0, 0);
+    for ((_, outcome), i) in outcomes.into_iter().zip(task_row) {
+        let row = &mut rows[i];
+        match outcome {
+            RoiOutcome::Done(e) => {
+                done += 1;
+                row.status = "done".into();
+                row.diagnostics.extend(e.diagnostics);
+                row.features = e.features;
+            }
+            RoiOutcome::Failed { reason, attempts } => {
+                failed += 1;
+                row.status = "failed".into();
+                row.reason = format!("{reason} ({attempts} attempt(s))");
+            }
+        }
+    }
+    let skipped = rows.len() - done - failed;
+    Ok((
+        rows,
+        json!({"done": done, "failed": failed, "skipped": skipped}),
+    ))
+}
+
+/// The cheap profile for very large ROIs: the same settings, shape and
+/// first order only.
+fn large_profile_yaml(params_yaml: &str) -> String {
+    let mut doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(params_yaml).unwrap_or(serde_yaml_ng::Value::Null);
+    if !doc.is_mapping() {
+        doc = serde_yaml_ng::Value::Mapping(Default::default());
+    }
+    if let Some(m) = doc.as_mapping_mut() {
+        let mut classes = serde_yaml_ng::Mapping::new();
+        classes.insert("shape".into(), serde_yaml_ng::Value::Null);
+        classes.insert("firstorder".into(), serde_yaml_ng::Value::Null);
+        m.insert(
+            "featureClass".into(),
+            serde_yaml_ng::Value::Mapping(classes),
+        );
+    }
+    serde_yaml_ng::to_string(&doc).unwrap_or_default()
+}
+
+/// `radiomics.csv` (rows × the union of columns, in first-seen order) and
+/// `radiomics.json` ({ROI: {status, reason, source, diagnostics, features}}).
+pub fn write_outputs(dir: &Path, rows: &[Row]) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut diag_cols: Vec<String> = Vec::new();
+    let mut feat_cols: Vec<String> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for r in rows {
+        for (k, _) in &r.diagnostics {
+            if seen.insert(k.clone()) {
+                diag_cols.push(k.clone());
+            }
+        }
+        for (k, _) in &r.features {
+            if seen.insert(k.clone()) {
+                feat_cols.push(k.clone());
+            }
+        }
+    }
+    let mut csv = std::io::BufWriter::new(std::fs::File::create(dir.join(CSV_FILE))?);
+    let mut header = vec![
+        "roi".to_string(),
+        "roi_source".into(),
+        "status".into(),
+        "reason".into(),
+    ];
+    header.extend(diag_cols.iter().cloned());
+    header.extend(feat_cols.iter().cloned());
+    writeln!(
+        csv,
+        "{}",
+        header
+            .iter()
+            .map(|h| quote(h))
+            .collect::<Vec<_>>()
+            .join(",")
+    )?;
+    for r in rows {
+        let mut cells = vec![
+            quote(&r.roi),
+            quote(&r.roi_source),
+            quote(&r.status),
+            quote(&r.reason),
+        ];
+        for c in &diag_cols {
+            cells.push(quote(
+                r.diagnostics
+                    .iter()
+                    .find(|(k, _)| k == c)
+                    .map(|(_, v)| v.as_str())
+                    .unwrap_or(""),
+            ));
+        }
+        for c in &feat_cols {
+            cells.push(match r.features.iter().find(|(k, _)| k == c) {
+                Some((_, v)) if v.is_finite() => format!("{v}"),
+                Some((_, v)) if v.is_nan() => "nan".into(),
+                Some((_, v)) => format!("{v}"),
+                None => String::new(),
+            });
+        }
+        writeln!(csv, "{}", cells.join(","))?;
+    }
+    csv.flush()?;
+    let json: serde_json::Map<String, serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            let feats: serde_json::Map<String, serde_json::Value> = r
+                .features
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Number::from_f64(*v).map(Into::into).unwrap_or(serde_json::Value::Null)))
+                .collect();
+            let diags: serde_json::Map<String, serde_json::Value> =
+                r.diagnostics.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+            (
+                r.roi.clone(),
+                json!({"status": r.status, "reason": r.reason, "source": r.roi_source, "diagnostics": diags, "features": feats}),
+            )
+        })
+        .collect();
+    std::fs::write(dir.join(JSON_FILE), serde_json::to_vec_pretty(&json)?)?;
+    Ok(())
+}
+
+fn quote(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
