@@ -113,6 +113,9 @@ enum Command {
         /// Write radiomics.csv and radiomics.json here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also write the CT and each measured ROI's voxel mask as NRRD here (with --ct).
+        #[arg(long, requires = "ct")]
+        masks_out: Option<PathBuf>,
         /// Print {ROI: {feature: value}} (one object of features with --image/--mask).
         #[arg(long)]
         json: bool,
@@ -440,6 +443,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             mask,
             params,
             out,
+            masks_out,
             json,
             workers,
         } => {
@@ -452,6 +456,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 mask,
                 params,
                 out,
+                masks_out,
                 json,
                 workers,
             })?;

@@ -108,10 +108,25 @@ fn case_files(column: &str) -> (PathBuf, PathBuf) {
 
 /// Columns whose configuration rtnode does not compute yet, and why. A
 /// column not listed here must be compared.
-const NOT_YET: &[(&str, &str)] = &[(
-    "_resampling",
-    "resampling (resampledPixelSpacing) is not implemented",
-)];
+const NOT_YET: &[(&str, &str)] = &[];
+
+/// pyradiomics' brain1 baseline rows for SurfaceArea and MeshVolume (and the
+/// features made of them) were written by a development build
+/// (`2.0.1b1.post11+g127d134`, in no release) whose marching-cubes table
+/// lacked the last triangle of case 62, a cube configuration only brain1 has
+/// among the test cases. pyradiomics 3.1.0 itself, run on brain1 with
+/// default settings, gives the values below (`benches/radiomics_vs_pyradiomics.sh`
+/// compares every feature with the installed release); its own tests accept
+/// 3 % here. brain1 is compared with the release, at the same tolerance.
+const BRAIN1_RELEASED: &[(&str, f64)] = &[
+    ("original_shape_SurfaceArea", 6438.821603779402),
+    ("original_shape_MeshVolume", 16147.51180013021),
+    ("original_shape_Sphericity", 0.4798234536231475),
+    (
+        "original_shape_SurfaceVolumeRatio",
+        6438.821603779402 / 16147.51180013021,
+    ),
+];
 
 fn compare_class(class: &str) {
     let b = baseline(class);
@@ -141,21 +156,27 @@ fn compare_class(class: &str) {
             .entry(img_path.display().to_string())
             .or_insert_with(|| (io::read(&img_path).unwrap(), io::read(&mask_path).unwrap()));
         let label = params.settings.label as f64;
-        let task = Task {
-            roi: column.clone(),
-            image: img.data.mapv(|v| v as f32),
-            mask: mask.data.mapv(|v| v == label),
-            spacing: img.spacing,
-            params_yaml: yaml.clone(),
-            normalisation: None,
-        };
+        let mut task = Task::whole(
+            column,
+            img.data.mapv(|v| v as f32),
+            mask.data.mapv(|v| v == label),
+            img.spacing,
+            &yaml,
+        );
+        task.integer_range = img.integer_range;
         let out = extract(&task, &params).unwrap_or_else(|e| panic!("{column}: {e:#}"));
         let ours: HashMap<&str, f64> = out.features.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         columns_done += 1;
         for f in &features {
-            let Ok(theirs) = b.rows[*f][ci].parse::<f64>() else {
+            let Ok(mut theirs) = b.rows[*f][ci].parse::<f64>() else {
                 continue;
             };
+            if column == "brain1" {
+                if let Some((_, released)) = BRAIN1_RELEASED.iter().find(|(n, _)| n == f) {
+                    println!("brain1 {f}: baseline {theirs} (development build), pyradiomics 3.1.0 {released}");
+                    theirs = *released;
+                }
+            }
             let Some(mine) = ours.get(f.as_str()).copied() else {
                 mismatches.push(format!("{column} {f}: not computed"));
                 continue;

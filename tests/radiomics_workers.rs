@@ -23,14 +23,13 @@ fn sphere(name: &str, r: f64) -> Task {
         let d = ((z as f64 - c).powi(2) + (y as f64 - c).powi(2) + (x as f64 - c).powi(2)).sqrt();
         d <= r
     });
-    Task {
-        roi: name.into(),
+    Task::whole(
+        name,
         image,
         mask,
-        spacing: [2.0, 1.0, 1.0],
-        params_yaml: "setting: {binWidth: 10}".into(),
-        normalisation: None,
-    }
+        [2.0, 1.0, 1.0],
+        "setting: {binWidth: 10}",
+    )
 }
 
 fn options(fault: &str) -> PoolOptions {

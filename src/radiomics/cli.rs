@@ -21,6 +21,7 @@ pub struct RadiomicsArgs {
     pub mask: Option<PathBuf>,
     pub params: Option<PathBuf>,
     pub out: Option<PathBuf>,
+    pub masks_out: Option<PathBuf>,
     pub json: bool,
     pub workers: Option<usize>,
 }
@@ -90,6 +91,8 @@ fn image_and_mask(
         mask: msk.data.mapv(|v| v == label),
         spacing: img.spacing,
         params_yaml: yaml,
+        placement: super::resample::Placement::whole(&msk.data),
+        integer_range: img.integer_range,
     };
     let opts = section.pool_options(exe);
     let (_, outcome) = pool::run(vec![task], &opts, &|_, _| {})
@@ -161,6 +164,9 @@ fn ct_and_structures(
     if let Some(out) = &a.out {
         write_outputs(out, &rows)?;
     }
+    if let Some(dir) = &a.masks_out {
+        write_masks(dir, &volume, &rs, &rows)?;
+    }
     if a.json {
         let obj: Map<String, Value> = rows
             .iter()
@@ -198,4 +204,40 @@ fn features_object(features: &[(String, f64)]) -> Map<String, Value> {
             )
         })
         .collect()
+}
+
+/// The CT and the voxel mask of every ROI that was measured, as NRRD
+/// (`image.nrrd`, `mask-<ROI>.nrrd`): what another tool needs to measure
+/// exactly the same voxels.
+fn write_masks(
+    dir: &Path,
+    volume: &crate::volume::Volume,
+    rs: &crate::rt::RtStruct,
+    rows: &[Row],
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    volume.write_nrrd(&dir.join("image.nrrd"))?;
+    for r in rows.iter().filter(|r| r.status != "skipped") {
+        let Some(roi) = rs.roi(&r.roi) else { continue };
+        let (mask, _) = super::voxelise::roi_mask(roi, &volume.geometry);
+        let safe: String = r
+            .roi
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        crate::volume::write_raw_nrrd(
+            &dir.join(format!("mask-{safe}.nrrd")),
+            &volume.geometry,
+            "ROI mask written by rtnode",
+            "short",
+            mask.iter().map(|m| (*m as i16).to_le_bytes()),
+        )?;
+    }
+    Ok(())
 }

@@ -8,8 +8,10 @@ use ndarray::{s, Array3};
 
 use super::discretise::{discretise, Binning};
 use super::image::{bounding_box, Levels, Roi, Standard, TextureSettings};
-use super::params::{Params, ResegmentMode, Settings};
-use super::{firstorder, glcm, gldm, glrlm, glszm, ngtdm, shape};
+use super::params::{Interpolator, Params, ResegmentMode, Settings};
+use super::resample::{self, IbsiResampling, PixelCast, Placement};
+use super::wavelet;
+use super::{firstorder, glcm, gldm, gldzm, glrlm, glszm, ngtdm, shape};
 
 /// A texture class's feature function.
 type ClassFn = fn(&Levels, &TextureSettings) -> Vec<(&'static str, f64)>;
@@ -29,6 +31,35 @@ pub struct Task {
     /// Mean and standard deviation (n − 1) of the whole image, for
     /// `normalize` (pyradiomics normalises the full image, not the crop).
     pub normalisation: Option<[f64; 2]>,
+    /// Where `image` lies in the whole image: the resampled grid is placed
+    /// relative to the whole image, as pyradiomics and IBSI place it.
+    pub placement: Placement,
+    /// The range of the image's integer pixel type (SimpleITK resamples
+    /// into the input's type: CT's int16 truncates), or None for floats.
+    pub integer_range: Option<[f64; 2]>,
+}
+
+impl Task {
+    /// A task over a whole image (no crop), pixels of a float type.
+    pub fn whole(
+        roi: &str,
+        image: Array3<f32>,
+        mask: Array3<bool>,
+        spacing: [f64; 3],
+        params_yaml: &str,
+    ) -> Task {
+        let placement = Placement::whole(&image);
+        Task {
+            roi: roi.to_string(),
+            image,
+            mask,
+            spacing,
+            params_yaml: params_yaml.to_string(),
+            normalisation: None,
+            placement,
+            integer_range: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -70,9 +101,71 @@ pub fn extract(task: &Task, params: &Params) -> Result<Extraction> {
             bail!("the ROI has {voxels} voxels, minimumROISize is {min}");
         }
     }
+    // The region the filters see: resampled (bounding box + padDistance on
+    // the new grid), or the bounding box + padDistance of the original.
+    let pad = st.pad_distance;
+    let (region, region_mask, spacing) = match &st.resampled_pixel_spacing {
+        Some(target) => {
+            // pyradiomics lists spacings x, y, z; arrays are z, y, x.
+            let t = [target[2], target[1], target[0]];
+            let r = match st.standard {
+                Standard::Pyradiomics => resample::resample_pyradiomics(
+                    &image,
+                    &task.mask,
+                    task.spacing,
+                    t,
+                    interpolator(st.interpolator),
+                    pad as f64,
+                    match task.integer_range {
+                        Some([min, max]) => PixelCast::Truncate { min, max },
+                        None => PixelCast::Float,
+                    },
+                    task.placement,
+                ),
+                Standard::Ibsi => resample::resample_ibsi(
+                    &image,
+                    &task.mask,
+                    task.spacing,
+                    &IbsiResampling {
+                        spacing: t,
+                        interpolator: match st.interpolator {
+                            // IBSI's default interpolation is trilinear.
+                            Interpolator::BSpline => resample::Interpolator::BSpline,
+                            i => interpolator(i),
+                        },
+                        round_intensities: task.integer_range.is_some(),
+                        mask_threshold: 0.5,
+                        pad,
+                    },
+                    task.placement,
+                ),
+            };
+            let Some(r) = r else {
+                bail!(
+                    "resampling to {target:?} mm failed (spacing {:?})",
+                    task.spacing
+                );
+            };
+            (r.image, r.mask, r.spacing)
+        }
+        None => {
+            let (nz, ny, nx) = image.dim();
+            let l: [usize; 3] = std::array::from_fn(|a| lo[a].saturating_sub(pad));
+            let h: [usize; 3] = std::array::from_fn(|a| (hi[a] + pad).min([nz, ny, nx][a]));
+            let c = s![l[0]..h[0], l[1]..h[1], l[2]..h[2]];
+            (
+                image.slice(c).to_owned(),
+                task.mask.slice(c).to_owned(),
+                task.spacing,
+            )
+        }
+    };
+    let Some((lo, hi)) = bounding_box(&region_mask) else {
+        bail!("the mask is empty after resampling");
+    };
     let crop = s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]];
-    let image = image.slice(crop).to_owned();
-    let shape_mask = task.mask.slice(crop).to_owned();
+    let image = region.slice(crop).to_owned();
+    let shape_mask = region_mask.slice(crop).to_owned();
     let (texture_mask, reseg_bounds) = match &st.resegment_range {
         Some(range) => resegment(&image, &shape_mask, range, st.resegment_mode),
         None => (shape_mask.clone(), None),
@@ -118,58 +211,113 @@ pub fn extract(task: &Task, params: &Params) -> Result<Extraction> {
         } else {
             &shape_mask
         };
-        for (name, v) in shape::features(m, task.spacing) {
+        for (name, v) in shape::features(m, spacing) {
             if keep("shape", name) {
                 out.features.push((format!("original_shape_{name}"), v));
             }
         }
     }
     for it in &params.image_types {
-        let prefix = it.name.to_lowercase();
-        let s = &it.settings;
-        let roi = Roi {
-            image: image.clone(),
-            mask: texture_mask.clone(),
-            spacing: task.spacing,
-        };
-        let lower = match (s.standard, s.resegment_mode) {
-            (Standard::Ibsi, ResegmentMode::Absolute) => reseg_bounds.map(|b| b[0]),
-            _ => None,
-        };
-        let levels = discretise(&roi, binning(s), s.standard, lower);
-        let texture = texture_settings(s);
-        let mut classes: Vec<(&str, Vec<(&'static str, f64)>)> = Vec::new();
-        if enabled("firstorder") {
-            classes.push((
-                "firstorder",
-                firstorder::features(&roi, &levels, s.voxel_array_shift),
-            ));
-        }
-        let texture_classes: [(&str, ClassFn); 5] = [
-            ("glcm", glcm::features),
-            ("glrlm", glrlm::features),
-            ("glszm", glszm::features),
-            ("gldm", gldm::features),
-            ("ngtdm", ngtdm::features),
-        ];
-        let computed: Vec<(&str, Vec<(&'static str, f64)>)> = {
-            use rayon::prelude::*;
-            texture_classes
-                .par_iter()
-                .filter(|(c, _)| enabled(c))
-                .map(|(c, f)| (*c, f(&levels, &texture)))
-                .collect()
-        };
-        classes.extend(computed);
-        for (class, feats) in classes {
-            for (name, v) in feats {
-                if keep(class, name) {
-                    out.features.push((format!("{prefix}_{class}_{name}"), v));
-                }
+        let images: Vec<(String, Array3<f64>)> = match it.name.as_str() {
+            "Original" => vec![("original".to_string(), image.clone())],
+            "Wavelet" => {
+                let s = &it.settings;
+                let Some(w) = wavelet::Wavelet::by_name(&s.wavelet) else {
+                    bail!("wavelet {:?} is not available", s.wavelet);
+                };
+                let axes = wavelet::pyradiomics_axes(s.force2d, s.force2d_dimension);
+                wavelet::wavelet_images(&region, &w, s.level, s.start_level, &axes)
+                    .into_iter()
+                    .map(|(name, img)| (name, img.slice(crop).to_owned()))
+                    .collect()
             }
+            other => bail!("image type {other} is not computed by rtnode"),
+        };
+        for (prefix, filtered) in images {
+            features_of(
+                &mut out,
+                &prefix,
+                &filtered,
+                &texture_mask,
+                spacing,
+                &it.settings,
+                reseg_bounds,
+                params,
+            )?;
         }
     }
     Ok(out)
+}
+
+/// First order and texture classes of one (filtered) image of the ROI.
+#[allow(clippy::too_many_arguments)]
+fn features_of(
+    out: &mut Extraction,
+    prefix: &str,
+    image: &Array3<f64>,
+    mask: &Array3<bool>,
+    spacing: [f64; 3],
+    s: &Settings,
+    reseg_bounds: Option<[f64; 2]>,
+    params: &Params,
+) -> Result<()> {
+    let enabled = |class: &str| params.classes.contains_key(class);
+    let keep = |class: &str, name: &str| match params.classes.get(class) {
+        Some(None) => true,
+        Some(Some(list)) => list.iter().any(|n| n == name),
+        None => false,
+    };
+    let roi = Roi {
+        image: image.clone(),
+        mask: mask.clone(),
+        spacing,
+    };
+    let lower = match (s.standard, s.resegment_mode) {
+        (Standard::Ibsi, ResegmentMode::Absolute) => reseg_bounds.map(|b| b[0]),
+        _ => None,
+    };
+    let levels = discretise(&roi, binning(s), s.standard, lower);
+    let texture = texture_settings(s);
+    let mut classes: Vec<(&str, Vec<(&'static str, f64)>)> = Vec::new();
+    if enabled("firstorder") {
+        classes.push((
+            "firstorder",
+            firstorder::features(&roi, &levels, s.voxel_array_shift),
+        ));
+    }
+    let texture_classes: [(&str, ClassFn); 6] = [
+        ("glcm", glcm::features),
+        ("glrlm", glrlm::features),
+        ("glszm", glszm::features),
+        ("gldm", gldm::features),
+        ("ngtdm", ngtdm::features),
+        ("gldzm", gldzm::features),
+    ];
+    let computed: Vec<(&str, Vec<(&'static str, f64)>)> = {
+        use rayon::prelude::*;
+        texture_classes
+            .par_iter()
+            .filter(|(c, _)| enabled(c))
+            .map(|(c, f)| (*c, f(&levels, &texture)))
+            .collect()
+    };
+    classes.extend(computed);
+    for (class, feats) in classes {
+        for (name, v) in feats {
+            if keep(class, name) {
+                out.features.push((format!("{prefix}_{class}_{name}"), v));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn interpolator(i: Interpolator) -> resample::Interpolator {
+    match i {
+        Interpolator::NearestNeighbor => resample::Interpolator::NearestNeighbor,
+        Interpolator::Linear => resample::Interpolator::Linear,
+        Interpolator::BSpline => resample::Interpolator::BSpline,
+    }
 }
 
 fn binning(s: &Settings) -> Binning {

@@ -11,6 +11,22 @@ use ndarray::Array3;
 pub struct ImageFile {
     pub data: Array3<f64>,
     pub spacing: [f64; 3],
+    /// The range of the file's integer voxel type; None for floats.
+    pub integer_range: Option<[f64; 2]>,
+}
+
+fn integer_range(ty: &str) -> Option<[f64; 2]> {
+    match ty {
+        "short" | "int16" | "signed short" | "short int" => {
+            Some([i16::MIN as f64, i16::MAX as f64])
+        }
+        "unsigned short" | "ushort" | "uint16" => Some([0.0, u16::MAX as f64]),
+        "int" | "int32" | "signed int" => Some([i32::MIN as f64, i32::MAX as f64]),
+        "unsigned int" | "uint" | "uint32" => Some([0.0, u32::MAX as f64]),
+        "uchar" | "unsigned char" | "uint8" => Some([0.0, 255.0]),
+        "signed char" | "int8" | "char" => Some([-128.0, 127.0]),
+        _ => None,
+    }
 }
 
 pub fn read(path: &Path) -> Result<ImageFile> {
@@ -106,6 +122,7 @@ fn read_nrrd(path: &Path) -> Result<ImageFile> {
     Ok(ImageFile {
         data,
         spacing: [spacing[2], spacing[1], spacing[0]],
+        integer_range: integer_range(&ty),
     })
 }
 
@@ -197,8 +214,11 @@ fn read_nifti(path: &Path) -> Result<ImageFile> {
         }
     }
     let data = Array3::from_shape_vec((dims[2], dims[1], dims[0]), values)?;
+    // A scaled NIfTI holds real numbers whatever its stored type.
+    let scaled = slope != 0.0 && !(slope == 1.0 && inter == 0.0);
     Ok(ImageFile {
         data,
         spacing: [pix[2], pix[1], pix[0]],
+        integer_range: if scaled { None } else { integer_range(ty) },
     })
 }

@@ -198,7 +198,12 @@ impl Params {
                     apply_settings(&mut s, v, &format!("imageType.{name}"))?;
                     match name {
                         "Original" => {}
-                        "LoG" | "Wavelet" => bail!(
+                        "Wavelet" => {
+                            if super::wavelet::Wavelet::by_name(&s.wavelet).is_none() {
+                                bail!("imageType.Wavelet: wavelet {:?} is not available in rtnode (coif1, haar, db1, db2, sym2)", s.wavelet);
+                            }
+                        }
+                        "LoG" => bail!(
                             "imageType.{name}: rtnode does not compute the {name} image type yet; remove it (features of the other image types are computed as pyradiomics does)"
                         ),
                         "Square" | "SquareRoot" | "Logarithm" | "Exponential" | "Gradient" | "LBP2D" | "LBP3D" => {
@@ -306,8 +311,10 @@ fn apply_settings(s: &mut Settings, v: &Value, at: &str) -> Result<()> {
             "removeOutliers" => s.remove_outliers = if null { None } else { Some(pos(val, &here)?) },
             "resampledPixelSpacing" => {
                 s.resampled_pixel_spacing = if null { None } else { Some(floats(val, &here)?) };
-                if s.resampled_pixel_spacing.is_some() {
-                    bail!("{here}: resampling is not supported by rtnode yet; remove it to compute on the image's own grid");
+                if let Some(r) = &s.resampled_pixel_spacing {
+                    if r.len() != 3 || r.iter().any(|x| !x.is_finite() || *x < 0.0) {
+                        bail!("{here}: three spacings (x, y, z) in mm, each >= 0 (0 keeps that axis)");
+                    }
                 }
             }
             "interpolator" => {
@@ -482,7 +489,10 @@ mod tests {
         assert_eq!(p.settings.weighting_norm, Some(WeightingNorm::Euclidean));
         assert_eq!(p.settings.standard, Standard::Ibsi);
         assert_eq!(p.image_types[0].settings.bin_width, 10.0);
-        assert_eq!(p.classes["glcm"], Some(vec!["Contrast".into(), "Idmn".into()]));
+        assert_eq!(
+            p.classes["glcm"],
+            Some(vec!["Contrast".into(), "Idmn".into()])
+        );
         assert_eq!(p.classes["shape"], None);
         assert!(!p.classes.contains_key("glrlm"));
     }
@@ -493,7 +503,10 @@ mod tests {
             ("setting: {binWith: 25}", "setting.binWith"),
             ("setting: {binWidth: -1}", "setting.binWidth"),
             ("setting: {resegmentMode: median}", "setting.resegmentMode"),
-            ("setting: {interpolator: sitkGaussian}", "setting.interpolator"),
+            (
+                "setting: {interpolator: sitkGaussian}",
+                "setting.interpolator",
+            ),
             ("imageType: {Gradient: {}}", "imageType.Gradient"),
             ("featureClass: {glcm: [Contrastt]}", "Contrastt"),
             ("featureClass: {lbp: }", "featureClass.lbp"),

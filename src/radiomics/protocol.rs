@@ -14,6 +14,7 @@ use ndarray::Array3;
 use serde::{Deserialize, Serialize};
 
 use super::engine::{Extraction, Task};
+use super::resample::Placement;
 
 const MAGIC: &[u8; 4] = b"RTRW";
 pub const VERSION: u16 = 1;
@@ -37,6 +38,9 @@ struct TaskHeader {
     spacing: [f64; 3],
     params_yaml: String,
     normalisation: Option<[f64; 2]>,
+    offset: [usize; 3],
+    full_dims: [usize; 3],
+    integer_range: Option<[f64; 2]>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -125,6 +129,9 @@ pub fn encode_task(t: &Task) -> Result<Vec<u8>> {
         spacing: t.spacing,
         params_yaml: t.params_yaml.clone(),
         normalisation: t.normalisation,
+        offset: t.placement.offset,
+        full_dims: t.placement.full_dims,
+        integer_range: t.integer_range,
     })?;
     let n = z * y * x;
     let mut out = Vec::with_capacity(4 + header.len() + 5 * n);
@@ -177,6 +184,11 @@ pub fn decode_task(p: &[u8]) -> Result<Task> {
         spacing: h.spacing,
         params_yaml: h.params_yaml,
         normalisation: h.normalisation,
+        placement: Placement {
+            offset: h.offset,
+            full_dims: h.full_dims,
+        },
+        integer_range: h.integer_range,
     })
 }
 
@@ -233,6 +245,11 @@ mod tests {
             spacing: [3.0, 0.9, 0.9],
             params_yaml: "setting: {binWidth: 10}".into(),
             normalisation: Some([1.0, 2.0]),
+            placement: Placement {
+                offset: [1, 2, 3],
+                full_dims: [10, 20, 30],
+            },
+            integer_range: Some([-32768.0, 32767.0]),
         }
     }
 
@@ -248,6 +265,8 @@ mod tests {
         assert_eq!(back.mask, t.mask);
         assert_eq!(back.spacing, t.spacing);
         assert_eq!(back.params_yaml, t.params_yaml);
+        assert_eq!(back.placement, t.placement);
+        assert_eq!(back.integer_range, t.integer_range);
     }
 
     #[test]

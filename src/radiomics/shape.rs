@@ -10,7 +10,7 @@
 //!   corners the "set" corners of the (possibly complemented) cube are the ones
 //!   cut off; neighbouring cubes can then disagree and leave small gaps, which
 //!   makes the volume (summed as signed tetrahedra from a fixed origin) depend
-//!   on that origin;
+//!   on that origin (see [`PYRADIOMICS_ORIGIN_VOXELS`]);
 //! - the triangulation of each non-planar polygon is the one of the classic
 //!   Lorensen–Cline case table. Here the table is generated, not written out:
 //!   polygons with up to six vertices take the triangulation of largest area
@@ -24,11 +24,13 @@ use rayon::prelude::*;
 
 use super::image::{bounding_box, Feature, Roi};
 
-/// pyradiomics crops the image to the mask's bounding box plus `padDistance`
-/// (5) voxels and the shape class pads one more; the mesh volume is summed
-/// from that array's first voxel, which matters because of the gaps described
-/// above. Positions are therefore taken relative to `bbox_lo - 6` voxels.
-const PYRADIOMICS_ORIGIN_VOXELS: f64 = 6.0;
+/// pyradiomics hands the shape class the mask cropped to its bounding box
+/// without `padDistance` (`cropToTumorMask(image, mask, boundingBox)` in the
+/// feature extractor's shape step) and the class pads it by one voxel; the
+/// mesh volume is summed from that array's first voxel, which matters because
+/// of the gaps described in the module docs. Positions are therefore taken
+/// relative to `bbox_lo - 1` voxels.
+const PYRADIOMICS_ORIGIN_VOXELS: f64 = 1.0;
 
 /// A point in half-voxel units within one cube: each coordinate 0, 1 or 2.
 type Half = [u8; 3];
@@ -259,8 +261,13 @@ struct Mesh {
     vertices: Vec<[i64; 3]>,
 }
 
-fn mesh(mask: &Array3<bool>, lo: [usize; 3], hi: [usize; 3], spacing: [f64; 3]) -> Mesh {
-    let table = case_table();
+fn mesh(
+    mask: &Array3<bool>,
+    lo: [usize; 3],
+    hi: [usize; 3],
+    spacing: [f64; 3],
+    table: &[Vec<[Half; 3]>],
+) -> Mesh {
     let dims = [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]];
     let inside = |z: isize, y: isize, x: isize| -> bool {
         if z < 0
@@ -588,7 +595,7 @@ struct Measures {
 
 fn measures(mask: &Array3<bool>, spacing: [f64; 3]) -> Option<(Measures, [usize; 3], [usize; 3])> {
     let (lo, hi) = bounding_box(mask)?;
-    let m = mesh(mask, lo, hi, spacing);
+    let m = mesh(mask, lo, hi, spacing, case_table());
     let n = mask.iter().filter(|v| **v).count() as f64;
     Some((
         Measures {
@@ -758,30 +765,6 @@ pub fn features_ibsi(roi: &Roi) -> Vec<(&'static str, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Per-case area and signed volume about two origins, for comparing the
-    /// generated table with another (`RADLAB_DUMP_MC=path`).
-    #[test]
-    fn dump_case_table() {
-        let Ok(path) = std::env::var("RADLAB_DUMP_MC") else {
-            return;
-        };
-        let mut s = String::new();
-        for (c, tris) in case_table().iter().enumerate() {
-            let mut area = 0.0;
-            let mut v0 = 0.0;
-            let mut v1 = 0.0;
-            for t in tris {
-                let p = t.map(halff);
-                area += 0.5 * norm3(cross3(sub3(p[0], p[2]), sub3(p[1], p[2])));
-                v0 += dot3(cross3(p[0], p[1]), p[2]) / 6.0;
-                let o = [0.3, 0.7, 0.2];
-                v1 += dot3(cross3(sub3(p[0], o), sub3(p[1], o)), sub3(p[2], o)) / 6.0;
-            }
-            s += &format!("{c} {area:.12} {v0:.12} {v1:.12}\n");
-        }
-        std::fs::write(path, s).unwrap();
-    }
 
     #[test]
     fn single_voxel_is_a_closed_octahedron() {

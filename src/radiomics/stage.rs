@@ -286,7 +286,19 @@ pub fn compute(
         .then(|| whole_stats(&volume.data.mapv(|v| v as f64)));
     let g = &volume.geometry;
     let spacing = [g.spacing[2].abs(), g.spacing[1], g.spacing[0]];
-    let pad = params.settings.pad_distance;
+    // The crop each worker gets: the ROI's bounding box and padDistance,
+    // and when the ROI is resampled or filtered, room for the B-spline
+    // prefilter and the wavelet's support, so that the crop's edges never
+    // reach the values the features read (the same numbers as on the
+    // whole image).
+    let filtered = params.settings.resampled_pixel_spacing.is_some()
+        || params.image_types.iter().any(|t| t.name != "Original");
+    let pad = params.settings.pad_distance + if filtered { 50 } else { 0 };
+    let integral = volume
+        .data
+        .iter()
+        .all(|v| v.fract() == 0.0 && *v >= i16::MIN as f32 && *v <= i16::MAX as f32);
+    let integer_range = integral.then_some([i16::MIN as f64, i16::MAX as f64]);
     let large_yaml = large_profile_yaml(params_yaml);
     let mut rows: Vec<Row> = Vec::new();
     let mut tasks: Vec<Task> = Vec::new();
@@ -361,6 +373,11 @@ pub fn compute(
                 params_yaml.to_string()
             },
             normalisation,
+            placement: super::resample::Placement {
+                offset: [lo[0], lo[1], lo[2]],
+                full_dims: [nz, ny, nx],
+            },
+            integer_range,
         });
         task_row.push(rows.len());
         rows.push(row);
