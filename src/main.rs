@@ -148,6 +148,9 @@ enum Command {
         /// prescription and an exactly linear dose (a complete course).
         #[arg(long)]
         rt: bool,
+        /// Reproducible noise inside the body, standard deviation in HU (texture for radiomics).
+        #[arg(long, default_value_t = 0.0)]
+        noise_hu: f64,
     },
     /// Run the main job end to end on embedded defaults, nothing to configure.
     Demo {
@@ -472,9 +475,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             slices,
             rows,
             rt,
+            noise_hu,
         } => {
             let opts = rtnode::synth::SynthOptions {
                 slices,
+                noise_hu,
                 ..rtnode::synth::SynthOptions::default().with_rows(rows)
             };
             let s = rtnode::synth::write_ct_series(&out, &opts)?;

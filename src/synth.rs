@@ -84,6 +84,10 @@ pub struct SynthOptions {
     pub patient_name: String,
     /// UID root; UIDs are `<root>.<random decimal>` (default "2.25").
     pub uid_root: String,
+    /// Standard deviation of reproducible pseudo-random noise added inside
+    /// the body, HU (default 0: every value predictable, as the tests
+    /// need; the radiomics benchmark wants texture).
+    pub noise_hu: f64,
 }
 
 impl Default for SynthOptions {
@@ -97,6 +101,7 @@ impl Default for SynthOptions {
             patient_id: "RTNODE-PHANTOM-001".to_string(),
             patient_name: "Phantom^Water".to_string(),
             uid_root: "2.25".to_string(),
+            noise_hu: 0.0,
         }
     }
 }
@@ -137,6 +142,11 @@ impl SynthOptions {
         check_text("patient ID", &self.patient_id, 64, false)?;
         check_text("patient name", &self.patient_name, 64 * 3 + 2, true)?;
         check_uid_root(&self.uid_root)?;
+        ensure!(
+            self.noise_hu.is_finite() && (0.0..=500.0).contains(&self.noise_hu),
+            "noise must be 0 to 500 HU, got {}",
+            self.noise_hu
+        );
         Ok(())
     }
 }
@@ -231,6 +241,8 @@ pub struct Phantom {
     pub couch: Slab,
     /// Air gap between the most posterior body point and the couch top.
     pub couch_gap_mm: f64,
+    /// Noise inside the body (see [`SynthOptions::noise_hu`]).
+    pub noise_hu: f64,
 }
 
 impl Phantom {
@@ -292,6 +304,7 @@ impl Phantom {
             spine_trabecular,
             couch,
             couch_gap_mm,
+            noise_hu: opts.noise_hu,
         }
     }
 
@@ -682,13 +695,36 @@ fn write_slice(
     Ok(path)
 }
 
+/// Reproducible noise of unit variance at a voxel: the sum of four
+/// uniform numbers from a hash of the position (close to Gaussian), the
+/// same for every run, so that benchmarks compare like with like.
+fn noise(row: u16, column: u16, z: f64) -> f64 {
+    let mut h = (u64::from(row) << 48) ^ (u64::from(column) << 32) ^ z.to_bits().rotate_left(7);
+    let mut sum = 0.0;
+    for _ in 0..4 {
+        // splitmix64
+        h = h.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut x = h;
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^= x >> 31;
+        sum += (x >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+    }
+    // Four uniforms on [-1/2, 1/2) have variance 4/12.
+    sum * 3f64.sqrt()
+}
+
 /// Pixel data of the slice at `z`, as little-endian stored values.
 fn render_slice(phantom: &Phantom, grid: &CtGrid, z: f64) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(usize::from(grid.rows) * usize::from(grid.columns) * 2);
     for row in 0..grid.rows {
         for column in 0..grid.columns {
             let (x, y) = grid.pixel_centre(row, column);
-            bytes.extend_from_slice(&hu_to_stored(phantom.hu_at(x, y, z)).to_le_bytes());
+            let mut hu = phantom.hu_at(x, y, z);
+            if phantom.noise_hu > 0.0 && phantom.body.contains(x, y) {
+                hu += phantom.noise_hu * noise(row, column, z);
+            }
+            bytes.extend_from_slice(&hu_to_stored(hu).to_le_bytes());
         }
     }
     bytes

@@ -8,6 +8,7 @@ use ndarray::{s, Array3};
 
 use super::discretise::{discretise, Binning};
 use super::image::{bounding_box, Levels, Roi, Standard, TextureSettings};
+use super::log_filter;
 use super::params::{Interpolator, Params, ResegmentMode, Settings};
 use super::resample::{self, IbsiResampling, PixelCast, Placement};
 use super::wavelet;
@@ -201,7 +202,9 @@ pub fn extract(task: &Task, params: &Params) -> Result<Extraction> {
 
     let enabled = |class: &str| params.classes.contains_key(class);
     let keep = |class: &str, name: &str| match params.classes.get(class) {
-        Some(None) => true,
+        // pyradiomics leaves its deprecated features (StandardDeviation,
+        // Compactness1/2, SphericalDisproportion) out unless named.
+        Some(None) => super::feature_names(class).contains(&name),
         Some(Some(list)) => list.iter().any(|n| n == name),
         None => false,
     };
@@ -231,6 +234,10 @@ pub fn extract(task: &Task, params: &Params) -> Result<Extraction> {
                     .map(|(name, img)| (name, img.slice(crop).to_owned()))
                     .collect()
             }
+            "LoG" => log_filter::log_images(&region, spacing, &it.settings.sigma)
+                .into_iter()
+                .map(|(name, img)| (name, img.slice(crop).to_owned()))
+                .collect(),
             other => bail!("image type {other} is not computed by rtnode"),
         };
         for (prefix, filtered) in images {
@@ -263,7 +270,9 @@ fn features_of(
 ) -> Result<()> {
     let enabled = |class: &str| params.classes.contains_key(class);
     let keep = |class: &str, name: &str| match params.classes.get(class) {
-        Some(None) => true,
+        // pyradiomics leaves its deprecated features (StandardDeviation,
+        // Compactness1/2, SphericalDisproportion) out unless named.
+        Some(None) => super::feature_names(class).contains(&name),
         Some(Some(list)) => list.iter().any(|n| n == name),
         None => false,
     };

@@ -18,6 +18,7 @@ pub mod glrlm;
 pub mod glszm;
 pub mod image;
 pub mod io;
+pub mod log_filter;
 pub mod ngtdm;
 pub mod params;
 pub mod pool;

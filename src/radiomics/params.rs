@@ -203,11 +203,19 @@ impl Params {
                                 bail!("imageType.Wavelet: wavelet {:?} is not available in rtnode (coif1, haar, db1, db2, sym2)", s.wavelet);
                             }
                         }
-                        "LoG" => bail!(
-                            "imageType.{name}: rtnode does not compute the {name} image type yet; remove it (features of the other image types are computed as pyradiomics does)"
-                        ),
-                        "Square" | "SquareRoot" | "Logarithm" | "Exponential" | "Gradient" | "LBP2D" | "LBP3D" => {
-                            bail!("imageType.{name}: not supported by rtnode (it computes Original)")
+                        "LoG" => {
+                            if s.sigma.is_empty() {
+                                bail!("imageType.LoG: no sigma given (e.g. `LoG: {{sigma: [1.0, 2.0, 3.0]}}`); pyradiomics would compute no LoG image");
+                            }
+                            if s.sigma.iter().any(|x| !x.is_finite() || *x <= 0.0) {
+                                bail!("imageType.LoG: every sigma must be > 0 mm");
+                            }
+                        }
+                        "Square" | "SquareRoot" | "Logarithm" | "Exponential" | "Gradient"
+                        | "LBP2D" | "LBP3D" => {
+                            bail!(
+                                "imageType.{name}: not supported by rtnode (it computes Original)"
+                            )
                         }
                         other => bail!("imageType.{other}: unknown image type"),
                     }

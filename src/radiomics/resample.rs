@@ -105,6 +105,7 @@ pub struct Resampled {
 /// only cropped to the bounding box padded by `pad_distance` voxels, as
 /// pyradiomics does. `cast` is the input's pixel type (SimpleITK keeps it).
 /// None for an empty mask, a shape mismatch or a spacing that is not > 0.
+#[allow(clippy::too_many_arguments)]
 pub fn resample_pyradiomics(
     image: &Array3<f64>,
     mask: &Array3<bool>,
