@@ -1,6 +1,6 @@
 //! Running under a service manager: systemd's notify protocol (READY, STATUS,
-//! WATCHDOG) and reloading the peers file on SIGHUP or when it changes on
-//! disk, without touching open associations.
+//! WATCHDOG) and reloading the peers file and the routing rules on SIGHUP or
+//! when their file changes on disk, without touching open associations.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -70,81 +70,135 @@ pub fn reload_peers(node: &Node, path: &Path, trigger: &str) -> bool {
     }
 }
 
-/// Reloads the peers file on SIGHUP and whenever the file changes (editors
-/// often write a new file and rename it over the old one, so the directory
-/// is watched). Runs until the process ends.
-/// Re-reads the routing rules from the config file.
-pub fn reload_routing(node: &Node, config_path: &Path) {
+/// Re-reads the routing rules from the config file. Only the rules are
+/// applied: the rest of the config (ports, data dir, stages) needs a restart.
+pub fn reload_routing(node: &Node, config_path: &Path, trigger: &str) {
+    // Same reasoning as for the peers file, and worse if believed: an empty
+    // config is a valid one with no rules, and would silently stop routing.
+    if std::fs::metadata(config_path)
+        .map(|m| m.len() == 0)
+        .unwrap_or(false)
+    {
+        warn!(path = %config_path.display(), trigger, "config file is empty; keeping the previous routing rules");
+        return;
+    }
     match config::load_config(config_path) {
         Ok(cfg) => {
             if let Some(e) = &node.exporter {
                 match e.set_rules(&cfg.routing) {
-                    Ok(()) => info!(rules = cfg.routing.len(), "routing rules reloaded"),
+                    Ok(()) => info!(rules = cfg.routing.len(), trigger, "routing rules reloaded"),
                     Err(err) => {
-                        error!(error = %err, "routing rules invalid; keeping the previous ones")
+                        error!(error = %err, trigger, "routing rules invalid; keeping the previous ones")
                     }
                 }
             }
         }
         Err(e) => {
-            error!(path = %config_path.display(), errors = %e, "config invalid; keeping the previous routing rules")
+            error!(path = %config_path.display(), errors = %e, trigger, "config invalid; keeping the previous routing rules")
         }
     }
 }
 
+/// What changed on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Changed {
+    Peers,
+    Config,
+}
+
+/// The directory a file lives in. Editors often write a new file and rename
+/// it over the old one, which a watch on the file itself would miss.
+fn dir_of(path: &Path) -> PathBuf {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
+}
+
+/// Reloads the peers file and the routing rules on SIGHUP, and each when its
+/// own file changes. Runs until the process ends; the returned watcher must
+/// be kept alive for the file watch to work.
 pub fn spawn_reloader(
     node: Arc<Node>,
     peers_path: PathBuf,
     config_path: Option<PathBuf>,
 ) -> Result<Option<notify::RecommendedWatcher>> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<&'static str>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Changed>();
+    let watched: Vec<(PathBuf, Changed)> = std::iter::once((peers_path.clone(), Changed::Peers))
+        .chain(config_path.iter().map(|c| (c.clone(), Changed::Config)))
+        .collect();
     let watcher = {
-        let tx = tx.clone();
-        let name = peers_path.file_name().map(|n| n.to_os_string());
-        let dir = peers_path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_path_buf();
+        let names: Vec<(PathBuf, std::ffi::OsString, Changed)> = watched
+            .iter()
+            .filter_map(|(p, c)| Some((dir_of(p), p.file_name()?.to_os_string(), *c)))
+            .collect();
+        let routes = names.clone();
         let mut w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-            if let Ok(ev) = ev {
-                let ours = ev
-                    .paths
-                    .iter()
-                    .any(|p| p.file_name().map(|n| n.to_os_string()) == name);
-                if ours && (ev.kind.is_modify() || ev.kind.is_create()) {
-                    let _ = tx.send("file change");
+            let Ok(ev) = ev else { return };
+            if !(ev.kind.is_modify() || ev.kind.is_create()) {
+                return;
+            }
+            for (dir, name, what) in &routes {
+                // Events name files by the watched directory's path, so the
+                // directory must match too when both files share a name.
+                let ours = ev.paths.iter().any(|p| {
+                    p.file_name() == Some(name.as_os_str())
+                        && p.parent().is_none_or(|d| same_dir(d, dir))
+                });
+                if ours {
+                    let _ = tx.send(*what);
                 }
             }
         })?;
-        match w.watch(&dir, RecursiveMode::NonRecursive) {
-            Ok(()) => Some(w),
-            Err(e) => {
-                warn!(dir = %dir.display(), error = %e, "cannot watch the peers file; SIGHUP still reloads it");
-                None
+        let mut dirs: Vec<PathBuf> = names.iter().map(|(d, _, _)| d.clone()).collect();
+        dirs.sort();
+        dirs.dedup();
+        let mut any = false;
+        for dir in &dirs {
+            match w.watch(dir, RecursiveMode::NonRecursive) {
+                Ok(()) => any = true,
+                Err(e) => {
+                    warn!(dir = %dir.display(), error = %e, "cannot watch for changes; SIGHUP still reloads")
+                }
             }
         }
+        any.then_some(w)
     };
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     tokio::spawn(async move {
         loop {
-            let why = tokio::select! {
-                _ = hup.recv() => "SIGHUP",
-                Some(w) = rx.recv() => w,
+            let (why, mut peers, mut routing) = tokio::select! {
+                _ = hup.recv() => ("SIGHUP", true, true),
+                Some(c) = rx.recv() => ("file change", c == Changed::Peers, c == Changed::Config),
             };
             // Let a burst of writes settle into one reload.
             tokio::time::sleep(Duration::from_millis(200)).await;
-            while rx.try_recv().is_ok() {}
-            debug!(trigger = why, "reloading peers");
-            reload_peers(&node, &peers_path, why);
-            if why == "SIGHUP" {
+            while let Ok(c) = rx.try_recv() {
+                peers |= c == Changed::Peers;
+                routing |= c == Changed::Config;
+            }
+            debug!(trigger = why, peers, routing, "reloading");
+            if peers {
+                reload_peers(&node, &peers_path, why);
+            }
+            if routing {
                 if let Some(c) = &config_path {
-                    reload_routing(&node, c);
+                    reload_routing(&node, c, why);
                 }
             }
         }
     });
     Ok(watcher)
+}
+
+/// Whether two directory paths name the same directory: the watcher reports
+/// absolute paths while the config may name a relative one.
+fn same_dir(a: &Path, b: &Path) -> bool {
+    a == b
+        || match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => false,
+        }
 }
 
 /// READY=1 once listening, then STATUS= every few seconds and WATCHDOG=1 at
@@ -167,11 +221,13 @@ pub fn spawn_notifier(node: Arc<Node>) {
                 .and_then(|p| p.status().ok())
                 .map(|s| (s.queue_depth, s.running))
                 .unwrap_or((0, 0));
+            let outbound = node.exporter.as_ref().map(|e| e.queued()).unwrap_or(0);
             let mut msg = format!(
-                "STATUS={} association(s) open, {} stage run(s) queued, {} running",
+                "STATUS={} association(s) open, {} stage run(s) queued, {} running, {} outbound queued",
                 node.active_associations(),
                 queued.0,
-                queued.1
+                queued.1,
+                outbound
             );
             if watchdog.is_some() {
                 msg.push_str("\nWATCHDOG=1");

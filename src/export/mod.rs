@@ -48,6 +48,29 @@ pub struct OutboundItem {
     pub sent_at: Option<String>,
     pub last_status: Option<u16>,
     pub last_error: Option<String>,
+    /// Whose data this is, for the audit trail. Rows queued before these
+    /// were recorded lack them; `finish` reads them from the file then.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub patient_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub study_instance_uid: String,
+}
+
+/// PatientID and StudyInstanceUID of a file we are about to send. Empty
+/// when unreadable: the send itself reports that, and an audit line with
+/// less detail beats none.
+fn identity_of(path: &std::path::Path) -> (String, String) {
+    use dicom_dictionary_std::tags;
+    match dicom_object::OpenFileOptions::new()
+        .read_until(tags::SERIES_INSTANCE_UID)
+        .open_file(path)
+    {
+        Ok(obj) => (
+            crate::dcm::text(&obj, tags::PATIENT_ID),
+            crate::dcm::text(&obj, tags::STUDY_INSTANCE_UID),
+        ),
+        Err(_) => (String::new(), String::new()),
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -176,6 +199,12 @@ impl Exporter {
         self.peers.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// How many (object, destination) pairs wait to be sent (retries
+    /// included): the queue depth systemd's STATUS= reports.
+    pub fn queued(&self) -> usize {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// Queues `path` for each destination (durably, before returning).
     /// Destinations that do not take the SOP class are skipped, with a log line.
     pub fn enqueue(
@@ -185,6 +214,32 @@ impl Exporter {
         path: PathBuf,
         destinations: &[String],
         reason: &str,
+    ) -> Result<Vec<u64>> {
+        // Results are files of our own making, not in the index: their
+        // header is the one place that says whose they are.
+        let identity = if destinations.is_empty() {
+            (String::new(), String::new())
+        } else {
+            identity_of(&path)
+        };
+        self.enqueue_for(
+            sop_instance_uid,
+            sop_class_uid,
+            path,
+            destinations,
+            reason,
+            identity,
+        )
+    }
+
+    fn enqueue_for(
+        &self,
+        sop_instance_uid: &str,
+        sop_class_uid: &str,
+        path: PathBuf,
+        destinations: &[String],
+        reason: &str,
+        (patient_id, study_instance_uid): (String, String),
     ) -> Result<Vec<u64>> {
         let peers = self.peers();
         let mut items = Vec::new();
@@ -211,6 +266,8 @@ impl Exporter {
                     sent_at: None,
                     last_status: None,
                     last_error: None,
+                    patient_id: patient_id.clone(),
+                    study_instance_uid: study_instance_uid.clone(),
                 }),
             }
         }
@@ -254,12 +311,13 @@ impl Exporter {
             if to.is_empty() {
                 continue;
             }
-            if let Err(e) = self.enqueue(
+            if let Err(e) = self.enqueue_for(
                 &rec.sop_instance_uid,
                 &rec.sop_class_uid,
                 data_dir.join(&rec.path),
                 &to,
                 &format!("route:{rule}"),
+                (rec.patient.id.clone(), rec.study_instance_uid.clone()),
             ) {
                 error!(error = %e, rule = %rule, "cannot queue a routed instance");
             }
@@ -357,6 +415,9 @@ impl Exporter {
 
     fn finish(&self, id: u64, mut item: OutboundItem, verdict: Verdict) {
         if let Some(a) = &self.audit {
+            if item.patient_id.is_empty() && item.study_instance_uid.is_empty() {
+                (item.patient_id, item.study_instance_uid) = identity_of(&item.path);
+            }
             a.record(crate::audit::Event {
                 event: "DICOMInstancesTransferred",
                 action: match verdict {
@@ -368,6 +429,8 @@ impl Exporter {
                 called_ae: item.destination.clone(),
                 sop_instance_uid: item.sop_instance_uid.clone(),
                 sop_class_uid: item.sop_class_uid.clone(),
+                patient_id: item.patient_id.clone(),
+                study_instance_uid: item.study_instance_uid.clone(),
                 outcome: item.last_error.clone().unwrap_or_else(|| "0000".into()),
                 ..Default::default()
             });

@@ -607,9 +607,10 @@ fn finish(
                 ))
             }
             SumPlans::Auto | SumPlans::Always => choice.reasons.push(format!(
-                "{} plans summed as one treatment (dvh.sum_plans {:?})",
+                "{} plans summed as one treatment (dvh.sum_plans: {})",
                 per_plan.len(),
-                settings.sum_plans
+                // The spelling of the config file, not of the code.
+                if settings.sum_plans == SumPlans::Auto { "auto" } else { "always" }
             )),
         }
     }
