@@ -132,11 +132,16 @@ fn ct_and_structures(
     section: &RadiomicsSection,
     exe: PathBuf,
 ) -> Result<()> {
+    let started = std::time::Instant::now();
     let files = crate::import::collect_files(&[ct.to_path_buf()])?;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
     let (volume, left_out) = crate::stages::organize::read_series(&files, threads)?;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "CT series read"
+    );
     if left_out > 0 {
         tracing::info!(
             left_out,
@@ -157,10 +162,18 @@ fn ct_and_structures(
         }
         rs.rois.retain(|r| a.roi.contains(&r.name));
     }
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "structure set read"
+    );
     let opts = section.pool_options(exe);
     let (rows, summary) = compute(&rs, &volume, section, yaml, params, &opts, 0, &|d, t| {
         tracing::info!(done = d, total = t, "radiomics ROIs");
     })?;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "features computed"
+    );
     if let Some(out) = &a.out {
         write_outputs(out, &rows)?;
     }

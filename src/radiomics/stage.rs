@@ -19,7 +19,7 @@ use serde_json::json;
 use super::engine::{whole_stats, Task};
 use super::params::Params;
 use super::pool::{self, PoolOptions, RoiOutcome};
-use super::voxelise::roi_mask;
+use super::voxelise::roi_window;
 use crate::course::Course;
 use crate::rt::RtStruct;
 use crate::stages::organize::VOLUME_FILE;
@@ -43,8 +43,10 @@ pub struct RadiomicsSection {
     /// are noise on a handful of voxels).
     pub min_voxels: usize,
     /// ROIs with more voxels (the body, say) get the cheap profile: shape
-    /// and first order only.
+    /// and first order of the Original image only, resampled to
+    /// `large_roi_spacing_mm` (x, y, z) when that is set.
     pub large_roi_voxels: usize,
+    pub large_roi_spacing_mm: Option<[f64; 3]>,
     /// Worker processes; none: cores − 1 (`RTNODE_RADIOMICS_WORKERS` wins).
     pub workers: Option<usize>,
     pub threads_per_worker: usize,
@@ -67,6 +69,7 @@ impl Default for RadiomicsSection {
             ],
             min_voxels: 64,
             large_roi_voxels: 2_000_000,
+            large_roi_spacing_mm: Some([3.0, 3.0, 3.0]),
             workers: None,
             threads_per_worker: 1,
             memory_mb: 4096,
@@ -294,12 +297,18 @@ pub fn compute(
     let filtered = params.settings.resampled_pixel_spacing.is_some()
         || params.image_types.iter().any(|t| t.name != "Original");
     let pad = params.settings.pad_distance + if filtered { 50 } else { 0 };
-    let integral = volume
-        .data
-        .iter()
-        .all(|v| v.fract() == 0.0 && *v >= i16::MIN as f32 && *v <= i16::MAX as f32);
+    // The pixel type of the CT as organize stores it (16-bit when every
+    // value is an integer in range): SimpleITK resamples into that type.
+    let in_i16 = |v: &f32| v.fract() == 0.0 && *v >= i16::MIN as f32 && *v <= i16::MAX as f32;
+    let integral = match volume.data.as_slice() {
+        Some(all) => {
+            use rayon::prelude::*;
+            all.par_chunks(1 << 16).all(|c| c.iter().all(in_i16))
+        }
+        None => volume.data.iter().all(in_i16),
+    };
     let integer_range = integral.then_some([i16::MIN as f64, i16::MAX as f64]);
-    let large_yaml = large_profile_yaml(params_yaml);
+    let large_yaml = large_profile_yaml(params_yaml, section.large_roi_spacing_mm);
     let mut rows: Vec<Row> = Vec::new();
     let mut tasks: Vec<Task> = Vec::new();
     let mut task_row: Vec<usize> = Vec::new();
@@ -322,29 +331,48 @@ pub fn compute(
             rows.push(row);
             continue;
         }
-        let (mask, notes) = roi_mask(roi, g);
-        let n = mask.iter().filter(|m| **m).count();
+        let (window, notes) = roi_window(roi, g);
+        let n = window.mask.iter().filter(|m| **m).count();
         if n < section.min_voxels {
             row.reason = format!("{n} voxels, radiomics.min_voxels is {}", section.min_voxels);
             rows.push(row);
             continue;
         }
-        let Some((lo, hi)) = super::image::bounding_box(&mask) else {
+        let Some((wlo, whi)) = super::image::bounding_box(&window.mask) else {
             continue;
         };
-        let (nz, ny, nx) = mask.dim();
-        let lo: Vec<usize> = lo.iter().map(|v| v.saturating_sub(pad)).collect();
-        let hi: Vec<usize> = hi
-            .iter()
-            .zip([nz, ny, nx])
-            .map(|(v, n)| (v + pad).min(n))
-            .collect();
-        let crop = s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]];
         let large = n > section.large_roi_voxels;
+        // A resampled large ROI needs the same room as any resampled one.
+        let pad = if large && section.large_roi_spacing_mm.is_some() {
+            params.settings.pad_distance + 50
+        } else {
+            pad
+        };
+        let (nz, ny, nx) = volume.data.dim();
+        let lo: Vec<usize> = (0..3)
+            .map(|a| (window.offset[a] + wlo[a]).saturating_sub(pad))
+            .collect();
+        let hi: Vec<usize> = (0..3)
+            .map(|a| (window.offset[a] + whi[a] + pad).min([nz, ny, nx][a]))
+            .collect();
+        // The ROI's mask on the crop: the window's voxels, shifted.
+        let mut crop_mask =
+            ndarray::Array3::from_elem((hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]), false);
+        for ((z, y, x), m) in window.mask.indexed_iter() {
+            if *m {
+                let at = [
+                    window.offset[0] + z - lo[0],
+                    window.offset[1] + y - lo[1],
+                    window.offset[2] + x - lo[2],
+                ];
+                crop_mask[at] = true;
+            }
+        }
+        let crop = s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]];
         row.diagnostics.push((
             "diagnostics_rtnode_Profile".into(),
             if large {
-                "large (shape, firstorder)"
+                "large (shape, firstorder of Original, resampled to large_roi_spacing_mm)"
             } else {
                 "full"
             }
@@ -365,7 +393,7 @@ pub fn compute(
         tasks.push(Task {
             roi: roi.name.clone(),
             image: volume.data.slice(crop).to_owned(),
-            mask: mask.slice(crop).to_owned(),
+            mask: crop_mask,
             spacing,
             params_yaml: if large {
                 large_yaml.clone()
@@ -382,6 +410,7 @@ pub fn compute(
         task_row.push(rows.len());
         rows.push(row);
     }
+    tracing::debug!(rois = tasks.len(), "radiomics ROIs voxelised");
     let outcomes = pool::run(tasks, opts, progress);
     let (mut done, mut failed) = (0, 0);
     for ((_, outcome), i) in outcomes.into_iter().zip(task_row) {
@@ -408,8 +437,8 @@ pub fn compute(
 }
 
 /// The cheap profile for very large ROIs: the same settings, shape and
-/// first order only.
-fn large_profile_yaml(params_yaml: &str) -> String {
+/// first order of the Original image only, at `spacing` (x, y, z mm) when given.
+fn large_profile_yaml(params_yaml: &str, spacing: Option<[f64; 3]>) -> String {
     let mut doc: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(params_yaml).unwrap_or(serde_yaml_ng::Value::Null);
     if !doc.is_mapping() {
@@ -423,6 +452,26 @@ fn large_profile_yaml(params_yaml: &str) -> String {
             "featureClass".into(),
             serde_yaml_ng::Value::Mapping(classes),
         );
+        let mut types = serde_yaml_ng::Mapping::new();
+        types.insert(
+            "Original".into(),
+            serde_yaml_ng::Value::Mapping(Default::default()),
+        );
+        m.insert("imageType".into(), serde_yaml_ng::Value::Mapping(types));
+        if let Some(sp) = spacing {
+            let setting = m
+                .entry("setting".into())
+                .or_insert_with(|| serde_yaml_ng::Value::Mapping(Default::default()));
+            if !setting.is_mapping() {
+                *setting = serde_yaml_ng::Value::Mapping(Default::default());
+            }
+            if let Some(sm) = setting.as_mapping_mut() {
+                sm.insert(
+                    "resampledPixelSpacing".into(),
+                    serde_yaml_ng::Value::Sequence(sp.iter().map(|v| (*v).into()).collect()),
+                );
+            }
+        }
     }
     serde_yaml_ng::to_string(&doc).unwrap_or_default()
 }
@@ -516,5 +565,32 @@ fn quote(s: &str) -> String {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_large_profile_keeps_settings_and_is_cheap() {
+        let yaml = large_profile_yaml(
+            "setting: {binWidth: 10, label: 1}\nimageType: {Original: {}, LoG: {sigma: [1.0]}, Wavelet: {}}\n",
+            Some([3.0, 3.0, 2.5]),
+        );
+        let p = Params::from_yaml(&yaml).unwrap();
+        assert_eq!(p.settings.bin_width, 10.0);
+        assert_eq!(
+            p.settings.resampled_pixel_spacing,
+            Some(vec![3.0, 3.0, 2.5])
+        );
+        assert_eq!(p.image_types.len(), 1);
+        assert_eq!(p.image_types[0].name, "Original");
+        assert_eq!(
+            p.classes.keys().collect::<Vec<_>>(),
+            ["firstorder", "shape"]
+        );
+        let p = Params::from_yaml(&large_profile_yaml("", None)).unwrap();
+        assert_eq!(p.settings.resampled_pixel_spacing, None);
     }
 }

@@ -222,27 +222,40 @@ pub fn read_series(files: &[std::path::PathBuf], threads: usize) -> Result<(Volu
     let mut series: Option<String> = None;
     let mut iop0: Option<Vec<f64>> = None;
     let mut left_out = 0;
-    for path in files {
-        let Ok(obj) = dicom_object::OpenFileOptions::new()
-            .read_until(tags::PIXEL_DATA)
-            .open_file(path)
-        else {
+    // Headers in parallel (the pixel data is read later, in slice order).
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .context("thread pool")?;
+    // (series UID, orientation, position, SOP instance UID)
+    type Header = (String, Vec<f64>, Vec<f64>, String);
+    let headers: Vec<Option<Header>> = pool.install(|| {
+        files
+            .par_iter()
+            .map(|path| {
+                let obj = dicom_object::OpenFileOptions::new()
+                    .read_until(tags::PIXEL_DATA)
+                    .open_file(path)
+                    .ok()?;
+                let ipp = obj
+                    .get(tags::IMAGE_POSITION_PATIENT)
+                    .and_then(|e| e.to_multi_float64().ok())
+                    .filter(|v| v.len() == 3)?;
+                let iop = obj
+                    .get(tags::IMAGE_ORIENTATION_PATIENT)
+                    .and_then(|e| e.to_multi_float64().ok())
+                    .filter(|v| v.len() == 6)?;
+                let uid = text(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
+                let sop = text(&obj, tags::SOP_INSTANCE_UID).unwrap_or_default();
+                Some((uid, iop, ipp, sop))
+            })
+            .collect()
+    });
+    for (path, header) in files.iter().zip(headers) {
+        let Some((uid, iop, ipp, sop)) = header else {
             left_out += 1;
             continue;
         };
-        let ipp = obj
-            .get(tags::IMAGE_POSITION_PATIENT)
-            .and_then(|e| e.to_multi_float64().ok())
-            .filter(|v| v.len() == 3);
-        let iop = obj
-            .get(tags::IMAGE_ORIENTATION_PATIENT)
-            .and_then(|e| e.to_multi_float64().ok())
-            .filter(|v| v.len() == 6);
-        let (Some(ipp), Some(iop)) = (ipp, iop) else {
-            left_out += 1;
-            continue;
-        };
-        let uid = text(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
         if series.get_or_insert_with(|| uid.clone()) != &uid {
             left_out += 1;
             continue;
@@ -255,7 +268,7 @@ pub fn read_series(files: &[std::path::PathBuf], threads: usize) -> Result<(Volu
         ];
         let position = [ipp[0], ipp[1], ipp[2]];
         slices.push(Slice {
-            uid: text(&obj, tags::SOP_INSTANCE_UID).unwrap_or_default(),
+            uid: sop,
             path: path.clone(),
             position,
             along: position[0] * normal[0] + position[1] * normal[1] + position[2] * normal[2],
