@@ -14,6 +14,14 @@ use super::resample::{self, IbsiResampling, PixelCast, Placement};
 use super::wavelet;
 use super::{firstorder, glcm, gldm, gldzm, glrlm, glszm, ngtdm, shape};
 
+/// Features pyradiomics computes only when a parameter file names them.
+const DEPRECATED: &[&str] = &[
+    "StandardDeviation",
+    "Compactness1",
+    "Compactness2",
+    "SphericalDisproportion",
+];
+
 /// A texture class's feature function.
 type ClassFn = fn(&Levels, &TextureSettings) -> Vec<(&'static str, f64)>;
 
@@ -204,7 +212,7 @@ pub fn extract(task: &Task, params: &Params) -> Result<Extraction> {
     let keep = |class: &str, name: &str| match params.classes.get(class) {
         // pyradiomics leaves its deprecated features (StandardDeviation,
         // Compactness1/2, SphericalDisproportion) out unless named.
-        Some(None) => super::feature_names(class).contains(&name),
+        Some(None) => !DEPRECATED.contains(&name),
         Some(Some(list)) => list.iter().any(|n| n == name),
         None => false,
     };
@@ -272,7 +280,7 @@ fn features_of(
     let keep = |class: &str, name: &str| match params.classes.get(class) {
         // pyradiomics leaves its deprecated features (StandardDeviation,
         // Compactness1/2, SphericalDisproportion) out unless named.
-        Some(None) => super::feature_names(class).contains(&name),
+        Some(None) => !DEPRECATED.contains(&name),
         Some(Some(list)) => list.iter().any(|n| n == name),
         None => false,
     };

@@ -33,6 +33,23 @@ pub mod worker;
 pub use engine::{extract, Extraction, Task};
 pub use params::Params;
 
+/// Whether a parameter file may name `feature` in `class`: pyradiomics'
+/// features, its deprecated ones (computed only when named) and the IBSI
+/// features rtnode adds in `ibsi` mode.
+pub fn is_feature(class: &str, feature: &str) -> bool {
+    let extra: &[&str] = match class {
+        "firstorder" => &["StandardDeviation"],
+        "shape" => &["Compactness1", "Compactness2", "SphericalDisproportion"],
+        "gldm" => &[
+            "GrayLevelNonUniformityNormalized",
+            "DependencePercentage",
+            "DependenceEnergy",
+        ],
+        _ => &[],
+    };
+    feature_names(class).contains(&feature) || extra.contains(&feature)
+}
+
 /// The features of a class, pyradiomics' names, in its output order.
 pub fn feature_names(class: &str) -> &'static [&'static str] {
     match class {

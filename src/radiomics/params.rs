@@ -256,9 +256,8 @@ impl Params {
                                     })
                                 })
                                 .collect::<Result<Vec<_>>>()?;
-                            let known = super::feature_names(name);
                             for n in &names {
-                                if !known.contains(&n.as_str()) {
+                                if !super::is_feature(name, n) {
                                     bail!("featureClass.{name}: unknown feature {n:?}");
                                 }
                             }
