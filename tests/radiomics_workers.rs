@@ -128,6 +128,19 @@ fn the_stage_records_a_crashed_roi_and_completes_the_course() {
         .status()
         .unwrap();
     assert!(st.success());
+    // One slice marked as lossy-compressed: every row must say so.
+    let slice = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("CT_"))
+        .unwrap();
+    let mut obj = dicom_object::open_file(&slice).unwrap();
+    obj.put(dicom_core::DataElement::new(
+        dicom_dictionary_std::tags::LOSSY_IMAGE_COMPRESSION,
+        dicom_core::VR::CS,
+        dicom_core::PrimitiveValue::from("01"),
+    ));
+    obj.write_to_file(&slice).unwrap();
     let out = dir.join("out");
     let cfg = dir.join("rtnode.yaml");
     std::fs::write(
@@ -170,6 +183,11 @@ fn the_stage_records_a_crashed_roi_and_completes_the_course() {
         "the body is skipped by name"
     );
     assert!(header.contains(&"original_glcm_JointEnergy"));
+    let lossy = header
+        .iter()
+        .position(|h| *h == "diagnostics_Image-original_LossyImageCompression")
+        .unwrap();
+    assert_eq!(row("PTV")[lossy], "YES (1 slices)");
     assert!(header.contains(&"original_shape_MeshVolume"));
 }
 

@@ -100,3 +100,72 @@ pub fn discretise(
         spacing: roi.spacing,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pyradiomics_bins_start_at_a_multiple_of_the_width_below_the_minimum() {
+        // min 3 → first edge 0 (3 - 3 % 25); max 60 + 2·25 → edges 0, 25, 50, 75, 100.
+        let e = bin_edges(
+            &[3.0, 30.0, 60.0],
+            Binning::Width(25.0),
+            Standard::Pyradiomics,
+            Some(-10.0),
+        );
+        assert_eq!(e, vec![0.0, 25.0, 50.0, 75.0, 100.0]);
+        assert_eq!(digitize(3.0, &e), 1);
+        assert_eq!(digitize(25.0, &e), 2);
+        assert_eq!(digitize(60.0, &e), 3);
+        // Negative values: Python's % keeps the divisor's sign.
+        let e = bin_edges(
+            &[-1010.0, -990.0],
+            Binning::Width(25.0),
+            Standard::Pyradiomics,
+            None,
+        );
+        assert_eq!(e[0], -1025.0);
+    }
+
+    #[test]
+    fn ibsi_fixed_bin_size_starts_at_the_lower_resegmentation_bound() {
+        // IBSI 1, fixed bin size: X_d = floor((X - X_min) / w_b) + 1 with
+        // X_min the lower bound of the resegmentation range, not the ROI minimum.
+        let e = bin_edges(
+            &[3.0, 30.0, 60.0],
+            Binning::Width(25.0),
+            Standard::Ibsi,
+            Some(-10.0),
+        );
+        assert_eq!(e[0], -10.0);
+        for (x, level) in [(3.0, 1), (14.9, 1), (15.0, 2), (30.0, 2), (60.0, 3)] {
+            let expected = ((x - -10.0) / 25.0_f64).floor() as u32 + 1;
+            assert_eq!(expected, level);
+            assert_eq!(digitize(x, &e), level, "{x}");
+        }
+        // Without a resegmentation range, IBSI and pyradiomics agree.
+        assert_eq!(
+            bin_edges(&[3.0, 60.0], Binning::Width(25.0), Standard::Ibsi, None),
+            bin_edges(
+                &[3.0, 60.0],
+                Binning::Width(25.0),
+                Standard::Pyradiomics,
+                None
+            )
+        );
+    }
+
+    #[test]
+    fn fixed_bin_count_puts_the_maximum_in_the_top_bin() {
+        let e = bin_edges(
+            &[0.0, 5.0, 10.0],
+            Binning::Count(4),
+            Standard::Pyradiomics,
+            None,
+        );
+        assert_eq!(digitize(0.0, &e), 1);
+        assert_eq!(digitize(10.0, &e), 4);
+        assert_eq!(digitize(5.0, &e), 3);
+    }
+}

@@ -108,23 +108,7 @@ impl Stage for Organize {
         }
         let n = slices.len();
         let spacing_z = course.geometry.spacing_mm.context("no slice spacing")?;
-        // Slice direction from the sorted positions, so feet-first series
-        // (whose normal points the other way) keep a right-handed grid.
-        let dz: [f64; 3] = std::array::from_fn(|a| {
-            (slices[n - 1].position[a] - slices[0].position[a]) / (n as f64 - 1.0)
-        });
-        let len = (dz[0] * dz[0] + dz[1] * dz[1] + dz[2] * dz[2]).sqrt();
-        let geometry = Geometry {
-            origin: slices[0].position,
-            // PixelSpacing is row spacing \ column spacing.
-            spacing: [ps[1], ps[0], spacing_z],
-            directions: [
-                [iop[0], iop[1], iop[2]],
-                [iop[3], iop[4], iop[5]],
-                [dz[0] / len, dz[1] / len, dz[2] / len],
-            ],
-            size: [cols, rows, n],
-        };
+        let geometry = series_geometry(&slices, &ps, &iop, spacing_z, rows, cols);
 
         let data = decode_planes(&slices, rows, cols, ctx.threads, ctx.progress)?;
         let volume = Volume {
@@ -158,6 +142,36 @@ impl Stage for Organize {
             "spacing_mm": volume.geometry.spacing,
             "hu_range": [hu_min, hu_max],
         })))
+    }
+}
+
+/// The grid of sorted slices: the slice direction from their positions, so
+/// feet-first series (whose normal points the other way) keep a
+/// right-handed grid. `ps` is PixelSpacing (row spacing \ column spacing).
+fn series_geometry(
+    slices: &[Slice],
+    ps: &[f64],
+    iop: &[f64],
+    spacing_z: f64,
+    rows: usize,
+    cols: usize,
+) -> Geometry {
+    let n = slices.len();
+    let dz: [f64; 3] = std::array::from_fn(|a| {
+        (slices[n - 1].position[a] - slices[0].position[a]) / (n as f64 - 1.0).max(1.0)
+    });
+    let len = (dz[0] * dz[0] + dz[1] * dz[1] + dz[2] * dz[2])
+        .sqrt()
+        .max(f64::MIN_POSITIVE);
+    Geometry {
+        origin: slices[0].position,
+        spacing: [ps[1], ps[0], spacing_z],
+        directions: [
+            [iop[0], iop[1], iop[2]],
+            [iop[3], iop[4], iop[5]],
+            [dz[0] / len, dz[1] / len, dz[2] / len],
+        ],
+        size: [cols, rows, n],
     }
 }
 
@@ -296,20 +310,7 @@ pub fn read_series(files: &[std::path::PathBuf], threads: usize) -> Result<(Volu
     {
         bail!("the slices are not evenly spaced (or two share a position)");
     }
-    let dz: [f64; 3] = std::array::from_fn(|a| {
-        (slices[n - 1].position[a] - slices[0].position[a]) / (n as f64 - 1.0)
-    });
-    let len = (dz[0] * dz[0] + dz[1] * dz[1] + dz[2] * dz[2]).sqrt();
-    let geometry = Geometry {
-        origin: slices[0].position,
-        spacing: [ps[1], ps[0], spacing_z],
-        directions: [
-            [iop[0], iop[1], iop[2]],
-            [iop[3], iop[4], iop[5]],
-            [dz[0] / len, dz[1] / len, dz[2] / len],
-        ],
-        size: [cols, rows, n],
-    };
+    let geometry = series_geometry(&slices, &ps, &iop, spacing_z, rows, cols);
     let data = decode_planes(&slices, rows, cols, threads, &|_, _| {})?;
     Ok((
         Volume {
