@@ -339,6 +339,8 @@ pub fn compute(
             continue;
         }
         let Some((wlo, whi)) = super::image::bounding_box(&window.mask) else {
+            row.reason = "no voxel centre lies inside the contours".into();
+            rows.push(row);
             continue;
         };
         let large = n > section.large_roi_voxels;
