@@ -177,6 +177,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             println!("  {:<13} {:<8} {:>8}  {}", s.stage, s.state, time, why);
         }
         print_dvh(&cfg.node.data_dir, &c.id, c.version);
+        print_radiomics(&cfg.node.data_dir, &c.id, c.version);
         let results = cfg
             .node
             .data_dir
@@ -216,6 +217,41 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         bail!("the course did not complete cleanly");
     }
     Ok(())
+}
+
+/// What the radiomics stage did per ROI, with a few features.
+fn print_radiomics(data_dir: &Path, course: &str, version: u32) {
+    let p = data_dir
+        .join("courses")
+        .join(course)
+        .join(format!("v{version}"))
+        .join("radiomics")
+        .join(crate::radiomics::stage::JSON_FILE);
+    let Ok(bytes) = std::fs::read(&p) else { return };
+    let Ok(serde_json::Value::Object(rois)) = serde_json::from_slice::<serde_json::Value>(&bytes)
+    else {
+        return;
+    };
+    println!("  radiomics (pyradiomics defaults, in worker processes):");
+    for (name, r) in &rois {
+        let f = &r["features"];
+        let n = f.as_object().map_or(0, |m| m.len());
+        let show = |k: &str| f[k].as_f64().map(|v| format!("{v:.3}")).unwrap_or_default();
+        match r["status"].as_str() {
+            Some("done") => println!(
+                "    {name:<16} {n} features  MeshVolume {:>10} mm3  Sphericity {}  Mean {} HU  GLCM Contrast {}",
+                show("original_shape_MeshVolume"),
+                show("original_shape_Sphericity"),
+                show("original_firstorder_Mean"),
+                show("original_glcm_Contrast"),
+            ),
+            status => println!(
+                "    {name:<16} {}: {}",
+                status.unwrap_or("?"),
+                r["reason"].as_str().unwrap_or("")
+            ),
+        }
+    }
 }
 
 /// The main DVH metrics, when the build has the DVH stage and it ran.

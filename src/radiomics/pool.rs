@@ -240,8 +240,12 @@ pub fn run(
     }
     let names: Vec<String> = tasks.iter().map(|t| t.roi.clone()).collect();
     drop(tasks);
-    let queue: Mutex<VecDeque<usize>> =
-        Mutex::new((0..total).filter(|i| payloads[*i].is_some()).collect());
+    // Largest ROIs first (by message size, a fair proxy for their work):
+    // the last worker then does not start the biggest ROI when the others
+    // are already idle.
+    let mut order: Vec<usize> = (0..total).filter(|i| payloads[*i].is_some()).collect();
+    order.sort_by_key(|i| std::cmp::Reverse(payloads[*i].as_ref().map_or(0, |p| p.len())));
+    let queue: Mutex<VecDeque<usize>> = Mutex::new(order.into_iter().collect());
     let results = Mutex::new(results);
     let done = std::sync::atomic::AtomicU64::new(
         results

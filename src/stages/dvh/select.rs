@@ -610,7 +610,11 @@ fn finish(
                 "{} plans summed as one treatment (dvh.sum_plans: {})",
                 per_plan.len(),
                 // The spelling of the config file, not of the code.
-                if settings.sum_plans == SumPlans::Auto { "auto" } else { "always" }
+                if settings.sum_plans == SumPlans::Auto {
+                    "auto"
+                } else {
+                    "always"
+                }
             )),
         }
     }
