@@ -157,6 +157,12 @@ pub fn extract(task: &Task, params: &Params) -> Result<Extraction> {
             };
             (r.image, r.mask, r.spacing)
         }
+        // Without preCrop, pyradiomics filters the image as it was given
+        // (LoG's recursive filter reaches far beyond padDistance); the
+        // stage's crops leave 50 voxels for that.
+        None if !st.pre_crop && params.image_types.iter().any(|t| t.name != "Original") => {
+            (image.clone(), task.mask.clone(), task.spacing)
+        }
         None => {
             let (nz, ny, nx) = image.dim();
             let l: [usize; 3] = std::array::from_fn(|a| lo[a].saturating_sub(pad));
