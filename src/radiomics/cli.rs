@@ -94,7 +94,11 @@ fn image_and_mask(
         placement: super::resample::Placement::whole(&msk.data),
         integer_range: img.integer_range,
     };
-    let opts = section.pool_options(exe);
+    let mut opts = section.pool_options(exe);
+    // --workers on the command line wins over RTNODE_RADIOMICS_WORKERS.
+    if let Some(w) = a.workers.filter(|w| *w > 0) {
+        opts.workers = w;
+    }
     let (_, outcome) = pool::run(vec![task], &opts, &|_, _| {})
         .into_iter()
         .next()
@@ -166,7 +170,11 @@ fn ct_and_structures(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "structure set read"
     );
-    let opts = section.pool_options(exe);
+    let mut opts = section.pool_options(exe);
+    // --workers on the command line wins over RTNODE_RADIOMICS_WORKERS.
+    if let Some(w) = a.workers.filter(|w| *w > 0) {
+        opts.workers = w;
+    }
     let (rows, summary) = compute(&rs, &volume, section, yaml, params, &opts, 0, &|d, t| {
         tracing::info!(done = d, total = t, "radiomics ROIs");
     })?;
