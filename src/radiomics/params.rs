@@ -214,7 +214,7 @@ impl Params {
                         "Square" | "SquareRoot" | "Logarithm" | "Exponential" | "Gradient"
                         | "LBP2D" | "LBP3D" => {
                             bail!(
-                                "imageType.{name}: not supported by rtnode (it computes Original)"
+                                "imageType.{name}: not supported by rtnode (it computes Original, LoG and Wavelet)"
                             )
                         }
                         other => bail!("imageType.{other}: unknown image type"),
