@@ -10,83 +10,26 @@
 //! within 1e-9 of zero: entropies of one zone are ±3e-16 by its eps).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rtnode::radiomics::{extract, io, Params, Task};
 
 const REL_TOL: f64 = 1e-4;
 const ZERO_TOL: f64 = 1e-9;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pyradiomics")
-}
-
-struct Baseline {
-    columns: Vec<String>,
-    rows: HashMap<String, Vec<String>>,
-}
-
-fn split_csv(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    for c in line.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => out.push(std::mem::take(&mut cur)),
-            c => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
-}
+mod radiomics_support;
+use radiomics_support::{pyradiomics_fixtures as fixtures, python_dict, Baseline};
 
 fn baseline(class: &str) -> Baseline {
-    let text =
-        std::fs::read_to_string(fixtures().join(format!("baseline/baseline_{class}.csv"))).unwrap();
-    let mut lines = text.lines();
-    let header = split_csv(lines.next().unwrap());
-    let mut rows = HashMap::new();
-    for l in lines {
-        let f = split_csv(l);
-        rows.insert(f[0].clone(), f[1..].to_vec());
-    }
-    Baseline {
-        columns: header[1..].to_vec(),
-        rows,
-    }
+    Baseline::load(class)
 }
 
 /// A Python dict's text (`{'binWidth': 25, 'force2D': False, …}`) as a
 /// pyradiomics parameter file.
 fn settings_yaml(dict: &str) -> String {
-    let inner = dict.trim().trim_start_matches('{').trim_end_matches('}');
-    let mut parts = Vec::new();
-    let (mut depth, mut cur) = (0, String::new());
-    for c in inner.chars() {
-        match c {
-            '[' | '(' => depth += 1,
-            ']' | ')' => depth -= 1,
-            _ => {}
-        }
-        if c == ',' && depth == 0 {
-            parts.push(std::mem::take(&mut cur));
-        } else {
-            cur.push(c);
-        }
-    }
-    parts.push(cur);
     let mut yaml = String::from("setting:\n");
-    for p in parts {
-        let Some((k, v)) = p.split_once(':') else {
-            continue;
-        };
-        let k = k.trim().trim_matches('\'');
-        let v = v
-            .trim()
-            .replace('\'', "")
-            .replace('(', "[")
-            .replace(')', "]");
+    for (k, v) in python_dict(dict) {
+        let v = v.replace('\'', "").replace('(', "[").replace(')', "]");
         let v = match v.as_str() {
             "None" => continue,
             "True" => "true".to_string(),

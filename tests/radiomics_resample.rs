@@ -35,84 +35,19 @@ fn rel_diff(ours: f64, theirs: f64) -> f64 {
     (ours - theirs).abs() / theirs.abs().max(1e-12)
 }
 
-/// One baseline CSV: feature name -> values by column.
-struct Baseline {
-    columns: Vec<String>,
-    rows: HashMap<String, Vec<String>>,
-}
+mod radiomics_support;
+use radiomics_support::{python_dict, Baseline};
 
-fn split_csv(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    for c in line.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => out.push(std::mem::take(&mut cur)),
-            c => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
-}
-
-impl Baseline {
-    fn load(class: &str) -> Baseline {
-        let path = fixtures().join(format!("baseline/baseline_{class}.csv"));
-        let text = std::fs::read_to_string(&path).unwrap();
-        let mut lines = text.lines();
-        let header = split_csv(lines.next().unwrap());
-        let mut rows = HashMap::new();
-        for l in lines.filter(|l| !l.is_empty()) {
-            let f = split_csv(l);
-            rows.insert(f[0].clone(), f[1..].to_vec());
-        }
-        Baseline {
-            columns: header[1..].to_vec(),
-            rows,
-        }
-    }
-
-    fn get(&self, feature: &str, column: &str) -> Option<&str> {
-        let i = self.columns.iter().position(|c| c == column)?;
-        self.rows.get(feature)?.get(i).map(|s| s.as_str())
-    }
-
-    /// The column's settings (its `diagnostics_Configuration_Settings`, a
-    /// Python dict's text), `None` values left out.
-    fn settings(&self, column: &str) -> Settings {
-        let text = self
-            .get("diagnostics_Configuration_Settings", column)
-            .unwrap();
-        let inner = text.trim().trim_start_matches('{').trim_end_matches('}');
-        let mut parts = Vec::new();
-        let (mut depth, mut cur) = (0, String::new());
-        for c in inner.chars() {
-            match c {
-                '[' | '(' | '{' => depth += 1,
-                ']' | ')' | '}' => depth -= 1,
-                _ => {}
-            }
-            if c == ',' && depth == 0 {
-                parts.push(std::mem::take(&mut cur));
-            } else {
-                cur.push(c);
-            }
-        }
-        parts.push(cur);
-        let raw = parts
-            .iter()
-            .filter_map(|p| p.split_once(':'))
-            .map(|(k, v)| {
-                (
-                    k.trim().trim_matches('\'').to_string(),
-                    v.trim().trim_matches('\'').to_string(),
-                )
-            })
+/// A baseline column's settings (its `diagnostics_Configuration_Settings`),
+/// `None` values left out.
+fn settings(b: &Baseline, column: &str) -> Settings {
+    let text = b.get("diagnostics_Configuration_Settings", column).unwrap();
+    Settings(
+        python_dict(text)
+            .into_iter()
             .filter(|(_, v)| v != "None")
-            .collect();
-        Settings(raw)
-    }
+            .collect(),
+    )
 }
 
 struct Settings(HashMap<String, String>);
@@ -234,7 +169,7 @@ fn pyradiomics_resampling_matches_baseline() {
     let mut fails = Vec::new();
     let mut checked = 0;
     for column in b.columns.iter().filter(|c| c.ends_with("_resampling")) {
-        let settings = b.settings(column);
+        let settings = settings(&b, column);
         let target = settings.list("resampledPixelSpacing").unwrap();
         let interpolator = match settings.get("interpolator") {
             Some("sitkLinear") => Interpolator::Linear,

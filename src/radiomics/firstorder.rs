@@ -72,7 +72,7 @@ fn level_counts(levels: &Levels) -> Vec<f64> {
     h
 }
 
-const NAMES: [&str; 19] = [
+pub const NAMES: [&str; 19] = [
     "Energy",
     "TotalEnergy",
     "Entropy",

@@ -38,53 +38,18 @@ pub use params::Params;
 /// features rtnode adds in `ibsi` mode.
 pub fn is_feature(class: &str, feature: &str) -> bool {
     let extra: &[&str] = match class {
-        "firstorder" => &["StandardDeviation"],
-        "shape" => &["Compactness1", "Compactness2", "SphericalDisproportion"],
         "gldm" => &gldm::IBSI_EXTRA,
         _ => &[],
     };
     feature_names(class).contains(&feature) || extra.contains(&feature)
 }
 
-/// The features of a class, pyradiomics' names, in its output order.
+/// The features of a class, pyradiomics' names (its deprecated ones
+/// included), in rtnode's output order.
 pub fn feature_names(class: &str) -> &'static [&'static str] {
     match class {
-        "firstorder" => &[
-            "Energy",
-            "TotalEnergy",
-            "Entropy",
-            "Minimum",
-            "10Percentile",
-            "90Percentile",
-            "Maximum",
-            "Mean",
-            "Median",
-            "InterquartileRange",
-            "Range",
-            "MeanAbsoluteDeviation",
-            "RobustMeanAbsoluteDeviation",
-            "RootMeanSquared",
-            "Skewness",
-            "Kurtosis",
-            "Variance",
-            "Uniformity",
-        ],
-        "shape" => &[
-            "MeshVolume",
-            "VoxelVolume",
-            "SurfaceArea",
-            "SurfaceVolumeRatio",
-            "Sphericity",
-            "Maximum3DDiameter",
-            "Maximum2DDiameterSlice",
-            "Maximum2DDiameterColumn",
-            "Maximum2DDiameterRow",
-            "MajorAxisLength",
-            "MinorAxisLength",
-            "LeastAxisLength",
-            "Elongation",
-            "Flatness",
-        ],
+        "firstorder" => &firstorder::NAMES,
+        "shape" => &shape::NAMES,
         "glcm" => &glcm::NAMES,
         "glrlm" => &glrlm::NAMES,
         "glszm" => &glszm::NAMES,

@@ -564,7 +564,7 @@ fn ratio(small: f64, large: f64) -> f64 {
     }
 }
 
-const NAMES: [&str; 17] = [
+pub const NAMES: [&str; 17] = [
     "MeshVolume",
     "VoxelVolume",
     "SurfaceArea",
