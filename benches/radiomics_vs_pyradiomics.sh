@@ -31,20 +31,7 @@ trap 'rm -rf "$WORK"' EXIT
 cargo build --release --locked --bin rtnode >/dev/null 2>&1 || cargo build --release --bin rtnode
 BIN="$TARGET/release/rtnode"
 
-timed() {
-    local name=$1 runs=$2
-    shift 2
-    local walls=() rss=0
-    for _ in $(seq "$runs"); do
-        /usr/bin/time -f "%e %M" -o "$WORK/time" "$@" >/dev/null
-        read -r w m <"$WORK/time"
-        walls+=("$w")
-        [ "$m" -gt "$rss" ] && rss=$m
-    done
-    local median
-    median=$(printf '%s\n' "${walls[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-    printf '%-40s %8.2f s %8.0f MiB\n' "$name" "$median" "$((rss / 1024))"
-}
+. benches/timed.sh
 
 "$BIN" synth --out "$WORK/ct" --slices "$SLICES" --rows 512 --rt --noise-hu "${NOISE_HU:-20}" >/dev/null
 "$BIN" radiomics --ct "$WORK/ct" --rtstruct "$WORK/ct/RS.dcm" --params "$PARAMS" \

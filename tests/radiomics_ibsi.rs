@@ -47,18 +47,8 @@ fn fixtures() -> PathBuf {
 
 // ---- the reference ----
 
-fn split_csv(line: &str) -> Vec<String> {
-    let mut out = vec![String::new()];
-    let mut quoted = false;
-    for c in line.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => out.push(String::new()),
-            c => out.last_mut().unwrap().push(c),
-        }
-    }
-    out
-}
+mod radiomics_support;
+use radiomics_support::split_csv;
 
 /// One consensus row.
 #[derive(Debug, Clone)]

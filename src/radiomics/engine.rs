@@ -14,14 +14,6 @@ use super::resample::{self, IbsiResampling, PixelCast, Placement};
 use super::wavelet;
 use super::{firstorder, glcm, gldm, gldzm, glrlm, glszm, ngtdm, shape};
 
-/// Features pyradiomics computes only when a parameter file names them.
-const DEPRECATED: &[&str] = &[
-    "StandardDeviation",
-    "Compactness1",
-    "Compactness2",
-    "SphericalDisproportion",
-];
-
 /// A texture class's feature function.
 type ClassFn = fn(&Levels, &TextureSettings) -> Vec<(&'static str, f64)>;
 
@@ -214,22 +206,14 @@ pub fn extract(task: &Task, params: &Params) -> Result<Extraction> {
         texture_voxels.to_string(),
     ));
 
-    let enabled = |class: &str| params.classes.contains_key(class);
-    let keep = |class: &str, name: &str| match params.classes.get(class) {
-        // pyradiomics leaves its deprecated features (StandardDeviation,
-        // Compactness1/2, SphericalDisproportion) out unless named.
-        Some(None) => !DEPRECATED.contains(&name),
-        Some(Some(list)) => list.iter().any(|n| n == name),
-        None => false,
-    };
-    if enabled("shape") {
+    if params.enabled("shape") {
         let m = if st.resegment_shape {
             &texture_mask
         } else {
             &shape_mask
         };
         for (name, v) in shape::features(m, spacing) {
-            if keep("shape", name) {
+            if params.wants("shape", name) {
                 out.features.push((format!("original_shape_{name}"), v));
             }
         }
@@ -258,7 +242,7 @@ pub fn extract(task: &Task, params: &Params) -> Result<Extraction> {
             features_of(
                 &mut out,
                 &prefix,
-                &filtered,
+                filtered,
                 &texture_mask,
                 spacing,
                 &it.settings,
@@ -275,23 +259,15 @@ pub fn extract(task: &Task, params: &Params) -> Result<Extraction> {
 fn features_of(
     out: &mut Extraction,
     prefix: &str,
-    image: &Array3<f64>,
+    image: Array3<f64>,
     mask: &Array3<bool>,
     spacing: [f64; 3],
     s: &Settings,
     reseg_bounds: Option<[f64; 2]>,
     params: &Params,
 ) -> Result<()> {
-    let enabled = |class: &str| params.classes.contains_key(class);
-    let keep = |class: &str, name: &str| match params.classes.get(class) {
-        // pyradiomics leaves its deprecated features (StandardDeviation,
-        // Compactness1/2, SphericalDisproportion) out unless named.
-        Some(None) => !DEPRECATED.contains(&name),
-        Some(Some(list)) => list.iter().any(|n| n == name),
-        None => false,
-    };
     let roi = Roi {
-        image: image.clone(),
+        image,
         mask: mask.clone(),
         spacing,
     };
@@ -302,7 +278,7 @@ fn features_of(
     let levels = discretise(&roi, binning(s), s.standard, lower);
     let texture = texture_settings(s);
     let mut classes: Vec<(&str, Vec<(&'static str, f64)>)> = Vec::new();
-    if enabled("firstorder") {
+    if params.enabled("firstorder") {
         classes.push((
             "firstorder",
             firstorder::features(&roi, &levels, s.voxel_array_shift),
@@ -320,14 +296,14 @@ fn features_of(
         use rayon::prelude::*;
         texture_classes
             .par_iter()
-            .filter(|(c, _)| enabled(c))
+            .filter(|(c, _)| params.enabled(c))
             .map(|(c, f)| (*c, f(&levels, &texture)))
             .collect()
     };
     classes.extend(computed);
     for (class, feats) in classes {
         for (name, v) in feats {
-            if keep(class, name) {
+            if params.wants(class, name) {
                 out.features.push((format!("{prefix}_{class}_{name}"), v));
             }
         }
@@ -365,10 +341,17 @@ fn texture_settings(s: &Settings) -> TextureSettings {
 
 /// Mean and sample standard deviation (n − 1, as ITK's statistics filter
 /// that pyradiomics' normalisation uses) of every voxel.
-pub fn whole_stats(image: &Array3<f64>) -> [f64; 2] {
+pub fn whole_stats<T: Copy + Into<f64>>(image: &Array3<T>) -> [f64; 2] {
     let n = image.len() as f64;
-    let mean = image.sum() / n;
-    let var = image.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0).max(1.0);
+    let mean = image.iter().map(|v| (*v).into()).sum::<f64>() / n;
+    let var = image
+        .iter()
+        .map(|v| {
+            let d = (*v).into() - mean;
+            d * d
+        })
+        .sum::<f64>()
+        / (n - 1.0).max(1.0);
     [mean, var.sqrt()]
 }
 

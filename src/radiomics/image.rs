@@ -1,7 +1,8 @@
 //! The types every feature class works on. Arrays are indexed `[z, y, x]`
 //! (slice, row, column), as pyradiomics' numpy arrays from SimpleITK are;
 //! spacing is in the same axis order, mm.
-use ndarray::Array3;
+use ndarray::{Array3, Axis};
+use rayon::prelude::*;
 use serde::Serialize;
 
 /// An image and its ROI mask on one grid, cropped to the mask's bounding box.
@@ -130,20 +131,32 @@ pub fn directions(distance: usize, force2d: bool, force2d_dimension: usize) -> V
 }
 
 /// Bounding box `(lo, hi_exclusive)` of a mask's true voxels per axis, or
-/// None for an empty mask.
+/// None for an empty mask. Slices in parallel: a mask can be as large as a CT.
 pub fn bounding_box(mask: &Array3<bool>) -> Option<([usize; 3], [usize; 3])> {
-    let mut lo = [usize::MAX; 3];
-    let mut hi = [0usize; 3];
-    let mut any = false;
-    for ((z, y, x), m) in mask.indexed_iter() {
-        if *m {
-            any = true;
-            let p = [z, y, x];
-            for a in 0..3 {
-                lo[a] = lo[a].min(p[a]);
-                hi[a] = hi[a].max(p[a] + 1);
+    let views: Vec<_> = mask.axis_iter(Axis(0)).collect();
+    let planes: Vec<Option<([usize; 3], [usize; 3])>> = views
+        .into_par_iter()
+        .enumerate()
+        .map(|(z, plane)| {
+            let mut lo = [usize::MAX; 3];
+            let mut hi = [0usize; 3];
+            let mut any = false;
+            for ((y, x), m) in plane.indexed_iter() {
+                if *m {
+                    any = true;
+                    for (a, p) in [z, y, x].into_iter().enumerate() {
+                        lo[a] = lo[a].min(p);
+                        hi[a] = hi[a].max(p + 1);
+                    }
+                }
             }
-        }
-    }
-    any.then_some((lo, hi))
+            any.then_some((lo, hi))
+        })
+        .collect();
+    planes.into_iter().flatten().reduce(|(l1, h1), (l2, h2)| {
+        (
+            [l1[0].min(l2[0]), l1[1].min(l2[1]), l1[2].min(l2[2])],
+            [h1[0].max(h2[0]), h1[1].max(h2[1]), h1[2].max(h2[2])],
+        )
+    })
 }

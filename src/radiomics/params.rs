@@ -17,7 +17,7 @@ use serde_yaml_ng::Value;
 
 use super::image::{Aggregation, Standard, WeightingNorm};
 
-/// The feature classes rtnode computes, in pyradiomics' names.
+/// pyradiomics' feature classes, all computed by rtnode: the default set.
 pub const CLASSES: &[&str] = &[
     "firstorder",
     "shape",
@@ -26,6 +26,18 @@ pub const CLASSES: &[&str] = &[
     "glszm",
     "gldm",
     "ngtdm",
+];
+
+/// Classes rtnode adds, computed only when a parameter file names them:
+/// the IBSI grey level distance zone matrix.
+pub const EXTRA_CLASSES: &[&str] = &["gldzm"];
+
+/// Features pyradiomics computes only when a parameter file names them.
+const DEPRECATED: &[&str] = &[
+    "StandardDeviation",
+    "Compactness1",
+    "Compactness2",
+    "SphericalDisproportion",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -239,10 +251,11 @@ impl Params {
                     let name = k
                         .as_str()
                         .ok_or_else(|| anyhow!("featureClass: a key is not text"))?;
-                    if !CLASSES.contains(&name) {
+                    if !CLASSES.contains(&name) && !EXTRA_CLASSES.contains(&name) {
                         bail!(
-                            "featureClass.{name}: not a feature class rtnode computes ({})",
-                            CLASSES.join(", ")
+                            "featureClass.{name}: not a feature class rtnode computes ({}, {})",
+                            CLASSES.join(", "),
+                            EXTRA_CLASSES.join(", ")
                         );
                     }
                     let list = match v {
@@ -276,6 +289,22 @@ impl Params {
             image_types,
             classes,
         })
+    }
+
+    /// Whether the parameter file enables `class`.
+    pub fn enabled(&self, class: &str) -> bool {
+        self.classes.contains_key(class)
+    }
+
+    /// Whether `feature` of `class` goes into the output: every feature of an
+    /// enabled class but pyradiomics' deprecated ones (StandardDeviation,
+    /// Compactness1/2, SphericalDisproportion), which only when named.
+    pub fn wants(&self, class: &str, feature: &str) -> bool {
+        match self.classes.get(class) {
+            Some(None) => !DEPRECATED.contains(&feature),
+            Some(Some(list)) => list.iter().any(|n| n == feature),
+            None => false,
+        }
     }
 
     /// A short stable hash of the effective settings, for the diagnostics
@@ -502,6 +531,13 @@ mod tests {
         );
         assert_eq!(p.classes["shape"], None);
         assert!(!p.classes.contains_key("glrlm"));
+        // rtnode's IBSI addition is opt-in, and its features are named.
+        let p = Params::from_yaml("featureClass:\n  gldzm:\n  shape: [Compactness1]\n").unwrap();
+        assert!(p.enabled("gldzm") && !Params::default().enabled("gldzm"));
+        assert!(p.wants("gldzm", "SmallDistanceEmphasis"));
+        assert!(p.wants("shape", "Compactness1") && !p.wants("shape", "MeshVolume"));
+        assert!(!Params::default().wants("firstorder", "StandardDeviation"));
+        assert!(Params::default().wants("firstorder", "Mean"));
     }
 
     #[test]

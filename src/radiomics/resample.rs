@@ -124,7 +124,7 @@ pub fn resample_pyradiomics(
     }
     let local_dims = shape(image);
     let dims = place.full_dims;
-    let (lo_local, hi_local) = bounds(mask)?;
+    let (lo_local, hi_local) = super::image::bounding_box(mask)?;
     let lo: [usize; 3] = std::array::from_fn(|a| lo_local[a] + place.offset[a]);
     let hi: [usize; 3] = std::array::from_fn(|a| hi_local[a] + place.offset[a]);
     let mut new_spacing = [0.0; 3];
@@ -248,7 +248,7 @@ pub fn resample_ibsi(
         return None;
     }
     let dims = place.full_dims;
-    let (lo_local, hi_local) = bounds(mask)?;
+    let (lo_local, hi_local) = super::image::bounding_box(mask)?;
     let lo: [usize; 3] = std::array::from_fn(|a| lo_local[a] + place.offset[a]);
     let hi: [usize; 3] = std::array::from_fn(|a| hi_local[a] + place.offset[a]);
     let mut coords: [Vec<f64>; 3] = Default::default();
@@ -316,35 +316,6 @@ fn non_negative(s: f64) -> bool {
 fn shape<T>(a: &Array3<T>) -> [usize; 3] {
     let (z, y, x) = a.dim();
     [z, y, x]
-}
-
-fn bounds(mask: &Array3<bool>) -> Option<([usize; 3], [usize; 3])> {
-    let views: Vec<_> = mask.axis_iter(Axis(0)).collect();
-    let planes: Vec<Option<([usize; 3], [usize; 3])>> = views
-        .into_par_iter()
-        .enumerate()
-        .map(|(z, plane)| {
-            let mut lo = [usize::MAX; 3];
-            let mut hi = [0usize; 3];
-            let mut any = false;
-            for ((y, x), m) in plane.indexed_iter() {
-                if *m {
-                    any = true;
-                    for (a, p) in [z, y, x].into_iter().enumerate() {
-                        lo[a] = lo[a].min(p);
-                        hi[a] = hi[a].max(p + 1);
-                    }
-                }
-            }
-            any.then_some((lo, hi))
-        })
-        .collect();
-    planes.into_iter().flatten().reduce(|(l1, h1), (l2, h2)| {
-        (
-            [l1[0].min(l2[0]), l1[1].min(l2[1]), l1[2].min(l2[2])],
-            [h1[0].max(h2[0]), h1[1].max(h2[1]), h1[2].max(h2[2])],
-        )
-    })
 }
 
 /// ITK's test for a continuous index inside the image: within half a voxel

@@ -283,10 +283,7 @@ pub fn compute(
         .iter()
         .map(|p| Regex::new(&format!("^(?:{p})$")))
         .collect::<Result<_, _>>()?;
-    let normalisation = params
-        .settings
-        .normalize
-        .then(|| whole_stats(&volume.data.mapv(|v| v as f64)));
+    let normalisation = params.settings.normalize.then(|| whole_stats(&volume.data));
     let g = &volume.geometry;
     let spacing = [g.spacing[2].abs(), g.spacing[1], g.spacing[0]];
     // The crop each worker gets: the ROI's bounding box and padDistance,
