@@ -89,6 +89,12 @@ enum Command {
         /// YAML with DVH settings (bare, or the `dvh:` section of a config).
         #[arg(long)]
         settings: Option<PathBuf>,
+        /// Multiply a single FRACTION dose whose plan is not given by N
+        /// fractions. Without it (and without the plan) such a dose is used as
+        /// stored: metrics describe the grid, and nothing in absolute Gy or
+        /// relative to a prescription is evaluated.
+        #[arg(long, value_name = "N")]
+        fractions: Option<u32>,
     },
     /// Radiomics features (pyradiomics names and settings) of ROIs on a CT, or of an image and mask.
     Radiomics {
@@ -427,6 +433,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out,
             json,
             settings,
+            fractions,
         } => {
             rtnode::stages::dvh::cli::run(&rtnode::stages::dvh::cli::DvhArgs {
                 rtstruct,
@@ -435,6 +442,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 out,
                 json,
                 settings,
+                fractions,
             })?;
             Ok(ExitCode::SUCCESS)
         }

@@ -340,3 +340,212 @@ fn course_dvh_runs_when_segmentation_fails() {
     assert!(!csv.contains("autoseg"), "{csv}");
     assert!(csv.contains("\nBODY,1,rtstruct,ok,volume_cc,"), "{csv}");
 }
+
+/// A synthetic RS/RP/RD whose RTDOSE is re-labelled with `dcmodify` (dcmtk)
+/// as DoseSummationType `summation` (the grid itself is unchanged: 50 Gy at
+/// the shapes' centre, 0.2 Gy/mm along z).
+fn synth_with_summation(dir: &std::path::Path, summation: &str) -> PathBuf {
+    let out = rtnode()
+        .args(["synth", "--slices", "40", "--rows", "64", "--rt", "--out"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rd = dir.join("RD.dcm");
+    let st = Command::new("dcmodify")
+        .args(["-nb", "-m"])
+        .arg(format!("(3004,000A)={summation}"))
+        .arg(&rd)
+        .status()
+        .expect("dcmodify (dcmtk) runs");
+    assert!(st.success());
+    rd
+}
+
+#[test]
+fn a_lone_fraction_dose_without_its_plan_is_used_as_stored_and_said_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let rd = synth_with_summation(dir.path(), "FRACTION");
+    let settings = dir.path().join("dvh.yaml");
+    std::fs::write(
+        &settings,
+        "dvh:\n  prescription: 50\n  constraints:\n    - \"PTV: Dmax < 60 Gy\"\n    - \"PTV: V40Gy > 90 %\"\n    - \"PTV: D95 >= 95 %Rx\"\n    - \"PTV: volume_cc > 1\"\n    - \"PTV: HI < 1\"\n",
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = rtnode()
+        .arg("dvh")
+        .arg("--rtstruct")
+        .arg(dir.path().join("RS.dcm"))
+        .arg("--rtdose")
+        .arg(&rd)
+        .arg("--settings")
+        .arg(&settings)
+        .arg("--out")
+        .arg(&out_dir)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    const SAID: &str = "FRACTION dose as stored; plan not available; not scaled";
+    assert!(stderr.contains(SAID), "stderr: {stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["_dose"]["scope"], "fraction_as_stored");
+    assert_eq!(v["_dose"]["description"], SAID);
+    assert_eq!(v["_dose"]["prescriptions"].as_array().unwrap().len(), 0);
+    // The grid as stored: 50 Gy at the PTV's centre (tolerance as in
+    // synth_rt_course_has_analytic_dvh: 1 %), not multiplied.
+    let dmean = v["PTV"]["Dmean"].as_f64().unwrap();
+    assert!((dmean - 50.0).abs() <= 0.5, "Dmean {dmean}");
+    // Dose-level and prescription metrics are not evaluated.
+    for absent in ["V40Gy", "V40Gy_pct", "Dmean_pctRx", "V95%Rx"] {
+        assert!(v["PTV"].get(absent).is_none(), "{absent} was evaluated");
+    }
+    assert!(v["_dose"]["not_evaluated"]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m == "V40Gy"));
+
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("dvh.json")).unwrap()).unwrap();
+    assert_eq!(report["dose"]["scope"], "fraction_as_stored");
+    assert_eq!(report["not_evaluated"]["reason"], SAID);
+    assert!(report["dose"]["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n.as_str().unwrap().contains(SAID)));
+    for csv in ["dvh.csv", "dvh_metrics.csv", "dvh_constraints.csv"] {
+        let text = std::fs::read_to_string(out_dir.join(csv)).unwrap();
+        let header: Vec<&str> = text.lines().take_while(|l| l.starts_with('#')).collect();
+        assert!(
+            header.iter().any(|l| l.contains(SAID)),
+            "{csv} header: {header:?}"
+        );
+    }
+    let metrics = std::fs::read_to_string(out_dir.join("dvh_metrics.csv")).unwrap();
+    assert!(
+        metrics.contains("PTV,") && metrics.contains(",not_evaluated,V40Gy,,cc"),
+        "{metrics}"
+    );
+    // Constraints: volumes and the scale-free HI are judged; limits in Gy,
+    // on VxGy or relative to a prescription are not.
+    let c = report["constraints"].as_array().unwrap();
+    let verdict = |text: &str| {
+        let r = c.iter().find(|r| r["constraint"] == text).unwrap();
+        (r["pass"].clone(), r["reason"].clone())
+    };
+    for text in [
+        "PTV: Dmax < 60 Gy",
+        "PTV: V40Gy > 90 %",
+        "PTV: D95 >= 95 %Rx",
+    ] {
+        let (pass, reason) = verdict(text);
+        assert!(pass.is_null(), "{text} was judged: {pass}");
+        assert_eq!(reason, SAID, "{text}");
+    }
+    assert_eq!(verdict("PTV: volume_cc > 1").0, true);
+    assert_eq!(verdict("PTV: HI < 1").0, true);
+    let constraints_csv = std::fs::read_to_string(out_dir.join("dvh_constraints.csv")).unwrap();
+    assert!(
+        constraints_csv.contains(&format!("not evaluated: {SAID}")),
+        "{constraints_csv}"
+    );
+}
+
+#[test]
+fn fractions_scale_a_lone_fraction_dose_and_are_refused_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let rd = synth_with_summation(dir.path(), "FRACTION");
+    let rs = dir.path().join("RS.dcm");
+    let v = run_json(
+        rtnode()
+            .arg("dvh")
+            .arg("--rtstruct")
+            .arg(&rs)
+            .arg("--rtdose")
+            .arg(&rd)
+            .args(["--fractions", "5", "--json"]),
+    );
+    assert_eq!(v["_dose"]["scope"], "total");
+    assert!(
+        v["_dose"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("× 5 (--fractions"),
+        "{}",
+        v["_dose"]
+    );
+    let dmean = v["PTV"]["Dmean"].as_f64().unwrap();
+    assert!((dmean - 250.0).abs() <= 2.5, "Dmean {dmean}");
+    // V-metrics are evaluated again on the total: the whole PTV gets more
+    // than 60 Gy × … (the default v_gy list ends at 60 Gy).
+    let v60 = v["PTV"]["V60Gy_pct"].as_f64().unwrap();
+    assert!((v60 - 100.0).abs() < 1e-6, "V60Gy_pct {v60}");
+
+    // With the plan given, its NumberOfFractionsPlanned decides: --fractions
+    // is refused rather than silently overriding it.
+    let out = rtnode()
+        .arg("dvh")
+        .arg("--rtstruct")
+        .arg(&rs)
+        .arg("--rtdose")
+        .arg(&rd)
+        .arg("--rtplan")
+        .arg(dir.path().join("RP.dcm"))
+        .args(["--fractions", "5"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--fractions applies only"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // With the plan, the plan's fractions scale it (as the course stage does).
+    let v = run_json(
+        rtnode()
+            .arg("dvh")
+            .arg("--rtstruct")
+            .arg(&rs)
+            .arg("--rtdose")
+            .arg(&rd)
+            .arg("--rtplan")
+            .arg(dir.path().join("RP.dcm"))
+            .arg("--json"),
+    );
+    assert_eq!(v["_dose"]["scope"], "total");
+    assert!(v["_dose"]["description"]
+        .as_str()
+        .unwrap()
+        .starts_with("FRACTION dose ×"));
+}
+
+#[test]
+fn a_lone_beam_dose_without_its_plan_stays_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let rd = synth_with_summation(dir.path(), "BEAM");
+    for extra in [&[][..], &["--fractions", "5"][..]] {
+        let out = rtnode()
+            .arg("dvh")
+            .arg("--rtstruct")
+            .arg(dir.path().join("RS.dcm"))
+            .arg("--rtdose")
+            .arg(&rd)
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "a BEAM dose was used: {stderr}");
+        assert!(
+            stderr.contains("one beam's share is not a plan dose"),
+            "{stderr}"
+        );
+    }
+}

@@ -15,6 +15,6 @@ pub mod rtstruct;
 pub mod shape;
 
 pub use plan::{Plan, Prescription};
-pub use rtdose::{DoseGrid, DoseHeader, DoseProvenance, GridGeometry};
+pub use rtdose::{DoseGrid, DoseHeader, DoseProvenance, DoseScope, GridGeometry};
 pub use rtstruct::{ContourPlane, Roi, RoiSource, RtStruct};
 pub use shape::{EndCap, Shape, ShapeOptions};

@@ -244,9 +244,35 @@ fn axis_cell(t: f64, n: usize) -> (usize, f64) {
     (i, t - i as f64)
 }
 
+/// What a dose grid stands for, which decides what may be compared with
+/// it: a planned total (what prescriptions, constraints and VxGy
+/// thresholds refer to), or one fraction's dose used as stored because the
+/// user named it without the plan that says how many fractions there are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DoseScope {
+    /// The dose of the whole treatment (PLAN, MULTI_PLAN, a FRACTION dose
+    /// scaled by its fractions, summed BEAM doses).
+    #[default]
+    Total,
+    /// A FRACTION dose as stored, not scaled: dose metrics describe the
+    /// grid, but nothing in absolute Gy or relative to a prescription is
+    /// evaluated against it.
+    FractionAsStored,
+}
+
+impl DoseScope {
+    /// The words every output repeats for a [`DoseScope::FractionAsStored`] dose.
+    pub const FRACTION_AS_STORED: &'static str =
+        "FRACTION dose as stored; plan not available; not scaled";
+}
+
 /// How a grid came about; every DVH output repeats it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct DoseProvenance {
+    /// Total, or a fraction's dose as stored.
+    #[serde(default)]
+    pub scope: DoseScope,
     /// In words: "PLAN dose", "sum of 4 BEAM doses", "FRACTION dose × 25"…
     pub description: String,
     /// SOP Instance UIDs of every RTDOSE that went into the grid.

@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use super::dvh::cli::report_for_structures;
+use super::dvh::cli::{report_for_structures, DoseChooser};
 use super::dvh::{write_outputs, DvhSettings};
 use super::segmentation::{LABEL_MAP_FILE, RTSTRUCT_FILE};
 use super::{member_keys, Inputs, Outcome, Stage, StageContext};
@@ -80,8 +80,9 @@ impl Stage for DvhStage {
                 json!({"used": false, "why": "the segmentation stage made no structure set for this version"})
             }
         };
-        let report =
-            pool.install(|| report_for_structures(&rs, &doses, &plans, &self.settings, false))?;
+        let report = pool.install(|| {
+            report_for_structures(&rs, &doses, &plans, &self.settings, DoseChooser::Course)
+        })?;
         write_outputs(&ctx.out_dir, &report)?;
         (ctx.progress)(1, 1);
         Ok(Outcome::Done(json!({

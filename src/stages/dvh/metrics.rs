@@ -7,6 +7,8 @@
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
+use crate::rt::DoseScope;
+
 use super::histogram::Histogram;
 use super::settings::DvhSettings;
 
@@ -63,6 +65,25 @@ pub fn unit_of(name: &str) -> &'static str {
     }
 }
 
+/// Whether a metric (or a constraint on it) compares the dose with an
+/// absolute dose level or a prescription — which a fraction's dose as
+/// stored cannot answer: dose levels in Gy (`V20Gy`, `V20Gy_pct`),
+/// anything relative to a prescription, and limits on doses in Gy.
+/// Volumes and the scale-free `HI` need no treatment total.
+pub fn needs_treatment_total(name: &str) -> bool {
+    let base = name.split('@').next().unwrap_or(name);
+    base.contains("Rx") || base.contains("Gy") || unit_of(base) == "Gy"
+}
+
+/// The metrics that a [`DoseScope::FractionAsStored`] dose leaves out
+/// (VxGy in cc and %), by name, so that outputs can list them.
+pub fn not_evaluated(s: &DvhSettings) -> Vec<String> {
+    s.v_gy
+        .iter()
+        .flat_map(|g| [format!("V{}Gy", num(*g)), format!("V{}Gy_pct", num(*g))])
+        .collect()
+}
+
 /// "0.03", "1", "99.5": numbers in metric names.
 pub fn num(x: f64) -> String {
     let s = format!("{x:.6}");
@@ -78,6 +99,7 @@ pub fn compute(
     absolute: bool,
     rx: &[RxRef],
     s: &DvhSettings,
+    scope: DoseScope,
 ) -> Metrics {
     let mut m = Metrics::default();
     m.push("volume_cc", Some(total_mm3 / MM3_PER_CC));
@@ -126,6 +148,10 @@ pub fn compute(
                 Some(100.0 * v / h.volume),
             );
         }
+    }
+    if scope == DoseScope::FractionAsStored {
+        // VxGy thresholds are treatment totals: see `not_evaluated`.
+        return m;
     }
     for g in &s.v_gy {
         let v = h.volume_at_least(*g);

@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::rt::plan::Prescription;
 use crate::rt::shape::{lattice_step, ShapeOptions};
-use crate::rt::{DoseGrid, RoiSource, RtStruct};
+use crate::rt::{DoseGrid, DoseScope, RoiSource, RtStruct};
 
 pub use constraints::{Constraint, ConstraintResult};
 pub use histogram::Histogram;
@@ -44,12 +44,24 @@ pub struct DvhReport {
     pub absolute: bool,
     pub rois: Vec<RoiDvh>,
     pub constraints: Vec<ConstraintResult>,
+    /// Metrics left out because the dose cannot answer them (a FRACTION
+    /// dose as stored: VxGy), with why; empty otherwise.
+    pub not_evaluated: Option<NotEvaluated>,
     pub notes: Vec<String>,
     pub settings: DvhSettings,
 }
 
+/// What was deliberately not computed, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotEvaluated {
+    pub metrics: Vec<String>,
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct DoseSummary {
+    /// A treatment total, or a fraction's dose as stored.
+    pub scope: DoseScope,
     pub description: String,
     /// SOP Instance UIDs of every RTDOSE used.
     pub dose_uids: Vec<String>,
@@ -131,12 +143,27 @@ pub fn compute(rs: &RtStruct, dose: &DoseGrid, settings: &DvhSettings) -> Result
         interpolate: settings.interpolate_between_planes,
         fallback_spacing,
     };
-    let prescriptions = sequential_boosts(
-        prescriptions(dose, settings, &mut notes),
-        rs,
-        &opts,
-        &mut notes,
-    );
+    let scope = dose.provenance.scope;
+    let prescriptions = match scope {
+        DoseScope::Total => sequential_boosts(
+            prescriptions(dose, settings, &mut notes),
+            rs,
+            &opts,
+            &mut notes,
+        ),
+        DoseScope::FractionAsStored => {
+            notes.push(format!(
+                "{}: no prescription applies (a prescription is a treatment total{})",
+                DoseScope::FRACTION_AS_STORED,
+                if settings.prescription.is_some() {
+                    "; dvh.prescription not applied"
+                } else {
+                    ""
+                }
+            ));
+            Vec::new()
+        }
+    };
     let max_step = settings.max_step_mm.unwrap_or(0.5 * g.dx.min(g.dy));
     let bin = settings.bin_width_gy;
 
@@ -176,7 +203,8 @@ pub fn compute(rs: &RtStruct, dose: &DoseGrid, settings: &DvhSettings) -> Result
                 max_step,
             );
             let Some((lattice, note)) = engine::roi_lattice(roi, step) else {
-                let m = metrics::compute(&Histogram::empty(bin), 0.0, absolute, &[], settings);
+                let m =
+                    metrics::compute(&Histogram::empty(bin), 0.0, absolute, &[], settings, scope);
                 return base(RoiStatus::Empty, roi_notes, None, m, Histogram::empty(bin));
             };
             roi_notes.extend(note);
@@ -185,7 +213,7 @@ pub fn compute(rs: &RtStruct, dose: &DoseGrid, settings: &DvhSettings) -> Result
             let total = h.volume + h.outside;
             outside_note(&h, &mut roi_notes);
             let rx = rx_for(Some(roi.number), &prescriptions, rs);
-            let m = metrics::compute(&h, total, absolute, &rx, settings);
+            let m = metrics::compute(&h, total, absolute, &rx, settings, scope);
             let status = if total > 0.0 {
                 RoiStatus::Ok
             } else {
@@ -220,7 +248,7 @@ pub fn compute(rs: &RtStruct, dose: &DoseGrid, settings: &DvhSettings) -> Result
                 outside_note(&h, &mut notes);
                 let total = h.volume + h.outside;
                 let rx = rx_for(None, &prescriptions, rs);
-                let m = metrics::compute(&h, total, absolute, &rx, settings);
+                let m = metrics::compute(&h, total, absolute, &rx, settings, scope);
                 let status = if d.partial {
                     RoiStatus::Partial
                 } else if total > 0.0 {
@@ -250,7 +278,13 @@ pub fn compute(rs: &RtStruct, dose: &DoseGrid, settings: &DvhSettings) -> Result
         let mut any = false;
         for r in rois.iter().filter(|r| c.matches(&r.name)) {
             any = true;
-            results.push(c.evaluate(&r.name, &r.metrics.as_map()));
+            let mut result = c.evaluate(&r.name, &r.metrics.as_map());
+            if scope == DoseScope::FractionAsStored && metrics::needs_treatment_total(&c.metric) {
+                result.value = None;
+                result.pass = None;
+                result.reason = Some(DoseScope::FRACTION_AS_STORED.to_string());
+            }
+            results.push(result);
         }
         if !any {
             results.push(ConstraintResult {
@@ -270,6 +304,7 @@ pub fn compute(rs: &RtStruct, dose: &DoseGrid, settings: &DvhSettings) -> Result
     Ok(DvhReport {
         rtnode_version: env!("CARGO_PKG_VERSION").to_string(),
         dose: DoseSummary {
+            scope,
             description: dose.provenance.description.clone(),
             dose_uids: dose.provenance.dose_uids.clone(),
             plan_uids: dose.provenance.plan_uids.clone(),
@@ -295,6 +330,10 @@ pub fn compute(rs: &RtStruct, dose: &DoseGrid, settings: &DvhSettings) -> Result
         absolute,
         rois,
         constraints: results,
+        not_evaluated: (scope == DoseScope::FractionAsStored).then(|| NotEvaluated {
+            metrics: metrics::not_evaluated(settings),
+            reason: DoseScope::FRACTION_AS_STORED.to_string(),
+        }),
         notes,
         settings: settings.clone(),
     })

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::histogram::Histogram;
 use super::metrics::unit_of;
-use super::DvhReport;
+use super::{DvhReport, RoiStatus};
 
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
@@ -46,6 +46,20 @@ fn provenance_lines(r: &DvhReport) -> String {
         "# dose: {} ({}, {})",
         r.dose.description, r.dose.units, r.dose.dose_type
     );
+    if let Some(n) = &r.not_evaluated {
+        let levels: Vec<&str> = n
+            .metrics
+            .iter()
+            .filter_map(|m| m.strip_prefix('V')?.strip_suffix("Gy"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "# not evaluated ({}): VxGy in cc and % for x = {} Gy, metrics relative to a prescription, \
+             constraints in absolute Gy or relative to a prescription",
+            n.reason,
+            levels.join(" ")
+        );
+    }
     let _ = writeln!(s, "# rtdose_uids: {}", r.dose.dose_uids.join(" "));
     let _ = writeln!(s, "# rtplan_uids: {}", r.dose.plan_uids.join(" "));
     let _ = writeln!(s, "# rtstruct_uid: {}", r.structure_set.sop_instance_uid);
@@ -125,6 +139,18 @@ pub fn metrics_csv(r: &DvhReport) -> String {
                 unit_of(name)
             );
         }
+        if let (Some(n), RoiStatus::Ok | RoiStatus::Partial) = (&r.not_evaluated, roi.status) {
+            for name in &n.metrics {
+                let _ = writeln!(
+                    s,
+                    "{},{number},{},not_evaluated,{},,{}",
+                    csv_field(&roi.name),
+                    csv_field(&roi.source.label()),
+                    csv_field(name),
+                    unit_of(name)
+                );
+            }
+        }
     }
     s
 }
@@ -179,6 +205,8 @@ impl Serialize for JsonMetrics<'_> {
         m.serialize_entry(
             "_dose",
             &json!({
+                "scope": r.dose.scope,
+                "not_evaluated": r.not_evaluated,
                 "description": r.dose.description,
                 "units": r.dose.units,
                 "rtdose_uids": r.dose.dose_uids,

@@ -753,6 +753,8 @@ pub fn assemble_dose(choice: &DoseChoice, grids: &[DoseGrid]) -> Result<DoseGrid
         header.summation_type
     };
     let provenance = DoseProvenance {
+        // The chooser only ever makes treatment totals.
+        scope: crate::rt::DoseScope::Total,
         description: choice.description.clone(),
         dose_uids: choice
             .components
