@@ -361,6 +361,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     c.state,
                     stages.join(" ")
                 );
+                for n in &c.notes {
+                    println!("\tnote: {n}");
+                }
                 for d in &c.stage_details {
                     if let Some(r) = &d.skip_reason {
                         println!("\t{} skipped: {r}", d.stage);
@@ -374,6 +377,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 summary.status.courses.len(),
                 out.join("courses").display()
             );
+            if !summary.status.unassembled.is_empty() {
+                print!(
+                    "{}",
+                    rtnode::status::unassembled_text(&summary.status.unassembled)
+                );
+            }
             for p in &summary.problems {
                 eprintln!("problem: {p}");
             }

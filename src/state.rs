@@ -21,8 +21,16 @@ const CREATED: TableDefinition<&str, &str> = TableDefinition::new("created_insta
 const STAGE_RUNS: TableDefinition<&str, u64> = TableDefinition::new("stage_runs");
 /// id → OutboundItem (JSON): each (object, destination) to send
 const OUTBOUND: TableDefinition<u64, &[u8]> = TableDefinition::new("outbound");
+/// Series UID → JSON (`course::Unassembled`): the series that formed no
+/// course, with why, as the pipeline last assembled them. Rebuilt by the
+/// pipeline at every start, so neither backed up nor migrated: an older
+/// data dir, or a restored backup, gains the table empty.
+const UNASSEMBLED: TableDefinition<&str, &[u8]> = TableDefinition::new("unassembled_series");
 
-/// Every table above: a backup copies exactly these.
+/// Tables the pipeline rebuilds at start: known, but not in a backup.
+const REBUILT_TABLES: [&str; 1] = ["unassembled_series"];
+
+/// Every other table above: a backup copies exactly these.
 const KNOWN_TABLES: [&str; 6] = [
     "associations",
     "courses",
@@ -113,6 +121,7 @@ impl StateDb {
         txn.open_table(CREATED)?;
         txn.open_table(STAGE_RUNS)?;
         txn.open_table(OUTBOUND)?;
+        txn.open_table(UNASSEMBLED)?;
         txn.commit()?;
         Ok(StateDb { db })
     }
@@ -192,6 +201,42 @@ impl StateDb {
 
     pub fn courses<T: for<'de> Deserialize<'de>>(&self) -> Result<Vec<T>> {
         self.all_json(COURSES, "")
+    }
+
+    /// Replaces the list of series that formed no course (keyed by
+    /// `series_instance_uid`) in one transaction.
+    pub fn put_unassembled(&self, series: &[crate::course::Unassembled]) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut t = txn.open_table(UNASSEMBLED)?;
+            let keep: std::collections::HashSet<&str> = series
+                .iter()
+                .map(|u| u.series_instance_uid.as_str())
+                .collect();
+            let mut gone = Vec::new();
+            for row in t.iter()? {
+                let (k, _) = row?;
+                if !keep.contains(k.value()) {
+                    gone.push(k.value().to_string());
+                }
+            }
+            for k in gone {
+                t.remove(k.as_str())?;
+            }
+            for u in series {
+                t.insert(
+                    u.series_instance_uid.as_str(),
+                    serde_json::to_vec(u)?.as_slice(),
+                )?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The series that formed no course, in series UID order.
+    pub fn unassembled(&self) -> Result<Vec<crate::course::Unassembled>> {
+        self.all_json(UNASSEMBLED, "")
     }
 
     pub fn put_job<T: Serialize>(&self, key: &str, job: &T) -> Result<()> {
@@ -361,7 +406,7 @@ impl StateDb {
         // be silently missing from the copy: refuse instead.
         for t in read.list_tables()? {
             let name = t.name().to_string();
-            if !KNOWN_TABLES.contains(&name.as_str()) {
+            if !KNOWN_TABLES.contains(&name.as_str()) && !REBUILT_TABLES.contains(&name.as_str()) {
                 anyhow::bail!("state database has a table this rtnode does not know: {name}");
             }
         }

@@ -58,6 +58,9 @@ pub struct StatusReport {
     pub stage_runs: std::collections::BTreeMap<String, u64>,
     /// The outbound queue: pending, sent, dead letters.
     pub outbound: crate::export::QueueSummary,
+    /// Series that formed no course, each with why.
+    #[serde(default)]
+    pub unassembled: Vec<crate::course::Unassembled>,
 }
 
 pub fn admin_socket_path(data_dir: &Path) -> PathBuf {
@@ -86,6 +89,7 @@ fn with_pipeline(mut r: StatusReport, p: PipelineStatus) -> StatusReport {
     r.running_stages = p.running;
     r.recent_failures = p.recent_failures;
     r.stage_runs = p.stage_runs;
+    r.unassembled = p.unassembled;
     r
 }
 
@@ -319,6 +323,9 @@ pub fn render_text(r: &StatusReport) -> String {
             for w in &c.waiting_for {
                 out.push_str(&format!("      waiting for: {w}\n"));
             }
+            for n in &c.notes {
+                out.push_str(&format!("      note: {}\n", truncate(n, 240)));
+            }
             for s in &c.stage_details {
                 let mut line = format!("      {:<12} {:<8}", s.stage, s.state);
                 if let (Some(d), Some(t)) = (s.done, s.total) {
@@ -346,6 +353,9 @@ pub fn render_text(r: &StatusReport) -> String {
                 out.push('\n');
             }
         }
+    }
+    if !r.unassembled.is_empty() {
+        out.push_str(&unassembled_text(&r.unassembled));
     }
     if !r.recent_failures.is_empty() {
         out.push_str("recent failures:\n");
@@ -392,6 +402,27 @@ pub fn render_text(r: &StatusReport) -> String {
                 a.outcome
             ));
         }
+    }
+    out
+}
+
+/// The series that formed no course, a line each with why (`status` and
+/// `process` print the same).
+pub fn unassembled_text(list: &[crate::course::Unassembled]) -> String {
+    let mut out = format!("series forming no course: {}\n", list.len());
+    for u in list {
+        out.push_str(&format!(
+            "  {} series {} ({} instance(s), patient {}): {}\n",
+            if u.modality.is_empty() {
+                "?"
+            } else {
+                u.modality.as_str()
+            },
+            u.series_instance_uid,
+            u.instances,
+            u.patient_id,
+            u.reason
+        ));
     }
     out
 }

@@ -503,3 +503,95 @@ fn dvh_settings_in_the_node_config_reach_the_stage() {
         "{csv}"
     );
 }
+
+/// Removes ImageType (0008,0008) from each file with dcmtk's dcmodify.
+fn strip_image_type(files: &[PathBuf]) {
+    let mut cmd = Command::new(dcmtk("dcmodify"));
+    cmd.args(["-nb", "-ea", "(0008,0008)"]).args(files);
+    let st = cmd.status().unwrap();
+    assert!(st.success());
+}
+
+/// A CT series without ImageType (Type 1, yet absent from some exports):
+/// consistent, it stands as a course with a note saying what was assumed;
+/// with a slice missing, it forms none and status says why, in JSON and text.
+#[test]
+fn ct_without_image_type_forms_a_course_or_says_why_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = synth(&dir.path().join("good"), 8, 64);
+    strip_image_type(&good);
+    let mut gappy = synth(&dir.path().join("gappy"), 8, 64);
+    strip_image_type(&gappy);
+    gappy.remove(3);
+    let s = Server::start(
+        dir.path(),
+        &ServerOptions {
+            extra_yaml: format!("{PIPELINE}  trigger: ct\n"),
+            ..ServerOptions::default()
+        },
+    );
+    send_ok(s.port, &good);
+    send_ok(s.port, &gappy);
+    let v = wait_status(&s.data_dir, 30, "a course and an unassembled series", |v| {
+        v["courses"].as_array().is_some_and(|c| c.len() == 1)
+            && v["unassembled"].as_array().is_some_and(|u| u.len() == 1)
+    });
+    let c = course(&v, |_| true).unwrap();
+    assert!(
+        c["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("no ImageType")),
+        "{c}"
+    );
+    let u = &v["unassembled"][0];
+    assert_eq!(u["instances"], 7);
+    let reason = u["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("no ImageType") && reason.contains("gap"),
+        "{reason}"
+    );
+    let text = Command::new(BIN)
+        .args(["status", "--data-dir"])
+        .arg(&s.data_dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("series forming no course: 1"), "{text}");
+    assert!(text.contains("no ImageType"), "{text}");
+    // The stopped node's databases say the same.
+    let data_dir = s.data_dir.clone();
+    s.stop();
+    let v = status_json(&data_dir);
+    assert_eq!(v["server_state"], "stopped");
+    assert_eq!(v["unassembled"].as_array().map(Vec::len), Some(1));
+}
+
+/// `rtnode process` lists every series that formed no course, with why.
+#[test]
+fn process_names_every_series_that_forms_no_course() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let good = synth(&input.join("good"), 6, 64);
+    strip_image_type(&good);
+    let mut gappy = synth(&input.join("gappy"), 6, 64);
+    strip_image_type(&gappy);
+    std::fs::remove_file(gappy.remove(2)).unwrap();
+    let cfg = dir.path().join("rtnode.yaml");
+    std::fs::write(&cfg, "pipeline:\n  trigger: ct\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("process")
+        .arg(&input)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(", 1 course(s),"), "{stdout}");
+    assert!(stdout.contains("note: CT series"), "{stdout}");
+    assert!(stdout.contains("series forming no course: 1"), "{stdout}");
+    assert!(stdout.contains("gap"), "{stdout}");
+}

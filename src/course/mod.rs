@@ -186,30 +186,108 @@ fn is_dose(r: &InstanceRecord) -> bool {
     r.sop_class_uid == uids::RT_DOSE_STORAGE
 }
 
-/// A series that may stand as a course on its own under the `ct` rule: an
-/// original, primary, axial acquisition (not a derived, MIP or 4DCT phase).
-fn is_primary_axial(series: &[&InstanceRecord]) -> bool {
+/// Whether an image series may stand as a course on its own (under the
+/// `ct` rule): an original, primary, axial CT acquisition — not a derived,
+/// MIP or 4DCT phase.
+#[derive(Debug, Clone, PartialEq)]
+enum StandAlone {
+    Yes,
+    /// No ImageType (Type 1, yet absent from some exports and converters),
+    /// but otherwise a consistent axial CT series: taken as
+    /// ORIGINAL\PRIMARY, with this note in the course.
+    AssumedPrimary(String),
+    /// Why not, in words.
+    No(String),
+}
+
+fn stand_alone(series: &[&InstanceRecord]) -> StandAlone {
     let Some(first) = series.first() else {
-        return false;
+        return StandAlone::No("no instance".into());
     };
     if first.modality != "CT" {
-        return false;
+        return StandAlone::No(format!(
+            "a {} series stands as a course only when an RTSTRUCT references it",
+            first.modality
+        ));
     }
-    let t = first.image_type.to_ascii_uppercase();
-    let parts: Vec<&str> = t.split('\\').map(str::trim).collect();
-    let original_primary = parts.first() == Some(&"ORIGINAL") && parts.get(1) == Some(&"PRIMARY");
-    let excluded = parts.iter().any(|p| {
-        matches!(
-            *p,
-            "MIP" | "MINIP" | "AVERAGE" | "AVE" | "DERIVED" | "SECONDARY" | "REFORMATTED"
-        )
-    });
     let desc = first.series_description.to_ascii_uppercase();
-    let phase = desc.contains('%') || desc.contains("PHASE") || desc.contains("4D");
+    if desc.contains('%') || desc.contains("PHASE") || desc.contains("4D") {
+        return StandAlone::No(format!(
+            "its description {:?} names a 4D phase or average, which stands as a course only when an RTSTRUCT references it",
+            first.series_description
+        ));
+    }
     let axial = first
         .image_orientation_patient
         .is_some_and(|o| o[0].abs() > 0.99 && o[4].abs() > 0.99);
-    original_primary && !excluded && !phase && axial
+    if !axial {
+        return StandAlone::No(
+            "it is not axial (ImageOrientationPatient), and no RTSTRUCT references it".into(),
+        );
+    }
+    let t = first.image_type.trim().to_ascii_uppercase();
+    if t.is_empty() {
+        let geometry = check_series(series);
+        let frames: BTreeSet<&str> = series
+            .iter()
+            .map(|r| r.frame_of_reference_uid.as_str())
+            .collect();
+        let mut problems = geometry.problems.clone();
+        if frames.len() > 1 {
+            problems.push(format!("{} frames of reference", frames.len()));
+        } else if frames.contains("") {
+            problems.push("no FrameOfReferenceUID".into());
+        }
+        if !problems.is_empty() {
+            return StandAlone::No(format!(
+                "it has no ImageType and is not a consistent axial series ({}), so it is not taken as an original acquisition",
+                problems.join("; ")
+            ));
+        }
+        return StandAlone::AssumedPrimary(format!(
+            "CT series {} has no ImageType (Type 1 in the CT Image module): taken as ORIGINAL\\PRIMARY because it is a consistent axial series ({} slices, one frame of reference, parallel, equally spaced, no gap)",
+            first.series_instance_uid,
+            series.len()
+        ));
+    }
+    let parts: Vec<&str> = t.split('\\').map(str::trim).collect();
+    if let Some(p) = parts.iter().find(|p| {
+        matches!(
+            **p,
+            "MIP" | "MINIP" | "AVERAGE" | "AVE" | "DERIVED" | "SECONDARY" | "REFORMATTED"
+        )
+    }) {
+        return StandAlone::No(format!(
+            "ImageType {} ({p}) is not an original acquisition, and no RTSTRUCT references it",
+            first.image_type
+        ));
+    }
+    if parts.first() != Some(&"ORIGINAL") || parts.get(1) != Some(&"PRIMARY") {
+        return StandAlone::No(format!(
+            "ImageType {} is not ORIGINAL\\PRIMARY, and no RTSTRUCT references it",
+            first.image_type
+        ));
+    }
+    StandAlone::Yes
+}
+
+/// A series that formed no course, with why: nothing a user sent vanishes
+/// without a reason (`rtnode status`, `rtnode process`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unassembled {
+    pub series_instance_uid: String,
+    pub modality: String,
+    pub patient_id: String,
+    pub instances: usize,
+    pub reason: String,
+}
+
+/// Every course the records allow, and every series that formed none.
+#[derive(Debug, Clone, Default)]
+pub struct Assembly {
+    pub courses: Vec<Course>,
+    /// In series UID order.
+    pub unassembled: Vec<Unassembled>,
 }
 
 fn identity(p: &PatientInfo) -> (String, String, String, String) {
@@ -224,6 +302,11 @@ fn identity(p: &PatientInfo) -> (String, String, String, String) {
 /// Assembles every course the records allow. `ours` are SOP Instance UIDs
 /// rtnode itself created: results, never inputs.
 pub fn assemble(records: &[InstanceRecord], ours: &HashSet<String>) -> Vec<Course> {
+    assemble_all(records, ours).courses
+}
+
+/// As [`assemble`], with the series that formed no course and why.
+pub fn assemble_all(records: &[InstanceRecord], ours: &HashSet<String>) -> Assembly {
     let records: Vec<&InstanceRecord> = records
         .iter()
         .filter(|r| !ours.contains(&r.sop_instance_uid))
@@ -235,6 +318,8 @@ pub fn assemble(records: &[InstanceRecord], ours: &HashSet<String>) -> Vec<Cours
             .or_default()
             .push(r);
     }
+    // Why an instance is in no course, for those that end up in none.
+    let mut why_not: HashMap<&str, String> = HashMap::new();
     let mut by_sop: HashMap<&str, &InstanceRecord> = HashMap::new();
     for r in &records {
         by_sop.insert(r.sop_instance_uid.as_str(), r);
@@ -257,6 +342,10 @@ pub fn assemble(records: &[InstanceRecord], ours: &HashSet<String>) -> Vec<Cours
                 "RTSTRUCT {} references no image series; not attached",
                 ss.sop_instance_uid
             ));
+            why_not.insert(
+                &ss.sop_instance_uid,
+                "RTSTRUCT that references no image series".into(),
+            );
             continue;
         };
         let course = courses
@@ -266,10 +355,23 @@ pub fn assemble(records: &[InstanceRecord], ours: &HashSet<String>) -> Vec<Cours
         ss_course.insert(ss.sop_instance_uid.clone(), planning);
     }
     // CT series that stand alone (the `ct` rule): only primary axial ones.
+    let mut assumed: HashMap<&str, String> = HashMap::new();
+    let mut image_why_not: HashMap<&str, String> = HashMap::new();
     for (uid, imgs) in &series {
-        if !courses.contains_key(*uid) && is_primary_axial(imgs) {
-            courses.insert(uid.to_string(), new_course(uid, &imgs[0].patient));
+        if courses.contains_key(*uid) {
+            continue;
         }
+        match stand_alone(imgs) {
+            StandAlone::Yes => {}
+            StandAlone::AssumedPrimary(note) => {
+                assumed.insert(uid, note);
+            }
+            StandAlone::No(why) => {
+                image_why_not.insert(uid, why);
+                continue;
+            }
+        }
+        courses.insert(uid.to_string(), new_course(uid, &imgs[0].patient));
     }
 
     let mut plan_course: HashMap<String, String> = HashMap::new();
@@ -280,6 +382,13 @@ pub fn assemble(records: &[InstanceRecord], ours: &HashSet<String>) -> Vec<Cours
         let rt = p.rt.clone().unwrap_or_default();
         if matches!(rt.plan_intent.as_str(), "VERIFICATION" | "MACHINE_QA") {
             // Phantom QA plans never join a patient course.
+            why_not.insert(
+                &p.sop_instance_uid,
+                format!(
+                    "RTPLAN with intent {}: QA plans never join a course",
+                    rt.plan_intent
+                ),
+            );
             continue;
         }
         let ss_uid = p.references.iter().find_map(|r| match r {
@@ -307,13 +416,14 @@ pub fn assemble(records: &[InstanceRecord], ours: &HashSet<String>) -> Vec<Cours
                     c.plans.push(member);
                 }
             }
-            None => unresolved_plans.push((
-                p,
-                match ss_uid {
+            None => {
+                let what = match ss_uid {
                     Some(u) => format!("RTSTRUCT {u}"),
                     None => "a structure set reference (the plan has none)".into(),
-                },
-            )),
+                };
+                why_not.insert(&p.sop_instance_uid, format!("RTPLAN waits for {what}"));
+                unresolved_plans.push((p, what));
+            }
         }
     }
 
@@ -332,6 +442,10 @@ pub fn assemble(records: &[InstanceRecord], ours: &HashSet<String>) -> Vec<Cours
                 "RTDOSE {} references no RTPLAN; not attached",
                 d.sop_instance_uid
             ));
+            why_not.insert(
+                &d.sop_instance_uid,
+                "RTDOSE that references no RTPLAN: never attached".into(),
+            );
             continue;
         };
         let member = DoseMember {
@@ -344,7 +458,13 @@ pub fn assemble(records: &[InstanceRecord], ours: &HashSet<String>) -> Vec<Cours
         };
         match plan_course.get(&plan_uid).and_then(|c| courses.get_mut(c)) {
             Some(c) => c.doses.push(member),
-            None => unresolved_doses.push((d, plan_uid)),
+            None => {
+                why_not.insert(
+                    &d.sop_instance_uid,
+                    format!("RTDOSE waits for RTPLAN {plan_uid}"),
+                );
+                unresolved_doses.push((d, plan_uid));
+            }
         }
     }
 
@@ -405,6 +525,9 @@ pub fn assemble(records: &[InstanceRecord], ours: &HashSet<String>) -> Vec<Cours
             }
         }
         course.id = course_id(&course.patient.id, planning);
+        if let Some(note) = assumed.get(planning.as_str()) {
+            course.notes.push(note.clone());
+        }
         for d in &course.doses {
             if !course.frame_of_reference_uid.is_empty()
                 && !d.frame_of_reference_uid.is_empty()
@@ -434,7 +557,82 @@ pub fn assemble(records: &[InstanceRecord], ours: &HashSet<String>) -> Vec<Cours
             c.notes.push(note.clone());
         }
     }
-    courses.into_values().collect()
+    let courses: Vec<Course> = courses.into_values().collect();
+    let unassembled = unassembled(&records, &courses, &why_not, &image_why_not);
+    Assembly {
+        courses,
+        unassembled,
+    }
+}
+
+/// The series none of whose instances is a member of a course, each with
+/// the reasons its instances gave (distinct, in order).
+fn unassembled(
+    records: &[&InstanceRecord],
+    courses: &[Course],
+    why_not: &HashMap<&str, String>,
+    image_why_not: &HashMap<&str, String>,
+) -> Vec<Unassembled> {
+    let members: HashSet<&str> = courses
+        .iter()
+        .flat_map(|c| c.all_members().map(|m| m.series_instance_uid.as_str()))
+        .collect();
+    let mut by_series: BTreeMap<&str, Vec<&InstanceRecord>> = BTreeMap::new();
+    for r in records {
+        if !members.contains(r.series_instance_uid.as_str()) {
+            by_series
+                .entry(r.series_instance_uid.as_str())
+                .or_default()
+                .push(r);
+        }
+    }
+    by_series
+        .into_iter()
+        .map(|(uid, recs)| {
+            let mut reasons: Vec<String> = Vec::new();
+            let mut add = |why: String| {
+                if !reasons.contains(&why) {
+                    reasons.push(why);
+                }
+            };
+            if let Some(why) = image_why_not.get(uid) {
+                add(why.clone());
+            }
+            for r in &recs {
+                if let Some(why) = why_not.get(r.sop_instance_uid.as_str()) {
+                    add(why.clone());
+                } else if matches!(r.modality.as_str(), "CT" | "MR" | "PT")
+                    && r.image_position_patient.is_none()
+                {
+                    add("no ImagePositionPatient: not part of an image volume".into());
+                } else if !is_image(r) && !is_rtstruct(r) && !is_plan(r) && !is_dose(r) {
+                    add(format!(
+                        "{} objects take no part in a course",
+                        if r.modality.is_empty() {
+                            "such"
+                        } else {
+                            r.modality.as_str()
+                        }
+                    ));
+                }
+            }
+            if reasons.is_empty() {
+                reasons.push("no course references it".into());
+            }
+            let shown = reasons.len().min(3);
+            let mut reason = reasons[..shown].join("; ");
+            if reasons.len() > shown {
+                reason.push_str(&format!(" (and {} more)", reasons.len() - shown));
+            }
+            Unassembled {
+                series_instance_uid: uid.to_string(),
+                modality: recs[0].modality.clone(),
+                patient_id: recs[0].patient.id.clone(),
+                instances: recs.len(),
+                reason,
+            }
+        })
+        .collect()
 }
 
 fn new_course(planning: &str, patient: &PatientInfo) -> Course {
@@ -679,6 +877,99 @@ mod tests {
             courses[0].missing_for("ct+rtstruct", false),
             vec!["RTSTRUCT"]
         );
+    }
+
+    #[test]
+    fn a_consistent_ct_without_image_type_is_taken_as_primary_with_a_note() {
+        let recs: Vec<InstanceRecord> = ct("1.1", 5, "P1")
+            .into_iter()
+            .map(|mut r| {
+                r.image_type.clear();
+                r
+            })
+            .collect();
+        let a = assemble_all(&recs, &HashSet::new());
+        assert_eq!(a.courses.len(), 1);
+        assert!(a.unassembled.is_empty(), "{:?}", a.unassembled);
+        let c = &a.courses[0];
+        assert!(c.missing_for("ct", false).is_empty());
+        assert!(
+            c.notes
+                .iter()
+                .any(|n| n.contains("no ImageType") && n.contains("ORIGINAL\\PRIMARY")),
+            "{:?}",
+            c.notes
+        );
+        // Referenced by an RTSTRUCT, the same series makes a course as always.
+        let mut with_rs = recs.clone();
+        with_rs.push(rtstruct("2.1", "1.1", "P1", "2026-01-01T00:01:00Z"));
+        assert_eq!(assemble_all(&with_rs, &HashSet::new()).courses.len(), 1);
+    }
+
+    #[test]
+    fn every_series_that_forms_no_course_says_why() {
+        let strip = |mut r: InstanceRecord| {
+            r.image_type.clear();
+            r
+        };
+        // No ImageType and a missing slice: not taken as an acquisition.
+        let mut recs: Vec<InstanceRecord> = ct("1.1", 6, "P1")
+            .into_iter()
+            .filter(|r| r.sop_instance_uid != "1.1.3")
+            .map(strip)
+            .collect();
+        // No ImageType on two frames of reference.
+        recs.extend(ct("1.2", 4, "P1").into_iter().map(strip).map(|mut r| {
+            if r.sop_instance_uid.ends_with(".0") {
+                r.frame_of_reference_uid = "9.8".into();
+            }
+            r
+        }));
+        // A derived series, an MR, a QA plan, an orphan dose.
+        recs.extend(ct("1.3", 4, "P2").into_iter().map(|mut r| {
+            r.image_type = "DERIVED\\SECONDARY\\MPR".into();
+            r
+        }));
+        recs.extend(ct("1.4", 4, "P2").into_iter().map(|mut r| {
+            r.modality = "MR".into();
+            r
+        }));
+        let mut qa = plan("3.1", "2.9", "VERIFICATION");
+        qa.series_instance_uid = "3".into();
+        recs.push(qa);
+        recs.push(InstanceRecord {
+            sop_instance_uid: "4.1".into(),
+            series_instance_uid: "4".into(),
+            sop_class_uid: uids::RT_DOSE_STORAGE.into(),
+            modality: "RTDOSE".into(),
+            patient: patient("P3"),
+            ..InstanceRecord::default()
+        });
+        let a = assemble_all(&recs, &HashSet::new());
+        assert!(a.courses.is_empty(), "{:?}", a.courses);
+        let why = |uid: &str| {
+            a.unassembled
+                .iter()
+                .find(|u| u.series_instance_uid == uid)
+                .map(|u| u.reason.clone())
+                .unwrap_or_else(|| panic!("series {uid} vanished: {:?}", a.unassembled))
+        };
+        assert!(why("1.1").contains("no ImageType") && why("1.1").contains("gap"));
+        assert!(
+            why("1.2").contains("2 frames of reference"),
+            "{}",
+            why("1.2")
+        );
+        assert!(why("1.3").contains("DERIVED"), "{}", why("1.3"));
+        assert!(why("1.4").contains("MR series"), "{}", why("1.4"));
+        assert!(why("3").contains("VERIFICATION"), "{}", why("3"));
+        assert!(why("4").contains("references no RTPLAN"), "{}", why("4"));
+        assert_eq!(a.unassembled.len(), 6);
+        let gap = a
+            .unassembled
+            .iter()
+            .find(|u| u.series_instance_uid == "1.1");
+        assert_eq!(gap.map(|u| u.instances), Some(5));
     }
 
     #[test]

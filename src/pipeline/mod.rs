@@ -58,6 +58,8 @@ struct Inner {
     /// and any still running), by key.
     jobs: BTreeMap<String, JobRecord>,
     running: HashMap<String, Progress>,
+    /// Series that formed no course, with why (as last written to state).
+    unassembled: Vec<course::Unassembled>,
 }
 
 pub struct Pipeline {
@@ -89,6 +91,10 @@ pub struct CourseStatus {
     pub missing: Vec<String>,
     pub waiting_for: Vec<String>,
     pub held: Option<String>,
+    /// Things noticed and how they were handled (assumptions, objects left
+    /// out), from course assembly.
+    #[serde(default)]
+    pub notes: Vec<String>,
     pub version: u32,
     /// stage → state
     pub stages: BTreeMap<String, String>,
@@ -118,6 +124,9 @@ pub struct PipelineStatus {
     pub running: usize,
     pub recent_failures: Vec<StageStatus>,
     pub stage_runs: BTreeMap<String, u64>,
+    /// Series that formed no course, each with why.
+    #[serde(default)]
+    pub unassembled: Vec<course::Unassembled>,
 }
 
 impl Pipeline {
@@ -159,6 +168,7 @@ impl Pipeline {
             }
         }
         let ours = state.created()?;
+        let unassembled = state.unassembled()?;
         Ok(Arc::new(Pipeline {
             data_dir: data_dir.to_path_buf(),
             state,
@@ -172,6 +182,7 @@ impl Pipeline {
                 last_change: HashMap::new(),
                 jobs,
                 running: HashMap::new(),
+                unassembled,
             }),
             stopping: AtomicBool::new(false),
         }))
@@ -313,8 +324,12 @@ impl Pipeline {
         }
         inner.dirty = false;
         let records: Vec<InstanceRecord> = inner.records.values().cloned().collect();
-        let assembled = course::assemble(&records, &inner.ours);
-        for c in assembled {
+        let assembly = course::assemble_all(&records, &inner.ours);
+        if assembly.unassembled != inner.unassembled {
+            self.state.put_unassembled(&assembly.unassembled)?;
+            inner.unassembled = assembly.unassembled;
+        }
+        for c in assembly.courses {
             let fingerprint = versions::members_fingerprint(&c);
             let rule = self.rule_for(&c);
             let missing = c.missing_for(&rule, self.opts.settings.require_approved);
@@ -765,6 +780,7 @@ impl Pipeline {
         let inner = self.lock();
         let mut st = build_status(&inner.courses, &inner.jobs, &inner.running);
         st.stage_runs = self.state.stage_runs()?;
+        st.unassembled = inner.unassembled.clone();
         let order: Vec<&str> = self.stages.iter().map(|s| s.name()).collect();
         in_dag_order(&mut st, &order);
         Ok(st)
@@ -826,6 +842,7 @@ fn build_status(
             missing: rec.missing.clone(),
             waiting_for: c.waiting_for.clone(),
             held: c.held.clone(),
+            notes: c.notes.clone(),
             version,
             ..CourseStatus::default()
         };
@@ -883,6 +900,7 @@ pub fn offline_status(state: &StateDb) -> Result<PipelineStatus> {
     }
     let mut st = build_status(&courses, &jobs, &HashMap::new());
     st.stage_runs = state.stage_runs()?;
+    st.unassembled = state.unassembled()?;
     let order: Vec<&'static str> = crate::stages::registry()
         .iter()
         .map(|s| s.name())
