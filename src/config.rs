@@ -359,7 +359,7 @@ pub struct ReportSection {
     /// Font files in fallback order: each character is drawn in the first
     /// that has it. Relative paths are against this config's directory.
     /// Default DejaVu Sans (fonts-dejavu-core) for Latin, Greek and
-    /// Cyrillic, then Droid Sans Fallback (fonts-droid-fallback) for
+    /// Cyrillic, then WenQuanYi Micro Hei (fonts-wqy-microhei) for
     /// Japanese, Korean and Chinese.
     pub fonts: Vec<PathBuf>,
     /// Tried before `fonts` for bold text. Default DejaVu Sans Bold.
@@ -1604,6 +1604,24 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("nowhere.pt does not exist"), "{e}");
+    }
+
+    #[test]
+    fn report_section_checks_doses_and_fonts() {
+        let ok: ReportSection = serde_yaml_ng::from_str("v_gy: [5, 20.5]").unwrap();
+        assert!(ok.check().is_empty());
+        assert_eq!(ok.fonts, ReportSection::default().fonts);
+        let bad: ReportSection = serde_yaml_ng::from_str("v_gy: [-1]\nfonts: []").unwrap();
+        let keys: Vec<&str> = bad.check().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["v_gy", "fonts"]);
+        assert!(serde_yaml_ng::from_str::<ReportSection>("v_gyy: [1]").is_err());
+        let files = ok.font_files(Path::new("/etc/rtnode"));
+        assert!(files.regular[0].is_absolute());
+        let rel: ReportSection = serde_yaml_ng::from_str("fonts: [f.ttf]").unwrap();
+        assert_eq!(
+            rel.font_files(Path::new("/etc/rtnode")).regular,
+            [PathBuf::from("/etc/rtnode/f.ttf")]
+        );
     }
 
     #[test]

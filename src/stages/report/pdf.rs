@@ -43,16 +43,16 @@ const CELL_PAD: f64 = 3.0;
 const MAX_COLUMN: f64 = 240.0;
 
 /// The default fonts, in fallback order, with the Debian package that
-/// installs each: DejaVu Sans for Latin, Greek and Cyrillic, Droid Sans
-/// Fallback for Japanese (kana and kanji), Korean (Hangul) and Chinese.
+/// installs each: DejaVu Sans for Latin, Greek and Cyrillic, WenQuanYi
+/// Micro Hei for Japanese (kana and kanji), Korean (Hangul) and Chinese.
 pub const DEFAULT_FONTS: &[(&str, &str)] = &[
     (
         "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
         "fonts-dejavu-core",
     ),
     (
-        "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
-        "fonts-droid-fallback",
+        "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+        "fonts-wqy-microhei",
     ),
 ];
 /// Bold text: this first, then the regular fonts for what it lacks.
@@ -823,7 +823,7 @@ mod tests {
     fn a_missing_font_names_the_file_and_its_package() {
         let files = FontFiles {
             regular: vec![PathBuf::from(
-                "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+                "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
             )],
             bold: vec![],
         };
@@ -838,11 +838,11 @@ mod tests {
         let e = Fonts::load(&missing).err().map(|e| e.to_string());
         assert!(
             e.as_deref()
-                .is_some_and(|e| e.contains("DroidSansFallbackFull.nope")),
+                .is_some_and(|e| e.contains("wqy-microhei.nope")),
             "{e:?}"
         );
         let e = package_hint(&files.regular[0]);
-        assert!(e.contains("fonts-droid-fallback"), "{e}");
+        assert!(e.contains("fonts-wqy-microhei"), "{e}");
     }
 
     #[test]
