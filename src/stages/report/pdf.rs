@@ -164,13 +164,16 @@ impl Face {
     }
 }
 
+/// (face index, glyph id, advance in em) of a character.
+type Placed = (usize, u32, f32);
+
 /// The loaded report fonts with per-character fallback.
 pub struct Fonts {
     faces: Vec<Face>,
     /// Indices into `faces`, in fallback order.
     regular: Vec<usize>,
     bold: Vec<usize>,
-    cache: RefCell<HashMap<(char, bool), (usize, u32, f32)>>,
+    cache: RefCell<HashMap<(char, bool), Placed>>,
 }
 
 impl Fonts {
@@ -205,7 +208,7 @@ impl Fonts {
 
     /// (face, glyph, advance in em) for `c`: the first font of the chain
     /// that has it, else '?' in the first.
-    fn glyph(&self, c: char, bold: bool) -> (usize, u32, f32) {
+    fn glyph(&self, c: char, bold: bool) -> Placed {
         let c = if c.is_control() { ' ' } else { c };
         if let Some(g) = self.cache.borrow().get(&(c, bold)) {
             return *g;
