@@ -5,7 +5,8 @@
 //! `report.v_gy` VxGy metrics; page 1 renders non-blank (pdftoppm); the
 //! Encapsulated PDF reads back with pydicom and passes dciodvfy; patient
 //! names in ISO_IR 100, ISO_IR 126, ISO_IR 192 (Czech, Japanese, Korean)
-//! and GB18030 print every component group; a course without an RTSTRUCT still gets a
+//! and GB18030 print every component group; a missing font fails the
+//! report naming the file; a course without an RTSTRUCT still gets a
 //! report; and through a running node the report reaches a dcmtk storescp
 //! by the export queue, while a TPS that takes only RTSTRUCTs gets no report
 //! and no dead letter.
@@ -740,4 +741,42 @@ for p in pathlib.Path(sys.argv[1]).rglob("*"):
         let (errors, all) = dciodvfy_errors(&v1.join("report/report.dcm"));
         assert!(errors.is_empty(), "{charset}: dciodvfy errors:\n{all}");
     }
+}
+
+#[test]
+fn a_missing_font_fails_the_report_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    synth_course(&input, 8, 64, false);
+    let config = dir.path().join("rtnode.yaml");
+    std::fs::write(
+        &config,
+        "pipeline:\n  max_attempts: 1\nreport:\n  fonts: [/nonexistent/NotoSans-Regular.ttf]\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = Command::new(BIN)
+        .arg("process")
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let course = std::fs::read_dir(out.join("courses"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let m = manifest(&course.join("v1"));
+    let report = &m["stages"]["report"];
+    assert_eq!(report["state"], "failed", "{m}\n{o:?}");
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("/nonexistent/NotoSans-Regular.ttf") && error.contains("missing"),
+        "{error}"
+    );
+    assert!(!course.join("v1/report/report.pdf").exists());
 }

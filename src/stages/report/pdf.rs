@@ -267,6 +267,10 @@ impl Fonts {
         };
         for c in s.chars() {
             let (f, gid, adv) = self.glyph(c, bold);
+            if gid == 0 {
+                // Not even '?' exists: .notdef is not allowed in PDF/A.
+                continue;
+            }
             if face != Some(f) {
                 flush(surface, &mut x, face, &mut run, &mut glyphs);
                 face = Some(f);
@@ -868,7 +872,7 @@ mod tests {
         let doc = Document {
             title: "T".into(),
             blocks: vec![
-                Block::Paragraph("Dvořák Antonín, Διονυσιος, 山田 太郎".into()),
+                Block::Paragraph("Dvořák Antonín, Διονυσιος, 山田 太郎, 홍길동, \u{13000}".into()),
                 Block::PageBreak,
                 Block::Table(Table {
                     header: vec!["a".into(), "b".into()],
@@ -881,5 +885,7 @@ mod tests {
         let text = String::from_utf8_lossy(&pdf);
         assert!(text.contains("pdfaid:part"), "PDF/A identification");
         assert!(text.contains("/Count 2"), "two pages");
+        // No font has the hieroglyph: it is a '?' in the first.
+        assert_eq!(f.glyph('\u{13000}', false), f.glyph('?', false));
     }
 }
