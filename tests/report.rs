@@ -250,6 +250,7 @@ fn a_synthetic_course_gets_html_pdf_and_a_valid_encapsulated_pdf() {
         "V95%Rx (%)",
         "HI",
         "Dose constraints",
+        "1 constraint result(s): ",
         "Cylinder",
         "V20Gy_pct",
         "QC verdict",

@@ -393,7 +393,29 @@ fn summary(inp: &ReportInputs) -> Vec<Block> {
 
     b.push(Block::Heading("Dose constraints".into()));
     match &inp.dvh_constraints {
-        Some(csv) if !csv.rows.is_empty() => b.push(Block::Table(constraint_table(csv))),
+        Some(csv) if !csv.rows.is_empty() => {
+            let results: Vec<&str> = csv
+                .column("result")
+                .map(|c| {
+                    csv.rows
+                        .iter()
+                        .filter_map(|r| r.get(c).map(String::as_str))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let n = |w: &str| results.iter().filter(|r| **r == w).count();
+            b.push(Block::Paragraph(format!(
+                "{} constraint result(s): {} pass, {} fail, {} not evaluated.",
+                csv.rows.len(),
+                n("pass"),
+                n("fail"),
+                results
+                    .iter()
+                    .filter(|r| r.starts_with("not evaluated"))
+                    .count()
+            )));
+            b.push(Block::Table(constraint_table(csv)));
+        }
         Some(_) => b.push(Block::Paragraph(
             "No constraint is configured (dvh.constraints).".into(),
         )),
