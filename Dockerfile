@@ -28,6 +28,10 @@ RUN set -e; mkdir -p /opt/rtnode-torch; \
     fi
 
 FROM debian:bookworm-slim
+# The report's fonts (report.fonts): Latin, Greek, Cyrillic; Japanese,
+# Korean, Chinese.
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-dejavu-core fonts-wqy-microhei \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --home /var/lib/rtnode --shell /usr/sbin/nologin rtnode \
     && install -d -o rtnode -g rtnode -m 0750 /var/lib/rtnode
 COPY --from=build /opt/rtnode-torch /opt/rtnode-torch

@@ -113,6 +113,9 @@ pub struct Config {
     /// The research cohort export.
     #[serde(default)]
     pub cohort: CohortSection,
+    /// The course report: which VxGy metrics it lists and its fonts.
+    #[serde(default)]
+    pub report: ReportSection,
     /// The file this config was read from; relative paths inside the config
     /// are resolved against its directory.
     #[serde(skip)]
@@ -344,6 +347,56 @@ pub struct CohortSection {
     /// directory); `rtnode export --pseudonym-key` overrides it.
     #[serde(default)]
     pub pseudonym_key_file: Option<PathBuf>,
+}
+
+/// The course report (`stages::report`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportSection {
+    /// VxGy metrics (Gy) listed in the report's appendix, besides those
+    /// named in `dvh.constraints`. Default none.
+    pub v_gy: Vec<f64>,
+    /// Font files in fallback order: each character is drawn in the first
+    /// that has it. Relative paths are against this config's directory.
+    /// Default DejaVu Sans (fonts-dejavu-core) for Latin, Greek and
+    /// Cyrillic, then WenQuanYi Micro Hei (fonts-wqy-microhei) for
+    /// Japanese, Korean and Chinese.
+    pub fonts: Vec<PathBuf>,
+    /// Tried before `fonts` for bold text. Default DejaVu Sans Bold.
+    pub bold_fonts: Vec<PathBuf>,
+}
+
+impl Default for ReportSection {
+    fn default() -> Self {
+        let files = crate::stages::report::pdf::FontFiles::default();
+        ReportSection {
+            v_gy: Vec::new(),
+            fonts: files.regular,
+            bold_fonts: files.bold,
+        }
+    }
+}
+
+impl ReportSection {
+    /// The font files, relative ones resolved against `base`.
+    pub fn font_files(&self, base: &Path) -> crate::stages::report::pdf::FontFiles {
+        crate::stages::report::pdf::FontFiles {
+            regular: self.fonts.iter().map(|p| base.join(p)).collect(),
+            bold: self.bold_fonts.iter().map(|p| base.join(p)).collect(),
+        }
+    }
+
+    /// Problems as (key, message).
+    pub fn check(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(v) = self.v_gy.iter().find(|v| !v.is_finite() || **v < 0.0) {
+            out.push(("v_gy", format!("{v} is not a dose in Gy (0 or more)")));
+        }
+        if self.fonts.is_empty() {
+            out.push(("fonts", "lists no font file".to_owned()));
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1098,6 +1151,9 @@ fn check_config(c: &Config, text: &str, file: &Path) -> Vec<ConfigError> {
     for (key, m) in c.radiomics.check(&base) {
         err("radiomics", key, m);
     }
+    for (key, m) in c.report.check() {
+        err("report", key, m);
+    }
     if c.export.max_attempts == 0 {
         err("export", "max_attempts", "must be at least 1".to_owned());
     }
@@ -1548,6 +1604,24 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("nowhere.pt does not exist"), "{e}");
+    }
+
+    #[test]
+    fn report_section_checks_doses_and_fonts() {
+        let ok: ReportSection = serde_yaml_ng::from_str("v_gy: [5, 20.5]").unwrap();
+        assert!(ok.check().is_empty());
+        assert_eq!(ok.fonts, ReportSection::default().fonts);
+        let bad: ReportSection = serde_yaml_ng::from_str("v_gy: [-1]\nfonts: []").unwrap();
+        let keys: Vec<&str> = bad.check().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["v_gy", "fonts"]);
+        assert!(serde_yaml_ng::from_str::<ReportSection>("v_gyy: [1]").is_err());
+        let files = ok.font_files(Path::new("/etc/rtnode"));
+        assert!(files.regular[0].is_absolute());
+        let rel: ReportSection = serde_yaml_ng::from_str("fonts: [f.ttf]").unwrap();
+        assert_eq!(
+            rel.font_files(Path::new("/etc/rtnode")).regular,
+            [PathBuf::from("/etc/rtnode/f.ttf")]
+        );
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub fn run(dir: &Path, out: &Path, cfg: &Config) -> Result<Summary> {
         .map(|path| {
             let r = import_one(&store, path).map_err(|e| format!("{}: {e}", path.display()));
             let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-            if d % 200 == 0 || d == total {
+            if d.is_multiple_of(200) || d == total {
                 eprintln!("  imported {d}/{total}");
             }
             r

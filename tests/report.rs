@@ -1,10 +1,15 @@
 //! The course report: `rtnode process` over a synthetic course makes
-//! report.html, report.pdf and report.dcm; the PDF's text (pdftotext) holds
-//! every value of dvh_metrics.csv as written; the Encapsulated PDF reads
-//! back with pydicom and passes dciodvfy; a course without an RTSTRUCT still
-//! gets a report; and through a running node the report reaches a dcmtk
-//! storescp by the export queue, while a TPS that takes only RTSTRUCTs gets
-//! no report and no dead letter.
+//! report.html, report.pdf (PDF/A-2b) and report.dcm; page 1 of the PDF
+//! holds the summary a physicist checks first and the appendix every metric
+//! it lists, rounded by unit (pdftotext), with only the constrained or
+//! `report.v_gy` VxGy metrics; page 1 renders non-blank (pdftoppm); the
+//! Encapsulated PDF reads back with pydicom and passes dciodvfy; patient
+//! names in ISO_IR 100, ISO_IR 126, ISO_IR 192 (Czech, Japanese, Korean)
+//! and GB18030 print every component group; a missing font fails the
+//! report naming the file; a course without an RTSTRUCT still gets a
+//! report; and through a running node the report reaches a dcmtk storescp
+//! by the export queue, while a TPS that takes only RTSTRUCTs gets no report
+//! and no dead letter.
 
 mod common;
 
@@ -29,13 +34,23 @@ fn synth_course(dir: &Path, slices: u32, rows: u16, rt: bool) -> (SynthSeries, O
 
 /// Runs `rtnode process` and returns the course's v1 folder.
 fn process(input: &Path, out: &Path) -> PathBuf {
-    let o = Command::new(BIN)
-        .arg("process")
-        .arg(input)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap();
+    process_with(input, out, None)
+}
+
+fn process_with(input: &Path, out: &Path, config: Option<&Path>) -> PathBuf {
+    let v1 = process_all(input, out, config);
+    assert_eq!(v1.len(), 1, "{v1:?}");
+    v1[0].clone()
+}
+
+/// Runs `rtnode process` and returns every course's v1 folder.
+fn process_all(input: &Path, out: &Path, config: Option<&Path>) -> Vec<PathBuf> {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("process").arg(input).arg("--out").arg(out);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    let o = cmd.output().unwrap();
     assert!(
         o.status.success(),
         "{}{}",
@@ -46,12 +61,20 @@ fn process(input: &Path, out: &Path) -> PathBuf {
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(courses.len(), 1, "{courses:?}");
-    courses[0].join("v1")
+    courses.iter().map(|c| c.join("v1")).collect()
 }
 
 fn pdftotext(pdf: &Path) -> String {
-    let o = Command::new("pdftotext")
+    pdftotext_pages(pdf, None)
+}
+
+/// The text of the PDF, or of one page of it.
+fn pdftotext_pages(pdf: &Path, page: Option<u32>) -> String {
+    let mut cmd = Command::new("pdftotext");
+    if let Some(p) = page {
+        cmd.args(["-f", &p.to_string(), "-l", &p.to_string()]);
+    }
+    let o = cmd
         .arg(pdf)
         .arg("-")
         .output()
@@ -61,6 +84,58 @@ fn pdftotext(pdf: &Path) -> String {
     // poppler reports a broken xref or content stream here.
     assert!(stderr.trim().is_empty(), "pdftotext complained: {stderr}");
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Share of the pixels of page `page`, rendered by pdftoppm in grey, that
+/// are not white.
+fn inked_fraction(pdf: &Path, page: u32) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("page");
+    let o = Command::new("pdftoppm")
+        .args(["-r", "40", "-gray", "-singlefile"])
+        .args(["-f", &page.to_string(), "-l", &page.to_string()])
+        .arg(pdf)
+        .arg(&prefix)
+        .output()
+        .expect("pdftoppm (poppler-utils)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pgm = std::fs::read(prefix.with_extension("pgm")).unwrap();
+    // P5 <w> <h> <max> then one byte a pixel.
+    let mut fields = Vec::new();
+    let mut i = 0;
+    while fields.len() < 4 {
+        while pgm[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let start = i;
+        while !pgm[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        fields.push(String::from_utf8_lossy(&pgm[start..i]).into_owned());
+    }
+    assert_eq!(fields[0], "P5");
+    let (w, h): (usize, usize) = (fields[1].parse().unwrap(), fields[2].parse().unwrap());
+    let pixels = &pgm[i + 1..i + 1 + w * h];
+    pixels.iter().filter(|&&p| p < 200).count() as f64 / (w * h) as f64
+}
+
+/// A metric value as the report prints it: Gy and cc to 2 decimals, % to
+/// 1, unitless (HI) to 3.
+fn rounded(v: &str, unit: &str) -> String {
+    let x: f64 = v.parse().unwrap();
+    let s = match unit {
+        "%" => format!("{x:.1}"),
+        "" => format!("{x:.3}"),
+        _ => format!("{x:.2}"),
+    };
+    if s.trim_start_matches('-')
+        .chars()
+        .all(|c| c == '0' || c == '.')
+    {
+        s.trim_start_matches('-').to_string()
+    } else {
+        s
+    }
 }
 
 fn dciodvfy_errors(path: &Path) -> (Vec<String>, String) {
@@ -150,32 +225,119 @@ fn a_synthetic_course_gets_html_pdf_and_a_valid_encapsulated_pdf() {
     let input = dir.path().join("in");
     let (series, rt) = synth_course(&input, 40, 128, true);
     let rt = rt.unwrap();
-    let v1 = process(&input, &dir.path().join("out"));
+    // One constraint on a V metric; report.v_gy adds V5Gy.
+    let config = dir.path().join("rtnode.yaml");
+    std::fs::write(
+        &config,
+        "dvh:\n  constraints: [\"Cylinder: V20Gy < 30 %\"]\nreport:\n  v_gy: [5]\n",
+    )
+    .unwrap();
+    let v1 = process_with(&input, &dir.path().join("out"), Some(&config));
     let report = v1.join("report");
+    let pdf_path = report.join("report.pdf");
 
-    // Every value of dvh_metrics.csv, as written there, is a word of the
-    // PDF's text and a cell of the HTML.
+    // Page 1: what a physicist checks first, and nothing else.
+    let page1 = pdftotext_pages(&pdf_path, Some(1));
+    for expected in [
+        "UNAPPROVED — automatically generated",
+        "Patient: Phantom Water (ID RTNODE-PHANTOM-001)",
+        "Prescription: 50.00 Gy",
+        "Dose used:",
+        "Why this dose:",
+        "Target coverage",
+        "D98 (Gy)",
+        "V95%Rx (cc)",
+        "V95%Rx (%)",
+        "HI",
+        "Dose constraints",
+        "1 constraint result(s): ",
+        "Cylinder",
+        "V20Gy_pct",
+        "QC verdict",
+        "Verdict",
+        "Auto-segmented structures",
+        "External",
+        concat!("rtnode ", env!("CARGO_PKG_VERSION")),
+        "bin width 0.01 Gy",
+        "Reviewed by:",
+        "Date:",
+    ] {
+        assert!(
+            page1.contains(expected),
+            "{expected} not on page 1:\n{page1}"
+        );
+    }
+    assert!(!page1.contains("Dose-volume histograms"), "{page1}");
+    assert!(inked_fraction(&pdf_path, 1) > 0.01, "page 1 is blank");
+    assert!(inked_fraction(&pdf_path, 2) > 0.02, "the DVH page is blank");
+    let pdf_bytes = std::fs::read(&pdf_path).unwrap();
+    assert!(pdf_bytes.starts_with(b"%PDF-1.7"));
+    let pdf_text = String::from_utf8_lossy(&pdf_bytes);
+    assert!(
+        pdf_text.contains("<pdfaid:part>2</pdfaid:part>")
+            && pdf_text.contains("<pdfaid:conformance>B</pdfaid:conformance>"),
+        "PDF/A-2b identification"
+    );
+
+    // Every metric the appendix lists — all but the VxGy ones nobody
+    // asked for — is a word of the PDF's text and a cell of the HTML,
+    // rounded by its unit.
     let metrics = std::fs::read_to_string(v1.join("dvh/dvh_metrics.csv")).unwrap();
     assert!(!metrics.contains('"'), "synthetic names need no quoting");
     let mut lines = metrics.lines().filter(|l| !l.starts_with('#'));
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let col = header.iter().position(|h| *h == "value").unwrap();
-    let values: Vec<String> = lines
-        .map(|l| l.split(',').nth(col).unwrap().to_string())
-        .filter(|v| !v.is_empty())
-        .collect();
+    let at = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (mcol, col, ucol) = (at("metric"), at("value"), at("unit"));
+    let v_gy = regex::Regex::new(r"^V[0-9.]+Gy(_pct)?$").unwrap();
+    let mut values = Vec::new();
+    let mut hidden = HashSet::new();
+    for l in lines {
+        let f: Vec<&str> = l.split(',').collect();
+        let base = f[mcol].trim_end_matches("_pct");
+        if v_gy.is_match(f[mcol]) && base != "V20Gy" && base != "V5Gy" {
+            hidden.insert(f[mcol].to_string());
+            continue;
+        }
+        if !f[col].is_empty() {
+            values.push(rounded(f[col], f[ucol]));
+        }
+    }
     assert!(values.len() > 100, "only {} metric values", values.len());
-    let text = pdftotext(&report.join("report.pdf"));
+    assert!(hidden.contains("V60Gy_pct"), "{hidden:?}");
+    let text = pdftotext(&pdf_path);
     let words: HashSet<&str> = text.split_whitespace().collect();
     let absent: Vec<&String> = values
         .iter()
         .filter(|v| !words.contains(v.as_str()))
         .collect();
     assert!(absent.is_empty(), "not in the PDF text: {absent:?}");
+    let appendix = text
+        .split("Appendix: DVH metrics")
+        .nth(1)
+        .and_then(|t| t.split("Quality checks").next())
+        .and_then(|t| t.split("Radiomics").next())
+        .unwrap_or_default();
+    assert!(!appendix.is_empty(), "no appendix: {text}");
+    for w in text.split_whitespace() {
+        assert!(!hidden.contains(w), "{w} is listed");
+    }
+    for w in appendix.split_whitespace() {
+        // No six-significant-digit values any more.
+        let decimals = w.split_once('.').map(|(_, d)| d.len()).unwrap_or(0);
+        assert!(
+            decimals <= 3 || w.parse::<f64>().is_err(),
+            "{w} printed with {decimals} decimals"
+        );
+    }
     for name in [
+        "V5Gy",
+        "V5Gy_pct",
+        "V20Gy",
         "PTV",
         "BODY",
         "Dose-volume histograms",
+        "CT with contours",
+        "Appendix: DVH metrics",
         "Quality checks",
         "Stages",
     ] {
@@ -467,7 +629,7 @@ fn the_demo_says_where_the_report_is_and_the_tps_receives_it() {
             .unwrap(),
     );
     assert!(pdf.ends_with("report/report.pdf"), "{line}");
-    assert!(std::fs::read(&pdf).unwrap().starts_with(b"%PDF-1.4"));
+    assert!(std::fs::read(&pdf).unwrap().starts_with(b"%PDF-1.7"));
     // The auto RTSTRUCT and the report.
     assert!(
         stdout.contains("2 sent, 0 dead; the TPS holds 2 instance(s)"),
@@ -478,4 +640,144 @@ fn the_demo_says_where_the_report_is_and_the_tps_receives_it() {
         .find_map(|l| l.strip_prefix("kept "))
         .unwrap();
     std::fs::remove_dir_all(kept).unwrap();
+}
+
+#[test]
+fn patient_names_print_in_every_character_set_rtnode_decodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    // (patient ID, SpecificCharacterSet, PatientName, words pdftotext must find)
+    let patients: [(&str, &str, &str, &[&str]); 6] = [
+        (
+            "RT-LATIN1",
+            "ISO_IR 100",
+            "Müller^Jürgen",
+            &["Müller", "Jürgen"],
+        ),
+        (
+            "RT-GREEK",
+            "ISO_IR 126",
+            "Διονυσιος^Νικος",
+            &["Διονυσιος", "Νικος"],
+        ),
+        (
+            "RT-CZECH",
+            "ISO_IR 192",
+            "Dvořák^Antonín",
+            &["Dvořák", "Antonín"],
+        ),
+        // ISO_IR 192: rtnode's store does not decode the multi-valued
+        // `\ISO 2022 IR 87` form yet (it keeps the escape sequences).
+        (
+            "RT-JAPANESE",
+            "ISO_IR 192",
+            "Yamada^Tarou=山田^太郎=やまだ^たろう",
+            &["Yamada", "Tarou", "山田", "太郎", "やまだ", "たろう"],
+        ),
+        (
+            "RT-KOREAN",
+            "ISO_IR 192",
+            "Hong^Gildong=洪^吉洞=홍^길동",
+            &["Hong", "Gildong", "洪", "吉洞", "홍", "길동"],
+        ),
+        (
+            "RT-CHINESE",
+            "GB18030",
+            "Wang^XiaoDong=王^小東",
+            &["Wang", "XiaoDong", "王", "小東"],
+        ),
+    ];
+    for (id, charset, name, _) in &patients {
+        let series_dir = input.join(id);
+        let opts = SynthOptions {
+            slices: 12,
+            patient_id: id.to_string(),
+            ..SynthOptions::default().with_rows(64)
+        };
+        write_ct_series(&series_dir, &opts).unwrap();
+        // Re-encode the name in the patient's character set (pydicom).
+        let script = r#"
+import pathlib, sys, pydicom
+charset = sys.argv[2].split("\\")
+for p in pathlib.Path(sys.argv[1]).rglob("*"):
+    if not p.is_file():
+        continue
+    ds = pydicom.dcmread(p)
+    ds.SpecificCharacterSet = charset if len(charset) > 1 else charset[0]
+    ds.PatientName = sys.argv[3]
+    ds.save_as(p)
+"#;
+        let o = Command::new(venv_python())
+            .args(["-c", script])
+            .arg(&series_dir)
+            .arg(charset)
+            .arg(name)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let v1s = process_all(&input, &dir.path().join("out"), None);
+    assert_eq!(v1s.len(), patients.len(), "{v1s:?}");
+    for (id, charset, _, words) in &patients {
+        let v1 = v1s
+            .iter()
+            .find(|p| {
+                p.parent()
+                    .and_then(|c| c.file_name())
+                    .is_some_and(|c| c.to_string_lossy().starts_with(&format!("{id}-")))
+            })
+            .unwrap_or_else(|| panic!("no course of {id}: {v1s:?}"));
+        let page1 = pdftotext_pages(&v1.join("report/report.pdf"), Some(1));
+        let line = page1
+            .lines()
+            .find(|l| l.starts_with("Patient:"))
+            .unwrap_or_else(|| panic!("{charset}: no patient line:\n{page1}"));
+        for w in *words {
+            assert!(
+                line.split_whitespace().any(|x| x == *w),
+                "{charset}: {w} not in {line:?}"
+            );
+        }
+        assert!(!line.contains('?'), "{charset}: {line}");
+        let (errors, all) = dciodvfy_errors(&v1.join("report/report.dcm"));
+        assert!(errors.is_empty(), "{charset}: dciodvfy errors:\n{all}");
+    }
+}
+
+#[test]
+fn a_missing_font_fails_the_report_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    synth_course(&input, 8, 64, false);
+    let config = dir.path().join("rtnode.yaml");
+    std::fs::write(
+        &config,
+        "pipeline:\n  max_attempts: 1\nreport:\n  fonts: [/nonexistent/NotoSans-Regular.ttf]\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = Command::new(BIN)
+        .arg("process")
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let course = std::fs::read_dir(out.join("courses"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let m = manifest(&course.join("v1"));
+    let report = &m["stages"]["report"];
+    assert_eq!(report["state"], "failed", "{m}\n{o:?}");
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("/nonexistent/NotoSans-Regular.ttf") && error.contains("missing"),
+        "{error}"
+    );
+    assert!(!course.join("v1/report/report.pdf").exists());
 }

@@ -3,15 +3,23 @@
 # dcmtk (the interoperability peers: echoscu, storescu, storescp and its
 # converters, built with OpenSSL for the TLS tests), dicom3tools (dciodvfy,
 # the IOD checker for what we write), openssl (test certificates for
-# tests/tls.rs), poppler-utils (pdftotext, which reads the course report
-# back) and cmake + g++ (CharLS, the JPEG-LS codec, builds from source).
+# tests/tls.rs), poppler-utils (pdftotext and pdftoppm, which read and
+# render the course report back), the report's fonts (fonts-dejavu-core:
+# Latin, Greek, Cyrillic; fonts-wqy-microhei: Japanese, Korean, Chinese;
+# about 2.6 MB to download, a few seconds) and cmake + g++ (CharLS, the
+# JPEG-LS codec, builds from source).
 set -euo pipefail
 need=()
-for bin in storescu echoscu storescp dcmdump dcmcjpls dciodvfy openssl pdftotext cmake g++; do
+for bin in storescu echoscu storescp dcmdump dcmcjpls dciodvfy openssl pdftotext pdftoppm cmake g++; do
   command -v "$bin" >/dev/null 2>&1 || need+=("$bin")
 done
+for font in /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf \
+  /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf \
+  /usr/share/fonts/truetype/wqy/wqy-microhei.ttc; do
+  [ -f "$font" ] || need+=("$font")
+done
 if ((${#need[@]})); then
-  pkgs=(dcmtk dicom3tools openssl poppler-utils cmake g++)
+  pkgs=(dcmtk dicom3tools openssl poppler-utils fonts-dejavu-core fonts-wqy-microhei cmake g++)
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq

@@ -191,7 +191,7 @@ mod tests {
                 seed = seed
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
-                (seed >> 33) % 13 == 0
+                (seed >> 33).is_multiple_of(13)
             })
             .collect();
         let fast = squared_2d(&feature, nx, ny, 0.7, 1.3);

@@ -388,7 +388,7 @@ fn read_planes(item: &InMemDicomObject, notes: &mut Vec<String>) -> (Vec<Contour
             }
         }
         let data = dcm::floats(&c, tags::CONTOUR_DATA).unwrap_or_default();
-        if data.len() % 3 != 0 {
+        if !data.len().is_multiple_of(3) {
             count_mismatch += 1;
         }
         if let Some(n) = dcm::int(&c, tags::NUMBER_OF_CONTOUR_POINTS) {

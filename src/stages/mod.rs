@@ -124,7 +124,7 @@ fn stages_with(
             settings: cfg.dvh.clone(),
         }),
         Arc::new(radiomics),
-        Arc::new(report::Report::default()),
+        Arc::new(report::Report::from_section(&cfg.report, &cfg.base_dir())),
     ]
 }
 

@@ -178,6 +178,10 @@ pub fn render(doc: &Document, footer: &str) -> Result<String> {
             Block::Paragraph(p) => {
                 let _ = writeln!(out, "<p>{}</p>", escape(p));
             }
+            Block::Strong(p) => {
+                let _ = writeln!(out, "<p><strong>{}</strong></p>", escape(p));
+            }
+            Block::PageBreak => out.push_str("<hr>\n"),
             Block::Table(t) => table(&mut out, t),
             Block::Figure(f) => figure(&mut out, f)?,
         }

@@ -6,9 +6,14 @@
 //! report needs only the CT volume and reads the other stages' outputs when
 //! they made any.
 //!
+//! Page 1 is what a physicist checks first (patient, plans and
+//! prescription, the dose used and why, target coverage, constraints, the
+//! QC verdict, automatic contours, the DVH method, review lines); then the
+//! DVH plot and CT slices; then the full tables as an appendix.
+//!
 //! [`content`] decides what is shown ([`figures`] draws the plots and
-//! slices), [`model`] holds it, [`html`] and [`pdf`] render it, [`dicom`]
-//! wraps the PDF.
+//! slices), [`model`] holds it, [`html`] and [`pdf`] (PDF/A-2b through
+//! krilla, fonts embedded) render it, [`dicom`] wraps the PDF.
 
 pub mod content;
 pub mod csv;
@@ -44,12 +49,28 @@ pub const DICOM_FILE: &str = "report.dcm";
 pub struct Report {
     /// Root of the report's UIDs: the segmentation writer's.
     pub uid_root: String,
+    /// `report.v_gy`: VxGy metrics listed besides the constrained ones.
+    pub v_gy: Vec<f64>,
+    /// `report.fonts` and `report.bold_fonts`, resolved.
+    pub fonts: pdf::FontFiles,
 }
 
 impl Default for Report {
     fn default() -> Self {
         Report {
             uid_root: SegmentationOptions::default().uid_root,
+            v_gy: Vec::new(),
+            fonts: pdf::FontFiles::default(),
+        }
+    }
+}
+
+impl Report {
+    pub fn from_section(section: &crate::config::ReportSection, base: &Path) -> Self {
+        Report {
+            v_gy: section.v_gy.clone(),
+            fonts: section.font_files(base),
+            ..Report::default()
         }
     }
 }
@@ -108,6 +129,8 @@ impl Stage for Report {
         // doses are cited in the DICOM object.
         let mut keys = member_keys(course.all_members());
         keys.push(format!("uid_root:{}", self.uid_root));
+        keys.push(format!("v_gy:{:?}", self.v_gy));
+        keys.push(format!("fonts:{:?}", self.fonts));
         Ok(keys)
     }
 
@@ -115,6 +138,8 @@ impl Stage for Report {
         let course = ctx.course;
         let up = |stage: &str, file: &str| ctx.upstream.get(stage).map(|d| d.join(file));
         (ctx.progress)(0, 4);
+        // First, so that a missing font fails the stage before any work.
+        let fonts = pdf::Fonts::load(&self.fonts)?;
         let organize = ctx
             .upstream
             .get("organize")
@@ -217,12 +242,13 @@ impl Stage for Report {
             radiomics,
             manifest,
             missing,
+            v_gy: self.v_gy.clone(),
         };
         let doc = content::build(&inputs);
         let footer = format!(
             "rtnode {} — {} ({}) — course {} v{}",
             env!("CARGO_PKG_VERSION"),
-            inputs.patient_name,
+            content::display_name(&inputs.patient_name),
             inputs.patient_id,
             inputs.course_id,
             inputs.version
@@ -232,7 +258,7 @@ impl Stage for Report {
         std::fs::write(&html_path, html)
             .with_context(|| format!("writing {}", html_path.display()))?;
         (ctx.progress)(2, 4);
-        let pdf = pdf::render(&doc, &footer, &created)?;
+        let pdf = pdf::render(&doc, &footer, &created, &fonts)?;
         let pdf_path = ctx.out_dir.join(PDF_FILE);
         std::fs::write(&pdf_path, &pdf)
             .with_context(|| format!("writing {}", pdf_path.display()))?;

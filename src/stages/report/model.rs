@@ -20,8 +20,12 @@ pub struct Document {
 pub enum Block {
     Heading(String),
     Paragraph(String),
+    /// A paragraph that must stand out (the UNAPPROVED notice).
+    Strong(String),
     Table(Table),
     Figure(Figure),
+    /// What follows starts on a new page (PDF) or after a rule (HTML).
+    PageBreak,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -144,6 +148,13 @@ pub fn text_width(s: &str, size: f64) -> f64 {
 /// Breaks `s` into lines no wider than `width` at `size`: at spaces where
 /// possible, inside a word when the word alone is too wide.
 pub fn wrap(s: &str, size: f64, width: f64) -> Vec<String> {
+    wrap_by(s, width, |t| text_width(t, size))
+}
+
+/// Breaks `s` into lines no wider than `width` as `measure` measures them.
+pub fn wrap_by(s: &str, width: f64, measure: impl Fn(&str) -> f64) -> Vec<String> {
+    let text_width = |t: &str, _: f64| measure(t);
+    let size = 0.0;
     let mut lines = Vec::new();
     for para in s.split('\n') {
         let mut line = String::new();

@@ -73,7 +73,7 @@ pub fn trace(h: usize, w: usize, fg: impl Fn(usize, usize) -> bool) -> Vec<Loop>
     let point = |id: usize| -> [f64; 2] {
         let cell = id / 2;
         let (r, c) = ((cell / cw) as f64 - 1.0, (cell % cw) as f64 - 1.0);
-        if id % 2 == 0 {
+        if id.is_multiple_of(2) {
             [r, c + 0.5]
         } else {
             [r + 0.5, c]

@@ -240,7 +240,7 @@ mod tests {
                 seed = seed
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
-                (seed >> 33) % 11 == 0
+                (seed >> 33).is_multiple_of(11)
             })
             .collect();
         let sp = [0.7, 1.3];
