@@ -298,6 +298,21 @@ pub struct StorageSection {
     /// `check_every` by the running node; absent: nothing is purged.
     #[serde(default)]
     pub retention: Option<RetentionSection>,
+    /// Page cache of the instance index (index.redb), MiB. Default 64: the
+    /// index's resident memory is capped by it, whatever the archive size.
+    #[serde(default = "default_index_cache_mb")]
+    pub index_cache_mb: u64,
+}
+
+fn default_index_cache_mb() -> u64 {
+    64
+}
+
+impl StorageSection {
+    /// `index_cache_mb` in bytes.
+    pub fn index_cache_bytes(&self) -> usize {
+        (self.index_cache_mb.saturating_mul(1024 * 1024)).min(usize::MAX as u64) as usize
+    }
 }
 
 impl Default for StorageSection {
@@ -306,6 +321,7 @@ impl Default for StorageSection {
             fsync: default_true(),
             min_free_bytes: default_min_free_bytes(),
             retention: None,
+            index_cache_mb: default_index_cache_mb(),
         }
     }
 }
@@ -1205,6 +1221,16 @@ fn check_config(c: &Config, text: &str, file: &Path) -> Vec<ConfigError> {
         }
     }
 
+    if !(4..=65536).contains(&c.storage.index_cache_mb) {
+        err(
+            "storage",
+            "index_cache_mb",
+            format!(
+                "{} MiB is outside 4..65536 (the index's page cache; default 64)",
+                c.storage.index_cache_mb
+            ),
+        );
+    }
     if let Some(r) = &c.storage.retention {
         if let Err(m) = r.older_than() {
             err("storage", "retention", m);

@@ -85,6 +85,30 @@ pub fn text(obj: &InMemDicomObject, tag: Tag) -> String {
         .to_string()
 }
 
+/// A person name, decoded by the data set's SpecificCharacterSet — also in
+/// the ISO 2022 form Japanese systems send (`\ISO 2022 IR 87`: the default
+/// repertoire first, JIS X 0208 behind escape sequences), which the parser
+/// reads as 7-bit text with the escape sequences left in: those are decoded
+/// here as ISO-2022-JP. Other values are as [`text`] gives them.
+pub fn person_name(obj: &InMemDicomObject, tag: Tag) -> String {
+    use dicom_encoding::text::{SpecificCharacterSet, TextCodec};
+    let name = text(obj, tag);
+    if !name.contains('\u{1b}') {
+        return name;
+    }
+    let charset = code(obj, dicom_dictionary_std::tags::SPECIFIC_CHARACTER_SET);
+    let japanese = charset
+        .split('\\')
+        .any(|v| matches!(v.trim(), "ISO 2022 IR 87" | "ISO 2022 IR 159" | "ISO 2022 IR 13"));
+    if !japanese {
+        return name;
+    }
+    match SpecificCharacterSet::from_code("ISO 2022 IR 87").map(|c| c.decode(name.as_bytes())) {
+        Some(Ok(decoded)) => decoded,
+        _ => name,
+    }
+}
+
 /// Upper-case code string (CS values are upper case by definition; some
 /// writers do not care).
 pub fn code(obj: &InMemDicomObject, tag: Tag) -> String {

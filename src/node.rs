@@ -53,6 +53,7 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
         data_dir: data_dir.clone(),
         fsync: cfg.storage.fsync,
         min_free_bytes: cfg.storage.min_free_bytes,
+        index_cache_bytes: cfg.storage.index_cache_bytes(),
     };
     let store = tokio::task::spawn_blocking(move || Store::open(opts))
         .await
@@ -88,7 +89,7 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
         },
         stages,
     )?;
-    pipeline.load_records(store.index().all_records()?);
+    pipeline.load_index(store.index().clone());
     {
         // Routing may read the stored file for tag rules: off the commit
         // thread, in its own.

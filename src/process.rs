@@ -30,6 +30,7 @@ pub fn run(dir: &Path, out: &Path, cfg: &Config) -> Result<Summary> {
         data_dir: out.to_path_buf(),
         fsync: cfg.storage.fsync,
         min_free_bytes: cfg.storage.min_free_bytes,
+        index_cache_bytes: cfg.storage.index_cache_bytes(),
     })?;
     let files = import::collect_files(&[dir.to_path_buf()])?;
     eprintln!("importing {} files from {}", files.len(), dir.display());
@@ -62,7 +63,7 @@ pub fn run(dir: &Path, out: &Path, cfg: &Config) -> Result<Summary> {
         },
         crate::stages::registry_with(cfg)?,
     )?;
-    pipeline.load_records(store.index().all_records()?);
+    pipeline.load_index(store.index().clone());
     eprintln!("running the stages");
     pipeline.run_until_idle()?;
     let status = pipeline.status()?;

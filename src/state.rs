@@ -203,27 +203,20 @@ impl StateDb {
         self.all_json(COURSES, "")
     }
 
-    /// Replaces the list of series that formed no course (keyed by
-    /// `series_instance_uid`) in one transaction.
-    pub fn put_unassembled(&self, series: &[crate::course::Unassembled]) -> Result<()> {
+    /// Updates the series that formed no course: `gone` (series UIDs) are
+    /// removed, `put` are written, in one transaction.
+    pub fn update_unassembled(
+        &self,
+        gone: &[String],
+        put: &[crate::course::Unassembled],
+    ) -> Result<()> {
         let txn = self.db.begin_write()?;
         {
             let mut t = txn.open_table(UNASSEMBLED)?;
-            let keep: std::collections::HashSet<&str> = series
-                .iter()
-                .map(|u| u.series_instance_uid.as_str())
-                .collect();
-            let mut gone = Vec::new();
-            for row in t.iter()? {
-                let (k, _) = row?;
-                if !keep.contains(k.value()) {
-                    gone.push(k.value().to_string());
-                }
-            }
             for k in gone {
                 t.remove(k.as_str())?;
             }
-            for u in series {
+            for u in put {
                 t.insert(
                     u.series_instance_uid.as_str(),
                     serde_json::to_vec(u)?.as_slice(),

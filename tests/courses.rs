@@ -595,3 +595,148 @@ fn process_names_every_series_that_forms_no_course() {
     assert!(stdout.contains("series forming no course: 1"), "{stdout}");
     assert!(stdout.contains("gap"), "{stdout}");
 }
+
+/// Course assembly does work in proportion to what arrived, not to the
+/// archive: the records read to assemble one more course (100 CT slices and
+/// an RTSTRUCT, arriving over several ticks) are counted when the store holds
+/// 10 courses (~1,000 instances) and again at 200 courses (~20,000), and
+/// must stay the same size. A property, not a timing. The records go
+/// straight into the index (no files): assembly reads nothing else.
+#[test]
+fn assembly_work_per_arrival_does_not_grow_with_the_archive() {
+    use rtnode::pipeline::{Pipeline, PipelineOptions};
+    use rtnode::store::record::{PatientInfo, Reference};
+    use rtnode::store::{Index, InstanceRecord};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let index = Arc::new(Index::open(&dir.path().join("index.redb")).unwrap());
+    let state = Arc::new(rtnode::state::StateDb::open(dir.path()).unwrap());
+    let pipeline = Pipeline::with_stages(
+        dir.path(),
+        state,
+        PipelineOptions {
+            settings: Default::default(),
+            immediate: false,
+        },
+        Vec::new(),
+    )
+    .unwrap();
+    pipeline.load_index(index.clone());
+    pipeline.tick().unwrap();
+
+    const SLICES: usize = 100;
+    let course_records = |n: usize| -> Vec<InstanceRecord> {
+        let patient = PatientInfo {
+            id: format!("P{n:04}"),
+            name: format!("Test^{n}"),
+            ..PatientInfo::default()
+        };
+        let series = format!("1.2.826.0.1.3680043.10.9.{n}.1");
+        let study = format!("1.2.826.0.1.3680043.10.9.{n}");
+        let mut recs: Vec<InstanceRecord> = (0..SLICES)
+            .map(|i| InstanceRecord {
+                sop_instance_uid: format!("{series}.{i}"),
+                series_instance_uid: series.clone(),
+                study_instance_uid: study.clone(),
+                sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
+                modality: "CT".into(),
+                image_type: "ORIGINAL\\PRIMARY\\AXIAL".into(),
+                frame_of_reference_uid: format!("{study}.9"),
+                image_position_patient: Some([0.0, 0.0, i as f64 * 2.5]),
+                image_orientation_patient: Some([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
+                patient: patient.clone(),
+                path: format!("store/{n}/{i}.dcm"),
+                ..InstanceRecord::default()
+            })
+            .collect();
+        recs.push(InstanceRecord {
+            sop_instance_uid: format!("{study}.2.1"),
+            series_instance_uid: format!("{study}.2"),
+            study_instance_uid: study.clone(),
+            sop_class_uid: "1.2.840.10008.5.1.4.1.1.481.3".into(),
+            modality: "RTSTRUCT".into(),
+            references: vec![Reference::ImageSeries(series.clone())],
+            patient,
+            path: format!("store/{n}/rs.dcm"),
+            ..InstanceRecord::default()
+        });
+        recs
+    };
+    // One course arrives in four batches with a tick after each, as a
+    // storescu association does against the live node.
+    let deliver = |n: usize| -> u64 {
+        let before = pipeline.assembly_work();
+        for batch in course_records(n).chunks(26) {
+            index.apply(batch, false).unwrap();
+            for r in batch {
+                pipeline.on_instance(r);
+            }
+            pipeline.tick().unwrap();
+        }
+        pipeline.assembly_work() - before
+    };
+    let mut at_10 = 0;
+    for n in 0..200 {
+        let work = deliver(n);
+        if n == 9 {
+            at_10 = work;
+        }
+    }
+    let at_200 = deliver(200);
+    let st = pipeline.status().unwrap();
+    assert_eq!(st.courses.len(), 201);
+    assert!(st.courses.iter().all(|c| c.objects["images"] == SLICES));
+    assert_eq!(index.counts().unwrap().instances, 201 * (SLICES as u64 + 1));
+    // Four ticks, each reading at most the course being delivered.
+    let bound = 4 * (SLICES as u64 + 1);
+    eprintln!("records read to assemble course 10: {at_10}, course 201: {at_200}");
+    assert!(
+        at_10 > 0 && at_10 <= bound,
+        "course 10: {at_10} records read"
+    );
+    assert!(
+        at_200 <= at_10,
+        "course 201 read {at_200} records, course 10 read {at_10}: work grows with the archive"
+    );
+}
+
+/// The store's commit thread hands instances to the scheduler without ever
+/// waiting for it: `on_instance` returns while a slow tick holds the
+/// scheduler busy.
+#[test]
+fn arrivals_never_wait_for_the_scheduler() {
+    use rtnode::pipeline::{Pipeline, PipelineOptions};
+    use rtnode::store::InstanceRecord;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = Arc::new(rtnode::state::StateDb::open(dir.path()).unwrap());
+    let pipeline = Pipeline::with_stages(
+        dir.path(),
+        state,
+        PipelineOptions {
+            settings: Default::default(),
+            immediate: false,
+        },
+        Vec::new(),
+    )
+    .unwrap();
+    let busy = pipeline.clone();
+    let holder = std::thread::spawn(move || busy.hold_scheduler_for_test(Duration::from_secs(3)));
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    for i in 0..1000 {
+        pipeline.on_instance(&InstanceRecord {
+            sop_instance_uid: format!("1.2.3.{i}"),
+            ..InstanceRecord::default()
+        });
+    }
+    let took = t0.elapsed();
+    holder.join().unwrap();
+    assert!(
+        took < Duration::from_secs(1),
+        "1000 arrivals took {took:?} while the scheduler was busy"
+    );
+}

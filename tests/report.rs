@@ -4,7 +4,7 @@
 //! it lists, rounded by unit (pdftotext), with only the constrained or
 //! `report.v_gy` VxGy metrics; page 1 renders non-blank (pdftoppm); the
 //! Encapsulated PDF reads back with pydicom and passes dciodvfy; patient
-//! names in ISO_IR 100, ISO_IR 126, ISO_IR 192 (Czech, Japanese, Korean)
+//! names in ISO_IR 100, ISO_IR 126, ISO_IR 192 (Czech, Korean), ISO 2022 IR 87 (Japanese)
 //! and GB18030 print every component group; a missing font fails the
 //! report naming the file; a course without an RTSTRUCT still gets a
 //! report; and through a running node the report reaches a dcmtk storescp
@@ -666,11 +666,11 @@ fn patient_names_print_in_every_character_set_rtnode_decodes() {
             "Dvořák^Antonín",
             &["Dvořák", "Antonín"],
         ),
-        // ISO_IR 192: rtnode's store does not decode the multi-valued
-        // `\ISO 2022 IR 87` form yet (it keeps the escape sequences).
+        // The ISO 2022 form Japanese systems send: JIS X 0208 behind
+        // escape sequences (PS3.5 Annex H).
         (
             "RT-JAPANESE",
-            "ISO_IR 192",
+            "\\ISO 2022 IR 87",
             "Yamada^Tarou=山田^太郎=やまだ^たろう",
             &["Yamada", "Tarou", "山田", "太郎", "やまだ", "たろう"],
         ),

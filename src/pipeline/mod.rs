@@ -3,9 +3,18 @@
 //! with durable state, retries with backoff, and results that appear whole
 //! or not at all.
 //!
-//! One scheduler thread ticks: it re-assembles courses when instances
-//! arrived, triggers the complete ones whose stable age has passed, and
-//! starts runnable stages. Stage runs are plain threads (their work is CPU
+//! One scheduler thread ticks: it re-assembles the courses that instances
+//! which arrived since the last tick can affect, triggers the complete ones
+//! whose stable age has passed, and starts runnable stages.
+//!
+//! What a tick costs grows with what changed, not with the archive: the
+//! store tells of each committed instance through a channel (the C-STORE
+//! path never waits for the scheduler's lock), assembly reads from the
+//! store's index only the records linked to those instances
+//! (`Index::linked`: their series and reference closure), and only
+//! courses whose state can still change (`active`) are re-evaluated. At
+//! start, one pass walks the index a few hundred series per tick, so that
+//! instances committed just before a crash are assembled too. Stage runs are plain threads (their work is CPU
 //! and disk); each writes into `courses/<id>/v<N>/.tmp-<stage>-*` and that
 //! folder is renamed to `<stage>/` only on success.
 
@@ -15,7 +24,8 @@ mod versions;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -27,7 +37,7 @@ use crate::config::{PipelineSection, StageLimits};
 use crate::course::{self, Course};
 use crate::stages::{Outcome, Stage, StageContext};
 use crate::state::StateDb;
-use crate::store::InstanceRecord;
+use crate::store::{Index, InstanceRecord};
 pub use jobs::{job_key, CourseRecord, JobRecord, JobState, VersionRecord};
 pub use versions::{remove_results, version_dir};
 
@@ -47,11 +57,28 @@ struct Progress {
     last_log: Instant,
 }
 
+/// Series assembled per tick by the start-up pass.
+const PASS_SERIES_PER_TICK: usize = 256;
+
+/// The start-up pass over the index: where it stands.
+#[derive(Debug, Clone, PartialEq)]
+enum Pass {
+    /// Not started (no index attached yet, or a pass was asked for).
+    Pending,
+    /// Series up to this UID are done.
+    After(Option<String>),
+    Done,
+}
+
 struct Inner {
-    records: HashMap<String, InstanceRecord>,
     ours: HashSet<String>,
-    dirty: bool,
+    /// Where the index walk stands (start-up, and `rtnode process`).
+    pass: Pass,
     courses: BTreeMap<String, CourseRecord>,
+    /// Courses whose state may still change without a new arrival
+    /// (changed, waiting for their stable age, processing); others are not
+    /// looked at by `trigger`.
+    active: std::collections::BTreeSet<String>,
     /// Monotonic time of the last change to a course's members.
     last_change: HashMap<String, Instant>,
     /// Jobs of every version still of interest (the latest of each course
@@ -59,12 +86,22 @@ struct Inner {
     jobs: BTreeMap<String, JobRecord>,
     running: HashMap<String, Progress>,
     /// Series that formed no course, with why (as last written to state).
-    unassembled: Vec<course::Unassembled>,
+    unassembled: BTreeMap<String, course::Unassembled>,
 }
 
 pub struct Pipeline {
     data_dir: PathBuf,
     state: Arc<StateDb>,
+    /// The store's index, read for the records that assembly needs.
+    index: Mutex<Option<Arc<Index>>>,
+    /// Instances committed by the store since the last tick (SOP Instance
+    /// UIDs). Sending never blocks; only the scheduler receives.
+    arrivals_tx: Mutex<mpsc::Sender<String>>,
+    arrivals_rx: Mutex<mpsc::Receiver<String>>,
+    arrivals_pending: AtomicUsize,
+    /// Records read for course assembly since start (a measure of the work
+    /// done per arrival, for tests and metrics).
+    assembled_records: AtomicU64,
     opts: PipelineOptions,
     stages: Vec<Arc<dyn Stage>>,
     inner: Mutex<Inner>,
@@ -168,17 +205,28 @@ impl Pipeline {
             }
         }
         let ours = state.created()?;
-        let unassembled = state.unassembled()?;
+        let unassembled = state
+            .unassembled()?
+            .into_iter()
+            .map(|u| (u.series_instance_uid.clone(), u))
+            .collect();
+        let active = courses.keys().cloned().collect();
+        let (arrivals_tx, arrivals_rx) = mpsc::channel();
         Ok(Arc::new(Pipeline {
             data_dir: data_dir.to_path_buf(),
             state,
+            index: Mutex::new(None),
+            arrivals_tx: Mutex::new(arrivals_tx),
+            arrivals_rx: Mutex::new(arrivals_rx),
+            arrivals_pending: AtomicUsize::new(0),
+            assembled_records: AtomicU64::new(0),
             opts,
             stages,
             inner: Mutex::new(Inner {
-                records: HashMap::new(),
                 ours,
-                dirty: true,
+                pass: Pass::Pending,
                 courses,
+                active,
                 last_change: HashMap::new(),
                 jobs,
                 running: HashMap::new(),
@@ -192,22 +240,37 @@ impl Pipeline {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Seeds the record cache (all indexed instances) at start.
-    pub fn load_records(&self, records: Vec<InstanceRecord>) {
-        let mut inner = self.lock();
-        for r in records {
-            inner.records.insert(r.sop_instance_uid.clone(), r);
-        }
-        inner.dirty = true;
+    /// Gives the pipeline the store's index, from which it reads the
+    /// records course assembly needs, and starts a pass over every series
+    /// in it (a few hundred per tick), so that what was committed before this start
+    /// is assembled too.
+    pub fn load_index(&self, index: Arc<Index>) {
+        *self.index.lock().unwrap_or_else(|p| p.into_inner()) = Some(index);
+        self.lock().pass = Pass::After(None);
     }
 
-    /// Called for every instance the store has committed.
+    /// Called for every instance the store has committed. Never waits for
+    /// the scheduler: the UID goes into a channel the next tick drains.
     pub fn on_instance(&self, rec: &InstanceRecord) {
-        let mut inner = self.lock();
-        inner
-            .records
-            .insert(rec.sop_instance_uid.clone(), rec.clone());
-        inner.dirty = true;
+        let tx = self.arrivals_tx.lock().unwrap_or_else(|p| p.into_inner());
+        if tx.send(rec.sop_instance_uid.clone()).is_ok() {
+            self.arrivals_pending.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Holds the scheduler's lock for `d`, as a long tick would: lets a
+    /// test show that arrivals do not wait for it.
+    #[doc(hidden)]
+    pub fn hold_scheduler_for_test(&self, d: Duration) {
+        let _inner = self.lock();
+        std::thread::sleep(d);
+    }
+
+    /// Records read for course assembly since start: with assembly
+    /// proportional to what changed, this grows with the arrivals (and the
+    /// size of the courses they touch), not with the archive.
+    pub fn assembly_work(&self) -> u64 {
+        self.assembled_records.load(Ordering::Relaxed)
     }
 
     /// Records an object rtnode created, so that it never re-opens a course
@@ -247,10 +310,9 @@ impl Pipeline {
                     .collect()
             })
             .unwrap_or_default();
-        for uid in &members {
-            inner.records.remove(uid);
-        }
+        let _ = members;
         inner.courses.remove(course_id);
+        inner.active.remove(course_id);
         inner.jobs.retain(|k, _| !k.starts_with(&prefix));
         inner.last_change.remove(course_id);
         Ok(())
@@ -291,7 +353,8 @@ impl Pipeline {
             self.tick()?;
             let idle = {
                 let inner = self.lock();
-                !inner.dirty
+                matches!(inner.pass, Pass::Done | Pass::Pending)
+                    && self.arrivals_pending.load(Ordering::Relaxed) == 0
                     && inner.running.is_empty()
                     && !inner.jobs.values().any(|j| j.state == JobState::Queued)
             };
@@ -317,17 +380,92 @@ impl Pipeline {
             .unwrap_or_else(|| s.trigger.clone())
     }
 
+    /// Re-assembles what the arrivals since the last tick (and the next
+    /// slice of the start-up pass) can affect.
     fn reassemble(&self) -> Result<()> {
-        let mut inner = self.lock();
-        if !inner.dirty {
+        let index = self.index.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(index) = index else {
             return Ok(());
+        };
+        let mut seeds: Vec<String> = Vec::new();
+        {
+            let rx = self.arrivals_rx.lock().unwrap_or_else(|p| p.into_inner());
+            while let Ok(uid) = rx.try_recv() {
+                self.arrivals_pending.fetch_sub(1, Ordering::Relaxed);
+                seeds.push(uid);
+            }
         }
-        inner.dirty = false;
-        let records: Vec<InstanceRecord> = inner.records.values().cloned().collect();
-        let assembly = course::assemble_all(&records, &inner.ours);
-        if assembly.unassembled != inner.unassembled {
-            self.state.put_unassembled(&assembly.unassembled)?;
-            inner.unassembled = assembly.unassembled;
+        let pass = self.lock().pass.clone();
+        if let Pass::After(after) = pass {
+            let batch = index.series_after(after.as_deref(), PASS_SERIES_PER_TICK)?;
+            let next = if batch.len() < PASS_SERIES_PER_TICK {
+                Pass::Done
+            } else {
+                Pass::After(batch.last().map(|(k, _)| k.clone()))
+            };
+            seeds.extend(batch.into_iter().map(|(_, sop)| sop));
+            self.lock().pass = next;
+        }
+        seeds.sort();
+        seeds.dedup();
+        // Components one at a time: each is assembled alone, as the whole
+        // archive would assemble it (nothing links it to the rest).
+        let mut done: HashSet<String> = HashSet::new();
+        for seed in &seeds {
+            if done.contains(seed) {
+                continue;
+            }
+            let records = index.linked(&[seed.as_str()])?;
+            self.assembled_records
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
+            done.extend(records.iter().map(|r| r.sop_instance_uid.clone()));
+            self.assemble_component(&records)?;
+        }
+        Ok(())
+    }
+
+    /// Assembles the courses of one linked set of records and records what
+    /// changed, durably.
+    fn assemble_component(&self, records: &[InstanceRecord]) -> Result<()> {
+        let ours: HashSet<String> = {
+            let inner = self.lock();
+            records
+                .iter()
+                .filter(|r| inner.ours.contains(&r.sop_instance_uid))
+                .map(|r| r.sop_instance_uid.clone())
+                .collect()
+        };
+        let assembly = course::assemble_all(records, &ours);
+        let series: std::collections::BTreeSet<&str> = records
+            .iter()
+            .map(|r| r.series_instance_uid.as_str())
+            .collect();
+        let mut inner = self.lock();
+        let gone: Vec<String> = series
+            .iter()
+            .filter(|s| {
+                inner.unassembled.contains_key(**s)
+                    && !assembly
+                        .unassembled
+                        .iter()
+                        .any(|u| u.series_instance_uid == **s)
+            })
+            .map(|s| s.to_string())
+            .collect();
+        let changed: Vec<course::Unassembled> = assembly
+            .unassembled
+            .iter()
+            .filter(|u| inner.unassembled.get(&u.series_instance_uid) != Some(u))
+            .cloned()
+            .collect();
+        if !gone.is_empty() || !changed.is_empty() {
+            self.state.update_unassembled(&gone, &changed)?;
+            for g in &gone {
+                inner.unassembled.remove(g);
+            }
+            for u in changed {
+                inner.unassembled.insert(u.series_instance_uid.clone(), u);
+            }
         }
         for c in assembly.courses {
             let fingerprint = versions::members_fingerprint(&c);
@@ -365,6 +503,7 @@ impl Pipeline {
                 updated_at: crate::time::now_rfc3339(),
             };
             self.state.put_course(&id, &rec)?;
+            inner.active.insert(id.clone());
             inner.courses.insert(id, rec);
         }
         Ok(())
@@ -373,9 +512,10 @@ impl Pipeline {
     fn trigger(&self) -> Result<()> {
         let stable = Duration::from_secs(self.opts.settings.stable_age_s);
         let mut inner = self.lock();
-        let ids: Vec<String> = inner.courses.keys().cloned().collect();
+        let ids: Vec<String> = inner.active.iter().cloned().collect();
         for id in ids {
             let Some(rec) = inner.courses.get(&id).cloned() else {
+                inner.active.remove(&id);
                 continue;
             };
             let new_state = if let Some(h) = &rec.course.held {
@@ -402,6 +542,14 @@ impl Pipeline {
                     "waiting".to_string()
                 }
             };
+            // Settled states change only with a new arrival (reassemble
+            // makes the course active again) or an operator's action.
+            if matches!(
+                new_state.as_str(),
+                "done" | "failed" | "held" | "incomplete"
+            ) {
+                inner.active.remove(&id);
+            }
             if let Some(r) = inner.courses.get_mut(&id) {
                 if r.state != new_state {
                     if new_state == "held" {
@@ -760,6 +908,7 @@ impl Pipeline {
         }
         let (cid, v) = (job.course_id.clone(), job.version);
         inner.jobs.insert(key, job);
+        inner.active.insert(cid.clone());
         self.refresh_manifest(&inner, &cid, v);
     }
 
@@ -780,7 +929,7 @@ impl Pipeline {
         let inner = self.lock();
         let mut st = build_status(&inner.courses, &inner.jobs, &inner.running);
         st.stage_runs = self.state.stage_runs()?;
-        st.unassembled = inner.unassembled.clone();
+        st.unassembled = inner.unassembled.values().cloned().collect();
         let order: Vec<&str> = self.stages.iter().map(|s| s.name()).collect();
         in_dag_order(&mut st, &order);
         Ok(st)

@@ -3,8 +3,15 @@
 //! It can always be rebuilt from the stored files (`rtnode rebuild-index`),
 //! which is why it lives in its own database file, apart from the state
 //! that cannot be rebuilt.
+//!
+//! Besides the hierarchy it keeps what is referenced by whom
+//! (`referenced_by`: image series, structure set and plan UIDs → the SOP
+//! Instance UIDs that reference them), so that course assembly can find
+//! everything linked to what just arrived — [`Index::linked`] — without
+//! reading the whole archive. Its schema version lives in `meta`; an index
+//! of an older version is upgraded in place when opened.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -14,7 +21,7 @@ use redb::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::record::{InstanceRecord, PatientInfo};
+use super::record::{InstanceRecord, PatientInfo, Reference};
 
 const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instances");
 const SERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("series");
@@ -26,6 +33,21 @@ const STUDY_SERIES: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("study_series");
 const PATIENT_STUDIES: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("patient_studies");
+/// Referenced UID (image series, structure set, plan) → referencing SOP
+/// Instance UIDs. Added in schema version 2.
+const REFERENCED_BY: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("referenced_by");
+/// `schema_version` → the version the tables follow.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The version of the tables this code writes. 1: the hierarchy (no `meta`
+/// table); 2: `referenced_by`.
+pub const SCHEMA_VERSION: u64 = 2;
+
+/// The index's page cache when the config names none: enough for the hot
+/// part of a large archive, far below redb's 1 GiB default, which would let
+/// a long-running node's resident memory grow with the archive.
+pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SeriesRecord {
@@ -70,22 +92,167 @@ fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(v).context("encoding index record")
 }
 
+/// The UIDs a record references that course assembly follows.
+fn followed_references(rec: &InstanceRecord) -> impl Iterator<Item = &str> {
+    rec.references.iter().filter_map(|r| match r {
+        Reference::ImageSeries(uid) | Reference::StructureSet(uid) => Some(uid.as_str()),
+        Reference::Plan { uid, .. } => Some(uid.as_str()),
+        Reference::FrameOfReference(_) => None,
+    })
+}
+
 impl Index {
     pub fn open(path: &Path) -> Result<Index> {
-        let db =
-            Database::create(path).with_context(|| format!("opening index {}", path.display()))?;
-        let txn = db.begin_write()?;
-        {
-            txn.open_table(INSTANCES)?;
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (creating, or upgrading an older schema in place) with a page
+    /// cache of `cache_bytes`.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Index> {
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .with_context(|| format!("opening index {}", path.display()))?;
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate);
+        let upgraded = {
+            let instances = txn.open_table(INSTANCES)?;
             txn.open_table(SERIES)?;
             txn.open_table(STUDIES)?;
             txn.open_table(PATIENTS)?;
             txn.open_multimap_table(SERIES_INSTANCES)?;
             txn.open_multimap_table(STUDY_SERIES)?;
             txn.open_multimap_table(PATIENT_STUDIES)?;
-        }
+            let mut refs = txn.open_multimap_table(REFERENCED_BY)?;
+            let mut meta = txn.open_table(META)?;
+            let version = meta.get("schema_version")?.map(|v| v.value());
+            let version = match version {
+                Some(v) => v,
+                // No version: a new file, or one written before `meta`.
+                None if instances.is_empty()? => SCHEMA_VERSION,
+                None => 1,
+            };
+            if version > SCHEMA_VERSION {
+                anyhow::bail!(
+                    "index {} has schema version {version}, newer than this rtnode's {SCHEMA_VERSION}: \
+                     use the newer rtnode, or rebuild the index (rtnode rebuild-index)",
+                    path.display()
+                );
+            }
+            let mut upgraded = None;
+            if version < 2 {
+                let t0 = std::time::Instant::now();
+                let mut n = 0u64;
+                for row in instances.iter()? {
+                    let (_, v) = row?;
+                    let rec: InstanceRecord = serde_json::from_slice(v.value())?;
+                    for uid in followed_references(&rec) {
+                        refs.insert(uid, rec.sop_instance_uid.as_str())?;
+                    }
+                    n += 1;
+                }
+                upgraded = Some((version, n, t0.elapsed()));
+            }
+            meta.insert("schema_version", SCHEMA_VERSION)?;
+            upgraded
+        };
         txn.commit()?;
+        if let Some((from, n, took)) = upgraded {
+            tracing::info!(
+                from,
+                to = SCHEMA_VERSION,
+                instances = n,
+                ms = took.as_millis() as u64,
+                "index upgraded in place"
+            );
+        }
         Ok(Index { db })
+    }
+
+    /// The schema version the index follows (after any upgrade at open).
+    pub fn schema_version(&self) -> Result<u64> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get("schema_version")?.map(|v| v.value()).unwrap_or(1))
+    }
+
+    /// Every record linked to the `seeds` (SOP Instance UIDs), transitively:
+    /// by series, by the references course assembly follows (RTSTRUCT →
+    /// image series, RTPLAN → RTSTRUCT, RTDOSE → RTPLAN) and by being
+    /// referenced. Course membership is decided by exactly these links, so
+    /// this is the part of the archive a change to the seeds can affect; its
+    /// cost grows with that part (a course, or the courses sharing a CT),
+    /// not with the archive or the patient's history. Seeds no longer in
+    /// the index (removed) are skipped. One read transaction: a consistent
+    /// picture.
+    pub fn linked(&self, seeds: &[&str]) -> Result<Vec<InstanceRecord>> {
+        let txn = self.db.begin_read()?;
+        let instances = txn.open_table(INSTANCES)?;
+        let series_instances = txn.open_multimap_table(SERIES_INSTANCES)?;
+        let referenced_by = txn.open_multimap_table(REFERENCED_BY)?;
+
+        let mut seen_sops: BTreeSet<String> = BTreeSet::new();
+        let mut seen_series: BTreeSet<String> = BTreeSet::new();
+        let mut queue: Vec<String> = seeds.iter().map(|s| s.to_string()).collect();
+        let mut out: Vec<InstanceRecord> = Vec::new();
+        while let Some(sop) = queue.pop() {
+            if !seen_sops.insert(sop.clone()) {
+                continue;
+            }
+            let Some(v) = instances.get(sop.as_str())? else {
+                continue;
+            };
+            let rec: InstanceRecord = serde_json::from_slice(v.value())?;
+            let mut series_to_visit: Vec<String> = vec![rec.series_instance_uid.clone()];
+            for uid in followed_references(&rec) {
+                // A series UID, or the SOP Instance UID of a structure set or plan.
+                series_to_visit.push(uid.to_string());
+                queue.push(uid.to_string());
+            }
+            for uid in [sop.as_str(), rec.series_instance_uid.as_str()] {
+                for by in referenced_by.get(uid)? {
+                    queue.push(by?.value().to_string());
+                }
+            }
+            for series in series_to_visit {
+                if seen_series.insert(series.clone()) {
+                    for member in series_instances.get(series.as_str())? {
+                        queue.push(member?.value().to_string());
+                    }
+                    for by in referenced_by.get(series.as_str())? {
+                        queue.push(by?.value().to_string());
+                    }
+                }
+            }
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
+    /// One SOP Instance UID per series, in series UID order after `after`
+    /// (exclusive), at most `limit`: a walk over the archive a series at a
+    /// time (the pipeline's start-up pass).
+    pub fn series_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, String)>> {
+        use std::ops::Bound;
+        let txn = self.db.begin_read()?;
+        let series_instances = txn.open_multimap_table(SERIES_INSTANCES)?;
+        let series = txn.open_table(SERIES)?;
+        let range = match after {
+            Some(a) => series.range::<&str>((Bound::Excluded(a), Bound::Unbounded))?,
+            None => series.range::<&str>(..)?,
+        };
+        let mut out = Vec::new();
+        for row in range {
+            let (k, _) = row?;
+            let uid = k.value().to_string();
+            if let Some(sop) = series_instances.get(uid.as_str())?.next() {
+                out.push((uid, sop?.value().to_string()));
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// Applies a batch of new or replacing instances in one transaction.
@@ -249,6 +416,10 @@ fn apply_one(txn: &mut WriteTransaction, rec: &InstanceRecord) -> Result<Option<
         )?;
         txn.open_multimap_table(PATIENT_STUDIES)?
             .insert(patient_key.as_str(), rec.study_instance_uid.as_str())?;
+        let mut refs = txn.open_multimap_table(REFERENCED_BY)?;
+        for uid in followed_references(rec) {
+            refs.insert(uid, rec.sop_instance_uid.as_str())?;
+        }
     }
     Ok(old
         .filter(|o| o.path != rec.path)
@@ -269,6 +440,12 @@ fn remove_one(
         }
     };
     let Some(old) = old else { return Ok(None) };
+    {
+        let mut refs = txn.open_multimap_table(REFERENCED_BY)?;
+        for uid in followed_references(&old) {
+            refs.remove(uid, sop_instance_uid)?;
+        }
+    }
     let series_empty = {
         let mut m = txn.open_multimap_table(SERIES_INSTANCES)?;
         m.remove(old.series_instance_uid.as_str(), sop_instance_uid)?;
@@ -321,6 +498,79 @@ mod tests {
             path: format!("store/{study}/{series}/{sop}.dcm"),
             ..InstanceRecord::default()
         }
+    }
+
+    #[test]
+    fn an_index_of_schema_1_is_upgraded_in_place_and_links_by_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        // What rtnode wrote before `meta` and `referenced_by`: the hierarchy
+        // tables only. A CT of P1, and an RTSTRUCT of P2 that references it.
+        let ct = rec("1.1", "2.1", "3.1", "P1");
+        let mut rs = rec("1.9", "2.9", "3.9", "P2");
+        rs.references = vec![Reference::ImageSeries("2.1".into())];
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut t = txn.open_table(INSTANCES).unwrap();
+                for r in [&ct, &rs] {
+                    t.insert(r.sop_instance_uid.as_str(), to_json(r).unwrap().as_slice())
+                        .unwrap();
+                }
+                let mut m = txn.open_multimap_table(SERIES_INSTANCES).unwrap();
+                m.insert("2.1", "1.1").unwrap();
+                m.insert("2.9", "1.9").unwrap();
+                txn.open_table(SERIES).unwrap();
+                txn.open_table(STUDIES).unwrap();
+                txn.open_table(PATIENTS).unwrap();
+                txn.open_multimap_table(STUDY_SERIES).unwrap();
+                txn.open_multimap_table(PATIENT_STUDIES).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let idx = Index::open(&path).unwrap();
+        assert_eq!(idx.schema_version().unwrap(), SCHEMA_VERSION);
+        // From the CT alone, the RTSTRUCT that references it is found (it
+        // belongs to another patient: only the reverse reference links them).
+        let mut linked: Vec<String> = idx
+            .linked(&["1.1"])
+            .unwrap()
+            .into_iter()
+            .map(|r| r.sop_instance_uid)
+            .collect();
+        linked.sort();
+        assert_eq!(linked, ["1.1", "1.9"]);
+        drop(idx);
+        // Opening again finds it current; a newer schema is refused.
+        let idx = Index::open(&path).unwrap();
+        assert_eq!(idx.schema_version().unwrap(), SCHEMA_VERSION);
+        drop(idx);
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert("schema_version", SCHEMA_VERSION + 1)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let err = Index::open(&path).err().unwrap().to_string();
+        assert!(err.contains("newer than this rtnode"), "{err}");
+    }
+
+    #[test]
+    fn references_are_forgotten_with_the_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = Index::open(&dir.path().join("index.redb")).unwrap();
+        let mut rs = rec("1.9", "2.9", "3.9", "P2");
+        rs.references = vec![Reference::ImageSeries("2.1".into())];
+        idx.apply(&[rec("1.1", "2.1", "3.1", "P1"), rs], false)
+            .unwrap();
+        assert_eq!(idx.linked(&["1.1"]).unwrap().len(), 2);
+        idx.remove("1.9", false).unwrap();
+        assert_eq!(idx.linked(&["1.1"]).unwrap().len(), 1);
+        assert!(idx.linked(&["1.9"]).unwrap().is_empty());
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub struct StoreOptions {
     pub data_dir: PathBuf,
     pub fsync: bool,
     pub min_free_bytes: u64,
+    /// Page cache of index.redb (`storage.index_cache_mb`).
+    pub index_cache_bytes: usize,
 }
 
 /// Told of every instance once it is committed (the course assembler).
@@ -98,7 +100,10 @@ impl Store {
             std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
         }
         clear_tmp(&tmp_dir);
-        let index = Arc::new(Index::open(&index_path(&opts.data_dir))?);
+        let index = Arc::new(Index::open_with_cache(
+            &index_path(&opts.data_dir),
+            opts.index_cache_bytes,
+        )?);
         let marker = opts.data_dir.join(CLEAN_MARKER);
         if marker.exists() {
             std::fs::remove_file(&marker).context("removing the clean-shutdown marker")?;

@@ -8,6 +8,7 @@ use dicom_core::Tag;
 // Tolerant of values forwarded as UN (PS3.5 6.2.2): standard RT
 // attributes arrive that way from older PACS.
 use crate::dcm::{items, text};
+
 use dicom_dictionary_std::tags;
 use dicom_object::{InMemDicomObject, OpenFileOptions};
 use serde::{Deserialize, Serialize};
@@ -207,7 +208,7 @@ pub fn read_record(path: &Path) -> Result<InstanceRecord, RecordError> {
         series_instance_uid,
         patient: PatientInfo {
             id: text(obj, tags::PATIENT_ID),
-            name: text(obj, tags::PATIENT_NAME),
+            name: crate::dcm::person_name(obj, tags::PATIENT_NAME),
             birth_date: text(obj, tags::PATIENT_BIRTH_DATE),
             sex: text(obj, tags::PATIENT_SEX),
             issuer: text(obj, tags::ISSUER_OF_PATIENT_ID),
@@ -307,6 +308,19 @@ mod tests {
             assert_eq!(rec.patient.name, name, "{charset}");
             assert_eq!(rec.specific_character_set, charset);
         }
+    }
+
+    #[test]
+    fn japanese_names_in_iso_2022_are_decoded() {
+        // PS3.5 Annex H: the default repertoire, then JIS X 0208 behind
+        // ESC $ B and back to ASCII with ESC ( B, in each component group.
+        let dir = tempfile::tempdir().unwrap();
+        let encoded = "Yamada^Tarou=\u{1b}$B;3ED\u{1b}(B^\u{1b}$BB@O:\u{1b}(B=\u{1b}$B$d$^$@\u{1b}(B^\u{1b}$B$?$m$&\u{1b}(B";
+        let path = write(dir.path(), "\\ISO 2022 IR 87", encoded);
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(bytes.windows(5).any(|w| w == b"\x1b$B;3"), "not written as ISO 2022");
+        let rec = read_record(&path).unwrap();
+        assert_eq!(rec.patient.name, "Yamada^Tarou=山田^太郎=やまだ^たろう");
     }
 
     #[test]

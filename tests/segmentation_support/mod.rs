@@ -252,6 +252,7 @@ pub fn run_course(input: &Path, out: &Path, segmentation: Segmentation) {
         data_dir: out.to_path_buf(),
         fsync: false,
         min_free_bytes: 0,
+        index_cache_bytes: rtnode::store::index::DEFAULT_CACHE_BYTES,
     })
     .unwrap();
     for path in rtnode::import::collect_files(&[input.to_path_buf()]).unwrap() {
@@ -281,7 +282,7 @@ pub fn run_course(input: &Path, out: &Path, segmentation: Segmentation) {
         stages,
     )
     .unwrap();
-    pipeline.load_records(store.index().all_records().unwrap());
+    pipeline.load_index(store.index().clone());
     pipeline.run_until_idle().unwrap();
     let problems = pipeline.any_failed_or_held();
     assert!(problems.is_empty(), "{problems:?}");
