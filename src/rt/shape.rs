@@ -8,15 +8,20 @@
 //! linear in z) can be integrated exactly down each column.
 //!
 //! ## Between contour planes
-//! With `interpolate_between_planes` (default), the cross-section between
-//! two consecutive planes of a structure is interpolated by shape: the
+//! By default every contour plane owns the slab half-way to its neighbours
+//! (a staircase whose steps sit at the mid-planes): what a contour set says
+//! and no more, and on the analytic matrix of `tests/dvh_analytic.rs`
+//! (spheres, cylinders and cones of radius 12 mm along z and lying across
+//! the planes, contoured every 0.2–3 mm) within tolerance on every
+//! case-metric. With `interpolate_between_planes`, the cross-section
+//! between two consecutive planes is interpolated by shape instead: the
 //! signed distance to each plane's outline is blended linearly in z and the
-//! structure is where the blend is negative (Raya & Udupa 1990). A circle
-//! of radius r1 on one plane and r2 on the next gives circles whose radius
-//! goes linearly from r1 to r2 — a cone is reproduced exactly, a sphere to
-//! within a sliver. The blend is linear along each column, so where it
-//! changes sign is solved exactly. Without interpolation every plane owns
-//! the slab half-way to its neighbours (a staircase).
+//! structure is where the blend is negative (Raya & Udupa 1990), solved
+//! exactly along each column. It gives the same volumes as the slabs where
+//! both outlines are well sampled, but it blends towards nothing where an
+//! end contour is thinner than the lattice step (a round end's last sliver,
+//! the line where a plane touches a lying cylinder): the whole gap to that
+//! plane is lost, 15 % of a lying cylinder's volume at 3 mm in the matrix.
 //!
 //! ## End caps ([`EndCap`])
 //! Where a structure starts or ends (the first and last plane of each run

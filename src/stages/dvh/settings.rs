@@ -14,8 +14,11 @@ pub struct DvhSettings {
     /// (default) extrudes the end contours by half the plane spacing,
     /// `none` stops at the end planes.
     pub end_cap: EndCap,
-    /// Interpolate the shape between contour planes (default true); false
-    /// gives each plane the slab half-way to its neighbours.
+    /// false (default): each contour plane owns the slab half-way to its
+    /// neighbours. true: interpolate the shape between planes, which loses
+    /// the gap to an end contour thinner than the sampling step (up to 15 %
+    /// of a lying cylinder's volume at 3 mm on the analytic matrix of
+    /// tests/dvh_analytic.rs, where the slabs are within tolerance).
     pub interpolate_between_planes: bool,
     /// In-plane sampling: about this many samples per contour plane's mean
     /// cross-section (default 20000), with the step kept within
@@ -67,7 +70,7 @@ impl Default for DvhSettings {
         DvhSettings {
             bin_width_gy: 0.01,
             end_cap: EndCap::HalfSlice,
-            interpolate_between_planes: true,
+            interpolate_between_planes: false,
             samples_per_plane: 20_000.0,
             min_step_mm: 0.05,
             max_step_mm: None,
