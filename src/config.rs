@@ -1088,13 +1088,12 @@ fn check_config(c: &Config, text: &str, file: &Path) -> Vec<ConfigError> {
         err("pipeline", "max_attempts", "must be at least 1".to_owned());
     }
     if let Err(m) = c.dvh.validate() {
-        // The settings name the key in their message; point at its line.
-        let key = if c.dvh.interpolate_between_planes {
-            "interpolate_between_planes"
-        } else {
-            "constraints"
-        };
-        err("dvh", key, m);
+        // The settings name the key in their message: point at its line
+        // instead.
+        match m.strip_prefix("dvh.interpolate_between_planes: ") {
+            Some(why) => err("dvh", "interpolate_between_planes", why.to_owned()),
+            None => err("dvh", "constraints", m),
+        }
     }
     // Model files are relative to the config file's directory.
     let base = c.base_dir();
