@@ -1157,7 +1157,12 @@ fn check_config(c: &Config, text: &str, file: &Path) -> Vec<ConfigError> {
         err("pipeline", "max_attempts", "must be at least 1".to_owned());
     }
     if let Err(m) = c.dvh.validate() {
-        err("dvh", "constraints", m);
+        // The settings name the key in their message: point at its line
+        // instead.
+        match m.strip_prefix("dvh.interpolate_between_planes: ") {
+            Some(why) => err("dvh", "interpolate_between_planes", why.to_owned()),
+            None => err("dvh", "constraints", m),
+        }
     }
     // Model files are relative to the config file's directory.
     let base = c.base_dir();
@@ -1771,6 +1776,23 @@ network:
         let e = parse_peers_str(peers, &peers_path()).unwrap_err();
         assert_eq!(lines_of(&e)[0].0, Some(5));
         assert!(e.0[0].message.contains("colour"));
+    }
+
+    #[test]
+    fn dvh_interpolation_between_planes_is_refused() {
+        let text = "dvh:\n  bin_width_gy: 0.01\n  interpolate_between_planes: true\n";
+        let e = parse_config_str(text, &cfg_path()).unwrap_err();
+        let got = lines_of(&e);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0, Some(3));
+        assert!(
+            got[0]
+                .1
+                .contains("less accurate than per-plane slabs on the analytic matrix; see README"),
+            "{got:?}"
+        );
+        let ok = parse_config_str("dvh:\n  interpolate_between_planes: false\n", &cfg_path());
+        assert!(!ok.unwrap().dvh.interpolate_between_planes);
     }
 
     #[test]

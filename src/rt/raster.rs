@@ -5,7 +5,6 @@
 //! filled lattice is a midpoint-rule estimate of the polygon's area whose
 //! error shrinks with the step (and largely cancels along a boundary).
 
-use super::edt;
 use super::rtstruct::ContourPlane;
 
 /// Samples (x0 + i hx, y0 + j hy) for i < nx, j < ny, row-major (j outer).
@@ -126,37 +125,6 @@ impl Lattice {
             }
         }
     }
-
-    /// Signed distance (mm) to the boundary of a filled mask, negative
-    /// inside: cells on either side of the boundary are ±half a step, the
-    /// rest that plus their distance to the nearest boundary cell. Used to
-    /// interpolate shapes between contour planes.
-    pub fn signed_distance(&self, mask: &[bool]) -> Vec<f32> {
-        let (nx, ny) = (self.nx, self.ny);
-        let boundary: Vec<bool> = (0..mask.len())
-            .map(|p| {
-                let (i, j) = (p % nx, p / nx);
-                let m = mask[p];
-                (i > 0 && mask[p - 1] != m)
-                    || (i + 1 < nx && mask[p + 1] != m)
-                    || (j > 0 && mask[p - nx] != m)
-                    || (j + 1 < ny && mask[p + nx] != m)
-            })
-            .collect();
-        let d2 = edt::squared_2d(&boundary, nx, ny, self.hx as f32, self.hy as f32);
-        let half = 0.5 * self.hx.min(self.hy) as f32;
-        d2.iter()
-            .zip(mask)
-            .map(|(d, &inside)| {
-                let d = if *d >= edt::FAR { 1.0e9 } else { d.sqrt() } + half;
-                if inside {
-                    -d
-                } else {
-                    d
-                }
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]
@@ -198,32 +166,5 @@ mod tests {
         assert!(!at(4.0, 0.0), "hole");
         assert!(at(8.0, 0.0), "ring");
         assert!(!at(10.08, 0.0), "padding");
-    }
-
-    #[test]
-    fn signed_distance_of_a_disc() {
-        let n = 400;
-        let circle: Vec<[f64; 2]> = (0..n)
-            .map(|k| {
-                let t = std::f64::consts::TAU * k as f64 / n as f64;
-                [10.0 * t.cos(), 10.0 * t.sin()]
-            })
-            .collect();
-        let plane = ContourPlane {
-            z: 0.0,
-            polygons: vec![circle],
-        };
-        let lat = Lattice::covering([-10.0, -10.0, 10.0, 10.0], 0.25);
-        let (mut mask, mut scratch) = (Vec::new(), Vec::new());
-        lat.fill(&plane, &mut mask, &mut scratch);
-        let sd = lat.signed_distance(&mask);
-        for j in 0..lat.ny {
-            for i in 0..lat.nx {
-                let r = lat.x(i).hypot(lat.y(j));
-                let exact = r - 10.0;
-                let got = sd[j * lat.nx + i] as f64;
-                assert!((got - exact).abs() < 0.3, "({i},{j}) {got} vs {exact}");
-            }
-        }
     }
 }

@@ -8,15 +8,18 @@
 //! linear in z) can be integrated exactly down each column.
 //!
 //! ## Between contour planes
-//! With `interpolate_between_planes` (default), the cross-section between
-//! two consecutive planes of a structure is interpolated by shape: the
-//! signed distance to each plane's outline is blended linearly in z and the
-//! structure is where the blend is negative (Raya & Udupa 1990). A circle
-//! of radius r1 on one plane and r2 on the next gives circles whose radius
-//! goes linearly from r1 to r2 — a cone is reproduced exactly, a sphere to
-//! within a sliver. The blend is linear along each column, so where it
-//! changes sign is solved exactly. Without interpolation every plane owns
-//! the slab half-way to its neighbours (a staircase).
+//! Every contour plane owns the slab half-way to its neighbours (a
+//! staircase whose steps sit at the mid-planes): what a contour set says
+//! and no more. On the analytic matrix of `tests/dvh_analytic.rs`
+//! (spheres, cylinders and cones of radius 12 mm along z and lying across
+//! the planes, contoured every 0.2–3 mm) it is within tolerance on every
+//! case-metric. Shape-based interpolation between planes (blending the
+//! planes' signed distances, Raya & Udupa 1990), the default before, was
+//! less accurate there and is gone: it gave the same volumes where both
+//! outlines were well sampled, but blended towards nothing where an end
+//! contour is thinner than the lattice step (a round end's last sliver, the
+//! line where a plane touches a lying cylinder), losing the whole gap to
+//! that plane — 15 % of a lying cylinder's volume at 3 mm.
 //!
 //! ## End caps ([`EndCap`])
 //! Where a structure starts or ends (the first and last plane of each run
@@ -50,24 +53,17 @@ pub enum EndCap {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShapeOptions {
     pub end_cap: EndCap,
-    pub interpolate: bool,
     /// Plane spacing to use for a structure with a single plane (the image
     /// slice spacing, normally from the structure set as a whole).
     pub fallback_spacing: f64,
 }
 
-/// One z range of a structure and what fills it.
+/// One z range of a structure: the contour of plane `p` fills [z_lo, z_hi].
 #[derive(Debug, Clone, PartialEq)]
-pub enum Segment {
-    /// The contour of plane `p` fills [z_lo, z_hi].
-    Slab { p: usize, z_lo: f64, z_hi: f64 },
-    /// Shape-interpolated between planes `a` (at z_lo) and `b` (at z_hi).
-    Blend {
-        a: usize,
-        b: usize,
-        z_lo: f64,
-        z_hi: f64,
-    },
+pub struct Segment {
+    pub p: usize,
+    pub z_lo: f64,
+    pub z_hi: f64,
 }
 
 /// The z ranges of a structure, and notes on how its planes were read.
@@ -99,66 +95,52 @@ pub fn segments(roi: &Roi, opts: &ShapeOptions) -> (Vec<Segment>, Vec<String>) {
         }
     }
     runs.push((start, planes.len() - 1));
-    let half = 0.5 * spacing;
+    // One slab per plane, from the mid-plane below to the mid-plane above
+    // (at a run's ends, the end cap).
+    let cap = match opts.end_cap {
+        EndCap::HalfSlice => 0.5 * spacing,
+        EndCap::None => 0.0,
+    };
     let mut segs = Vec::new();
     for (first, last) in runs {
-        if opts.end_cap == EndCap::HalfSlice {
-            segs.push(Segment::Slab {
-                p: first,
-                z_lo: planes[first].z - half,
-                z_hi: planes[first].z,
-            });
-        } else if first == last {
+        if opts.end_cap == EndCap::None && first == last {
             notes.push(format!(
                 "plane z = {:.2} mm stands alone and end_cap is none: it adds no volume",
                 planes[first].z
             ));
         }
-        for p in first..last {
-            let (z_lo, z_hi) = (planes[p].z, planes[p + 1].z);
-            if opts.interpolate {
-                segs.push(Segment::Blend {
-                    a: p,
-                    b: p + 1,
-                    z_lo,
-                    z_hi,
-                });
+        for p in first..=last {
+            let z_lo = if p == first {
+                planes[p].z - cap
             } else {
-                let mid = 0.5 * (z_lo + z_hi);
-                segs.push(Segment::Slab { p, z_lo, z_hi: mid });
-                segs.push(Segment::Slab {
-                    p: p + 1,
-                    z_lo: mid,
-                    z_hi,
-                });
+                0.5 * (planes[p - 1].z + planes[p].z)
+            };
+            let z_hi = if p == last {
+                planes[p].z + cap
+            } else {
+                0.5 * (planes[p].z + planes[p + 1].z)
+            };
+            if z_hi > z_lo {
+                segs.push(Segment { p, z_lo, z_hi });
             }
-        }
-        if opts.end_cap == EndCap::HalfSlice {
-            segs.push(Segment::Slab {
-                p: last,
-                z_lo: planes[last].z,
-                z_hi: planes[last].z + half,
-            });
         }
     }
     (segs, notes)
 }
 
-/// A plane rasterised on a lattice: its mask, and its signed distance when
-/// a blend needs it.
+/// A plane rasterised on a lattice.
 pub struct PlaneRaster {
     pub mask: Vec<bool>,
-    pub sdf: Option<Vec<f32>>,
 }
 
-/// Rasters held at once: at most this many bytes (mask and signed distance
-/// are 5 bytes a sample), at most [`MAX_WINDOW`] segments per window.
+/// Rasters held at once: at most this many bytes (a byte a sample), at
+/// most [`MAX_WINDOW`] segments per window.
 const RASTER_BUDGET: usize = 256 << 20;
 const MAX_WINDOW: usize = 32;
 
 /// Walks the structure's segments in z order, a window at a time, with
-/// every plane the window needs rasterised (signed distances only where a
-/// blend's two masks differ). Returns notes on how the planes were read.
+/// every plane the window needs rasterised. Returns notes on how the
+/// planes were read.
 pub fn for_each_window<F>(
     roi: &Roi,
     lattice: &Lattice,
@@ -169,16 +151,10 @@ where
     F: FnMut(&[Segment], &HashMap<usize, PlaneRaster>),
 {
     let (segs, notes) = segments(roi, opts);
-    let window = (RASTER_BUDGET / (5 * lattice.len().max(1))).clamp(2, MAX_WINDOW);
+    let window = (RASTER_BUDGET / lattice.len().max(1)).clamp(2, MAX_WINDOW);
     let mut rasters: HashMap<usize, PlaneRaster> = HashMap::new();
     for chunk in segs.chunks(window) {
-        let mut need: Vec<usize> = chunk
-            .iter()
-            .flat_map(|s| match *s {
-                Segment::Slab { p, .. } => vec![p],
-                Segment::Blend { a, b, .. } => vec![a, b],
-            })
-            .collect();
+        let mut need: Vec<usize> = chunk.iter().map(|s| s.p).collect();
         need.sort_unstable();
         need.dedup();
         let lo = need.first().copied().unwrap_or(0);
@@ -193,38 +169,16 @@ where
             .map(|&p| {
                 let mut mask = Vec::new();
                 lattice.fill(&roi.planes[p], &mut mask, &mut Vec::new());
-                (p, PlaneRaster { mask, sdf: None })
+                (p, PlaneRaster { mask })
             })
             .collect();
         rasters.extend(made);
-        // Signed distances only for blends whose planes differ: identical
-        // masks interpolate to themselves.
-        let mut want: Vec<usize> = Vec::new();
-        for s in chunk {
-            if let Segment::Blend { a, b, .. } = *s {
-                if rasters[&a].mask != rasters[&b].mask {
-                    want.extend([a, b]);
-                }
-            }
-        }
-        want.sort_unstable();
-        want.dedup();
-        want.retain(|p| rasters[p].sdf.is_none());
-        let sdfs: Vec<(usize, Vec<f32>)> = want
-            .par_iter()
-            .map(|&p| (p, lattice.signed_distance(&rasters[&p].mask)))
-            .collect();
-        for (p, sdf) in sdfs {
-            if let Some(r) = rasters.get_mut(&p) {
-                r.sdf = Some(sdf);
-            }
-        }
         f(chunk, &rasters);
     }
     notes
 }
 
-/// The z intervals one segment contributes to lattice row `j`:
+/// The z interval one segment contributes to lattice row `j`:
 /// `emit(i, z_lo, z_hi)` for each column i inside, in column order.
 pub fn segment_row<E>(
     seg: &Segment,
@@ -235,39 +189,13 @@ pub fn segment_row<E>(
 ) where
     E: FnMut(usize, f64, f64),
 {
-    let row = j * nx..(j + 1) * nx;
-    match *seg {
-        Segment::Slab { p, z_lo, z_hi } => {
-            if z_hi <= z_lo {
-                return;
-            }
-            for (i, m) in rasters[&p].mask[row].iter().enumerate() {
-                if *m {
-                    emit(i, z_lo, z_hi);
-                }
-            }
-        }
-        Segment::Blend { a, b, z_lo, z_hi } => {
-            let (ra, rb) = (&rasters[&a], &rasters[&b]);
-            let dz = z_hi - z_lo;
-            for (i, idx) in row.enumerate() {
-                let (ia, ib) = (ra.mask[idx], rb.mask[idx]);
-                if ia && ib {
-                    emit(i, z_lo, z_hi);
-                } else if ia != ib {
-                    let (Some(sa), Some(sb)) = (&ra.sdf, &rb.sdf) else {
-                        continue;
-                    };
-                    // The blend (1-w) sa + w sb crosses zero once, at w*.
-                    let (da, db) = (f64::from(sa[idx]), f64::from(sb[idx]));
-                    let w = (da / (da - db)).clamp(0.0, 1.0);
-                    if ia {
-                        emit(i, z_lo, z_lo + w * dz);
-                    } else {
-                        emit(i, z_lo + w * dz, z_hi);
-                    }
-                }
-            }
+    let Segment { p, z_lo, z_hi } = *seg;
+    if z_hi <= z_lo {
+        return;
+    }
+    for (i, m) in rasters[&p].mask[j * nx..(j + 1) * nx].iter().enumerate() {
+        if *m {
+            emit(i, z_lo, z_hi);
         }
     }
 }

@@ -140,7 +140,6 @@ pub fn compute(rs: &RtStruct, dose: &DoseGrid, settings: &DvhSettings) -> Result
     let fallback_spacing = rs.typical_plane_spacing().unwrap_or(dz);
     let opts = ShapeOptions {
         end_cap: settings.end_cap,
-        interpolate: settings.interpolate_between_planes,
         fallback_spacing,
     };
     let scope = dose.provenance.scope;
