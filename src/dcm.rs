@@ -97,9 +97,12 @@ pub fn person_name(obj: &InMemDicomObject, tag: Tag) -> String {
         return name;
     }
     let charset = code(obj, dicom_dictionary_std::tags::SPECIFIC_CHARACTER_SET);
-    let japanese = charset
-        .split('\\')
-        .any(|v| matches!(v.trim(), "ISO 2022 IR 87" | "ISO 2022 IR 159" | "ISO 2022 IR 13"));
+    let japanese = charset.split('\\').any(|v| {
+        matches!(
+            v.trim(),
+            "ISO 2022 IR 87" | "ISO 2022 IR 159" | "ISO 2022 IR 13"
+        )
+    });
     if !japanese {
         return name;
     }

@@ -596,6 +596,21 @@ fn process_names_every_series_that_forms_no_course() {
     assert!(stdout.contains("gap"), "{stdout}");
 }
 
+/// A scheduler over `dir` with the live node's options and no stages.
+fn bare_pipeline(dir: &Path) -> std::sync::Arc<rtnode::pipeline::Pipeline> {
+    let state = std::sync::Arc::new(rtnode::state::StateDb::open(dir).unwrap());
+    rtnode::pipeline::Pipeline::with_stages(
+        dir,
+        state,
+        rtnode::pipeline::PipelineOptions {
+            settings: Default::default(),
+            immediate: false,
+        },
+        Vec::new(),
+    )
+    .unwrap()
+}
+
 /// Course assembly does work in proportion to what arrived, not to the
 /// archive: the records read to assemble one more course (100 CT slices and
 /// an RTSTRUCT, arriving over several ticks) are counted when the store holds
@@ -604,24 +619,13 @@ fn process_names_every_series_that_forms_no_course() {
 /// straight into the index (no files): assembly reads nothing else.
 #[test]
 fn assembly_work_per_arrival_does_not_grow_with_the_archive() {
-    use rtnode::pipeline::{Pipeline, PipelineOptions};
     use rtnode::store::record::{PatientInfo, Reference};
     use rtnode::store::{Index, InstanceRecord};
     use std::sync::Arc;
 
     let dir = tempfile::tempdir().unwrap();
     let index = Arc::new(Index::open(&dir.path().join("index.redb")).unwrap());
-    let state = Arc::new(rtnode::state::StateDb::open(dir.path()).unwrap());
-    let pipeline = Pipeline::with_stages(
-        dir.path(),
-        state,
-        PipelineOptions {
-            settings: Default::default(),
-            immediate: false,
-        },
-        Vec::new(),
-    )
-    .unwrap();
+    let pipeline = bare_pipeline(dir.path());
     pipeline.load_index(index.clone());
     pipeline.tick().unwrap();
 
@@ -706,23 +710,11 @@ fn assembly_work_per_arrival_does_not_grow_with_the_archive() {
 /// scheduler busy.
 #[test]
 fn arrivals_never_wait_for_the_scheduler() {
-    use rtnode::pipeline::{Pipeline, PipelineOptions};
     use rtnode::store::InstanceRecord;
-    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     let dir = tempfile::tempdir().unwrap();
-    let state = Arc::new(rtnode::state::StateDb::open(dir.path()).unwrap());
-    let pipeline = Pipeline::with_stages(
-        dir.path(),
-        state,
-        PipelineOptions {
-            settings: Default::default(),
-            immediate: false,
-        },
-        Vec::new(),
-    )
-    .unwrap();
+    let pipeline = bare_pipeline(dir.path());
     let busy = pipeline.clone();
     let holder = std::thread::spawn(move || busy.hold_scheduler_for_test(Duration::from_secs(3)));
     std::thread::sleep(Duration::from_millis(200));

@@ -318,7 +318,10 @@ mod tests {
         let encoded = "Yamada^Tarou=\u{1b}$B;3ED\u{1b}(B^\u{1b}$BB@O:\u{1b}(B=\u{1b}$B$d$^$@\u{1b}(B^\u{1b}$B$?$m$&\u{1b}(B";
         let path = write(dir.path(), "\\ISO 2022 IR 87", encoded);
         let bytes = std::fs::read(&path).unwrap();
-        assert!(bytes.windows(5).any(|w| w == b"\x1b$B;3"), "not written as ISO 2022");
+        assert!(
+            bytes.windows(5).any(|w| w == b"\x1b$B;3"),
+            "not written as ISO 2022"
+        );
         let rec = read_record(&path).unwrap();
         assert_eq!(rec.patient.name, "Yamada^Tarou=山田^太郎=やまだ^たろう");
     }
