@@ -103,7 +103,8 @@ EOF
 }
 
 PORT=
-start_server() { # data_dir log -> seconds to the first C-ECHO
+ECHO_AFTER=
+start_server() { # data_dir log; sets SERVER_PID, PORT and ECHO_AFTER (s to the first C-ECHO)
   PORT=$(free_port)
   local t0 t1 i
   t0=$(now)
@@ -112,7 +113,7 @@ start_server() { # data_dir log -> seconds to the first C-ECHO
   for ((i = 0; i < 600; i++)); do
     if echoscu -aet ECHOSCU -aec RTNODE 127.0.0.1 "$PORT" >/dev/null 2>&1; then
       t1=$(now)
-      python3 -c "print(f'{$t1-$t0:.2f}')"
+      ECHO_AFTER=$(python3 -c "print(f'{$t1-$t0:.2f}')")
       return 0
     fi
     kill -0 "$SERVER_PID" 2>/dev/null || break
@@ -182,7 +183,7 @@ sys.exit(1)' "$pid"; then
 DATA=$WORK/data
 configure "$DATA"
 LOG=$WORK/rtnode.log
-start_server "$DATA" "$LOG" >/dev/null
+start_server "$DATA" "$LOG"
 log "empty node: course latency $(latency "$DATA" empty) s (beyond the 1 s stable age)"
 
 printf '%-6s %10s %10s %9s %10s\n' batch instances "inst/s" "RSS MiB" "status ms"
@@ -210,10 +211,13 @@ python3 -c "print(f'last batch rate / first: {$rate/$first_rate:.2f}')"
 log "full node: course latency $(latency "$DATA" full) s (beyond the 1 s stable age)"
 
 stop_server
-printf 'restart after a clean stop: first C-ECHO after %s s\n' "$(start_server "$DATA" "$LOG")"
-printf 'RSS after restart: %s MiB; status %s ms\n' "$(rss_mib)" "$(status_ms "$DATA")"
+start_server "$DATA" "$LOG"
+printf 'restart after a clean stop: first C-ECHO after %s s\n' "$ECHO_AFTER"
+sleep 5
+printf 'RSS 5 s after restart: %s MiB; status %s ms\n' "$(rss_mib)" "$(status_ms "$DATA")"
 kill -9 "$SERVER_PID"
 wait "$SERVER_PID" 2>/dev/null || true
 SERVER_PID=
-printf 'restart after kill -9: first C-ECHO after %s s\n' "$(start_server "$DATA" "$LOG")"
+start_server "$DATA" "$LOG"
+printf 'restart after kill -9: first C-ECHO after %s s\n' "$ECHO_AFTER"
 stop_server
