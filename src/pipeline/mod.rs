@@ -14,9 +14,11 @@
 //! (`Index::linked`: their series and reference closure), and only
 //! courses whose state can still change (`active`) are re-evaluated. At
 //! start, one pass walks the index a few hundred series per tick, so that
-//! instances committed just before a crash are assembled too. Stage runs are plain threads (their work is CPU
-//! and disk); each writes into `courses/<id>/v<N>/.tmp-<stage>-*` and that
-//! folder is renamed to `<stage>/` only on success.
+//! instances committed just before a crash are assembled too.
+//!
+//! Stage runs are plain threads (their work is CPU and disk); each writes
+//! into `courses/<id>/v<N>/.tmp-<stage>-*` and that folder is renamed to
+//! `<stage>/` only on success.
 
 mod fault;
 pub mod jobs;
@@ -242,8 +244,8 @@ impl Pipeline {
 
     /// Gives the pipeline the store's index, from which it reads the
     /// records course assembly needs, and starts a pass over every series
-    /// in it (a few hundred per tick), so that what was committed before this start
-    /// is assembled too.
+    /// in it (a few hundred per tick), so that what was committed before
+    /// this start is assembled too.
     pub fn load_index(&self, index: Arc<Index>) {
         *self.index.lock().unwrap_or_else(|p| p.into_inner()) = Some(index);
         self.lock().pass = Pass::After(None);
@@ -300,17 +302,6 @@ impl Pipeline {
                 j.state.as_str()
             ));
         }
-        let members: Vec<String> = inner
-            .courses
-            .get(course_id)
-            .map(|c| {
-                c.course
-                    .all_members()
-                    .map(|m| m.sop_instance_uid.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let _ = members;
         inner.courses.remove(course_id);
         inner.active.remove(course_id);
         inner.jobs.retain(|k, _| !k.starts_with(&prefix));

@@ -209,10 +209,10 @@ impl Index {
                 series_to_visit.push(uid.to_string());
                 queue.push(uid.to_string());
             }
-            for uid in [sop.as_str(), rec.series_instance_uid.as_str()] {
-                for by in referenced_by.get(uid)? {
-                    queue.push(by?.value().to_string());
-                }
+            // What references this instance; what references its series is
+            // looked up once, with the series below.
+            for by in referenced_by.get(sop.as_str())? {
+                queue.push(by?.value().to_string());
             }
             for series in series_to_visit {
                 if seen_series.insert(series.clone()) {

@@ -10,7 +10,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::json;
 
 use super::histogram::Histogram;
-use super::metrics::unit_of;
+use super::metrics::{num, unit_of};
 use super::{DvhReport, RoiStatus};
 
 fn csv_field(s: &str) -> String {
@@ -47,11 +47,7 @@ fn provenance_lines(r: &DvhReport) -> String {
         r.dose.description, r.dose.units, r.dose.dose_type
     );
     if let Some(n) = &r.not_evaluated {
-        let levels: Vec<&str> = n
-            .metrics
-            .iter()
-            .filter_map(|m| m.strip_prefix('V')?.strip_suffix("Gy"))
-            .collect();
+        let levels: Vec<String> = r.settings.v_gy.iter().map(|g| num(*g)).collect();
         let _ = writeln!(
             s,
             "# not evaluated ({}): VxGy in cc and % for x = {} Gy, metrics relative to a prescription, \
