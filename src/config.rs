@@ -120,6 +120,10 @@ pub struct Config {
     /// are resolved against its directory.
     #[serde(skip)]
     pub source: Option<PathBuf>,
+    /// The text it was read from, for stage runs in other processes
+    /// (`rtnode run-stage` on a cluster reads the same settings).
+    #[serde(skip)]
+    pub source_text: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -490,6 +494,137 @@ pub struct PipelineSection {
     /// Per-stage limits, by stage name.
     #[serde(default = "default_stage_limits")]
     pub stages: std::collections::BTreeMap<String, StageLimits>,
+    /// Where stage runs execute: `local` (threads of this process) or
+    /// `slurm` (one `sbatch` job per run; see `pipeline::slurm`). A stage's
+    /// own `executor` overrides it; `export` always runs locally.
+    #[serde(default)]
+    pub executor: ExecutorKind,
+    /// How stage runs are submitted when they go to Slurm.
+    #[serde(default)]
+    pub slurm: SlurmSection,
+}
+
+/// Where a stage run executes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorKind {
+    /// A thread of the coordinating process (the node, or `rtnode process`).
+    #[default]
+    Local,
+    /// A Slurm job running `rtnode run-stage` on a node of the cluster, with
+    /// the data directory on the cluster's shared filesystem.
+    Slurm,
+}
+
+impl ExecutorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutorKind::Local => "local",
+            ExecutorKind::Slurm => "slurm",
+        }
+    }
+}
+
+/// What `sbatch` is told about a stage run. Empty fields are left to the
+/// cluster's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmJobSettings {
+    /// `--partition`.
+    #[serde(default)]
+    pub partition: Option<String>,
+    /// `--gres`, e.g. `gpu:1`.
+    #[serde(default)]
+    pub gres: Option<String>,
+    /// `--time`, e.g. `01:00:00`.
+    #[serde(default)]
+    pub time: Option<String>,
+    /// `--mem`, e.g. `16G`.
+    #[serde(default)]
+    pub mem: Option<String>,
+    /// `--account`.
+    #[serde(default)]
+    pub account: Option<String>,
+}
+
+impl SlurmJobSettings {
+    /// These settings, with `over`'s non-empty fields taking precedence.
+    pub fn overlaid(&self, over: Option<&SlurmJobSettings>) -> SlurmJobSettings {
+        let Some(o) = over else {
+            return self.clone();
+        };
+        let pick = |a: &Option<String>, b: &Option<String>| b.clone().or_else(|| a.clone());
+        SlurmJobSettings {
+            partition: pick(&self.partition, &o.partition),
+            gres: pick(&self.gres, &o.gres),
+            time: pick(&self.time, &o.time),
+            mem: pick(&self.mem, &o.mem),
+            account: pick(&self.account, &o.account),
+        }
+    }
+}
+
+/// `pipeline.slurm`: the coordinator's side of the Slurm executor.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmSection {
+    /// The `rtnode` binary the jobs run, as the cluster's nodes see it
+    /// (default: this binary's own path, which suits a shared install).
+    #[serde(default)]
+    pub rtnode: Option<PathBuf>,
+    /// Defaults for every stage's job (`--partition`); a stage's
+    /// `pipeline.stages.<stage>.slurm` overrides them field by field.
+    #[serde(default)]
+    pub partition: Option<String>,
+    /// `--gres` of every stage's job, unless the stage says otherwise.
+    #[serde(default)]
+    pub gres: Option<String>,
+    /// `--time`.
+    #[serde(default)]
+    pub time: Option<String>,
+    /// `--mem`.
+    #[serde(default)]
+    pub mem: Option<String>,
+    /// `--account`.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// Seconds between looks at the jobs (their outcome files, `squeue`).
+    #[serde(default = "default_slurm_poll_s")]
+    pub poll_s: u64,
+    /// Stage runs submitted and not yet finished, at most.
+    #[serde(default = "default_slurm_max_jobs")]
+    pub max_jobs: usize,
+    /// Seconds a job may be unknown to `squeue` with no outcome file before
+    /// it counts as a failed attempt (room for a shared filesystem's
+    /// attribute cache).
+    #[serde(default = "default_slurm_grace_s")]
+    pub grace_s: u64,
+}
+
+fn default_slurm_poll_s() -> u64 {
+    2
+}
+fn default_slurm_max_jobs() -> usize {
+    500
+}
+fn default_slurm_grace_s() -> u64 {
+    10
+}
+
+impl Default for SlurmSection {
+    fn default() -> Self {
+        SlurmSection {
+            rtnode: None,
+            partition: None,
+            gres: None,
+            time: None,
+            mem: None,
+            account: None,
+            poll_s: default_slurm_poll_s(),
+            max_jobs: default_slurm_max_jobs(),
+            grace_s: default_slurm_grace_s(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -499,9 +634,16 @@ pub struct StageLimits {
     #[serde(default)]
     pub workers: u32,
     /// Threads one run may use, passed to child processes as OMP_NUM_THREADS
-    /// and friends (0: the machine's cores divided by the stage's workers).
+    /// and friends (0: the machine's cores divided by the stage's workers;
+    /// on Slurm, also the job's `--cpus-per-task`).
     #[serde(default)]
     pub threads: u32,
+    /// Where this stage runs (default: `pipeline.executor`).
+    #[serde(default)]
+    pub executor: Option<ExecutorKind>,
+    /// This stage's `sbatch` settings over `pipeline.slurm`'s.
+    #[serde(default)]
+    pub slurm: Option<SlurmJobSettings>,
 }
 
 fn default_trigger() -> String {
@@ -526,6 +668,8 @@ fn default_stage_limits() -> std::collections::BTreeMap<String, StageLimits> {
         StageLimits {
             workers: 1,
             threads: 0,
+            executor: None,
+            slurm: None,
         },
     )])
 }
@@ -541,6 +685,8 @@ impl Default for PipelineSection {
             max_attempts: default_max_attempts(),
             retry_backoff_s: default_retry_backoff_s(),
             stages: default_stage_limits(),
+            executor: ExecutorKind::Local,
+            slurm: SlurmSection::default(),
         }
     }
 }
@@ -614,6 +760,30 @@ impl PipelineSection {
                 .unwrap_or(1),
             n => n.parse::<usize>().unwrap_or(1).max(1),
         }
+    }
+
+    /// Where runs of `stage` execute: its own setting, else the section's;
+    /// `export` writes the outbound queue and always runs locally.
+    pub fn executor_for(&self, stage: &str) -> ExecutorKind {
+        if stage == "export" {
+            return ExecutorKind::Local;
+        }
+        self.stages
+            .get(stage)
+            .and_then(|l| l.executor)
+            .unwrap_or(self.executor)
+    }
+
+    /// The `sbatch` settings of `stage`'s jobs.
+    pub fn slurm_for(&self, stage: &str) -> SlurmJobSettings {
+        SlurmJobSettings {
+            partition: self.slurm.partition.clone(),
+            gres: self.slurm.gres.clone(),
+            time: self.slurm.time.clone(),
+            mem: self.slurm.mem.clone(),
+            account: self.slurm.account.clone(),
+        }
+        .overlaid(self.stages.get(stage).and_then(|l| l.slurm.as_ref()))
     }
 
     pub fn trigger_for(&self, calling_ae: Option<&str>) -> &str {
@@ -849,6 +1019,7 @@ pub fn load_peers(path: &Path) -> Result<PeersFile, ConfigErrors> {
 pub fn parse_config_str(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
     let mut config: Config = parse_yaml(text, file)?;
     config.source = Some(file.to_path_buf());
+    config.source_text = Some(text.to_owned());
     if let Some(workers) = config.segmentation.workers.filter(|w| *w > 0) {
         config
             .pipeline
@@ -857,6 +1028,8 @@ pub fn parse_config_str(text: &str, file: &Path) -> Result<Config, ConfigErrors>
             .or_insert(StageLimits {
                 workers,
                 threads: 0,
+                executor: None,
+                slurm: None,
             })
             .workers = workers;
     }
@@ -1155,6 +1328,36 @@ fn check_config(c: &Config, text: &str, file: &Path) -> Vec<ConfigError> {
     }
     if pipe.max_attempts == 0 {
         err("pipeline", "max_attempts", "must be at least 1".to_owned());
+    }
+    for (name, limits) in &pipe.stages {
+        if !crate::stages::STAGE_NAMES.contains(&name.as_str()) {
+            err(
+                "pipeline",
+                "stages",
+                format!(
+                    "unknown stage {name:?}; the stages are {:?}",
+                    crate::stages::STAGE_NAMES
+                ),
+            );
+        }
+        if name == "export" && limits.executor == Some(ExecutorKind::Slurm) {
+            err(
+                "pipeline",
+                "stages",
+                "export: runs where the outbound queue is (the coordinator); it cannot run on slurm"
+                    .to_owned(),
+            );
+        }
+    }
+    if pipe.slurm.poll_s == 0 {
+        err("pipeline", "slurm", "poll_s: must be at least 1".to_owned());
+    }
+    if pipe.slurm.max_jobs == 0 {
+        err(
+            "pipeline",
+            "slurm",
+            "max_jobs: must be at least 1".to_owned(),
+        );
     }
     if let Err(m) = c.dvh.validate() {
         // The settings name the key in their message: point at its line
@@ -1605,6 +1808,7 @@ mod tests {
         assert_eq!(
             Config {
                 source: None,
+                source_text: None,
                 ..empty
             },
             Config::default()
@@ -1669,6 +1873,7 @@ mod tests {
                 ..NodeSection::default()
             },
             source: Some(config_path.clone()),
+            source_text: config.source_text.clone(),
             ..Config::default()
         };
         assert_eq!(config, expected);
@@ -2197,6 +2402,7 @@ peers:
         assert_eq!(
             Config {
                 source: None,
+                source_text: None,
                 ..back
             },
             c

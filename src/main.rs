@@ -20,6 +20,12 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExecutorArg {
+    Local,
+    Slurm,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the node: accept associations, store instances durably.
@@ -46,6 +52,27 @@ enum Command {
         /// Node configuration file (for the pipeline settings).
         #[arg(long, default_value = config::DEFAULT_CONFIG_PATH)]
         config: PathBuf,
+        /// Where stage runs execute, over the config's `pipeline.executor`
+        /// (`slurm`: sbatch jobs; OUT must be on the cluster's shared
+        /// filesystem).
+        #[arg(long, value_enum)]
+        executor: Option<ExecutorArg>,
+    },
+    /// Run one stage of one course version from the job description the
+    /// coordinator wrote (what a Slurm job runs; opens no database).
+    RunStage {
+        /// Data directory, as this machine sees it.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Course id.
+        #[arg(long)]
+        course: String,
+        /// Result version.
+        #[arg(long)]
+        version: u32,
+        /// Stage name.
+        #[arg(long)]
+        stage: String,
     },
     /// Send DICOM files and folders (recursively) to a peer with C-STORE.
     Send {
@@ -343,12 +370,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Process { dir, out, config } => {
-            let cfg = if config.exists() {
+        Command::Process {
+            dir,
+            out,
+            config,
+            executor,
+        } => {
+            let mut cfg = if config.exists() {
                 config::load_config(&config).map_err(|e| anyhow::anyhow!("{e}"))?
             } else {
                 Config::default()
             };
+            match executor {
+                Some(ExecutorArg::Local) => cfg.pipeline.executor = config::ExecutorKind::Local,
+                Some(ExecutorArg::Slurm) => cfg.pipeline.executor = config::ExecutorKind::Slurm,
+                None => {}
+            }
             init_logging(LogFormat::Text, "info");
             let summary = rtnode::process::run(&dir, &out, &cfg)?;
             for c in &summary.status.courses {
@@ -480,6 +517,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 json,
                 workers,
             })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::RunStage {
+            data_dir,
+            course,
+            version,
+            stage,
+        } => {
+            init_logging(LogFormat::Text, "info");
+            rtnode::pipeline::stage_run::run_command(&data_dir, &course, version, &stage)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::RadiomicsWorker { threads, memory_mb } => {

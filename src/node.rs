@@ -83,10 +83,7 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
     let pipeline = Pipeline::with_stages(
         &data_dir,
         state.clone(),
-        PipelineOptions {
-            settings: cfg.pipeline.clone(),
-            immediate: false,
-        },
+        PipelineOptions::from_config(cfg, false),
         stages,
     )?;
     pipeline.load_index(store.index().clone());

@@ -57,10 +57,7 @@ pub fn run(dir: &Path, out: &Path, cfg: &Config) -> Result<Summary> {
     let pipeline = Pipeline::with_stages(
         out,
         state.clone(),
-        PipelineOptions {
-            settings: cfg.pipeline.clone(),
-            immediate: true,
-        },
+        PipelineOptions::from_config(cfg, true),
         crate::stages::registry_with(cfg)?,
     )?;
     pipeline.load_index(store.index().clone());

@@ -605,6 +605,7 @@ fn bare_pipeline(dir: &Path) -> std::sync::Arc<rtnode::pipeline::Pipeline> {
         rtnode::pipeline::PipelineOptions {
             settings: Default::default(),
             immediate: false,
+            stage_config: None,
         },
         Vec::new(),
     )

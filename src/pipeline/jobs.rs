@@ -54,6 +54,11 @@ pub struct JobRecord {
     /// Threads for the next run: halved after an out-of-memory failure.
     pub threads: u32,
     pub summary: serde_json::Value,
+    /// The Slurm job of the current (or last) attempt, when the stage runs
+    /// on Slurm: written before `sbatch`, so that a restarted coordinator
+    /// finds the job by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<super::slurm::SlurmRun>,
 }
 
 impl JobRecord {

@@ -18,10 +18,17 @@
 //!
 //! Stage runs are plain threads (their work is CPU and disk); each writes
 //! into `courses/<id>/v<N>/.tmp-<stage>-*` and that folder is renamed to
-//! `<stage>/` only on success.
+//! `<stage>/` only on success. A stage whose executor is `slurm` runs
+//! instead as a Slurm job (`slurm`, `stage_run`): its description is
+//! written and its name recorded before `sbatch`, and each tick that is
+//! due looks at the outcome files of the jobs in flight and, for those
+//! without one, at `squeue`; the folder the job wrote,
+//! `.slurm-<stage>-a<attempt>`, is renamed into place the same way.
 
 mod fault;
 pub mod jobs;
+pub mod slurm;
+pub mod stage_run;
 mod versions;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -31,13 +38,13 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
-use crate::config::{PipelineSection, StageLimits};
+use crate::config::{ExecutorKind, PipelineSection, StageLimits};
 use crate::course::{self, Course};
-use crate::stages::{Outcome, Stage, StageContext};
+use crate::stages::{Outcome, Stage};
 use crate::state::StateDb;
 use crate::store::{Index, InstanceRecord};
 pub use jobs::{job_key, CourseRecord, JobRecord, JobState, VersionRecord};
@@ -49,6 +56,38 @@ pub struct PipelineOptions {
     /// `rtnode process`: every course runs at once, whatever the rule and
     /// the stable age (those are for the live node).
     pub immediate: bool,
+    /// The config as read, handed to stage runs on Slurm (`None`: the
+    /// embedded defaults).
+    pub stage_config: Option<stage_run::StageConfig>,
+}
+
+impl PipelineOptions {
+    /// Options from a loaded config.
+    pub fn from_config(cfg: &crate::config::Config, immediate: bool) -> PipelineOptions {
+        PipelineOptions {
+            settings: cfg.pipeline.clone(),
+            immediate,
+            stage_config: match (&cfg.source, &cfg.source_text) {
+                (Some(path), Some(text)) => Some(stage_run::StageConfig {
+                    path: std::path::absolute(path).unwrap_or_else(|_| path.clone()),
+                    text: text.clone(),
+                }),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// A stage run about to start: its job record, stage and course.
+type RunStart = (JobRecord, Arc<dyn Stage>, Course);
+
+/// What the coordinator keeps of a Slurm job in flight (besides its
+/// durable record).
+#[derive(Debug, Clone, Default)]
+struct SlurmWatch {
+    /// Since when `squeue` has not known the job (or has shown it ended)
+    /// with no outcome file.
+    missing_since: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +128,9 @@ struct Inner {
     running: HashMap<String, Progress>,
     /// Series that formed no course, with why (as last written to state).
     unassembled: BTreeMap<String, course::Unassembled>,
+    /// Running jobs that run on Slurm (a subset of `running`).
+    slurm: HashMap<String, SlurmWatch>,
+    last_slurm_poll: Option<Instant>,
 }
 
 pub struct Pipeline {
@@ -154,6 +196,12 @@ pub struct StageStatus {
     pub reused_from: Option<u32>,
     pub error: Option<String>,
     pub skip_reason: Option<String>,
+    /// The Slurm job of this run, when it ran there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm_job: Option<String>,
+    /// What `squeue` last said of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm_state: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -185,18 +233,42 @@ impl Pipeline {
         opts: PipelineOptions,
         stages: Vec<Arc<dyn Stage>>,
     ) -> Result<Arc<Pipeline>> {
-        versions::remove_partial_outputs(&data_dir.join("courses"));
         let mut courses = BTreeMap::new();
         for c in state.courses::<CourseRecord>()? {
             courses.insert(c.course.id.clone(), c);
         }
         let mut jobs = BTreeMap::new();
+        let mut keep: HashSet<PathBuf> = HashSet::new();
+        let mut running = HashMap::new();
+        let mut slurm_jobs = HashMap::new();
         for mut j in state.jobs::<JobRecord>("")? {
             let latest = courses
                 .get(&j.course_id)
                 .and_then(|c| c.latest_version())
                 .map(|v| v.n);
-            if j.state == JobState::Running {
+            if j.state == JobState::Running && j.slurm.is_some() {
+                // Its job may still run, or have finished while no
+                // coordinator looked: the next ticks find out.
+                info!(course = %j.course_id, version = j.version, stage = %j.stage, job = ?j.slurm, "re-attaching to a Slurm job");
+                keep.insert(slurm_out_dir(data_dir, &j));
+                keep.insert(stage_run::description_path(
+                    data_dir,
+                    &j.course_id,
+                    j.version,
+                    &j.stage,
+                ));
+                let t = Instant::now();
+                running.insert(
+                    j.key(),
+                    Progress {
+                        done: 0,
+                        total: 0,
+                        started: t,
+                        last_log: t,
+                    },
+                );
+                slurm_jobs.insert(j.key(), SlurmWatch::default());
+            } else if j.state == JobState::Running {
                 warn!(course = %j.course_id, version = j.version, stage = %j.stage, "stage was interrupted; queued again");
                 j.state = JobState::Queued;
                 j.error = Some("interrupted (node stopped or crashed during the run)".into());
@@ -206,6 +278,7 @@ impl Pipeline {
                 jobs.insert(j.key(), j);
             }
         }
+        versions::remove_partial_outputs(&data_dir.join("courses"), &keep);
         let ours = state.created()?;
         let unassembled = state
             .unassembled()?
@@ -231,8 +304,10 @@ impl Pipeline {
                 active,
                 last_change: HashMap::new(),
                 jobs,
-                running: HashMap::new(),
+                running,
                 unassembled,
+                slurm: slurm_jobs,
+                last_slurm_poll: None,
             }),
             stopping: AtomicBool::new(false),
         }))
@@ -331,9 +406,12 @@ impl Pipeline {
         self.stopping.store(true, Ordering::Relaxed);
     }
 
+    /// Waits for the local runs in flight (Slurm jobs go on without the
+    /// coordinator, which re-attaches at its next start).
     fn wait_idle_running(&self, limit: Duration) {
         let t0 = Instant::now();
-        while !self.lock().running.is_empty() && t0.elapsed() < limit {
+        let local_running = |i: &Inner| i.running.len() > i.slurm.len();
+        while local_running(&self.lock()) && t0.elapsed() < limit {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -359,6 +437,9 @@ impl Pipeline {
     /// One scheduling step.
     pub fn tick(self: &Arc<Self>) -> Result<()> {
         self.reassemble()?;
+        // Before `trigger`, so that a course whose last run ended on Slurm
+        // is seen done in the same tick, as one whose last local run ended.
+        self.poll_slurm();
         self.trigger()?;
         self.dispatch()
     }
@@ -596,6 +677,7 @@ impl Pipeline {
                 not_before_ms: 0,
                 threads: self.threads_for(name) as u32,
                 summary: serde_json::Value::Null,
+                slurm: None,
             };
             match stage.inputs(&rec.course) {
                 Err(why) => {
@@ -650,6 +732,18 @@ impl Pipeline {
     }
 
     fn threads_for(&self, stage: &str) -> usize {
+        if self.opts.settings.executor_for(stage) == ExecutorKind::Slurm {
+            // The coordinator's cores say nothing of the cluster's nodes:
+            // the stage's `threads`, else one (`--cpus-per-task`).
+            return self
+                .opts
+                .settings
+                .stages
+                .get(stage)
+                .map(|l| l.threads as usize)
+                .filter(|t| *t > 0)
+                .unwrap_or(1);
+        }
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
@@ -664,20 +758,30 @@ impl Pipeline {
         if self.stopping.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let max = self.opts.settings.worker_count();
+        let settings = &self.opts.settings;
+        let max_local = settings.worker_count();
+        let max_slurm = settings.slurm.max_jobs;
         let mut to_start = Vec::new();
+        // Slurm runs of one tick, one job array per stage and thread count.
+        let mut to_submit: BTreeMap<(String, u32), Vec<RunStart>> = BTreeMap::new();
         {
             let mut inner = self.lock();
             let now = now_ms();
+            let mut slurm_running = inner.slurm.len();
+            let mut local_running = inner.running.len().saturating_sub(slurm_running);
             let mut per_stage: HashMap<String, usize> = HashMap::new();
             for key in inner.running.keys() {
+                if inner.slurm.contains_key(key) {
+                    continue;
+                }
                 if let Some(j) = inner.jobs.get(key) {
                     *per_stage.entry(j.stage.clone()).or_default() += 1;
                 }
             }
+            let mut names: HashMap<(String, u32), (String, u32)> = HashMap::new();
             let keys: Vec<String> = inner.jobs.keys().cloned().collect();
             for key in keys {
-                if inner.running.len() + to_start.len() >= max {
+                if local_running >= max_local && slurm_running >= max_slurm {
                     break;
                 }
                 let Some(job) = inner.jobs.get(&key).cloned() else {
@@ -728,29 +832,67 @@ impl Pipeline {
                     }
                     continue;
                 }
-                let limit = self
-                    .opts
-                    .settings
-                    .stages
-                    .get(&job.stage)
-                    .map(|l| l.workers)
-                    .unwrap_or(0);
-                let busy = per_stage.get(&job.stage).copied().unwrap_or(0);
-                if limit > 0 && busy >= limit as usize {
-                    continue;
+                let executor = settings.executor_for(&job.stage);
+                match executor {
+                    ExecutorKind::Local => {
+                        if local_running >= max_local {
+                            continue;
+                        }
+                        let limit = settings
+                            .stages
+                            .get(&job.stage)
+                            .map(|l| l.workers)
+                            .unwrap_or(0);
+                        let busy = per_stage.get(&job.stage).copied().unwrap_or(0);
+                        if limit > 0 && busy >= limit as usize {
+                            continue;
+                        }
+                    }
+                    ExecutorKind::Slurm => {
+                        if slurm_running >= max_slurm {
+                            continue;
+                        }
+                    }
                 }
                 let Some(course) = inner.courses.get(&job.course_id).map(|c| c.course.clone())
                 else {
                     continue;
                 };
-                *per_stage.entry(job.stage.clone()).or_default() += 1;
-                if let Some(j) = inner.jobs.get_mut(&key) {
-                    j.state = JobState::Running;
-                    j.attempts += 1;
-                    j.started_at = Some(crate::time::now_rfc3339());
+                let Some(j) = inner.jobs.get_mut(&key) else {
+                    continue;
+                };
+                j.state = JobState::Running;
+                j.attempts += 1;
+                j.started_at = Some(crate::time::now_rfc3339());
+                j.slurm = None;
+                if executor == ExecutorKind::Slurm {
+                    // The intent, with the job's unique name, is durable
+                    // before `sbatch` runs.
+                    let group = (j.stage.clone(), j.threads);
+                    let (name, next) = names.entry(group.clone()).or_insert_with(|| {
+                        (
+                            format!("rtnode-{}-{:012x}", j.stage, rand::random::<u64>() >> 16),
+                            0,
+                        )
+                    });
+                    j.slurm = Some(slurm::SlurmRun {
+                        name: name.clone(),
+                        task: *next,
+                        job_id: None,
+                        state: None,
+                    });
+                    *next += 1;
                     let j = j.clone();
                     self.state.put_job(&key, &j)?;
+                    to_submit.entry(group).or_default().push((j, stage, course));
+                    inner.slurm.insert(key.clone(), SlurmWatch::default());
+                    slurm_running += 1;
+                } else {
+                    let j = j.clone();
+                    self.state.put_job(&key, &j)?;
+                    *per_stage.entry(j.stage.clone()).or_default() += 1;
                     to_start.push((j, stage, course));
+                    local_running += 1;
                 }
                 let t = Instant::now();
                 inner.running.insert(
@@ -773,6 +915,9 @@ impl Pipeline {
                 error!(error = %e, "cannot start a stage thread");
             }
         }
+        for (_, batch) in to_submit {
+            self.submit_slurm(batch);
+        }
         Ok(())
     }
 
@@ -784,67 +929,43 @@ impl Pipeline {
         }
     }
 
-    fn run_job(self: Arc<Self>, mut job: JobRecord, stage: Arc<dyn Stage>, course: Course) {
+    fn run_job(self: Arc<Self>, job: JobRecord, stage: Arc<dyn Stage>, course: Course) {
         let key = job.key();
         let vdir = versions::version_dir(&self.data_dir, &job.course_id, job.version);
         let tmp = vdir.join(format!(".tmp-{}-{:08x}", job.stage, rand::random::<u32>()));
         let started = Instant::now();
         info!(course = %job.course_id, version = job.version, stage = %job.stage, attempt = job.attempts, "stage started");
-        let result: Result<Outcome> = (|| {
-            std::fs::create_dir_all(&tmp)?;
-            let upstream = stage
-                .after()
-                .iter()
-                .map(|d| (d.to_string(), vdir.join(d)))
-                .chain(
-                    stage
-                        .reads_if_present()
-                        .iter()
-                        .map(|d| (d.to_string(), vdir.join(d)))
-                        .filter(|(_, p)| p.is_dir()),
-                )
-                .collect();
-            let me = self.clone();
-            let pkey = key.clone();
-            let progress = move |done: u64, total: u64| me.progress(&pkey, done, total);
-            let ctx = StageContext {
-                course: &course,
-                version: job.version,
-                data_dir: &self.data_dir,
-                out_dir: tmp.clone(),
-                upstream,
-                threads: job.threads.max(1) as usize,
-                progress: &progress,
-            };
-            fault::inject(&job.stage, job.attempts)?;
-            // A panic in one stage must cost that stage, not the node.
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage.run(&ctx))) {
-                Ok(r) => r,
-                Err(p) => {
-                    let msg = p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "panic".into());
-                    anyhow::bail!("stage panicked: {msg}")
-                }
-            }
-        })();
-        let result = result.and_then(|outcome| {
+        let me = self.clone();
+        let pkey = key.clone();
+        let progress = move |done: u64, total: u64| me.progress(&pkey, done, total);
+        let result = stage_run::execute(
+            stage.as_ref(),
+            &course,
+            job.version,
+            &self.data_dir,
+            &tmp,
+            stage_run::upstream_dirs(stage.as_ref(), &vdir),
+            job.threads.max(1) as usize,
+            job.attempts,
+            &progress,
+        )
+        .and_then(|outcome| {
             if let Outcome::Done(_) = &outcome {
-                let dest = vdir.join(&job.stage);
-                if dest.exists() {
-                    std::fs::remove_dir_all(&dest)?;
-                }
-                std::fs::rename(&tmp, &dest)?;
-                crate::store::fsync_dir(&vdir)?;
+                move_into_place(&tmp, &vdir, &job.stage)?;
             }
             Ok(outcome)
         });
         let _ = std::fs::remove_dir_all(&tmp);
-        let elapsed = started.elapsed();
-        job.duration_ms = Some(elapsed.as_millis() as u64);
-        job.finished_at = Some(crate::time::now_rfc3339());
+        let ms = started.elapsed().as_millis() as u64;
+        self.finish(job, result, ms, crate::time::now_rfc3339());
+    }
+
+    /// Records how a run ended (wherever it ran): created instances, the
+    /// job's state, a retry with backoff or the failure; durable.
+    fn finish(&self, mut job: JobRecord, result: Result<Outcome>, ms: u64, finished_at: String) {
+        let key = job.key();
+        job.duration_ms = Some(ms);
+        job.finished_at = Some(finished_at);
         match result {
             Ok(Outcome::Done(summary)) => {
                 // Objects a stage created are results: when they come back
@@ -863,7 +984,7 @@ impl Pipeline {
                 }
                 job.state = JobState::Done;
                 job.summary = summary;
-                info!(course = %job.course_id, version = job.version, stage = %job.stage, ms = elapsed.as_millis() as u64, "stage done");
+                info!(course = %job.course_id, version = job.version, stage = %job.stage, ms, "stage done");
             }
             Ok(Outcome::Skipped(why)) => {
                 job.state = JobState::Skipped;
@@ -876,7 +997,7 @@ impl Pipeline {
                 if job.attempts < self.opts.settings.max_attempts {
                     let backoff = self.opts.settings.retry_backoff_s
                         * 1000
-                        * (1u64 << (job.attempts - 1).min(10));
+                        * (1u64 << (job.attempts.max(1) - 1).min(10));
                     job.state = JobState::Queued;
                     job.not_before_ms = now_ms() + backoff;
                     if oom {
@@ -894,6 +1015,7 @@ impl Pipeline {
         }
         let mut inner = self.lock();
         inner.running.remove(&key);
+        inner.slurm.remove(&key);
         if let Err(e) = self.state.put_job(&key, &job) {
             error!(error = %e, "cannot record a stage result");
         }
@@ -901,6 +1023,331 @@ impl Pipeline {
         inner.jobs.insert(key, job);
         inner.active.insert(cid.clone());
         self.refresh_manifest(&inner, &cid, v);
+    }
+
+    /// Writes the description of a Slurm run (mode 0600).
+    fn write_description(&self, job: &JobRecord, stage: &dyn Stage, course: &Course) -> Result<()> {
+        let vdir = versions::version_dir(&self.data_dir, &job.course_id, job.version);
+        let rel = |p: &Path| -> Result<String> {
+            Ok(p.strip_prefix(&self.data_dir)?
+                .to_string_lossy()
+                .into_owned())
+        };
+        let upstream = stage_run::upstream_dirs(stage, &vdir)
+            .into_iter()
+            .map(|(k, p)| Ok((k, rel(&p)?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        let desc = stage_run::StageJob {
+            format: stage_run::DESCRIPTION_FORMAT,
+            course: course.clone(),
+            version: job.version,
+            stage: job.stage.clone(),
+            attempt: job.attempts,
+            threads: job.threads,
+            out_dir: rel(&slurm_out_dir(&self.data_dir, job))?,
+            upstream,
+            config: self.opts.stage_config.clone(),
+        };
+        std::fs::create_dir_all(&vdir)?;
+        let path =
+            stage_run::description_path(&self.data_dir, &job.course_id, job.version, &job.stage);
+        stage_run::write_private(&path, &serde_json::to_vec_pretty(&desc)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Submits runs of one stage as one job array (their intent is already
+    /// durable, each with the array's name and its task). A run whose
+    /// description cannot be written, or an array `sbatch` refuses, is a
+    /// failed attempt.
+    fn submit_slurm(&self, batch: Vec<RunStart>) {
+        let mut ok: Vec<JobRecord> = Vec::new();
+        for (job, stage, course) in batch {
+            match self.write_description(&job, stage.as_ref(), &course) {
+                Ok(()) => ok.push(job),
+                Err(e) => self.finish(
+                    job,
+                    Err(e.context("preparing the Slurm job")),
+                    0,
+                    crate::time::now_rfc3339(),
+                ),
+            }
+        }
+        let Some((name, stage, cpus)) = ok
+            .first()
+            .and_then(|j| Some((j.slurm.as_ref()?.name.clone(), j.stage.clone(), j.threads)))
+        else {
+            return;
+        };
+        let tasks: Vec<slurm::Task> = ok
+            .iter()
+            .filter_map(|j| {
+                Some(slurm::Task {
+                    task: j.slurm.as_ref()?.task,
+                    course_id: j.course_id.clone(),
+                    version: j.version,
+                    stage: j.stage.clone(),
+                })
+            })
+            .collect();
+        let data_dir =
+            std::path::absolute(&self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
+        let rtnode = self
+            .opts
+            .settings
+            .slurm
+            .rtnode
+            .clone()
+            .or_else(|| std::env::current_exe().ok())
+            .unwrap_or_else(|| PathBuf::from("rtnode"));
+        let settings = self.opts.settings.slurm_for(&stage);
+        let submitted = slurm::submit(&slurm::Submission {
+            name: &name,
+            tasks: &tasks,
+            settings: &settings,
+            cpus,
+            rtnode: &rtnode,
+            data_dir: &data_dir,
+        });
+        match submitted {
+            Ok(array_id) => {
+                info!(stage = %stage, job = %array_id, name = %name, runs = tasks.len(), "submitted to Slurm");
+                let mut inner = self.lock();
+                for j in &ok {
+                    let key = j.key();
+                    let Some(rec) = inner.jobs.get_mut(&key) else {
+                        continue;
+                    };
+                    if let Some(s) = rec.slurm.as_mut() {
+                        s.job_id = Some(format!("{array_id}_{}", s.task));
+                    }
+                    let rec = rec.clone();
+                    if let Err(e) = self.state.put_job(&key, &rec) {
+                        // The name is durable: a restart still finds the job.
+                        warn!(error = %e, job = %key, "cannot record a Slurm job id");
+                    }
+                }
+            }
+            Err(e) => {
+                for j in ok {
+                    let _ = std::fs::remove_file(stage_run::description_path(
+                        &self.data_dir,
+                        &j.course_id,
+                        j.version,
+                        &j.stage,
+                    ));
+                    self.finish(
+                        j,
+                        Err(anyhow::anyhow!("submitting to Slurm: {e:#}")),
+                        0,
+                        crate::time::now_rfc3339(),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Looks at the Slurm jobs in flight (at most every `poll_s`): the
+    /// outcome files first, then `squeue` for those without one. A job
+    /// that Slurm no longer runs and that left no outcome after `grace_s`
+    /// is a failed attempt, with the reason Slurm gives.
+    fn poll_slurm(&self) {
+        let s = &self.opts.settings.slurm;
+        let watched: Vec<JobRecord> = {
+            let mut inner = self.lock();
+            if inner.slurm.is_empty()
+                || inner
+                    .last_slurm_poll
+                    .is_some_and(|t| t.elapsed() < Duration::from_secs(s.poll_s))
+            {
+                return;
+            }
+            inner.last_slurm_poll = Some(Instant::now());
+            inner
+                .slurm
+                .keys()
+                .filter_map(|k| inner.jobs.get(k).cloned())
+                .collect()
+        };
+        let mut ended = Vec::new();
+        let mut open = Vec::new();
+        for j in watched {
+            match self.find_outcome(&j) {
+                Some(o) => ended.push((j, o)),
+                None => {
+                    if let Some((d, t)) =
+                        stage_run::read_progress(&slurm_out_dir(&self.data_dir, &j))
+                    {
+                        self.progress(&j.key(), d, t);
+                    }
+                    open.push(j);
+                }
+            }
+        }
+        let mut dead = Vec::new();
+        let mut resubmit = Vec::new();
+        if !open.is_empty() {
+            let mut names: Vec<&str> = open
+                .iter()
+                .filter_map(|j| j.slurm.as_ref().map(|s| s.name.as_str()))
+                .collect();
+            names.sort();
+            names.dedup();
+            match slurm::queue(&names) {
+                Err(e) => {
+                    warn!(
+                        error = format!("{e:#}"),
+                        "cannot ask Slurm about its jobs; asking again later"
+                    )
+                }
+                Ok(queue) => {
+                    let grace = Duration::from_secs(s.grace_s);
+                    let mut inner = self.lock();
+                    for j in open {
+                        let key = j.key();
+                        let Some(run) = j.slurm.clone() else {
+                            continue;
+                        };
+                        let seen = queue.get(&(run.name.clone(), run.task));
+                        if seen.is_none() && run.job_id.is_none() {
+                            // Recorded, but no answer from `sbatch` was: it
+                            // was never submitted, or ended long ago with no
+                            // outcome. Either way this attempt runs (again).
+                            resubmit.push(j);
+                            continue;
+                        }
+                        let Some(rec) = inner.jobs.get_mut(&key) else {
+                            continue;
+                        };
+                        let mut changed = false;
+                        if let Some(q) = seen {
+                            if let Some(r) = rec.slurm.as_mut() {
+                                if r.job_id.is_none() {
+                                    r.job_id = Some(format!("{}_{}", q.array_job_id, r.task));
+                                    changed = true;
+                                }
+                                r.state = Some(q.state.clone());
+                            }
+                        }
+                        let rec_now = rec.clone();
+                        if changed {
+                            if let Err(e) = self.state.put_job(&key, &rec_now) {
+                                warn!(error = %e, job = %key, "cannot record a Slurm job id");
+                            }
+                        }
+                        let alive = seen
+                            .is_some_and(|q| !slurm::is_dead(&q.state) && q.state != "COMPLETED");
+                        let Some(w) = inner.slurm.get_mut(&key) else {
+                            continue;
+                        };
+                        if alive {
+                            w.missing_since = None;
+                        } else if w.missing_since.get_or_insert_with(Instant::now).elapsed()
+                            >= grace
+                        {
+                            let state = seen
+                                .map(|q| q.state.clone())
+                                .or(run.state.clone())
+                                .unwrap_or_else(|| "no longer known to squeue".into());
+                            dead.push((rec_now, state));
+                        }
+                    }
+                }
+            }
+        }
+        for (j, o) in ended {
+            self.finish_slurm(j, o);
+        }
+        for (j, state) in dead {
+            // A last look: the outcome may have arrived meanwhile.
+            if let Some(o) = self.find_outcome(&j) {
+                self.finish_slurm(j, o);
+                continue;
+            }
+            let run = j.slurm.clone().unwrap_or(slurm::SlurmRun {
+                name: String::new(),
+                task: 0,
+                job_id: None,
+                state: None,
+            });
+            let why = slurm::why_dead(
+                run.job_id.as_deref().unwrap_or(&run.name),
+                &state,
+                &slurm::log_path(&self.data_dir, &run.name, run.task),
+            );
+            let _ = std::fs::remove_dir_all(slurm_out_dir(&self.data_dir, &j));
+            let _ = std::fs::remove_file(stage_run::description_path(
+                &self.data_dir,
+                &j.course_id,
+                j.version,
+                &j.stage,
+            ));
+            self.finish(j, Err(anyhow::anyhow!(why)), 0, crate::time::now_rfc3339());
+        }
+        for j in resubmit {
+            let stage = self.stages.iter().find(|s| s.name() == j.stage).cloned();
+            let course = self
+                .lock()
+                .courses
+                .get(&j.course_id)
+                .map(|c| c.course.clone());
+            match (stage, course) {
+                (Some(stage), Some(course)) => {
+                    warn!(job = %j.key(), "a Slurm job recorded before a restart is unknown to Slurm; submitting it");
+                    self.submit_slurm(vec![(j, stage, course)]);
+                }
+                _ => self.finish(
+                    j,
+                    Err(anyhow::anyhow!("its stage or course is gone")),
+                    0,
+                    crate::time::now_rfc3339(),
+                ),
+            }
+        }
+    }
+
+    /// The outcome of a Slurm run: in its output folder, or, after a
+    /// restart that came between moving the folder into place and
+    /// recording the result, in the stage's folder (the same attempt's).
+    fn find_outcome(&self, j: &JobRecord) -> Option<stage_run::OutcomeRecord> {
+        if let Some(o) = stage_run::read_outcome(&slurm_out_dir(&self.data_dir, j)) {
+            return Some(o);
+        }
+        let dest = versions::version_dir(&self.data_dir, &j.course_id, j.version).join(&j.stage);
+        stage_run::read_outcome(&dest).filter(|o| o.attempt == j.attempts)
+    }
+
+    /// Takes in a Slurm run that wrote its outcome: its folder is moved
+    /// into place (outcome file included, removed only once the result is
+    /// durable) and the result recorded as for a local run.
+    fn finish_slurm(&self, j: JobRecord, o: stage_run::OutcomeRecord) {
+        let vdir = versions::version_dir(&self.data_dir, &j.course_id, j.version);
+        let out = slurm_out_dir(&self.data_dir, &j);
+        let dest = vdir.join(&j.stage);
+        let result = o.result().and_then(|outcome| {
+            if let Outcome::Done(_) = &outcome {
+                let _ = std::fs::remove_file(out.join(stage_run::PROGRESS_FILE));
+                if out.exists() {
+                    move_into_place(&out, &vdir, &j.stage)?;
+                }
+            }
+            Ok(outcome)
+        });
+        let _ = std::fs::remove_dir_all(&out);
+        let _ = std::fs::remove_file(stage_run::description_path(
+            &self.data_dir,
+            &j.course_id,
+            j.version,
+            &j.stage,
+        ));
+        let finished_at = if o.finished_at.is_empty() {
+            crate::time::now_rfc3339()
+        } else {
+            o.finished_at.clone()
+        };
+        info!(course = %j.course_id, version = j.version, stage = %j.stage, host = %o.host, job = ?j.slurm.as_ref().and_then(|s| s.job_id.clone()), "Slurm run ended");
+        self.finish(j, result, o.duration_ms, finished_at);
+        let _ = std::fs::remove_file(dest.join(stage_run::OUTCOME_FILE));
     }
 
     fn progress(&self, key: &str, done: u64, total: u64) {
@@ -947,6 +1394,24 @@ impl Pipeline {
         }
         out
     }
+}
+
+/// The folder a Slurm run of `job`'s current attempt writes into.
+fn slurm_out_dir(data_dir: &Path, job: &JobRecord) -> PathBuf {
+    versions::version_dir(data_dir, &job.course_id, job.version)
+        .join(format!(".slurm-{}-a{}", job.stage, job.attempts))
+}
+
+/// Renames a finished run's folder to `vdir/<stage>` (replacing what an
+/// earlier run left there) and makes the rename durable.
+fn move_into_place(from: &Path, vdir: &Path, stage: &str) -> Result<()> {
+    let dest = vdir.join(stage);
+    if dest.exists() {
+        std::fs::remove_dir_all(&dest)?;
+    }
+    std::fs::rename(from, &dest)?;
+    crate::store::fsync_dir(vdir)?;
+    Ok(())
 }
 
 fn eta(p: &Progress) -> Option<f64> {
@@ -1025,6 +1490,12 @@ fn stage_status(j: &JobRecord, p: Option<&Progress>) -> StageStatus {
         reused_from: j.reused_from,
         error: j.error.clone(),
         skip_reason: j.skip_reason.clone(),
+        slurm_job: j.slurm.as_ref().map(|s| {
+            s.job_id
+                .clone()
+                .unwrap_or_else(|| format!("{} (submitting)", s.name))
+        }),
+        slurm_state: j.slurm.as_ref().and_then(|s| s.state.clone()),
     }
 }
 

@@ -109,9 +109,11 @@ pub fn remove_results(data_dir: &Path, course_id: &str) -> Result<bool> {
     Ok(true)
 }
 
-/// Partial stage outputs (`.tmp-*`) left by a crash are never results, and
-/// neither are course folders a purge had set aside.
-pub fn remove_partial_outputs(courses_dir: &Path) {
+/// Partial stage outputs (`.tmp-*`, and `.slurm-*` with their `.run-*`
+/// descriptions unless a Slurm job still in flight owns them: `keep`) left
+/// by a crash are never results, and neither are course folders a purge
+/// had set aside.
+pub fn remove_partial_outputs(courses_dir: &Path, keep: &std::collections::HashSet<PathBuf>) {
     let Ok(courses) = std::fs::read_dir(courses_dir) else {
         return;
     };
@@ -129,9 +131,15 @@ pub fn remove_partial_outputs(courses_dir: &Path) {
                 continue;
             };
             for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if keep.contains(&e.path()) {
+                    continue;
+                }
+                if name.starts_with(".tmp-") || name.starts_with(".slurm-") {
                     info!(path = %e.path().display(), "removing partial stage output");
                     let _ = std::fs::remove_dir_all(e.path());
+                } else if name.starts_with(".run-") {
+                    let _ = std::fs::remove_file(e.path());
                 }
             }
         }

@@ -88,6 +88,19 @@ pub trait Stage: Send + Sync {
     fn run(&self, ctx: &StageContext) -> anyhow::Result<Outcome>;
 }
 
+/// Every stage's name, in the order the pipeline runs them (`export`, added
+/// by a serving node, last). Config keys under `pipeline.stages` are checked
+/// against it.
+pub const STAGE_NAMES: [&str; 7] = [
+    "organize",
+    "segmentation",
+    "qc",
+    "dvh",
+    "radiomics",
+    "report",
+    "export",
+];
+
 /// The stages of the default configuration (the body contour as the only
 /// segmenter), in an order where every stage follows the ones it runs
 /// after. The stage names and their order do not depend on the config.
@@ -134,4 +147,16 @@ pub(crate) fn member_keys<'a>(
     members
         .map(|m| format!("{}:{}", m.sop_instance_uid, m.content_hash))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_names_are_the_registry_and_export() {
+        let mut names: Vec<&str> = registry().iter().map(|s| s.name()).collect();
+        names.push("export");
+        assert_eq!(names, STAGE_NAMES);
+    }
 }

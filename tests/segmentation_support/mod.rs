@@ -278,6 +278,7 @@ pub fn run_course(input: &Path, out: &Path, segmentation: Segmentation) {
                 ..PipelineSection::default()
             },
             immediate: true,
+            stage_config: None,
         },
         stages,
     )

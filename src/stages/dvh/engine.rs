@@ -145,25 +145,22 @@ pub fn roi_histogram(
         .collect();
     let mut total = Accumulator::new(bin, sampler.max);
     let notes = shape::for_each_window(roi, lattice, opts, |window, rasters| {
-        let part = (0..lattice.ny)
-            .into_par_iter()
-            .fold(
-                || Accumulator::new(bin, sampler.max),
-                |mut acc, j| {
-                    let yc = geometry.cell_y(lattice.y(j));
-                    for seg in window {
-                        shape::segment_row(seg, rasters, lattice.nx, j, |i, lo, hi| {
-                            let c = match (xs[i], yc) {
-                                (Some((i0, fx)), Some((j0, fy))) => Some(CellXY { i0, j0, fx, fy }),
-                                _ => None,
-                            };
-                            sampler.deposit(&mut acc, c.as_ref(), area, lo, hi);
-                        });
-                    }
-                    acc
-                },
-            )
-            .reduce(|| Accumulator::new(bin, sampler.max), Accumulator::merge);
+        let part = in_fixed_pieces(
+            lattice.ny,
+            || Accumulator::new(bin, sampler.max),
+            |acc, j| {
+                let yc = geometry.cell_y(lattice.y(j));
+                for seg in window {
+                    shape::segment_row(seg, rasters, lattice.nx, j, |i, lo, hi| {
+                        let c = match (xs[i], yc) {
+                            (Some((i0, fx)), Some((j0, fy))) => Some(CellXY { i0, j0, fx, fy }),
+                            _ => None,
+                        };
+                        sampler.deposit(acc, c.as_ref(), area, lo, hi);
+                    });
+                }
+            },
+        );
         total = std::mem::replace(&mut total, Accumulator::new(bin, 0.0)).merge(part);
     });
     (total.finish(), notes)
@@ -174,25 +171,47 @@ pub fn shape_histogram(shape: &Shape, sampler: &Sampler, bin: f64) -> Histogram 
     let lattice = &shape.lattice;
     let area = lattice.area();
     let max = sampler.max;
-    (0..lattice.ny)
-        .into_par_iter()
-        .fold(
-            || Accumulator::new(bin, max),
-            |mut acc, j| {
-                for i in 0..lattice.nx {
-                    let idx = j * lattice.nx + i;
-                    let col = shape.column(idx);
-                    if col.is_empty() {
-                        continue;
-                    }
-                    let c = sampler.grid.geometry.cell_xy(lattice.x(i), lattice.y(j));
-                    for s in col {
-                        sampler.deposit(&mut acc, c.as_ref(), area, s[0], s[1]);
-                    }
+    in_fixed_pieces(
+        lattice.ny,
+        || Accumulator::new(bin, max),
+        |acc, j| {
+            for i in 0..lattice.nx {
+                let idx = j * lattice.nx + i;
+                let col = shape.column(idx);
+                if col.is_empty() {
+                    continue;
                 }
-                acc
-            },
-        )
-        .reduce(|| Accumulator::new(bin, max), Accumulator::merge)
-        .finish()
+                let c = sampler.grid.geometry.cell_xy(lattice.x(i), lattice.y(j));
+                for s in col {
+                    sampler.deposit(acc, c.as_ref(), area, s[0], s[1]);
+                }
+            }
+        },
+    )
+    .finish()
+}
+
+/// Rows of the lattice per piece of parallel work. Fixed, and the pieces'
+/// sums added in row order, so that a DVH is the same to the last bit
+/// whatever the number of threads and however they were scheduled: a
+/// course gives identical numbers on a laptop, the node and a cluster job.
+const ROWS_PER_PIECE: usize = 8;
+
+/// Accumulates `row(acc, j)` over rows `0..ny` in parallel, deterministically.
+fn in_fixed_pieces(
+    ny: usize,
+    new: impl Fn() -> Accumulator + Sync,
+    row: impl Fn(&mut Accumulator, usize) + Sync,
+) -> Accumulator {
+    let pieces: Vec<Accumulator> = (0..ny.div_ceil(ROWS_PER_PIECE))
+        .into_par_iter()
+        .map(|p| {
+            let mut acc = new();
+            for j in p * ROWS_PER_PIECE..((p + 1) * ROWS_PER_PIECE).min(ny) {
+                row(&mut acc, j);
+            }
+            acc
+        })
+        .collect();
+    pieces.into_iter().fold(new(), Accumulator::merge)
 }
