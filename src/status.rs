@@ -343,6 +343,14 @@ pub fn render_text(r: &StatusReport) -> String {
                 if let Some(v) = s.reused_from {
                     line.push_str(&format!(" (same as v{v})"));
                 }
+                if let Some(j) = &s.slurm_job {
+                    match &s.slurm_state {
+                        Some(st) if s.state == "running" => {
+                            line.push_str(&format!(" [slurm {j} {st}]"))
+                        }
+                        _ => line.push_str(&format!(" [slurm {j}]")),
+                    }
+                }
                 if let Some(r) = &s.skip_reason {
                     line.push_str(&format!(" ({r})"));
                 }

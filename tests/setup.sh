@@ -7,10 +7,13 @@
 # render the course report back), the report's fonts (fonts-dejavu-core:
 # Latin, Greek, Cyrillic; fonts-wqy-microhei: Japanese, Korean, Chinese;
 # about 2.6 MB to download, a few seconds) and cmake + g++ (CharLS, the
-# JPEG-LS codec, builds from source).
+# JPEG-LS codec, builds from source), and Slurm 22.05 (slurmctld, slurmd,
+# slurm-client) with munge: tests/slurm.rs starts a one-node cluster on
+# localhost (tests/slurm/start-cluster.sh) for the Slurm executor.
 set -euo pipefail
 need=()
-for bin in storescu echoscu storescp dcmdump dcmcjpls dciodvfy openssl pdftotext pdftoppm cmake g++; do
+for bin in storescu echoscu storescp dcmdump dcmcjpls dciodvfy openssl pdftotext pdftoppm cmake g++ \
+  sbatch squeue scancel slurmctld slurmd munged; do
   command -v "$bin" >/dev/null 2>&1 || need+=("$bin")
 done
 for font in /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf \
@@ -19,7 +22,8 @@ for font in /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf \
   [ -f "$font" ] || need+=("$font")
 done
 if ((${#need[@]})); then
-  pkgs=(dcmtk dicom3tools openssl poppler-utils fonts-dejavu-core fonts-wqy-microhei cmake g++)
+  pkgs=(dcmtk dicom3tools openssl poppler-utils fonts-dejavu-core fonts-wqy-microhei cmake g++
+    slurmctld slurmd slurm-client munge)
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
