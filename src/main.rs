@@ -184,6 +184,9 @@ enum Command {
         /// Reproducible noise inside the body, standard deviation in HU (texture for radiomics).
         #[arg(long, default_value_t = 0.0)]
         noise_hu: f64,
+        /// PatientID (one per course when synthesising a cohort).
+        #[arg(long)]
+        patient_id: Option<String>,
     },
     /// Run the main job end to end on embedded defaults, nothing to configure.
     Demo {
@@ -540,11 +543,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             rows,
             rt,
             noise_hu,
+            patient_id,
         } => {
+            let defaults = rtnode::synth::SynthOptions::default().with_rows(rows);
             let opts = rtnode::synth::SynthOptions {
                 slices,
                 noise_hu,
-                ..rtnode::synth::SynthOptions::default().with_rows(rows)
+                patient_id: patient_id.unwrap_or(defaults.patient_id.clone()),
+                ..defaults
             };
             let s = rtnode::synth::write_ct_series(&out, &opts)?;
             println!(

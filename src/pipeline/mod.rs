@@ -233,6 +233,12 @@ impl Pipeline {
         opts: PipelineOptions,
         stages: Vec<Arc<dyn Stage>>,
     ) -> Result<Arc<Pipeline>> {
+        if stages
+            .iter()
+            .any(|s| opts.settings.executor_for(s.name()) == ExecutorKind::Slurm)
+        {
+            slurm::preflight()?;
+        }
         let mut courses = BTreeMap::new();
         for c in state.courses::<CourseRecord>()? {
             courses.insert(c.course.id.clone(), c);

@@ -80,7 +80,13 @@ fn safe_word(s: &str) -> bool {
 
 /// The job script: the task index picks the run.
 pub fn script(sub: &Submission) -> String {
-    let mut s = String::from("#!/bin/sh\n# Written by rtnode: one stage run per array task.\nset -eu\numask 077\ncase \"${SLURM_ARRAY_TASK_ID:-0}\" in\n");
+    let mut s = String::from(
+        "#!/bin/sh\n# Written by rtnode: one stage run per array task.\nset -eu\numask 077\n\
+         # Numeric libraries use the CPUs the job was given, no more.\n\
+         n=${SLURM_CPUS_PER_TASK:-1}\n\
+         export RAYON_NUM_THREADS=$n OMP_NUM_THREADS=$n MKL_NUM_THREADS=$n OPENBLAS_NUM_THREADS=$n\n\
+         case \"${SLURM_ARRAY_TASK_ID:-0}\" in\n",
+    );
     for t in sub.tasks {
         s.push_str(&format!(
             "{}) set -- {} {} {} ;;\n",
@@ -179,6 +185,31 @@ fn one_line(bytes: &[u8]) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Fails, with what to do, when this machine cannot submit to Slurm: a
+/// node configured for Slurm must not start and then fail every run.
+pub fn preflight() -> Result<()> {
+    let out = Command::new("sbatch").arg("--version").output().context(
+        "pipeline executor slurm: cannot run sbatch (install slurm-client, or put it on PATH)",
+    )?;
+    if !out.status.success() {
+        bail!(
+            "pipeline executor slurm: sbatch --version failed: {}",
+            one_line(&out.stderr)
+        );
+    }
+    let out = Command::new("squeue")
+        .args(["--noheader", "--me", "--format=%i"])
+        .output()
+        .context("pipeline executor slurm: cannot run squeue")?;
+    if !out.status.success() {
+        bail!(
+            "pipeline executor slurm: squeue cannot reach the cluster: {}",
+            one_line(&out.stderr)
+        );
+    }
+    Ok(())
 }
 
 /// One task as `squeue` shows it.
