@@ -125,6 +125,10 @@ struct Inner {
     /// Jobs of every version still of interest (the latest of each course
     /// and any still running), by key.
     jobs: BTreeMap<String, JobRecord>,
+    /// Keys of the jobs that may be queued: what `dispatch` looks at, so
+    /// that a tick costs the work waiting, not the courses ever processed.
+    /// A key whose job is no longer queued is dropped when next seen.
+    queued: std::collections::BTreeSet<String>,
     running: HashMap<String, Progress>,
     /// Series that formed no course, with why (as last written to state).
     unassembled: BTreeMap<String, course::Unassembled>,
@@ -285,6 +289,11 @@ impl Pipeline {
             }
         }
         versions::remove_partial_outputs(&data_dir.join("courses"), &keep);
+        let queued = jobs
+            .iter()
+            .filter(|(_, j)| j.state == JobState::Queued)
+            .map(|(k, _)| k.clone())
+            .collect();
         let ours = state.created()?;
         let unassembled = state
             .unassembled()?
@@ -310,6 +319,7 @@ impl Pipeline {
                 active,
                 last_change: HashMap::new(),
                 jobs,
+                queued,
                 running,
                 unassembled,
                 slurm: slurm_jobs,
@@ -369,11 +379,8 @@ impl Pipeline {
     /// the scheduler's lock, so no run can start in between.
     pub fn forget_course(&self, course_id: &str) -> std::result::Result<(), String> {
         let mut inner = self.lock();
-        let prefix = format!("{course_id}/");
-        if let Some(j) = inner
-            .jobs
-            .iter()
-            .find(|(k, j)| k.starts_with(&prefix) && !j.state.is_final())
+        if let Some(j) = course_jobs(&inner.jobs, course_id)
+            .find(|(_, j)| !j.state.is_final())
             .map(|(_, j)| j)
         {
             return Err(format!(
@@ -385,7 +392,12 @@ impl Pipeline {
         }
         inner.courses.remove(course_id);
         inner.active.remove(course_id);
-        inner.jobs.retain(|k, _| !k.starts_with(&prefix));
+        let keys: Vec<String> = course_jobs(&inner.jobs, course_id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            inner.jobs.remove(&k);
+        }
         inner.last_change.remove(course_id);
         Ok(())
     }
@@ -431,7 +443,12 @@ impl Pipeline {
                 matches!(inner.pass, Pass::Done | Pass::Pending)
                     && self.arrivals_pending.load(Ordering::Relaxed) == 0
                     && inner.running.is_empty()
-                    && !inner.jobs.values().any(|j| j.state == JobState::Queued)
+                    && !inner.queued.iter().any(|k| {
+                        inner
+                            .jobs
+                            .get(k)
+                            .is_some_and(|j| j.state == JobState::Queued)
+                    })
             };
             if idle {
                 return Ok(());
@@ -655,8 +672,13 @@ impl Pipeline {
         };
         let id = rec.course.id.clone();
         // Supersede what is still queued in older versions.
-        for j in inner.jobs.values_mut() {
-            if j.course_id == id && j.version < n && j.state == JobState::Queued {
+        let prefix = format!("{id}/");
+        for (_, j) in inner
+            .jobs
+            .range_mut(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+        {
+            if j.version < n && j.state == JobState::Queued {
                 j.state = JobState::Skipped;
                 j.skip_reason = Some(format!("superseded by v{n}"));
                 self.state.put_job(&j.key(), j)?;
@@ -716,12 +738,19 @@ impl Pipeline {
                 }
             }
             self.state.put_job(&job.key(), &job)?;
+            if job.state == JobState::Queued {
+                inner.queued.insert(job.key());
+            }
             inner.jobs.insert(job.key(), job);
         }
         // Only the newest version's jobs stay cached, plus anything running.
-        inner
-            .jobs
-            .retain(|_, j| j.course_id != id || j.version == n || j.state == JobState::Running);
+        let stale: Vec<String> = course_jobs(&inner.jobs, &id)
+            .filter(|(_, j)| j.version != n && j.state != JobState::Running)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            inner.jobs.remove(&k);
+        }
         rec.versions.push(VersionRecord {
             n,
             created_at: crate::time::now_rfc3339(),
@@ -785,15 +814,21 @@ impl Pipeline {
                 }
             }
             let mut names: HashMap<(String, u32), (String, u32)> = HashMap::new();
-            let keys: Vec<String> = inner.jobs.keys().cloned().collect();
+            let keys: Vec<String> = inner.queued.iter().cloned().collect();
             for key in keys {
                 if local_running >= max_local && slurm_running >= max_slurm {
                     break;
                 }
-                let Some(job) = inner.jobs.get(&key).cloned() else {
+                let Some(job) = inner
+                    .jobs
+                    .get(&key)
+                    .filter(|j| j.state == JobState::Queued)
+                    .cloned()
+                else {
+                    inner.queued.remove(&key);
                     continue;
                 };
-                if job.state != JobState::Queued || job.not_before_ms > now {
+                if job.not_before_ms > now {
                     continue;
                 }
                 let Some(stage) = self.stages.iter().find(|s| s.name() == job.stage).cloned()
@@ -1026,6 +1061,9 @@ impl Pipeline {
             error!(error = %e, "cannot record a stage result");
         }
         let (cid, v) = (job.course_id.clone(), job.version);
+        if job.state == JobState::Queued {
+            inner.queued.insert(key.clone());
+        }
         inner.jobs.insert(key, job);
         inner.active.insert(cid.clone());
         self.refresh_manifest(&inner, &cid, v);
@@ -1400,6 +1438,16 @@ impl Pipeline {
         }
         out
     }
+}
+
+/// The cached jobs of one course (keys are `<course>/v<NNNN>/<stage>`).
+fn course_jobs<'a>(
+    jobs: &'a BTreeMap<String, JobRecord>,
+    course_id: &str,
+) -> impl Iterator<Item = (&'a String, &'a JobRecord)> + 'a {
+    let prefix = format!("{course_id}/");
+    jobs.range(prefix.clone()..)
+        .take_while(move |(k, _)| k.starts_with(&prefix))
 }
 
 /// The folder a Slurm run of `job`'s current attempt writes into.
