@@ -572,22 +572,10 @@ pub struct SlurmSection {
     /// (default: this binary's own path, which suits a shared install).
     #[serde(default)]
     pub rtnode: Option<PathBuf>,
-    /// Defaults for every stage's job (`--partition`); a stage's
+    /// `sbatch` settings of every stage's job; a stage's
     /// `pipeline.stages.<stage>.slurm` overrides them field by field.
     #[serde(default)]
-    pub partition: Option<String>,
-    /// `--gres` of every stage's job, unless the stage says otherwise.
-    #[serde(default)]
-    pub gres: Option<String>,
-    /// `--time`.
-    #[serde(default)]
-    pub time: Option<String>,
-    /// `--mem`.
-    #[serde(default)]
-    pub mem: Option<String>,
-    /// `--account`.
-    #[serde(default)]
-    pub account: Option<String>,
+    pub job: SlurmJobSettings,
     /// Seconds between looks at the jobs (their outcome files, `squeue`).
     #[serde(default = "default_slurm_poll_s")]
     pub poll_s: u64,
@@ -615,11 +603,7 @@ impl Default for SlurmSection {
     fn default() -> Self {
         SlurmSection {
             rtnode: None,
-            partition: None,
-            gres: None,
-            time: None,
-            mem: None,
-            account: None,
+            job: SlurmJobSettings::default(),
             poll_s: default_slurm_poll_s(),
             max_jobs: default_slurm_max_jobs(),
             grace_s: default_slurm_grace_s(),
@@ -776,14 +760,9 @@ impl PipelineSection {
 
     /// The `sbatch` settings of `stage`'s jobs.
     pub fn slurm_for(&self, stage: &str) -> SlurmJobSettings {
-        SlurmJobSettings {
-            partition: self.slurm.partition.clone(),
-            gres: self.slurm.gres.clone(),
-            time: self.slurm.time.clone(),
-            mem: self.slurm.mem.clone(),
-            account: self.slurm.account.clone(),
-        }
-        .overlaid(self.stages.get(stage).and_then(|l| l.slurm.as_ref()))
+        self.slurm
+            .job
+            .overlaid(self.stages.get(stage).and_then(|l| l.slurm.as_ref()))
     }
 
     pub fn trigger_for(&self, calling_ae: Option<&str>) -> &str {
@@ -1921,6 +1900,43 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn slurm_settings_per_stage_over_the_defaults() {
+        let c = parse_config_str(
+            "pipeline:\n  executor: slurm\n  slurm:\n    job: {partition: cpu, time: '02:00:00'}\n  stages:\n    segmentation: {workers: 1, executor: slurm, slurm: {partition: gpu, gres: 'gpu:1'}}\n    qc: {executor: local}\n",
+            &cfg_path(),
+        )
+        .unwrap();
+        let p = &c.pipeline;
+        assert_eq!(p.executor_for("segmentation"), ExecutorKind::Slurm);
+        assert_eq!(p.executor_for("qc"), ExecutorKind::Local);
+        assert_eq!(p.executor_for("dvh"), ExecutorKind::Slurm);
+        assert_eq!(p.executor_for("export"), ExecutorKind::Local);
+        let seg = p.slurm_for("segmentation");
+        assert_eq!(seg.partition.as_deref(), Some("gpu"));
+        assert_eq!(seg.gres.as_deref(), Some("gpu:1"));
+        assert_eq!(seg.time.as_deref(), Some("02:00:00"));
+        assert_eq!(p.slurm_for("dvh").partition.as_deref(), Some("cpu"));
+
+        let e = parse_config_str(
+            "pipeline:\n  stages:\n    segmentaton: {workers: 1}\n",
+            &cfg_path(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("unknown stage \"segmentaton\""),
+            "{e}"
+        );
+        let e = parse_config_str(
+            "pipeline:\n  stages:\n    export: {executor: slurm}\n",
+            &cfg_path(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("cannot run on slurm"), "{e}");
+        let e = parse_config_str("pipeline:\n  executor: pbs\n", &cfg_path()).unwrap_err();
+        assert!(e.to_string().contains("pbs"), "{e}");
     }
 
     #[test]
