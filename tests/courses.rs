@@ -532,9 +532,12 @@ fn ct_without_image_type_forms_a_course_or_says_why_not() {
     );
     send_ok(s.port, &good);
     send_ok(s.port, &gappy);
+    // A tick may assemble the gappy series while its last instances are
+    // still arriving: wait for all seven of them.
     let v = wait_status(&s.data_dir, 30, "a course and an unassembled series", |v| {
         v["courses"].as_array().is_some_and(|c| c.len() == 1)
             && v["unassembled"].as_array().is_some_and(|u| u.len() == 1)
+            && v["unassembled"][0]["instances"] == 7
     });
     let c = course(&v, |_| true).unwrap();
     assert!(
