@@ -110,7 +110,10 @@ fn read_nrrd(path: &Path) -> Result<ImageFile> {
     let raw = match encoding.as_str() {
         "raw" => body.to_vec(),
         "gzip" | "gz" => {
-            let mut out = Vec::new();
+            // Sized up front: growing by doubling copies a CT several times.
+            let expected =
+                sizes.iter().product::<usize>() * ty.as_deref().and_then(width_of).unwrap_or(1);
+            let mut out = Vec::with_capacity(expected);
             flate2::read::GzDecoder::new(body).read_to_end(&mut out)?;
             out
         }
@@ -126,25 +129,21 @@ fn read_nrrd(path: &Path) -> Result<ImageFile> {
     })
 }
 
+/// Bytes per voxel of an NRRD / NIfTI voxel type.
+fn width_of(ty: &str) -> Option<usize> {
+    Some(match ty {
+        "short" | "int16" | "signed short" | "short int" => 2,
+        "unsigned short" | "ushort" | "uint16" => 2,
+        "int" | "int32" | "signed int" | "unsigned int" | "uint" | "uint32" | "float" => 4,
+        "uchar" | "unsigned char" | "uint8" | "signed char" | "int8" | "char" => 1,
+        "double" => 8,
+        _ => return None,
+    })
+}
+
 fn decode(raw: &[u8], ty: &str, n: usize) -> Result<Vec<f64>> {
-    let (width, f): (usize, fn(&[u8]) -> f64) = match ty {
-        "short" | "int16" | "signed short" | "short int" => {
-            (2, |b| i16::from_le_bytes([b[0], b[1]]) as f64)
-        }
-        "unsigned short" | "ushort" | "uint16" => (2, |b| u16::from_le_bytes([b[0], b[1]]) as f64),
-        "int" | "int32" | "signed int" => {
-            (4, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)
-        }
-        "unsigned int" | "uint" | "uint32" => {
-            (4, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)
-        }
-        "uchar" | "unsigned char" | "uint8" => (1, |b| b[0] as f64),
-        "signed char" | "int8" | "char" => (1, |b| b[0] as i8 as f64),
-        "float" => (4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64),
-        "double" => (8, |b| {
-            f64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]))
-        }),
-        t => bail!("voxel type {t} is not read"),
+    let Some(width) = width_of(ty) else {
+        bail!("voxel type {ty} is not read");
     };
     if raw.len() < n * width {
         bail!(
@@ -153,7 +152,29 @@ fn decode(raw: &[u8], ty: &str, n: usize) -> Result<Vec<f64>> {
             n * width
         );
     }
-    Ok(raw.chunks_exact(width).take(n).map(f).collect())
+    let raw = &raw[..n * width];
+    // One loop per type (a CT is tens of millions of voxels).
+    macro_rules! each {
+        ($w:literal, $t:ty) => {
+            raw.chunks_exact($w)
+                .map(|b| {
+                    let mut a = [0u8; $w];
+                    a.copy_from_slice(b);
+                    <$t>::from_le_bytes(a) as f64
+                })
+                .collect()
+        };
+    }
+    Ok(match ty {
+        "short" | "int16" | "signed short" | "short int" => each!(2, i16),
+        "unsigned short" | "ushort" | "uint16" => each!(2, u16),
+        "int" | "int32" | "signed int" => each!(4, i32),
+        "unsigned int" | "uint" | "uint32" => each!(4, u32),
+        "uchar" | "unsigned char" | "uint8" => each!(1, u8),
+        "signed char" | "int8" | "char" => each!(1, i8),
+        "float" => each!(4, f32),
+        _ => each!(8, f64),
+    })
 }
 
 fn read_nifti(path: &Path) -> Result<ImageFile> {

@@ -200,22 +200,27 @@ fn filter_axis(data: &Array3<f64>, f: &[f64], axis: usize) -> Array3<f64> {
     if n == 0 {
         return out;
     }
-    let half = f.len() / 2;
-    // Input index per (output index, tap), reduced modulo n once.
-    let src: Vec<usize> = (0..n)
-        .flat_map(|i| (0..f.len()).map(move |j| (i + half + n * (f.len() / n + 1) - j) % n))
-        .collect();
+    let taps = f.len();
+    let half = taps / 2;
+    // The line extended circularly so that output i reads the window
+    // ext[i..i + taps] (reversed) with no index arithmetic:
+    // ext[m] = x[(m + half + 1 − taps) mod n], hence
+    // x[(i + half − j) mod n] = ext[i + taps − 1 − j]. The products are
+    // summed in the same order, tap 0 first.
+    let shift = (half + n * (taps / n + 1) + 1 - taps) % n;
     let inputs: Vec<_> = data.lanes(Axis(axis)).into_iter().collect();
     let outputs: Vec<_> = out.lanes_mut(Axis(axis)).into_iter().collect();
     inputs.into_par_iter().zip(outputs).for_each_init(
-        || vec![0.0; n],
-        |line, (inp, mut outp)| {
+        || (vec![0.0; n], vec![0.0; n + taps - 1]),
+        |(line, ext), (inp, mut outp)| {
             for (l, v) in line.iter_mut().zip(inp.iter()) {
                 *l = *v;
             }
-            for (i, o) in outp.iter_mut().enumerate() {
-                let taps = &src[i * f.len()..(i + 1) * f.len()];
-                *o = f.iter().zip(taps).map(|(c, k)| c * line[*k]).sum();
+            for (m, e) in ext.iter_mut().enumerate() {
+                *e = line[(m + shift) % n];
+            }
+            for (o, w) in outp.iter_mut().zip(ext.windows(taps)) {
+                *o = f.iter().zip(w.iter().rev()).map(|(c, v)| c * v).sum();
             }
         },
     );
