@@ -61,19 +61,19 @@ fn image_and_mask(
     // Both files at once: decompressing a gzip NRRD is serial, and the
     // label map of a CT is as large as the CT.
     let (img, msk) = std::thread::scope(|s| {
-        let m = s.spawn(|| io::read(mask));
-        let i = io::read(image);
+        let m = s.spawn(|| io::read_raw(mask));
+        let i = io::read_raw(image);
         let m = m
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("reading {} panicked", mask.display())));
         (i, m)
     });
     let (img, msk) = (img?, msk?);
-    if img.data.dim() != msk.data.dim() {
+    if img.dims != msk.dims {
         bail!(
             "image {:?} and mask {:?} differ in size",
-            img.data.dim(),
-            msk.data.dim()
+            img.dims,
+            msk.dims
         );
     }
     let tol = params.settings.geometry_tolerance.unwrap_or(1e-6);
@@ -90,27 +90,32 @@ fn image_and_mask(
         );
     }
     let label = params.settings.label as f64;
-    let roi_mask = msk.data.mapv(|v| v == label);
+    let crop = worker_crop(msk.label_box(label), img.dims, img.spacing, params);
+    let roi_mask = msk.map_region(crop.lo, crop.hi, |v| v == label)?;
     drop(msk);
-    let full = roi_mask.dim();
-    let crop = worker_crop(&roi_mask, img.spacing, params);
+    let normalisation = if params.settings.normalize {
+        Some(super::engine::whole_stats(&img.map_region(
+            [0; 3],
+            img.dims,
+            |v| v,
+        )?))
+    } else {
+        None
+    };
     let task = Task {
         roi: format!("label {}", params.settings.label),
-        normalisation: params
-            .settings
-            .normalize
-            .then(|| super::engine::whole_stats(&img.data)),
-        image: img.data.slice(crop.slice()).mapv(|v| v as f32),
-        mask: roi_mask.slice(crop.slice()).to_owned(),
+        normalisation,
+        image: img.map_region(crop.lo, crop.hi, |v| v as f32)?,
+        mask: roi_mask,
         spacing: img.spacing,
         params_yaml: yaml,
         placement: super::resample::Placement {
             offset: crop.lo,
-            full_dims: [full.0, full.1, full.2],
+            full_dims: img.dims,
         },
         integer_range: img.integer_range,
     };
-    drop((img, roi_mask));
+    drop(img);
     let opts = cli_pool_options(section, a.workers, exe);
     let (_, outcome) = pool::run(vec![task], &opts, &|_, _| {})
         .into_iter()
@@ -248,13 +253,6 @@ struct Crop {
     hi: [usize; 3],
 }
 
-impl Crop {
-    fn slice(&self) -> ndarray::SliceInfo<[ndarray::SliceInfoElem; 3], ndarray::Ix3, ndarray::Ix3> {
-        let (l, h) = (self.lo, self.hi);
-        ndarray::s![l[0]..h[0], l[1]..h[1], l[2]..h[2]]
-    }
-}
-
 /// What of a research image the worker gets: encoding, sending, decoding
 /// and scanning a whole CT for one ROI cost more than its features. Cropped
 /// as the stage crops (the ROI's bounding box, padDistance, and when the ROI
@@ -262,9 +260,12 @@ impl Crop {
 /// the engine filters the image as given (no resampling, no preCrop, a
 /// filter on): pyradiomics then filters the whole image, and so does
 /// rtnode. An empty mask is sent whole, for the engine to report.
-fn worker_crop(mask: &ndarray::Array3<bool>, spacing: [f64; 3], params: &Params) -> Crop {
-    let (nz, ny, nx) = mask.dim();
-    let dims = [nz, ny, nx];
+fn worker_crop(
+    mask_box: Option<([usize; 3], [usize; 3])>,
+    dims: [usize; 3],
+    spacing: [f64; 3],
+    params: &Params,
+) -> Crop {
     let whole = Crop {
         lo: [0; 3],
         hi: dims,
@@ -275,12 +276,12 @@ fn worker_crop(mask: &ndarray::Array3<bool>, spacing: [f64; 3], params: &Params)
     if !resampled && filtered && !st.pre_crop {
         return whole;
     }
-    let Some((lo, hi)) = super::image::bounding_box(mask) else {
+    let Some((lo, hi)) = mask_box else {
         return whole;
     };
-    // The resampled grid reaches padDistance new voxels (of at most the
-    // largest target spacing) past the mask, the B-spline 2 input voxels
-    // past that, its prefilter's crop 48 more.
+    // The resampled grid reaches padDistance new voxels past the mask, the
+    // B-spline's taps 2 input voxels past that, and its prefilter's crop 48
+    // more (resample.rs); 2 to spare.
     let pad = st.pad_distance;
     let margin = |a: usize| -> usize {
         match &st.resampled_pixel_spacing {
@@ -291,7 +292,7 @@ fn worker_crop(mask: &ndarray::Array3<bool>, spacing: [f64; 3], params: &Params)
                 } else {
                     1.0
                 };
-                (pad as f64 * ratio).ceil() as usize + 64
+                (pad as f64 * ratio).ceil() as usize + 52
             }
             None => pad,
         }
