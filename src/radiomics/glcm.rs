@@ -270,17 +270,19 @@ fn count(grid: ArrayView3<u32>, map: &LevelMap, a: [isize; 3], symmetric: bool) 
             owned.as_slice().unwrap_or(&[])
         }
     };
+    let xs = valid_range(nx, a[2]);
     for z in valid_range(nz, a[0]) {
         for y in valid_range(ny, a[1]) {
-            let row = (z * ny + y) * nx;
-            for x in valid_range(nx, a[2]) {
-                let i = row + x;
-                let g = data[i];
-                if g == 0 {
-                    continue;
-                }
-                let h = data[(i as isize + step) as usize];
-                if h == 0 {
+            // The row's voxels and their neighbours, as two slices.
+            let from = (z * ny + y) * nx + xs.start;
+            let to = from.wrapping_add_signed(step);
+            let (Some(here), Some(there)) =
+                (data.get(from..from + xs.len()), data.get(to..to + xs.len()))
+            else {
+                continue;
+            };
+            for (&g, &h) in here.iter().zip(there) {
+                if g == 0 || h == 0 {
                     continue;
                 }
                 // the prepared grid holds matrix indices + 1

@@ -139,21 +139,20 @@ fn runs(grid: ArrayView3<u32>, map: &LevelMap, a: [isize; 3]) -> Rlm {
     };
     for z in 0..nz {
         let back_z = inside(z, -a[0], nz);
+        let ahead_z = ahead(z, a[0], size[0]);
         for y in 0..ny {
             let back_zy = back_z && inside(y, -a[1], ny);
+            let ahead_zy = ahead_z.min(ahead(y, a[1], size[1]));
             let row = (z * ny + y) * nx;
-            for x in 0..nx {
-                let i = row + x;
-                let g = data[i];
+            for (x, &g) in data[row..row + nx].iter().enumerate() {
                 if g == 0 {
                     continue;
                 }
+                let i = row + x;
                 if back_zy && inside(x, -a[2], nx) && data[i.wrapping_add_signed(-step)] == g {
                     continue;
                 }
-                let more = ahead(z, a[0], size[0])
-                    .min(ahead(y, a[1], size[1]))
-                    .min(ahead(x, a[2], size[2]));
+                let more = ahead_zy.min(ahead(x, a[2], size[2]));
                 let mut len = 1;
                 let mut j = i;
                 while len <= more {
