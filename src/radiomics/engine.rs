@@ -2,6 +2,13 @@
 //! the whole image, computed by the caller), check the mask, crop, resegment,
 //! shape on the (un-resegmented) mask, then per image type the first-order
 //! and texture classes on the discretised intensities.
+//!
+//! One large tumour per course is the common case, and its worker then has
+//! every thread of the pool (see `pool`): the image types, their filtered
+//! images and each image's classes (and the classes' directions) run as
+//! rayon tasks, whose results are put back in pyradiomics' order. Every
+//! sum is formed in the same order whatever the number of threads, so the
+//! values do not depend on it.
 
 use anyhow::{bail, Result};
 use ndarray::{s, Array3};
@@ -17,6 +24,9 @@ use super::{firstorder, glcm, gldm, gldzm, glrlm, glszm, ngtdm, shape};
 
 /// A texture class's feature function.
 type ClassFn = fn(&Levels, &TextureSettings) -> Vec<(&'static str, f64)>;
+
+/// A class's name and its features' values.
+type ClassFeatures = (&'static str, Vec<(&'static str, f64)>);
 
 /// One ROI to extract: the image around it (any crop that holds the mask;
 /// the engine crops to the mask's bounding box itself) and its mask.
@@ -298,7 +308,7 @@ fn features_of(
         ("gldzm", gldzm::features),
     ];
     // First order beside the texture classes, each class on its own thread.
-    let (first, computed): (Option<_>, Vec<(&str, Vec<(&'static str, f64)>)>) = rayon::join(
+    let (first, computed): (Option<ClassFeatures>, Vec<ClassFeatures>) = rayon::join(
         || {
             params.enabled("firstorder").then(|| {
                 (
@@ -315,7 +325,7 @@ fn features_of(
                 .collect()
         },
     );
-    let mut classes: Vec<(&str, Vec<(&'static str, f64)>)> = first.into_iter().collect();
+    let mut classes: Vec<ClassFeatures> = first.into_iter().collect();
     classes.extend(computed);
     let mut out = Vec::new();
     for (class, feats) in classes {
