@@ -351,3 +351,57 @@ fn read_nifti(path: &Path) -> Result<RawImage> {
         scale: scaled.then_some((slope, inter)),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A raw NRRD of shorts, x fastest: voxel (z, y, x) holds 100z + 10y + x,
+    /// and label 7 at (1, 2, 3) and (2, 1, 1).
+    fn write_pair(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+        let (nz, ny, nx) = (3usize, 4usize, 5usize);
+        let header = |kind: &str| {
+            format!(
+                "NRRD0004\ntype: short\ndimension: 3\nsizes: {nx} {ny} {nz}\n\
+                 spacings: 0.5 0.75 2\nendian: little\nencoding: raw\n# {kind}\n\n"
+            )
+        };
+        let mut image = header("image").into_bytes();
+        let mut mask = header("mask").into_bytes();
+        for z in 0..nz {
+            for y in 0..ny {
+                for x in 0..nx {
+                    let v = (100 * z + 10 * y + x) as i16;
+                    image.extend(v.to_le_bytes());
+                    let l: i16 = if [(1, 2, 3), (2, 1, 1)].contains(&(z, y, x)) {
+                        7
+                    } else {
+                        0
+                    };
+                    mask.extend(l.to_le_bytes());
+                }
+            }
+        }
+        let (i, m) = (dir.join("image.nrrd"), dir.join("mask.nrrd"));
+        std::fs::write(&i, image).unwrap();
+        std::fs::write(&m, mask).unwrap();
+        (i, m)
+    }
+
+    #[test]
+    fn regions_and_label_box_match_the_whole_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (i, m) = write_pair(dir.path());
+        let whole = read(&i).unwrap();
+        let raw = read_raw(&i).unwrap();
+        assert_eq!(raw.dims, [3, 4, 5]);
+        assert_eq!(raw.spacing, [2.0, 0.75, 0.5]);
+        assert_eq!(whole.data[[2, 3, 4]], 234.0);
+        let part = raw.map_region([1, 1, 2], [3, 3, 5], |v| v).unwrap();
+        assert_eq!(part, whole.data.slice(ndarray::s![1..3, 1..3, 2..5]));
+        assert!(raw.map_region([0, 0, 0], [4, 1, 1], |v| v).is_err());
+        let mask = read_raw(&m).unwrap();
+        assert_eq!(mask.label_box(7.0), Some(([1, 1, 1], [3, 3, 4])));
+        assert_eq!(mask.label_box(3.0), None);
+    }
+}
