@@ -3,7 +3,8 @@
 usage: radiomics_pyradiomics.py PARAMS MASK_DIR OUT_JSON PROCESSES
 
 Every mask-<ROI>.nrrd in MASK_DIR against MASK_DIR/image.nrrd, in a process
-pool of PROCESSES (as the predecessor pipeline ran pyradiomics), features
+pool of PROCESSES (as the predecessor pipeline ran pyradiomics; a lone mask
+in this process), features
 only (no diagnostics), written as {ROI: {feature: value}}.
 """
 import json
@@ -26,6 +27,10 @@ def one(mask):
 
 
 masks = sorted(m for m in os.listdir(mask_dir) if m.startswith("mask-"))
-with multiprocessing.Pool(processes) as pool:
-    result = dict(pool.map(one, masks))
+if len(masks) == 1:
+    # One ROI: in this process, as pyradiomics' own command line runs a case.
+    result = dict(map(one, masks))
+else:
+    with multiprocessing.Pool(processes) as pool:
+        result = dict(pool.map(one, masks))
 json.dump(result, open(out, "w"))

@@ -58,13 +58,22 @@ fn image_and_mask(
     section: &RadiomicsSection,
     exe: PathBuf,
 ) -> Result<()> {
-    let img = io::read(image)?;
-    let msk = io::read(mask)?;
-    if img.data.dim() != msk.data.dim() {
+    // Both files at once: decompressing a gzip NRRD is serial, and the
+    // label map of a CT is as large as the CT.
+    let (img, msk) = std::thread::scope(|s| {
+        let m = s.spawn(|| io::read_raw(mask));
+        let i = io::read_raw(image);
+        let m = m
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("reading {} panicked", mask.display())));
+        (i, m)
+    });
+    let (img, msk) = (img?, msk?);
+    if img.dims != msk.dims {
         bail!(
             "image {:?} and mask {:?} differ in size",
-            img.data.dim(),
-            msk.data.dim()
+            img.dims,
+            msk.dims
         );
     }
     let tol = params.settings.geometry_tolerance.unwrap_or(1e-6);
@@ -81,24 +90,33 @@ fn image_and_mask(
         );
     }
     let label = params.settings.label as f64;
+    let crop = worker_crop(msk.label_box(label), img.dims, img.spacing, params);
+    let roi_mask = msk.map_region(crop.lo, crop.hi, |v| v == label)?;
+    drop(msk);
+    let normalisation = if params.settings.normalize {
+        Some(super::engine::whole_stats(&img.map_region(
+            [0; 3],
+            img.dims,
+            |v| v,
+        )?))
+    } else {
+        None
+    };
     let task = Task {
         roi: format!("label {}", params.settings.label),
-        normalisation: params
-            .settings
-            .normalize
-            .then(|| super::engine::whole_stats(&img.data)),
-        image: img.data.mapv(|v| v as f32),
-        mask: msk.data.mapv(|v| v == label),
+        normalisation,
+        image: img.map_region(crop.lo, crop.hi, |v| v as f32)?,
+        mask: roi_mask,
         spacing: img.spacing,
         params_yaml: yaml,
-        placement: super::resample::Placement::whole(&msk.data),
+        placement: super::resample::Placement {
+            offset: crop.lo,
+            full_dims: img.dims,
+        },
         integer_range: img.integer_range,
     };
-    let mut opts = section.pool_options(exe);
-    // --workers on the command line wins over RTNODE_RADIOMICS_WORKERS.
-    if let Some(w) = a.workers.filter(|w| *w > 0) {
-        opts.workers = w;
-    }
+    drop(img);
+    let opts = cli_pool_options(section, a.workers, exe);
     let (_, outcome) = pool::run(vec![task], &opts, &|_, _| {})
         .into_iter()
         .next()
@@ -170,11 +188,7 @@ fn ct_and_structures(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "structure set read"
     );
-    let mut opts = section.pool_options(exe);
-    // --workers on the command line wins over RTNODE_RADIOMICS_WORKERS.
-    if let Some(w) = a.workers.filter(|w| *w > 0) {
-        opts.workers = w;
-    }
+    let opts = cli_pool_options(section, a.workers, exe);
     let (rows, summary) = compute(&rs, &volume, section, yaml, params, &opts, 0, &|d, t| {
         tracing::info!(done = d, total = t, "radiomics ROIs");
     })?;
@@ -211,6 +225,83 @@ fn ct_and_structures(
         eprintln!("radiomics: {} failed: {}", r.roi, r.reason);
     }
     Ok(())
+}
+
+/// The pool of a command-line run: `--workers` wins over
+/// `RTNODE_RADIOMICS_WORKERS`, and without either every core works (the
+/// node's default leaves one core to the node; here the command only
+/// waits for its workers).
+fn cli_pool_options(
+    section: &RadiomicsSection,
+    workers: Option<usize>,
+    exe: PathBuf,
+) -> pool::PoolOptions {
+    let mut opts = section.pool_options(exe);
+    if let Some(w) = workers.filter(|w| *w > 0) {
+        opts.workers = w;
+    } else if std::env::var_os("RTNODE_RADIOMICS_WORKERS").is_none() && section.workers.is_none() {
+        opts.workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+    }
+    opts
+}
+
+/// The part of an image the worker needs, `[lo, hi)` per axis.
+struct Crop {
+    lo: [usize; 3],
+    hi: [usize; 3],
+}
+
+/// What of a research image the worker gets: encoding, sending, decoding
+/// and scanning a whole CT for one ROI cost more than its features. Cropped
+/// as the stage crops (the ROI's bounding box, padDistance, and when the ROI
+/// is resampled room for the B-spline's taps and prefilter), except where
+/// the engine filters the image as given (no resampling, no preCrop, a
+/// filter on): pyradiomics then filters the whole image, and so does
+/// rtnode. An empty mask is sent whole, for the engine to report.
+fn worker_crop(
+    mask_box: Option<([usize; 3], [usize; 3])>,
+    dims: [usize; 3],
+    spacing: [f64; 3],
+    params: &Params,
+) -> Crop {
+    let whole = Crop {
+        lo: [0; 3],
+        hi: dims,
+    };
+    let st = &params.settings;
+    let filtered = params.image_types.iter().any(|t| t.name != "Original");
+    let resampled = st.resampled_pixel_spacing.is_some();
+    if !resampled && filtered && !st.pre_crop {
+        return whole;
+    }
+    let Some((lo, hi)) = mask_box else {
+        return whole;
+    };
+    // The resampled grid reaches padDistance new voxels past the mask, the
+    // B-spline's taps 2 input voxels past that, and its prefilter's crop 48
+    // more (resample.rs); 2 to spare.
+    let pad = st.pad_distance;
+    let margin = |a: usize| -> usize {
+        match &st.resampled_pixel_spacing {
+            Some(t) => {
+                let target = t.get(2 - a).copied().unwrap_or(0.0);
+                let ratio = if spacing[a] > 0.0 && target > spacing[a] {
+                    target / spacing[a]
+                } else {
+                    1.0
+                };
+                (pad as f64 * ratio).ceil() as usize + 52
+            }
+            None => pad,
+        }
+        .min(dims[a])
+    };
+    Crop {
+        lo: std::array::from_fn(|a| lo[a].saturating_sub(margin(a))),
+        hi: std::array::from_fn(|a| (hi[a] + margin(a)).min(dims[a])),
+    }
 }
 
 fn features_object(features: &[(String, f64)]) -> Map<String, Value> {

@@ -2,9 +2,17 @@
 //! the whole image, computed by the caller), check the mask, crop, resegment,
 //! shape on the (un-resegmented) mask, then per image type the first-order
 //! and texture classes on the discretised intensities.
+//!
+//! One large tumour per course is the common case, and its worker then has
+//! every thread of the pool (see `pool`): the image types, their filtered
+//! images and each image's classes (and the classes' directions) run as
+//! rayon tasks, whose results are put back in pyradiomics' order. Every
+//! sum is formed in the same order whatever the number of threads, so the
+//! values do not depend on it.
 
 use anyhow::{bail, Result};
 use ndarray::{s, Array3};
+use rayon::prelude::*;
 
 use super::discretise::{discretise, Binning};
 use super::image::{bounding_box, Levels, Roi, Standard, TextureSettings};
@@ -16,6 +24,9 @@ use super::{firstorder, glcm, gldm, gldzm, glrlm, glszm, ngtdm, shape};
 
 /// A texture class's feature function.
 type ClassFn = fn(&Levels, &TextureSettings) -> Vec<(&'static str, f64)>;
+
+/// A class's name and its features' values.
+type ClassFeatures = (&'static str, Vec<(&'static str, f64)>);
 
 /// One ROI to extract: the image around it (any crop that holds the mask;
 /// the engine crops to the mask's bounding box itself) and its mask.
@@ -218,46 +229,57 @@ pub fn extract(task: &Task, params: &Params) -> Result<Extraction> {
             }
         }
     }
-    for it in &params.image_types {
-        let images: Vec<(String, Array3<f64>)> = match it.name.as_str() {
-            "Original" => vec![("original".to_string(), image.clone())],
-            "Wavelet" => {
-                let s = &it.settings;
-                let Some(w) = wavelet::Wavelet::by_name(&s.wavelet) else {
-                    bail!("wavelet {:?} is not available", s.wavelet);
-                };
-                let axes = wavelet::pyradiomics_axes(s.force2d, s.force2d_dimension);
-                wavelet::wavelet_images(&region, &w, s.level, s.start_level, &axes)
+    // Image types, their filtered images and each image's classes all run
+    // in parallel (a lone ROI has the worker's every thread; rayon's work
+    // stealing balances the uneven pieces), collected in pyradiomics' order.
+    let per_type: Vec<Result<Vec<(String, f64)>>> = params
+        .image_types
+        .par_iter()
+        .map(|it| -> Result<Vec<(String, f64)>> {
+            let images: Vec<(String, Array3<f64>)> = match it.name.as_str() {
+                "Original" => vec![("original".to_string(), image.clone())],
+                "Wavelet" => {
+                    let s = &it.settings;
+                    let Some(w) = wavelet::Wavelet::by_name(&s.wavelet) else {
+                        bail!("wavelet {:?} is not available", s.wavelet);
+                    };
+                    let axes = wavelet::pyradiomics_axes(s.force2d, s.force2d_dimension);
+                    wavelet::wavelet_images(&region, &w, s.level, s.start_level, &axes)
+                        .into_iter()
+                        .map(|(name, img)| (name, img.slice(crop).to_owned()))
+                        .collect()
+                }
+                "LoG" => log_filter::log_images(&region, spacing, &it.settings.sigma)
                     .into_iter()
                     .map(|(name, img)| (name, img.slice(crop).to_owned()))
-                    .collect()
-            }
-            "LoG" => log_filter::log_images(&region, spacing, &it.settings.sigma)
-                .into_iter()
-                .map(|(name, img)| (name, img.slice(crop).to_owned()))
-                .collect(),
-            other => bail!("image type {other} is not computed by rtnode"),
-        };
-        for (prefix, filtered) in images {
-            features_of(
-                &mut out,
-                &prefix,
-                filtered,
-                &texture_mask,
-                spacing,
-                &it.settings,
-                reseg_bounds,
-                params,
-            )?;
-        }
+                    .collect(),
+                other => bail!("image type {other} is not computed by rtnode"),
+            };
+            let rows: Vec<Vec<(String, f64)>> = images
+                .into_par_iter()
+                .map(|(prefix, filtered)| {
+                    features_of(
+                        &prefix,
+                        filtered,
+                        &texture_mask,
+                        spacing,
+                        &it.settings,
+                        reseg_bounds,
+                        params,
+                    )
+                })
+                .collect();
+            Ok(rows.into_iter().flatten().collect())
+        })
+        .collect();
+    for rows in per_type {
+        out.features.extend(rows?);
     }
     Ok(out)
 }
 
 /// First order and texture classes of one (filtered) image of the ROI.
-#[allow(clippy::too_many_arguments)]
 fn features_of(
-    out: &mut Extraction,
     prefix: &str,
     image: Array3<f64>,
     mask: &Array3<bool>,
@@ -265,7 +287,7 @@ fn features_of(
     s: &Settings,
     reseg_bounds: Option<[f64; 2]>,
     params: &Params,
-) -> Result<()> {
+) -> Vec<(String, f64)> {
     let roi = Roi {
         image,
         mask: mask.clone(),
@@ -277,13 +299,6 @@ fn features_of(
     };
     let levels = discretise(&roi, binning(s), s.standard, lower);
     let texture = texture_settings(s);
-    let mut classes: Vec<(&str, Vec<(&'static str, f64)>)> = Vec::new();
-    if params.enabled("firstorder") {
-        classes.push((
-            "firstorder",
-            firstorder::features(&roi, &levels, s.voxel_array_shift),
-        ));
-    }
     let texture_classes: [(&str, ClassFn); 6] = [
         ("glcm", glcm::features),
         ("glrlm", glrlm::features),
@@ -292,23 +307,35 @@ fn features_of(
         ("ngtdm", ngtdm::features),
         ("gldzm", gldzm::features),
     ];
-    let computed: Vec<(&str, Vec<(&'static str, f64)>)> = {
-        use rayon::prelude::*;
-        texture_classes
-            .par_iter()
-            .filter(|(c, _)| params.enabled(c))
-            .map(|(c, f)| (*c, f(&levels, &texture)))
-            .collect()
-    };
+    // First order beside the texture classes, each class on its own thread.
+    let (first, computed): (Option<ClassFeatures>, Vec<ClassFeatures>) = rayon::join(
+        || {
+            params.enabled("firstorder").then(|| {
+                (
+                    "firstorder",
+                    firstorder::features(&roi, &levels, s.voxel_array_shift),
+                )
+            })
+        },
+        || {
+            texture_classes
+                .par_iter()
+                .filter(|(c, _)| params.enabled(c))
+                .map(|(c, f)| (*c, f(&levels, &texture)))
+                .collect()
+        },
+    );
+    let mut classes: Vec<ClassFeatures> = first.into_iter().collect();
     classes.extend(computed);
+    let mut out = Vec::new();
     for (class, feats) in classes {
         for (name, v) in feats {
             if params.wants(class, name) {
-                out.features.push((format!("{prefix}_{class}_{name}"), v));
+                out.push((format!("{prefix}_{class}_{name}"), v));
             }
         }
     }
-    Ok(())
+    out
 }
 
 fn interpolator(i: Interpolator) -> resample::Interpolator {

@@ -50,7 +50,9 @@ fn roi_values(roi: &Roi) -> Vec<f64> {
         .filter(|(_, m)| **m)
         .map(|(x, _)| *x)
         .collect();
-    v.sort_by(f64::total_cmp);
+    // Values equal under total_cmp are the same bits: the unstable sort
+    // gives the same sequence, faster.
+    v.sort_unstable_by(f64::total_cmp);
     v
 }
 

@@ -131,8 +131,6 @@ pub(crate) fn nan_mean(values: impl Iterator<Item = f64>) -> f64 {
 
 /// The grey levels a matrix is indexed by.
 pub(crate) struct LevelMap {
-    /// Grey level → matrix index (`u32::MAX` for a level without a row).
-    pub index: Vec<u32>,
     /// Matrix index → grey level.
     pub values: Vec<f64>,
     /// `Ng` of the normalised features: pyradiomics takes the highest level
@@ -145,19 +143,18 @@ pub(crate) struct LevelMap {
     pub rows: usize,
 }
 
-/// The grid cropped to the bounding box of its ROI voxels and the levels its
-/// matrices use, or None for an empty ROI.
+/// The grid cropped to the bounding box of its ROI voxels, each voxel
+/// holding its matrix index + 1 (0 outside the ROI, so that counting needs
+/// no level lookup), and the levels its matrices use; None for an empty ROI.
 pub(crate) fn prepare(levels: &Levels, standard: Standard) -> Option<(Array3<u32>, LevelMap)> {
-    let (lo, hi) = super::image::bounding_box(&levels.grid.mapv(|g| g > 0))?;
-    let grid = levels
+    let (lo, hi) = nonzero_box(&levels.grid)?;
+    let crop = levels
         .grid
-        .slice(s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]])
-        .as_standard_layout()
-        .into_owned();
-    let max_present = grid.iter().copied().max().unwrap_or(0) as usize;
+        .slice(s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]);
+    let max_present = crop.iter().copied().max().unwrap_or(0) as usize;
     let top = max_present.max(levels.ng as usize);
     let mut present = vec![false; top + 1];
-    for g in grid.iter() {
+    for g in crop.iter() {
         present[*g as usize] = true;
     }
     let mut index = vec![u32::MAX; top + 1];
@@ -168,19 +165,31 @@ pub(crate) fn prepare(levels: &Levels, standard: Standard) -> Option<(Array3<u32
             values.push(level as f64);
         }
     }
+    let grid = crop.mapv(|g| if g == 0 { 0 } else { index[g as usize] + 1 });
     let (ng, rows) = match standard {
         Standard::Pyradiomics => (max_present as f64, values.len()),
         Standard::Ibsi => (top as f64, top),
     };
-    Some((
-        grid,
-        LevelMap {
-            index,
-            values,
-            ng,
-            rows,
-        },
-    ))
+    Some((grid, LevelMap { values, ng, rows }))
+}
+
+/// Bounding box `(lo, hi_exclusive)` of the non-zero voxels, row by row.
+fn nonzero_box(grid: &Array3<u32>) -> Option<([usize; 3], [usize; 3])> {
+    let mut lo = [usize::MAX; 3];
+    let mut hi = [0usize; 3];
+    for ((z, y), row) in grid
+        .lanes(Axis(2))
+        .into_iter()
+        .enumerate()
+        .map(|(k, r)| ((k / grid.dim().1, k % grid.dim().1), r))
+    {
+        let first = row.iter().position(|g| *g != 0);
+        let Some(first) = first else { continue };
+        let last = row.len() - 1 - row.iter().rev().position(|g| *g != 0).unwrap_or(0);
+        lo = [lo[0].min(z), lo[1].min(y), lo[2].min(first)];
+        hi = [hi[0].max(z + 1), hi[1].max(y + 1), hi[2].max(last + 1)];
+    }
+    (lo[0] != usize::MAX).then_some((lo, hi))
 }
 
 /// pyradiomics' angles: every offset whose Chebyshev norm is one of
@@ -261,24 +270,23 @@ fn count(grid: ArrayView3<u32>, map: &LevelMap, a: [isize; 3], symmetric: bool) 
             owned.as_slice().unwrap_or(&[])
         }
     };
+    let xs = valid_range(nx, a[2]);
     for z in valid_range(nz, a[0]) {
         for y in valid_range(ny, a[1]) {
-            let row = (z * ny + y) * nx;
-            for x in valid_range(nx, a[2]) {
-                let i = row + x;
-                let g = data[i];
-                if g == 0 {
+            // The row's voxels and their neighbours, as two slices.
+            let from = (z * ny + y) * nx + xs.start;
+            let to = from.wrapping_add_signed(step);
+            let (Some(here), Some(there)) =
+                (data.get(from..from + xs.len()), data.get(to..to + xs.len()))
+            else {
+                continue;
+            };
+            for (&g, &h) in here.iter().zip(there) {
+                if g == 0 || h == 0 {
                     continue;
                 }
-                let h = data[(i as isize + step) as usize];
-                if h == 0 {
-                    continue;
-                }
-                let (r, c) = (
-                    map.index[g as usize] as usize,
-                    map.index[h as usize] as usize,
-                );
-                m[r * n + c] += 1.0;
+                // the prepared grid holds matrix indices + 1
+                m[(g as usize - 1) * n + (h as usize - 1)] += 1.0;
             }
         }
     }

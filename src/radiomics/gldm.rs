@@ -6,7 +6,7 @@ use ndarray::ArrayView3;
 use rayon::prelude::*;
 
 use super::image::{Feature, Levels, Standard, TextureSettings};
-use super::ngtdm::{average, neighbour_offsets, slices, Grid};
+use super::ngtdm::{average, neighbour_offsets, slices, Padded};
 
 /// pyradiomics' feature names. Its two deprecated GLDM features
 /// (GrayLevelNonUniformityNormalized, DependencePercentage) compute no value
@@ -115,25 +115,35 @@ impl Matrix {
 }
 
 fn matrix(grid: ArrayView3<u32>, ng: u32, offsets: &[[isize; 3]], alpha: f64) -> Matrix {
-    let g = Grid::new(grid);
+    let g = Padded::new(grid, offsets);
     let top = g.data.iter().copied().max().unwrap_or(0).max(ng);
     let empty = || Matrix::new(top, offsets.len());
-    let hood = g.hood(offsets);
     (0..g.shape[0])
         .into_par_iter()
         .fold(empty, |mut m, z| {
             for y in 0..g.shape[1] {
+                let row = g.row(z, y);
                 for x in 0..g.shape[2] {
-                    let level = g.data[g.index(z, y, x)];
+                    let k = row + x;
+                    let level = g.data[k];
                     if level == 0 {
                         continue;
                     }
                     let mut dep = 1usize;
-                    g.for_each_neighbour([z, y, x], &hood, |nl| {
-                        if (level.abs_diff(nl) as f64) <= alpha {
-                            dep += 1;
+                    if (0.0..1.0).contains(&alpha) {
+                        // alpha in [0, 1) (pyradiomics' default 0): only the
+                        // same level depends (a ROI level is never 0).
+                        for d in &g.steps {
+                            dep += (g.data[k.wrapping_add_signed(*d)] == level) as usize;
                         }
-                    });
+                    } else {
+                        for d in &g.steps {
+                            let nl = g.data[k.wrapping_add_signed(*d)];
+                            if nl != 0 && (level.abs_diff(nl) as f64) <= alpha {
+                                dep += 1;
+                            }
+                        }
+                    }
                     m.counts[level as usize * m.cols + dep] += 1.0;
                 }
             }

@@ -110,14 +110,16 @@ fn average(rows: Vec<[f64; 16]>) -> Vec<Feature> {
         .collect()
 }
 
-/// Runs of equal grey level along direction `a`: every line through the box
-/// parallel to `a` is walked from the voxel whose predecessor lies outside
-/// the box; a voxel outside the ROI ends a run.
+/// Runs of equal grey level along direction `a`, within the box; a voxel
+/// outside the ROI ends a run. A run starts at a ROI voxel whose predecessor
+/// (one step back along `a`) is outside the box or holds another level; it
+/// is walked from there. Every voxel is read about twice, however many
+/// lines cross the box and however much of it lies outside the ROI.
 fn runs(grid: ArrayView3<u32>, map: &LevelMap, a: [isize; 3]) -> Rlm {
     let (nz, ny, nx) = grid.dim();
     let size = [nz, ny, nx];
     let max_run = nz.max(ny).max(nx);
-    let mut counts = vec![0.0; map.values.len() * max_run];
+    let mut counts = vec![0u32; map.values.len() * max_run];
     let owned;
     let data = match grid.as_slice() {
         Some(d) => d,
@@ -127,47 +129,48 @@ fn runs(grid: ArrayView3<u32>, map: &LevelMap, a: [isize; 3]) -> Rlm {
         }
     };
     let step = a[0] * (ny * nx) as isize + a[1] * nx as isize + a[2];
+    // Whether coordinate p moved by d stays in 0..n.
+    let inside = |p: usize, d: isize, n: usize| p.checked_add_signed(d).is_some_and(|q| q < n);
+    // Steps that remain along the axis from p before leaving 0..n.
+    let ahead = |p: usize, d: isize, n: usize| match d.signum() {
+        1 => n - 1 - p,
+        -1 => p,
+        _ => usize::MAX,
+    };
     for z in 0..nz {
+        let back_z = inside(z, -a[0], nz);
+        let ahead_z = ahead(z, a[0], size[0]);
         for y in 0..ny {
-            for x in 0..nx {
-                let p = [z, y, x];
-                // a line starts where its predecessor would leave the box;
-                // its length is bounded by the first axis it runs out of
-                let mut starts = false;
-                let mut steps = usize::MAX;
-                for k in 0..3 {
-                    if a[k] > 0 {
-                        starts |= p[k] == 0;
-                        steps = steps.min(size[k] - p[k]);
-                    } else if a[k] < 0 {
-                        starts |= p[k] + 1 == size[k];
-                        steps = steps.min(p[k] + 1);
-                    }
-                }
-                if !starts || steps == usize::MAX {
+            let back_zy = back_z && inside(y, -a[1], ny);
+            let ahead_zy = ahead_z.min(ahead(y, a[1], size[1]));
+            let row = (z * ny + y) * nx;
+            for (x, &g) in data[row..row + nx].iter().enumerate() {
+                if g == 0 {
                     continue;
                 }
-                let (mut level, mut len) = (0u32, 0usize);
-                let mut i = (z * ny + y) * nx + x;
-                for _ in 0..steps {
-                    let g = data[i];
-                    if g != level {
-                        if level > 0 {
-                            counts[map.index[level as usize] as usize * max_run + len - 1] += 1.0;
-                        }
-                        level = g;
-                        len = 0;
+                let i = row + x;
+                if back_zy && inside(x, -a[2], nx) && data[i.wrapping_add_signed(-step)] == g {
+                    continue;
+                }
+                let more = ahead_zy.min(ahead(x, a[2], size[2]));
+                let mut len = 1;
+                let mut j = i;
+                while len <= more {
+                    j = j.wrapping_add_signed(step);
+                    if data[j] != g {
+                        break;
                     }
                     len += 1;
-                    i = i.wrapping_add_signed(step);
                 }
-                if level > 0 {
-                    counts[map.index[level as usize] as usize * max_run + len - 1] += 1.0;
-                }
+                // the prepared grid holds matrix indices + 1
+                counts[(g as usize - 1) * max_run + len - 1] += 1;
             }
         }
     }
-    Rlm { counts, max_run }
+    Rlm {
+        counts: counts.into_iter().map(f64::from).collect(),
+        max_run,
+    }
 }
 
 /// Weighted sum (weightingNorm: each direction's matrix times its step

@@ -9,7 +9,7 @@ use ndarray::ArrayView3;
 use rayon::prelude::*;
 
 use super::image::{Feature, Levels, TextureSettings};
-use super::ngtdm::{average, neighbour_offsets, slices, Grid};
+use super::ngtdm::{average, neighbour_offsets, slices, Padded};
 
 /// pyradiomics' feature names, in its documentation order.
 pub const NAMES: [&str; 16] = [
@@ -77,15 +77,17 @@ struct Zones {
 /// Flood-fills every zone once, with an explicit stack (zones of a CT ROI
 /// can hold 10^5 voxels, too deep for recursion).
 fn zones(grid: ArrayView3<u32>, offsets: &[[isize; 3]]) -> Zones {
-    let g = Grid::new(grid);
+    // Padded: the flood fill steps to neighbours without bounds checks or
+    // coordinates (the zeros of the border are never part of a zone).
+    let g = Padded::new(grid, offsets);
     let mut done: Vec<bool> = g.data.iter().map(|l| *l == 0).collect();
     let mut stack: Vec<usize> = Vec::new();
-    let hood = g.hood(offsets);
     let mut out = Zones::default();
     for z in 0..g.shape[0] {
         for y in 0..g.shape[1] {
+            let row = g.row(z, y);
             for x in 0..g.shape[2] {
-                let start = g.index(z, y, x);
+                let start = row + x;
                 if done[start] {
                     continue;
                 }
@@ -95,12 +97,13 @@ fn zones(grid: ArrayView3<u32>, offsets: &[[isize; 3]]) -> Zones {
                 let mut size = 0usize;
                 while let Some(p) = stack.pop() {
                     size += 1;
-                    g.for_each_index(g.coords(p), &hood, |k| {
+                    for d in &g.steps {
+                        let k = p.wrapping_add_signed(*d);
                         if !done[k] && g.data[k] == level {
                             done[k] = true;
                             stack.push(k);
                         }
-                    });
+                    }
                 }
                 *out.counts.entry((level, size)).or_insert(0.0) += 1.0;
             }

@@ -131,7 +131,8 @@ pub fn directions(distance: usize, force2d: bool, force2d_dimension: usize) -> V
 }
 
 /// Bounding box `(lo, hi_exclusive)` of a mask's true voxels per axis, or
-/// None for an empty mask. Slices in parallel: a mask can be as large as a CT.
+/// None for an empty mask. Slices in parallel (a mask can be as large as a
+/// CT), each row searched from both ends.
 pub fn bounding_box(mask: &Array3<bool>) -> Option<([usize; 3], [usize; 3])> {
     let views: Vec<_> = mask.axis_iter(Axis(0)).collect();
     let planes: Vec<Option<([usize; 3], [usize; 3])>> = views
@@ -140,17 +141,17 @@ pub fn bounding_box(mask: &Array3<bool>) -> Option<([usize; 3], [usize; 3])> {
         .map(|(z, plane)| {
             let mut lo = [usize::MAX; 3];
             let mut hi = [0usize; 3];
-            let mut any = false;
-            for ((y, x), m) in plane.indexed_iter() {
-                if *m {
-                    any = true;
-                    for (a, p) in [z, y, x].into_iter().enumerate() {
-                        lo[a] = lo[a].min(p);
-                        hi[a] = hi[a].max(p + 1);
-                    }
-                }
+            for (y, row) in plane.outer_iter().enumerate() {
+                let first = match row.as_slice() {
+                    Some(r) => r.iter().position(|m| *m),
+                    None => row.iter().position(|m| *m),
+                };
+                let Some(first) = first else { continue };
+                let last = row.len() - 1 - row.iter().rev().position(|m| *m).unwrap_or(0);
+                lo = [z, lo[1].min(y), lo[2].min(first)];
+                hi = [z + 1, hi[1].max(y + 1), hi[2].max(last + 1)];
             }
-            any.then_some((lo, hi))
+            (lo[0] != usize::MAX).then_some((lo, hi))
         })
         .collect();
     planes.into_iter().flatten().reduce(|(l1, h1), (l2, h2)| {

@@ -44,8 +44,9 @@ pub fn log_images(
         return Vec::new();
     }
     let data: Vec<f64> = image.iter().copied().collect();
+    // One sigma per thread when the worker has several.
     sigmas
-        .iter()
+        .par_iter()
         .filter(|s| sigma_fits(**s, size, spacing))
         .map(|s| {
             let out = laplacian_of_gaussian(&data, size, spacing, *s);

@@ -4,7 +4,6 @@
 //! The module also holds the neighbourhood and slicing helpers that the GLDM
 //! and GLSZM modules share, since those three classes see the ROI the same
 //! way: every voxel with its neighbours in the mask, no directions.
-use std::borrow::Cow;
 
 use ndarray::{ArrayView3, Axis};
 use rayon::prelude::*;
@@ -98,54 +97,55 @@ impl Matrix {
 }
 
 fn matrix(grid: ArrayView3<u32>, ng: u32, offsets: &[[isize; 3]], standard: Standard) -> Matrix {
-    let g = Grid::new(grid);
+    let g = Padded::new(grid, offsets);
     // Level 0 is outside the ROI; a level above `ng` would be a caller's
     // error, so the matrix grows to the highest level present instead of
     // indexing out of range.
     let top = g.data.iter().copied().max().unwrap_or(0).max(ng);
-    let hood = g.hood(offsets);
-    (0..g.shape[0])
+    // One partial matrix per slice, summed in slice order: the same
+    // floating-point sums whatever the number of threads.
+    let planes: Vec<Matrix> = (0..g.shape[0])
         .into_par_iter()
-        .fold(
-            || Matrix::new(top),
-            |mut m, z| {
-                for y in 0..g.shape[1] {
-                    for x in 0..g.shape[2] {
-                        let level = g.data[g.index(z, y, x)];
-                        if level == 0 {
+        .map(|z| {
+            let mut m = Matrix::new(top);
+            for y in 0..g.shape[1] {
+                let row = g.row(z, y);
+                for x in 0..g.shape[2] {
+                    let k = row + x;
+                    let level = g.data[k];
+                    if level == 0 {
+                        continue;
+                    }
+                    // Integer sums: exact, as the f64 sum of integer levels is.
+                    let (mut count, mut sum) = (0u32, 0u64);
+                    for d in &g.steps {
+                        let nl = g.data[k.wrapping_add_signed(*d)];
+                        count += (nl != 0) as u32;
+                        sum += nl as u64;
+                    }
+                    let diff = if count == 0 {
+                        // IBSI: no valid neighbourhood, so the voxel is
+                        // not part of the matrix at all; pyradiomics
+                        // counts it with a zero difference.
+                        if standard == Standard::Ibsi {
                             continue;
                         }
-                        let mut count = 0u32;
-                        let mut sum = 0.0f64;
-                        g.for_each_neighbour([z, y, x], &hood, |nl| {
-                            count += 1;
-                            sum += nl as f64;
-                        });
-                        let diff = if count == 0 {
-                            // IBSI: no valid neighbourhood, so the voxel is
-                            // not part of the matrix at all; pyradiomics
-                            // counts it with a zero difference.
-                            if standard == Standard::Ibsi {
-                                continue;
-                            }
-                            0.0
-                        } else {
-                            (level as f64 - sum / count as f64).abs()
-                        };
-                        m.n[level as usize] += 1.0;
-                        m.s[level as usize] += diff;
-                    }
+                        0.0
+                    } else {
+                        (level as f64 - sum as f64 / count as f64).abs()
+                    };
+                    m.n[level as usize] += 1.0;
+                    m.s[level as usize] += diff;
                 }
-                m
-            },
-        )
-        .reduce(
-            || Matrix::new(top),
-            |mut a, b| {
-                a.add(&b);
-                a
-            },
-        )
+            }
+            m
+        })
+        .collect();
+    let mut total = Matrix::new(top);
+    for m in &planes {
+        total.add(m);
+    }
+    total
 }
 
 fn compute(m: &Matrix) -> Vec<Feature> {
@@ -237,104 +237,58 @@ pub(crate) fn neighbour_offsets(
     out
 }
 
-/// A grey-level grid in standard (row-major) layout for index arithmetic.
-pub(crate) struct Grid<'a> {
-    pub data: Cow<'a, [u32]>,
+/// A grid with a border of zeros (outside the ROI) as wide as the
+/// neighbourhood reaches, so that every voxel's neighbours are in memory
+/// and are read without a bounds check. `shape` is the unpadded grid's.
+pub(crate) struct Padded {
+    pub data: Vec<u32>,
     pub shape: [usize; 3],
+    /// Linear index steps of the offsets in the padded grid.
+    pub steps: Vec<isize>,
+    reach: [usize; 3],
+    padded: [usize; 3],
 }
 
-impl<'a> Grid<'a> {
-    pub fn new(grid: ArrayView3<'a, u32>) -> Grid<'a> {
+impl Padded {
+    pub fn new(grid: ArrayView3<u32>, offsets: &[[isize; 3]]) -> Padded {
         let (a, b, c) = grid.dim();
-        let data = match grid.to_slice() {
-            Some(s) => Cow::Borrowed(s),
-            None => Cow::Owned(grid.iter().copied().collect()),
-        };
-        Grid {
-            data,
-            shape: [a, b, c],
-        }
-    }
-    #[inline]
-    pub fn index(&self, z: usize, y: usize, x: usize) -> usize {
-        (z * self.shape[1] + y) * self.shape[2] + x
-    }
-    #[inline]
-    pub fn coords(&self, k: usize) -> [usize; 3] {
-        let plane = self.shape[1] * self.shape[2];
-        [k / plane, (k % plane) / self.shape[2], k % self.shape[2]]
-    }
-    /// The position one offset away, if inside the grid.
-    #[inline]
-    pub fn step(&self, p: [usize; 3], o: [isize; 3]) -> Option<[usize; 3]> {
-        let mut q = [0usize; 3];
-        for a in 0..3 {
-            let v = p[a].checked_add_signed(o[a])?;
-            if v >= self.shape[a] {
-                return None;
-            }
-            q[a] = v;
-        }
-        Some(q)
-    }
-    /// The offsets with their linear index steps, for `for_each_neighbour`.
-    pub fn hood(&self, offsets: &[[isize; 3]]) -> Hood {
-        let (s1, s2) = (
-            self.shape[2] as isize,
-            (self.shape[1] * self.shape[2]) as isize,
-        );
+        let shape = [a, b, c];
         let mut reach = [0usize; 3];
         for o in offsets {
-            for a in 0..3 {
-                reach[a] = reach[a].max(o[a].unsigned_abs());
+            for k in 0..3 {
+                reach[k] = reach[k].max(o[k].unsigned_abs());
             }
         }
-        Hood {
-            offsets: offsets.to_vec(),
-            steps: offsets
-                .iter()
-                .map(|o| o[0] * s2 + o[1] * s1 + o[2])
-                .collect(),
+        let padded: [usize; 3] = std::array::from_fn(|k| shape[k] + 2 * reach[k]);
+        let mut data = vec![0u32; padded[0] * padded[1] * padded[2]];
+        for ((z, y), lane) in grid
+            .lanes(Axis(2))
+            .into_iter()
+            .enumerate()
+            .map(|(k, l)| ((k / b.max(1), k % b.max(1)), l))
+        {
+            let at = ((z + reach[0]) * padded[1] + y + reach[1]) * padded[2] + reach[2];
+            for (d, v) in data[at..at + c].iter_mut().zip(lane.iter()) {
+                *d = *v;
+            }
+        }
+        let steps = offsets
+            .iter()
+            .map(|o| (o[0] * padded[1] as isize + o[1]) * padded[2] as isize + o[2])
+            .collect();
+        Padded {
+            data,
+            shape,
+            steps,
             reach,
+            padded,
         }
     }
-    /// Calls `f` with the linear index of every neighbour of `p` inside the
-    /// grid (ROI or not). Voxels far enough from the grid's faces, most of a
-    /// large ROI, skip the per-axis bounds checks.
+    /// Linear index of the unpadded voxel `(z, y, 0)`.
     #[inline]
-    pub fn for_each_index(&self, p: [usize; 3], hood: &Hood, mut f: impl FnMut(usize)) {
-        let interior =
-            (0..3).all(|a| p[a] >= hood.reach[a] && p[a] + hood.reach[a] < self.shape[a]);
-        if interior {
-            let c = self.index(p[0], p[1], p[2]) as isize;
-            for d in &hood.steps {
-                f((c + d) as usize);
-            }
-        } else {
-            for o in &hood.offsets {
-                if let Some(q) = self.step(p, *o) {
-                    f(self.index(q[0], q[1], q[2]));
-                }
-            }
-        }
+    pub fn row(&self, z: usize, y: usize) -> usize {
+        ((z + self.reach[0]) * self.padded[1] + y + self.reach[1]) * self.padded[2] + self.reach[2]
     }
-    /// Calls `f` with the level of every neighbour inside the ROI.
-    #[inline]
-    pub fn for_each_neighbour(&self, p: [usize; 3], hood: &Hood, mut f: impl FnMut(u32)) {
-        self.for_each_index(p, hood, |k| {
-            let l = self.data[k];
-            if l != 0 {
-                f(l);
-            }
-        });
-    }
-}
-
-/// A neighbourhood prepared for one grid's shape.
-pub(crate) struct Hood {
-    offsets: Vec<[isize; 3]>,
-    steps: Vec<isize>,
-    reach: [usize; 3],
 }
 
 /// The slices of a grid across `axis` that hold ROI voxels, each as a

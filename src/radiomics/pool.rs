@@ -254,6 +254,15 @@ pub fn run(
             .unwrap_or(0),
     );
     let workers = opts.workers.max(1).min(total.max(1));
+    // Fewer ROIs than workers (one large tumour is the common case): the
+    // running workers get the threads the idle ones would have had, so a
+    // lone ROI computes its image types, classes and directions on every
+    // core of the pool's budget.
+    let budget = opts.workers.max(1) * opts.threads_per_worker.max(1);
+    let opts = &PoolOptions {
+        threads_per_worker: (budget / workers).max(opts.threads_per_worker.max(1)),
+        ..opts.clone()
+    };
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {

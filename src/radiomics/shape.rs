@@ -328,7 +328,11 @@ fn mesh(
             }
             (area, vol)
         })
-        .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+        .collect::<Vec<_>>()
+        .into_iter()
+        // summed plane by plane in order: the same sums whatever the
+        // number of threads (a lone ROI's worker has several)
+        .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
     // every edge between an ROI voxel and a background voxel carries a vertex
     let vertices: Vec<[i64; 3]> = (0..dims[0] as isize)
         .into_par_iter()

@@ -17,7 +17,7 @@
 //! * Filtering wraps around the image: a voxel within F/2 voxels of a face
 //!   sees the opposite face. The caller decides on what grid it runs
 //!   (pyradiomics filters the whole, possibly pre-cropped, image).
-use ndarray::{Array3, Axis};
+use ndarray::Array3;
 use rayon::prelude::*;
 
 /// An orthogonal wavelet's decomposition filters, as PyWavelets gives them.
@@ -193,31 +193,57 @@ fn approximation(data: &Array3<f64>, wavelet: &Wavelet, axes: &[usize]) -> Array
 }
 
 /// Circular convolution along one axis, aligned as PyWavelets' periodized
-/// SWT: `out[i] = Σ_j f[j] · x[(i + F/2 − j) mod N]`.
+/// SWT: `out[i] = Σ_j f[j] · x[(i + F/2 − j) mod N]`, summed tap 0 first
+/// (as `Iterator::sum`, whose -0.0 start adds nothing). Along x each line
+/// is extended circularly and read as windows; along y and z whole rows
+/// are multiplied and added, contiguous and in the same order per voxel.
 fn filter_axis(data: &Array3<f64>, f: &[f64], axis: usize) -> Array3<f64> {
-    let n = data.len_of(Axis(axis));
-    let mut out = Array3::zeros(data.raw_dim());
-    if n == 0 {
-        return out;
+    let (nz, ny, nx) = data.dim();
+    let dims = [nz, ny, nx];
+    let n = dims[axis];
+    if n == 0 || f.is_empty() || dims.contains(&0) {
+        return Array3::zeros(data.raw_dim());
     }
-    let half = f.len() / 2;
-    // Input index per (output index, tap), reduced modulo n once.
-    let src: Vec<usize> = (0..n)
-        .flat_map(|i| (0..f.len()).map(move |j| (i + half + n * (f.len() / n + 1) - j) % n))
-        .collect();
-    let inputs: Vec<_> = data.lanes(Axis(axis)).into_iter().collect();
-    let outputs: Vec<_> = out.lanes_mut(Axis(axis)).into_iter().collect();
-    inputs.into_par_iter().zip(outputs).for_each_init(
-        || vec![0.0; n],
-        |line, (inp, mut outp)| {
-            for (l, v) in line.iter_mut().zip(inp.iter()) {
-                *l = *v;
+    let taps = f.len();
+    let half = taps / 2;
+    let wrap = n * (taps / n + 1);
+    let src = |i: usize, j: usize| (i + half + wrap - j) % n;
+    let input = data.as_standard_layout();
+    let input = input.as_slice().unwrap_or(&[]);
+    let inner: usize = dims[axis + 1..].iter().product();
+    let mut out = vec![0.0; input.len()];
+    if inner == 1 {
+        // ext[m] = x[(m + half + 1 − taps) mod n], so that
+        // x[(i + half − j) mod n] = ext[i + taps − 1 − j].
+        let shift = (half + wrap + 1 - taps) % n;
+        out.par_chunks_mut(n)
+            .zip(input.par_chunks(n))
+            .for_each_init(
+                || Vec::with_capacity(n + taps),
+                |ext, (o, line)| {
+                    ext.clear();
+                    ext.extend((0..n + taps - 1).map(|m| line[(m + shift) % n]));
+                    for (y, w) in o.iter_mut().zip(ext.windows(taps)) {
+                        *y = f.iter().zip(w.iter().rev()).map(|(c, v)| c * v).sum();
+                    }
+                },
+            );
+    } else {
+        out.par_chunks_mut(inner).enumerate().for_each(|(k, o)| {
+            let (outer, i) = (k / n, k % n);
+            let row = |j: usize| {
+                let at = (outer * n + src(i, j)) * inner;
+                &input[at..at + inner]
+            };
+            for (y, x) in o.iter_mut().zip(row(0)) {
+                *y = f[0] * x;
             }
-            for (i, o) in outp.iter_mut().enumerate() {
-                let taps = &src[i * f.len()..(i + 1) * f.len()];
-                *o = f.iter().zip(taps).map(|(c, k)| c * line[*k]).sum();
+            for (j, c) in f.iter().enumerate().skip(1) {
+                for (y, x) in o.iter_mut().zip(row(j)) {
+                    *y += c * x;
+                }
             }
-        },
-    );
-    out
+        });
+    }
+    Array3::from_shape_vec(data.raw_dim(), out).unwrap_or_else(|_| Array3::zeros(data.raw_dim()))
 }
