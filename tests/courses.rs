@@ -571,6 +571,41 @@ fn ct_without_image_type_forms_a_course_or_says_why_not() {
     assert_eq!(v["unassembled"].as_array().map(Vec::len), Some(1));
 }
 
+/// A consistent start of a series forms a course; when the rest arrives
+/// and shows a gap, that course (never processed) is dissolved and the
+/// series is listed as forming none, instead of a stale course staying.
+#[test]
+fn a_course_whose_series_later_shows_a_gap_is_dissolved() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gappy = synth(&dir.path().join("gappy"), 8, 64);
+    strip_image_type(&gappy);
+    gappy.remove(3);
+    let s = Server::start(
+        dir.path(),
+        &ServerOptions {
+            // Long enough that the partial course is never processed.
+            extra_yaml: "pipeline:\n  stable_age_s: 600\n  trigger: ct\n".into(),
+            ..ServerOptions::default()
+        },
+    );
+    send_ok(s.port, &gappy[..3]);
+    wait_status(&s.data_dir, 30, "a course from the first slices", |v| {
+        v["courses"].as_array().is_some_and(|c| c.len() == 1)
+    });
+    send_ok(s.port, &gappy[3..]);
+    let v = wait_status(&s.data_dir, 30, "the course dissolved", |v| {
+        v["courses"].as_array().is_some_and(|c| c.is_empty())
+            && v["unassembled"][0]["instances"] == 7
+    });
+    let reason = v["unassembled"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("gap"), "{reason}");
+    // And it stays so after a restart (the dissolution is durable).
+    let data_dir = s.data_dir.clone();
+    s.stop();
+    let v = status_json(&data_dir);
+    assert_eq!(v["courses"].as_array().map(Vec::len), Some(0), "{v}");
+}
+
 /// `rtnode process` lists every series that formed no course, with why.
 #[test]
 fn process_names_every_series_that_forms_no_course() {

@@ -562,6 +562,38 @@ impl Pipeline {
                 inner.unassembled.insert(u.series_instance_uid.clone(), u);
             }
         }
+        // A course whose planning series no longer forms one (more of it
+        // arrived and showed a gap, or a second frame of reference): one
+        // never processed is dissolved, one with results is kept and says
+        // why it stays incomplete.
+        let produced: HashSet<String> = assembly.courses.iter().map(|c| c.id.clone()).collect();
+        for u in &assembly.unassembled {
+            let id = course::course_id(&u.patient_id, &u.series_instance_uid);
+            if produced.contains(&id) {
+                continue;
+            }
+            let Some(old) = inner.courses.get(&id).cloned() else {
+                continue;
+            };
+            let busy = course_jobs(&inner.jobs, &id).any(|(_, j)| !j.state.is_final());
+            if old.versions.is_empty() && !busy {
+                self.state.remove_course(&id, &[])?;
+                inner.courses.remove(&id);
+                inner.active.remove(&id);
+                inner.last_change.remove(&id);
+                info!(course = %id, reason = %u.reason, "course dissolved: its planning series no longer forms one");
+                continue;
+            }
+            let why = format!("its planning series no longer forms a course: {}", u.reason);
+            if old.missing != [why.clone()] {
+                let mut rec = old;
+                rec.missing = vec![why];
+                rec.updated_at = crate::time::now_rfc3339();
+                self.state.put_course(&id, &rec)?;
+                inner.active.insert(id.clone());
+                inner.courses.insert(id, rec);
+            }
+        }
         for c in assembly.courses {
             let fingerprint = versions::members_fingerprint(&c);
             let rule = self.rule_for(&c);
