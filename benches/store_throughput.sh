@@ -383,7 +383,7 @@ describe() {
     loop1) echo "rtnode_on 1|loop 1|rtnode (fsync) vs write+fsync+rename loop (no dir fsync), 1 association / 1 thread|-|(context; no target)" ;;
     loop4) echo "rtnode_on $STREAMS|loop $STREAMS|rtnode (fsync) vs write+fsync+rename loop (no dir fsync), $STREAMS associations / $STREAMS threads|-|(context; no target)" ;;
     sender1) echo "rtnode_off 1|storescp 1|rtnode (fsync: false) vs storescp --ignore, 1 association|0.9|>=0.90 of the sender's limit" ;;
-    sender4) echo "rtnode_off $STREAMS|storescp $STREAMS|rtnode (fsync: false) vs storescp --fork --ignore, $STREAMS associations|0.9|>=0.90 of the sender's limit" ;;
+    sender4) echo "rtnode_off $STREAMS|storescp $STREAMS|rtnode (fsync: false) vs storescp --fork --ignore, $STREAMS associations|-|(context; no target)" ;;
     store1) echo "rtnode_off 1|storescp_store 1|rtnode (fsync: false) vs storescp writing files (no fsync), 1 association|-|(context; no target)" ;;
     loopd1) echo "rtnode_on 1|loopd 1|rtnode (fsync) vs write+fsync+rename+dir-fsync loop, 1 association / 1 thread|0.9|>=0.90 of the loop" ;;
     loopd4) echo "rtnode_on $STREAMS|loopd $STREAMS|rtnode (fsync) vs write+fsync+rename+dir-fsync loop, $STREAMS associations / $STREAMS threads|0.9|>=0.90 of the loop" ;;

@@ -7,9 +7,14 @@
 //! instance), commit thread → socket task (the outcome, once the file is
 //! renamed, its directory synced and the index committed). The writer does
 //! not hand the instance back to the socket task on the way to the commit
-//! thread; the socket task waits for the commit thread's answer alone. Anything the peer does wrong ends in a DIMSE failure status (bad
-//! data set) or an A-ABORT (bad protocol), never a panic or a dropped
-//! connection without a word.
+//! thread; the socket task waits for the commit thread's answer alone (one
+//! hand-off and one wake-up fewer per instance; BENCHMARKS.md, store
+//! throughput). Data set pieces are read into uninitialised capacity, not a
+//! zero-filled buffer.
+//!
+//! Anything the peer does wrong ends in a DIMSE failure status (bad data
+//! set) or an A-ABORT (bad protocol), never a panic or a dropped connection
+//! without a word.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
