@@ -8,18 +8,25 @@
 #
 #   orthanc1  rtnode (storage.fsync: true), 1 association  vs Orthanc, 1 association
 #   orthanc4  rtnode (storage.fsync: true), STREAMS assocs vs Orthanc, STREAMS assocs
-#   loop1     rtnode (storage.fsync: true), 1 association  vs write+fsync+rename loop, 1 thread
-#   loop4     rtnode (storage.fsync: true), STREAMS assocs vs the same loop, STREAMS threads
+#   loopd1    rtnode (storage.fsync: true), 1 association vs the write+fsync+
+#             rename loop with --dirsync (also fsyncs the directory after each
+#             rename: the same durability as rtnode's rule, but no index), 1 thread
+#   loopd4    the same with STREAMS associations / STREAMS threads
 #   sender1   rtnode (storage.fsync: false), 1 association vs storescp --ignore (stores nothing)
 #
 # and, for context (COMPARISONS=all):
 #   sender4   as sender1 with STREAMS associations (storescp --fork --ignore)
 #   store1    rtnode (storage.fsync: false), 1 association vs storescp writing
 #             each file to disk (no fsync, no index): a plain file-storing SCP
-#   loopd1    rtnode (storage.fsync: true), 1 association vs the loop with
-#             --dirsync (also fsyncs the directory after each rename, i.e. the
-#             same durability as rtnode's rule, but no index), 1 thread
-#   loopd4    the same with STREAMS associations / STREAMS threads
+#   loop1     rtnode (storage.fsync: true), 1 association vs the loop without
+#             the directory fsync (the name is not durable), 1 thread
+#   loop4     the same with STREAMS associations / STREAMS threads
+#
+# BEFORE=<another rtnode binary> (e.g. a build of the previous commit) makes
+# every pair whose A is rtnode a triple: that binary runs the same case in the
+# same pair (order A C B, then B C A, ...), and the report adds its ratio to
+# the reference (C/B) and the new-over-old ratio (A/C): before and after from
+# one run, under the same disk and the same background load.
 #
 # The disk's speed drifts from run to run, so every comparison is measured as
 # PAIRS adjacent A/B pairs (order alternating AB, BA, AB, ...; the pairs of the
@@ -31,8 +38,8 @@
 # Environment knobs (defaults in brackets):
 #   PAIRS        A/B pairs per comparison [5]
 #   COMPARISONS  which comparisons, space separated
-#                ["orthanc1 orthanc4 loop1 loop4 sender1"]; "all" adds
-#                sender4 store1 loopd1 loopd4
+#                ["orthanc1 orthanc4 loopd1 loopd4 sender1"]; "all" adds
+#                sender4 store1 loop1 loop4
 #   SLICES       number of instances [1000]
 #   ROWS         matrix size [512]
 #   STREAMS      concurrent associations / loop threads for the "4" cases [4]
@@ -40,6 +47,7 @@
 #                under test) [a mktemp dir under ${TMPDIR:-/tmp}]
 #   RTNODE       rtnode binary [${CARGO_TARGET_DIR:-target}/release/rtnode,
 #                built with `cargo build --release` when missing]
+#   BEFORE       a second rtnode binary measured in the same pairs (see above) []
 #   PDU          max PDU announced by Orthanc and storescp (4096..131072)
 #                [131072, their largest; rtnode keeps its default 262144]
 #   INSTALL      1: apt-get install dcmtk / orthanc when missing (needs root) [1]
@@ -57,8 +65,9 @@
 set -euo pipefail
 
 PAIRS=${PAIRS:-5}
-COMPARISONS=${COMPARISONS:-"orthanc1 orthanc4 loop1 loop4 sender1"}
-[[ $COMPARISONS == all ]] && COMPARISONS="orthanc1 orthanc4 loop1 loop4 sender1 sender4 store1 loopd1 loopd4"
+COMPARISONS=${COMPARISONS:-"orthanc1 orthanc4 loopd1 loopd4 sender1"}
+[[ $COMPARISONS == all ]] && COMPARISONS="orthanc1 orthanc4 loopd1 loopd4 sender1 sender4 store1 loop1 loop4"
+BEFORE=${BEFORE:-}
 SLICES=${SLICES:-1000}
 ROWS=${ROWS:-512}
 STREAMS=${STREAMS:-4}
@@ -130,6 +139,7 @@ if [[ -z ${RTNODE:-} ]]; then
   fi
 fi
 [[ -x $RTNODE ]] || die "rtnode binary not found: $RTNODE"
+[[ -z $BEFORE || -x $BEFORE ]] || die "BEFORE binary not found: $BEFORE"
 
 # ------------------------------------------------------------ work dir ---
 if [[ -n ${BENCH_DIR:-} ]]; then
@@ -220,8 +230,8 @@ prepare() {
 }
 
 # ----------------------------------------------------------- the runs ---
-run_rtnode() { # fsync(true|false) n
-  local fsync=$1 n=$2 d=$WORK/run/rtnode
+run_rtnode() { # fsync(true|false) n [binary]
+  local fsync=$1 n=$2 bin=${3:-$RTNODE} d=$WORK/run/rtnode
   rm -rf "$WORK/run"; mkdir -p "$d"
   cat >"$WORK/run/peers.yaml" <<EOF
 peers:
@@ -240,11 +250,11 @@ node:
 storage:
   fsync: $fsync
 EOF
-  local lp=$WORK/logs/rtnode-fsync$fsync-$n-$RUN_NO
+  local lp=$WORK/logs/rtnode$([[ $bin == "$RTNODE" ]] || echo -before)-fsync$fsync-$n-$RUN_NO
   prepare
   # node.port in the file must be 1-65535; --port 0 picks a free port, and
   # node.json in the data directory tells which.
-  "$RTNODE" serve --config "$WORK/run/rtnode.yaml" --port 0 >"$lp.log" 2>&1 &
+  "$bin" serve --config "$WORK/run/rtnode.yaml" --port 0 >"$lp.log" 2>&1 &
   SERVER_PID=$!
   local i port=
   for ((i = 0; i < 300; i++)); do
@@ -358,6 +368,7 @@ machine_info() {
   echo "dcmtk:       $({ storescu --version 2>&1 || true; } | grep -m1 -o 'v[0-9][0-9.]*' || true)"
   echo "orthanc:     $({ Orthanc --version 2>&1 || true; } | head -1)"
   echo "rtnode:      $("$RTNODE" --version 2>/dev/null || echo '?'), $RTNODE (built $(date -u -r "$RTNODE" '+%Y-%m-%d %H:%M UTC'))"
+  [[ -z $BEFORE ]] || echo "before:      $("$BEFORE" --version 2>/dev/null || echo '?'), $BEFORE (built $(date -u -r "$BEFORE" '+%Y-%m-%d %H:%M UTC'))"
   echo "repository:  $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ' (src has uncommitted changes)')"
   echo "pairs:       $PAIRS; streams: $STREAMS; receiver PDU (Orthanc, storescp): $PDU"
 }
@@ -369,21 +380,21 @@ describe() {
   case $1 in
     orthanc1) echo "rtnode_on 1|orthanc 1|rtnode (fsync) vs Orthanc, 1 association|1.0|ahead of Orthanc (>1.00)" ;;
     orthanc4) echo "rtnode_on $STREAMS|orthanc $STREAMS|rtnode (fsync) vs Orthanc, $STREAMS associations|2.0|>=2.00x Orthanc" ;;
-    loop1) echo "rtnode_on 1|loop 1|rtnode (fsync) vs write+fsync+rename loop, 1 association / 1 thread|0.9|>=0.90 of the loop" ;;
-    loop4) echo "rtnode_on $STREAMS|loop $STREAMS|rtnode (fsync) vs write+fsync+rename loop, $STREAMS associations / $STREAMS threads|0.9|>=0.90 of the loop" ;;
+    loop1) echo "rtnode_on 1|loop 1|rtnode (fsync) vs write+fsync+rename loop (no dir fsync), 1 association / 1 thread|-|(context; no target)" ;;
+    loop4) echo "rtnode_on $STREAMS|loop $STREAMS|rtnode (fsync) vs write+fsync+rename loop (no dir fsync), $STREAMS associations / $STREAMS threads|-|(context; no target)" ;;
     sender1) echo "rtnode_off 1|storescp 1|rtnode (fsync: false) vs storescp --ignore, 1 association|0.9|>=0.90 of the sender's limit" ;;
-    sender4) echo "rtnode_off $STREAMS|storescp $STREAMS|rtnode (fsync: false) vs storescp --fork --ignore, $STREAMS associations|0.9|>=0.90 of the sender's limit" ;;
+    sender4) echo "rtnode_off $STREAMS|storescp $STREAMS|rtnode (fsync: false) vs storescp --fork --ignore, $STREAMS associations|-|(context; no target)" ;;
     store1) echo "rtnode_off 1|storescp_store 1|rtnode (fsync: false) vs storescp writing files (no fsync), 1 association|-|(context; no target)" ;;
-    loopd1) echo "rtnode_on 1|loopd 1|rtnode (fsync) vs write+fsync+rename+dir-fsync loop, 1 association / 1 thread|-|(context; no target)" ;;
-    loopd4) echo "rtnode_on $STREAMS|loopd $STREAMS|rtnode (fsync) vs write+fsync+rename+dir-fsync loop, $STREAMS associations / $STREAMS threads|-|(context; no target)" ;;
+    loopd1) echo "rtnode_on 1|loopd 1|rtnode (fsync) vs write+fsync+rename+dir-fsync loop, 1 association / 1 thread|0.9|>=0.90 of the loop" ;;
+    loopd4) echo "rtnode_on $STREAMS|loopd $STREAMS|rtnode (fsync) vs write+fsync+rename+dir-fsync loop, $STREAMS associations / $STREAMS threads|0.9|>=0.90 of the loop" ;;
     *) die "unknown comparison: $1" ;;
   esac
 }
 
-run_one() { # kind n
+run_one() { # kind n [rtnode binary]
   case $1 in
-    rtnode_on) run_rtnode true "$2" ;;
-    rtnode_off) run_rtnode false "$2" ;;
+    rtnode_on) run_rtnode true "$2" "${3:-}" ;;
+    rtnode_off) run_rtnode false "$2" "${3:-}" ;;
     orthanc) run_orthanc "$2" ;;
     loop) run_loop 0 "$2" ;;
     loopd) run_loop 1 "$2" ;;
@@ -409,7 +420,9 @@ wait_quiet() {
 for ((p = 1; p <= PAIRS; p++)); do
   for c in $COMPARISONS; do
     IFS='|' read -r a b label _ _ <<<"$(describe "$c")"
-    if ((p % 2)); then order=(A B); else order=(B A); fi
+    if [[ -n $BEFORE && $a == rtnode_* ]]; then
+      if ((p % 2)); then order=(A C B); else order=(B C A); fi
+    elif ((p % 2)); then order=(A B); else order=(B A); fi
     # A pair counts as clean when the CPUs were quiet just before and just
     # after it; a disturbed pair is measured again (REDO times at most) and
     # otherwise kept, flagged by its bg CPU figure in the table.
@@ -419,9 +432,10 @@ for ((p = 1; p <= PAIRS; p++)); do
       bg_before=$BG
       for which in "${order[@]}"; do
         RUN_NO=$((RUN_NO + 1))
-        if [[ $which == A ]]; then spec=$a; else spec=$b; fi
+        bin=
+        case $which in A) spec=$a ;; B) spec=$b ;; C) spec=$a bin=$BEFORE ;; esac
         # shellcheck disable=SC2086
-        run_one $spec
+        run_one $spec $bin
         got[$which]=$R
         log "pair $p/$PAIRS  $c  $which ($spec): ${got[$which]} instances/s"
       done
@@ -431,7 +445,7 @@ for ((p = 1; p <= PAIRS; p++)); do
       ((attempt < REDO)) && log "pair $p/$PAIRS  $c: other work kept ${bg}% of the CPUs busy around it; measuring it again"
     done
     ((bg < BUSY_LIMIT)) || log "warning: pair $p/$PAIRS $c kept although disturbed (${bg}% busy)"
-    printf '%s\t%d\t%s\t%s\t%s\t%s\n' "$c" "$p" "${got[A]}" "${got[B]}" "${order[*]}" "$bg" >>"$RAW"
+    printf '%s\t%d\t%s\t%s\t%s\t%s\t%s\n' "$c" "$p" "${got[A]}" "${got[B]}" "${order[*]}" "$bg" "${got[C]:--}" >>"$RAW"
     unset got
   done
 done
@@ -451,8 +465,9 @@ import statistics, sys
 raw, descs, busy_limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
 rows = {}
 for line in open(raw):
-    c, p, a, b, order, bg = line.rstrip("\n").split("\t")
-    rows.setdefault(c, []).append((int(p), float(a), float(b), order.replace(" ", ""), int(bg)))
+    c, p, a, b, order, bg, before = line.rstrip("\n").split("\t")
+    before = None if before == "-" else float(before)
+    rows.setdefault(c, []).append((int(p), float(a), float(b), order.replace(" ", ""), int(bg), before))
 summary = []
 for line in open(descs):
     c, a, b, label, target, ttext = line.rstrip("\n").split("\t")
@@ -460,12 +475,22 @@ for line in open(descs):
     runs = rows.get(c, [])
     print(f"== {c}: {label}")
     print(f"   A = {a.replace('_on', ' fsync:true').replace('_off', ' fsync:false')}, B = {b}  (instances/s)")
-    print(f"   {'pair':>4}  {'order':>5}  {'A':>8}  {'B':>8}  {'A/B':>6}  {'bg CPU':>6}")
+    has_c = any(x[5] is not None for x in runs)
+    if has_c:
+        print("   C = the same as A with the BEFORE binary")
+    print(f"   {'pair':>4}  {'order':>5}  {'A':>8}  {'B':>8}  {'A/B':>6}  {'bg CPU':>6}"
+          + (f"  {'C':>8}  {'C/B':>6}  {'A/C':>6}" if has_c else ""))
     ratios = []
-    for p, va, vb, order, bg in runs:
+    before_ratios, gains = [], []
+    for p, va, vb, order, bg, vc in runs:
         r = va / vb
         ratios.append(r)
-        print(f"   {p:>4}  {order:>5}  {va:>8.1f}  {vb:>8.1f}  {r:>6.2f}  {bg:>5}%")
+        extra = ""
+        if vc is not None:
+            before_ratios.append(vc / vb)
+            gains.append(va / vc)
+            extra = f"  {vc:>8.1f}  {vc / vb:>6.2f}  {va / vc:>6.2f}"
+        print(f"   {p:>4}  {order:>5}  {va:>8.1f}  {vb:>8.1f}  {r:>6.2f}  {bg:>5}%{extra}")
     if not ratios:
         continue
     med, lo, hi = statistics.median(ratios), min(ratios), max(ratios)
@@ -473,11 +498,19 @@ for line in open(descs):
     mb = statistics.median(x[2] for x in runs)
     print(f"   median A {ma:.1f}/s, median B {mb:.1f}/s; "
           f"median ratio {med:.2f} (spread {lo:.2f}-{hi:.2f})")
+    before_note = ""
+    if before_ratios:
+        mc = statistics.median(x[5] for x in runs if x[5] is not None)
+        bm, gm = statistics.median(before_ratios), statistics.median(gains)
+        print(f"   BEFORE: median C {mc:.1f}/s; median C/B {bm:.2f} "
+              f"(spread {min(before_ratios):.2f}-{max(before_ratios):.2f}); "
+              f"after/before A/C {gm:.2f} (spread {min(gains):.2f}-{max(gains):.2f})")
+        before_note = f"  [before {bm:.2f}; after/before {gm:.2f}]"
     print()
     disturbed = sum(1 for x in runs if x[4] >= busy_limit)
     note = f"; {disturbed} of {len(runs)} pairs disturbed" if disturbed else ""
     if target is None:
-        summary.append((c, label, ttext, med, lo, hi, note.lstrip("; ")))
+        summary.append((c, label, ttext, med, lo, hi, note.lstrip("; ") + before_note))
         continue
     if target == 1.0:
         met = med > target
@@ -489,7 +522,7 @@ for line in open(descs):
         verdict += " (median only; not in every pair)"
     elif met:
         verdict += " (in every pair)"
-    verdict += note
+    verdict += note + before_note
     summary.append((c, label, ttext, med, lo, hi, verdict))
 print("   (bg CPU: share of the CPUs that other work kept busy in an idle second")
 print("   just before or just after the pair, the larger; BUSY_LIMIT % or more")

@@ -207,7 +207,7 @@ impl Store {
     /// Moves a prepared instance to its final name and indexes it; resolves
     /// once that is durable (or covered by recovery).
     pub async fn commit(&self, prepared: Prepared) -> Result<(), StoreFailure> {
-        let rx = self.submit(prepared)?;
+        let rx = self.submit(prepared);
         rx.await.unwrap_or_else(|_| {
             Err(StoreFailure::new(
                 status::OUT_OF_RESOURCES,
@@ -218,7 +218,7 @@ impl Store {
 
     /// Blocking variant for callers outside the runtime (import, tests).
     pub fn commit_blocking(&self, prepared: Prepared) -> Result<(), StoreFailure> {
-        let rx = self.submit(prepared)?;
+        let rx = self.submit(prepared);
         rx.blocking_recv().unwrap_or_else(|_| {
             Err(StoreFailure::new(
                 status::OUT_OF_RESOURCES,
@@ -227,23 +227,37 @@ impl Store {
         })
     }
 
-    fn submit(
+    fn submit(&self, prepared: Prepared) -> oneshot::Receiver<Result<(), StoreFailure>> {
+        let (reply, rx) = oneshot::channel();
+        self.commit_then_reply(prepared, reply);
+        rx
+    }
+
+    /// Queues a prepared instance for the commit thread, which sends the
+    /// outcome on `reply` once the instance is durable and indexed (or has
+    /// failed). The C-STORE path calls this from its writer thread, so that
+    /// the commit thread answers the association directly: one thread
+    /// hand-off fewer per instance than handing the prepared instance back
+    /// to the association first. Never blocks on the commit itself.
+    pub fn commit_then_reply(
         &self,
         prepared: Prepared,
-    ) -> Result<oneshot::Receiver<Result<(), StoreFailure>>, StoreFailure> {
-        let (reply, rx) = oneshot::channel();
+        reply: oneshot::Sender<Result<(), StoreFailure>>,
+    ) {
         let guard = self.commits.lock().unwrap_or_else(|p| p.into_inner());
-        let sent = match guard.as_ref() {
-            Some(tx) => tx.send(CommitRequest { prepared, reply }).is_ok(),
-            None => false,
+        let refused = match guard.as_ref() {
+            Some(tx) => tx
+                .send(CommitRequest { prepared, reply })
+                .err()
+                .map(|e| e.0.reply),
+            None => Some(reply),
         };
-        if !sent {
-            return Err(StoreFailure::new(
+        if let Some(reply) = refused {
+            let _ = reply.send(Err(StoreFailure::new(
                 status::OUT_OF_RESOURCES,
                 "store is shutting down",
-            ));
+            )));
         }
-        Ok(rx)
     }
 
     /// Stops the commit thread, makes the index durable and marks the stop
@@ -404,23 +418,25 @@ fn commit_batch(
             }
         }
     }
-    if fsync {
+    let dir_sync = if fsync {
         // Deepest first, so a series directory is synced before its study's.
         dirs_to_sync.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-        for d in &dirs_to_sync {
-            if let Err(e) = fsync_dir(d) {
-                error!(dir = %d.display(), error = %e, "directory fsync failed");
-                for req in placed.drain(..) {
-                    let _ = req.reply.send(Err(StoreFailure::new(
-                        status::OUT_OF_RESOURCES,
-                        format!("directory sync failed: {e}"),
-                    )));
-                }
-                return;
-            }
+        sync_dirs(&dirs_to_sync)
+    } else {
+        Ok(())
+    };
+    if let Err(e) = dir_sync {
+        error!(error = %e, "directory fsync failed");
+        for req in placed {
+            let _ = req.reply.send(Err(StoreFailure::new(
+                status::OUT_OF_RESOURCES,
+                format!("directory sync failed: {e}"),
+            )));
         }
+        return;
     }
-    let records: Vec<InstanceRecord> = placed.iter().map(|r| r.prepared.record.clone()).collect();
+    // The records are borrowed, not cloned, for the transaction.
+    let records: Vec<&InstanceRecord> = placed.iter().map(|r| &r.prepared.record).collect();
     match index.apply(&records, false) {
         Ok(replaced) => {
             let l = listener.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -457,8 +473,129 @@ fn commit_batch(
     }
 }
 
+/// fsyncs each directory in order; the first failure ends it.
+fn sync_dirs(dirs: &[PathBuf]) -> std::io::Result<()> {
+    for d in dirs {
+        fsync_dir(d).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", d.display())))?;
+    }
+    Ok(())
+}
+
 fn push_unique(v: &mut Vec<PathBuf>, p: PathBuf) {
     if !v.contains(&p) {
         v.push(p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    use dicom_encoding::TransferSyntaxIndex;
+    use dicom_object::InMemDicomObject;
+
+    fn data_set(sop_instance: &str) -> Vec<u8> {
+        let mut obj = InMemDicomObject::new_empty();
+        for (tag, vr, v) in [
+            (tags::SOP_CLASS_UID, VR::UI, crate::uids::CT_IMAGE_STORAGE),
+            (tags::SOP_INSTANCE_UID, VR::UI, sop_instance),
+            (tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3.5"),
+            (tags::SERIES_INSTANCE_UID, VR::UI, "1.2.3.6"),
+            (tags::MODALITY, VR::CS, "CT"),
+            (tags::PATIENT_ID, VR::LO, "P1"),
+        ] {
+            obj.put(DataElement::new(tag, vr, PrimitiveValue::from(v)));
+        }
+        let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+            .get(crate::uids::EXPLICIT_VR_LE)
+            .unwrap();
+        let mut bytes = Vec::new();
+        obj.write_dataset_with_ts(&mut bytes, ts).unwrap();
+        bytes
+    }
+
+    fn open(dir: &Path) -> Store {
+        Store::open(StoreOptions {
+            data_dir: dir.to_path_buf(),
+            fsync: true,
+            min_free_bytes: 0,
+            index_cache_bytes: 1 << 20,
+        })
+        .unwrap()
+    }
+
+    /// The answer the C-STORE path waits for (sent by the commit thread
+    /// straight to the association) comes only once the file is at its
+    /// final name, the temporary file gone and the record in the index; the
+    /// listener, told of committed instances only, has seen it by then.
+    #[test]
+    fn commit_answers_only_once_placed_and_indexed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        {
+            let seen = seen.clone();
+            store.set_listener(Arc::new(move |r: &InstanceRecord| {
+                seen.lock().unwrap().push(r.sop_instance_uid.clone())
+            }));
+        }
+        for uid in ["1.2.3.4.1", "1.2.3.4.2", "1.2.3.4.3"] {
+            let mut w = store
+                .begin(
+                    crate::uids::CT_IMAGE_STORAGE,
+                    uid,
+                    crate::uids::EXPLICIT_VR_LE,
+                    "SCU",
+                )
+                .unwrap();
+            let bytes = data_set(uid);
+            // In pieces, as P-DATA arrives; one smaller than the write buffer.
+            let (a, b) = bytes.split_at(bytes.len() / 3);
+            w.write(a);
+            w.write(b);
+            let prepared = w.finish().unwrap();
+            let tmp = prepared.tmp_path.clone();
+            let (tx, rx) = oneshot::channel();
+            store.commit_then_reply(prepared, tx);
+            assert_eq!(rx.blocking_recv().unwrap(), Ok(()));
+            let rec = store
+                .index()
+                .get(uid)
+                .unwrap()
+                .expect("indexed before the answer");
+            let path = dir.path().join(&rec.path);
+            assert!(path.is_file(), "{} not in place", rec.path);
+            assert!(!tmp.exists(), "temporary file left behind");
+            let stored = std::fs::read(&path).unwrap();
+            assert!(stored.ends_with(&bytes), "stored bytes differ");
+            assert!(seen.lock().unwrap().contains(&uid.to_string()));
+        }
+        assert_eq!(store.index().counts().unwrap().instances, 3);
+        store.close().unwrap();
+    }
+
+    /// A store that is shutting down refuses with a status instead of
+    /// leaving the association waiting.
+    #[test]
+    fn commit_after_close_is_refused_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let uid = "1.2.3.4.9";
+        let mut w = store
+            .begin(
+                crate::uids::CT_IMAGE_STORAGE,
+                uid,
+                crate::uids::EXPLICIT_VR_LE,
+                "SCU",
+            )
+            .unwrap();
+        w.write(&data_set(uid));
+        let prepared = w.finish().unwrap();
+        store.close().unwrap();
+        let (tx, rx) = oneshot::channel();
+        store.commit_then_reply(prepared, tx);
+        let answer = rx.blocking_recv().unwrap();
+        assert_eq!(answer.unwrap_err().status, status::OUT_OF_RESOURCES);
     }
 }

@@ -1,5 +1,16 @@
 //! One instance on its way to disk: a temporary file that receives the data
 //! set as it streams in, then is synced, checked and described for the index.
+//!
+//! Throughput notes (BENCHMARKS.md, store throughput):
+//! - The data set arrives in P-DATA pieces of up to the negotiated PDU
+//!   (256 KiB by default). A piece of 64 KiB or more goes straight to the
+//!   file (`BufWriter` passes large writes through); smaller ones, from
+//!   senders that use small PDUs, are collected first.
+//! - Starting writeback of each piece as it is written
+//!   (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, so that the final
+//!   `fdatasync` finds less to write) was tried and measured slower on the
+//!   benchmark disk (virtio, write-back cache: the flush is the cost, and
+//!   more, smaller write requests only add to it); see BENCHMARKS.md.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Seek, SeekFrom, Write};
@@ -12,6 +23,9 @@ use super::StoreFailure;
 use crate::dimse::status;
 use crate::part10;
 use crate::uids::{self, check_uid, UidCheck};
+
+/// Pieces smaller than this are collected before they are written.
+const WRITE_BUFFER: usize = 64 * 1024;
 
 pub struct PendingWrite {
     file: BufWriter<File>,
@@ -54,15 +68,21 @@ impl PendingWrite {
             .create_new(true)
             .open(&tmp_path)
             .map_err(|e| out_of_resources("cannot create temporary file", e))?;
-        let mut file = BufWriter::with_capacity(256 * 1024, file);
+        let mut file = BufWriter::with_capacity(WRITE_BUFFER, file);
         let meta = part10::encode_file_meta(
             sop_class_uid,
             sop_instance_uid,
             transfer_syntax_uid,
             calling_ae,
         );
-        let mut pending = PendingWrite {
-            file: BufWriter::new(File::open("/dev/null").map_err(|e| out_of_resources("open", e))?),
+        if let Err(e) = file.write_all(&meta) {
+            let f = out_of_resources("write failed", e);
+            drop(file);
+            let _ = std::fs::remove_file(&tmp_path);
+            return Err(f);
+        }
+        Ok(PendingWrite {
+            file,
             tmp_path,
             dataset_offset: meta.len() as u64,
             bytes: 0,
@@ -73,14 +93,7 @@ impl PendingWrite {
             transfer_syntax_uid: transfer_syntax_uid.to_string(),
             calling_ae: calling_ae.to_string(),
             failed: None,
-        };
-        if let Err(e) = file.write_all(&meta) {
-            let f = out_of_resources("write failed", e);
-            let _ = std::fs::remove_file(&pending.tmp_path);
-            return Err(f);
-        }
-        pending.file = file;
-        Ok(pending)
+        })
     }
 
     /// Appends received data set bytes. After a write error the rest of the
@@ -127,9 +140,10 @@ impl PendingWrite {
         self.file
             .flush()
             .map_err(|e| out_of_resources("write failed", e))?;
-        let file = self.file.get_ref();
         if self.fsync {
-            file.sync_data()
+            self.file
+                .get_ref()
+                .sync_data()
                 .map_err(|e| out_of_resources("fsync failed", e))?;
         }
         let end = self.dataset_offset + self.bytes;
