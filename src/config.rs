@@ -86,6 +86,9 @@ pub struct Config {
     pub node: NodeSection,
     #[serde(default)]
     pub network: NetworkSection,
+    /// The HTTP server: health, metrics and the REST API.
+    #[serde(default)]
+    pub http: HttpSection,
     #[serde(default)]
     pub storage: StorageSection,
     #[serde(default)]
@@ -261,6 +264,137 @@ fn resolve_relative(base: &Path, p: &Path) -> PathBuf {
         return p.to_path_buf();
     }
     base.parent().unwrap_or(Path::new("")).join(p)
+}
+
+/// The node's HTTP server (`/healthz`, `/readyz`, `/metrics`, `/api/v1`).
+/// Off loopback it needs TLS (or a TLS-ending reverse proxy in front,
+/// `behind_proxy: true`) and bearer tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// `ip:port`; empty turns the HTTP server off.
+    #[serde(default = "default_http_address")]
+    pub address: String,
+    /// HTTPS with these PEM files; absent: plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<HttpTlsSection>,
+    /// A reverse proxy in front ends TLS: plain HTTP off loopback is allowed.
+    #[serde(default = "default_false")]
+    pub behind_proxy: bool,
+    /// YAML list of bearer tokens (name, sha256, role, ae_title); required
+    /// off loopback, optional on it (without it loopback needs no token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_file: Option<PathBuf>,
+    /// Largest request body accepted, bytes (larger: 413).
+    #[serde(default = "default_http_max_body_bytes")]
+    pub max_body_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTlsSection {
+    /// PEM: the server certificate, then any intermediates.
+    pub certificate: PathBuf,
+    /// PEM: its private key, unencrypted.
+    pub private_key: PathBuf,
+}
+
+fn default_http_address() -> String {
+    "127.0.0.1:8080".to_owned()
+}
+fn default_http_max_body_bytes() -> u64 {
+    65_536
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            address: default_http_address(),
+            tls: None,
+            behind_proxy: false,
+            tokens_file: None,
+            max_body_bytes: default_http_max_body_bytes(),
+        }
+    }
+}
+
+impl HttpSection {
+    /// The address to listen on; `None` when the server is off.
+    pub fn listen_addr(&self) -> Result<Option<SocketAddr>, AddrParseError> {
+        let a = self.address.trim();
+        if a.is_empty() {
+            return Ok(None);
+        }
+        a.parse().map(Some)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        if let Some(t) = &mut self.tls {
+            for p in [&mut t.certificate, &mut t.private_key] {
+                *p = resolve_relative(base, p);
+            }
+        }
+        if let Some(f) = &mut self.tokens_file {
+            *f = resolve_relative(base, f);
+        }
+    }
+
+    /// What is wrong with this section, as (key, message): an address that
+    /// does not parse, and off loopback neither TLS nor `behind_proxy`, or
+    /// no tokens file. `serve --http` overrides are checked with it too.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let addr = match self.listen_addr() {
+            Ok(a) => a,
+            Err(_) => {
+                out.push((
+                    "address",
+                    format!(
+                        "{:?} is not ip:port (empty turns the HTTP server off)",
+                        self.address
+                    ),
+                ));
+                return out;
+            }
+        };
+        if self.max_body_bytes == 0 {
+            out.push(("max_body_bytes", "must be at least 1".to_owned()));
+        }
+        if let Some(t) = &self.tls {
+            for (k, p) in [("tls", &t.certificate), ("tls", &t.private_key)] {
+                if p.as_os_str().is_empty() {
+                    out.push((
+                        k,
+                        "certificate and private_key must not be empty".to_owned(),
+                    ));
+                }
+            }
+        }
+        let Some(addr) = addr else {
+            return out;
+        };
+        if !addr.ip().is_loopback() {
+            if self.tls.is_none() && !self.behind_proxy {
+                out.push((
+                    "address",
+                    format!(
+                        "{addr} is not a loopback address: set http.tls (certificate and \
+                         private_key) or http.behind_proxy: true (TLS ended by a reverse proxy)"
+                    ),
+                ));
+            }
+            if self.tokens_file.is_none() {
+                out.push((
+                    "tokens_file",
+                    format!(
+                        "{addr} is not a loopback address: bearer tokens are required \
+                         (see `rtnode http-token`)"
+                    ),
+                ));
+            }
+        }
+        out
+    }
 }
 
 fn default_metrics_address() -> String {
@@ -1036,6 +1170,7 @@ pub fn parse_config_str(text: &str, file: &Path) -> Result<Config, ConfigErrors>
     if let Some(tls) = &mut config.network.tls {
         tls.resolve_paths(file);
     }
+    config.http.resolve_paths(file);
     let errors = check_config(&config, text, file);
     if errors.is_empty() {
         Ok(config)
@@ -1284,6 +1419,9 @@ fn check_config(c: &Config, text: &str, file: &Path) -> Vec<ConfigError> {
     }
     if let Some(tls) = &net.tls {
         check_tls(tls, node.port, &mut err);
+    }
+    for (key, msg) in c.http.problems() {
+        err("http", key, msg);
     }
     // Zero would make every read time out at once rather than disable the
     // timeout; a dead peer must not hold an association slot forever.

@@ -34,6 +34,8 @@ pub struct RunningNode {
 #[derive(Serialize)]
 struct NodeFile<'a> {
     metrics: Option<String>,
+    /// The HTTP server's address (health, metrics, API), when it runs.
+    http: Option<String>,
     pid: u32,
     ae_title: &'a str,
     address: String,
@@ -137,9 +139,31 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
     } else {
         None
     };
-    let metrics = crate::metrics::start(node.clone(), &cfg.network.metrics_address).await;
+    // Checked and loaded (TLS, tokens) before anything listens: a bad
+    // file stops the start with its reason.
+    let http_prepared = crate::http::prepare(&cfg.http)?;
+    let scp_listening = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let metrics = crate::http::start_metrics_only(node.clone(), &cfg.network.metrics_address).await;
+    let http = match http_prepared {
+        None => None,
+        Some(p) => {
+            match crate::http::start(p, node.clone(), addr.to_string(), scp_listening.clone()).await
+            {
+                Ok(a) => Some(a),
+                // As for metrics: a port already taken is a warning, not a
+                // reason to refuse DICOM; /readyz then does not answer, which
+                // an orchestrator notices.
+                Err(e @ crate::http::HttpError::Bind { .. }) => {
+                    warn!(error = %e, "HTTP server off");
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
     let nf = NodeFile {
         metrics: metrics.map(|a| a.to_string()),
+        http: http.map(|a| a.to_string()),
         pid: std::process::id(),
         ae_title: &cfg.node.ae_title,
         address: addr.ip().to_string(),
@@ -162,7 +186,14 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
         None => None,
     };
     let (shutdown, rx) = watch::channel(false);
-    let server = tokio::spawn(scp::run(node.clone(), listeners, rx));
+    let server = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            scp_listening.store(true, std::sync::atomic::Ordering::Relaxed);
+            scp::run(node, listeners, rx).await;
+            scp_listening.store(false, std::sync::atomic::Ordering::Relaxed);
+        })
+    };
     info!(
         ae_title = %cfg.node.ae_title,
         address = %addr,
