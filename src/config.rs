@@ -344,6 +344,9 @@ impl HttpSection {
     /// no tokens file. `serve --http` overrides are checked with it too.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
+        if self.max_body_bytes == 0 {
+            out.push(("max_body_bytes", "must be at least 1".to_owned()));
+        }
         let addr = match self.listen_addr() {
             Ok(a) => a,
             Err(_) => {
@@ -357,17 +360,12 @@ impl HttpSection {
                 return out;
             }
         };
-        if self.max_body_bytes == 0 {
-            out.push(("max_body_bytes", "must be at least 1".to_owned()));
-        }
         if let Some(t) = &self.tls {
-            for (k, p) in [("tls", &t.certificate), ("tls", &t.private_key)] {
-                if p.as_os_str().is_empty() {
-                    out.push((
-                        k,
-                        "certificate and private_key must not be empty".to_owned(),
-                    ));
-                }
+            if t.certificate.as_os_str().is_empty() || t.private_key.as_os_str().is_empty() {
+                out.push((
+                    "tls",
+                    "certificate and private_key must not be empty".to_owned(),
+                ));
             }
         }
         let Some(addr) = addr else {
@@ -1423,6 +1421,17 @@ fn check_config(c: &Config, text: &str, file: &Path) -> Vec<ConfigError> {
     for (key, msg) in c.http.problems() {
         err("http", key, msg);
     }
+    // The files, as the node reads them at start.
+    if let Some(t) = &c.http.tls {
+        if let Err(m) = crate::tls::http_server_config(&t.certificate, &t.private_key) {
+            err("http", "tls", m);
+        }
+    }
+    if let Some(f) = &c.http.tokens_file {
+        if let Err(e) = crate::http::tokens::TokensFile::load(f) {
+            err("http", "tokens_file", e.to_string());
+        }
+    }
     // Zero would make every read time out at once rather than disable the
     // timeout; a dead peer must not hold an association slot forever.
     if net.idle_timeout_s == 0 {
@@ -2082,6 +2091,46 @@ mod tests {
             msgs.iter().all(|m| m.starts_with("storage.retention")),
             "{msgs:?}"
         );
+    }
+
+    #[test]
+    fn http_off_loopback_needs_tls_or_a_proxy_and_tokens() {
+        let ok = parse_config_str("http:\n  address: \"\"\n", &cfg_path()).unwrap();
+        assert_eq!(ok.http.listen_addr().unwrap(), None);
+        let ok = parse_config_str("http:\n  address: \"[::1]:0\"\n", &cfg_path()).unwrap();
+        assert!(ok.http.listen_addr().unwrap().is_some());
+        let e = parse_config_str(
+            "node:\n  port: 104\nhttp:\n  address: 0.0.0.0:8080\n",
+            &cfg_path(),
+        )
+        .unwrap_err();
+        let msgs: Vec<String> = e.0.iter().map(|e| e.to_string()).collect();
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert!(
+            msgs[0].starts_with("/etc/rtnode/rtnode.yaml:4:")
+                && msgs[0].contains("http.address: 0.0.0.0:8080 is not a loopback address"),
+            "{msgs:?}"
+        );
+        assert!(msgs[1].contains("http.tokens_file:"), "{msgs:?}");
+        // Behind a proxy: the tokens file is still needed, and read.
+        let e = parse_config_str(
+            "http:\n  address: 0.0.0.0:8080\n  behind_proxy: true\n  tokens_file: none.yaml\n",
+            &cfg_path(),
+        )
+        .unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert!(
+            e.0[0].message.contains("/etc/rtnode/none.yaml"),
+            "relative to the config: {e}"
+        );
+        let e = parse_config_str(
+            "http:\n  address: localhost\n  max_body_bytes: 0\n",
+            &cfg_path(),
+        )
+        .unwrap_err();
+        assert_eq!(e.0.len(), 2, "{e}");
+        let e = parse_config_str("http:\n  adress: 127.0.0.1:1\n", &cfg_path()).unwrap_err();
+        assert!(e.to_string().contains("unknown field"), "{e}");
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct RunningNode {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     admin: Option<JoinHandle<()>>,
+    /// Accept loops of the HTTP server and the metrics-only address.
+    http: Vec<JoinHandle<()>>,
     scheduler: std::thread::JoinHandle<()>,
     retention: Option<crate::retention::RetentionThread>,
     data_dir: PathBuf,
@@ -50,6 +52,9 @@ pub fn node_file_path(data_dir: &std::path::Path) -> PathBuf {
 }
 
 pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
+    // The HTTP server's checks, TLS files and tokens, before anything opens
+    // or listens: a bad one stops the start with its reason.
+    let http_prepared = crate::http::prepare(&cfg.http)?;
     let data_dir = cfg.node.data_dir.clone();
     let opts = StoreOptions {
         data_dir: data_dir.clone(),
@@ -139,9 +144,6 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
     } else {
         None
     };
-    // Checked and loaded (TLS, tokens) before anything listens: a bad
-    // file stops the start with its reason.
-    let http_prepared = crate::http::prepare(&cfg.http)?;
     let scp_listening = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let metrics = crate::http::start_metrics_only(node.clone(), &cfg.network.metrics_address).await;
     let http = match http_prepared {
@@ -162,8 +164,8 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
         }
     };
     let nf = NodeFile {
-        metrics: metrics.map(|a| a.to_string()),
-        http: http.map(|a| a.to_string()),
+        metrics: metrics.as_ref().map(|s| s.addr.to_string()),
+        http: http.as_ref().map(|s| s.addr.to_string()),
         pid: std::process::id(),
         ae_title: &cfg.node.ae_title,
         address: addr.ip().to_string(),
@@ -209,6 +211,7 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
         shutdown,
         server,
         admin,
+        http: metrics.into_iter().chain(http).map(|s| s.task).collect(),
         scheduler,
         retention,
         data_dir,
@@ -267,6 +270,10 @@ impl RunningNode {
     /// Stops accepting, lets associations in flight finish, then closes the
     /// store so the next start needs no recovery scan.
     pub async fn stop(self) -> Result<()> {
+        // No new HTTP connections while the store closes.
+        for t in &self.http {
+            t.abort();
+        }
         let _ = self.shutdown.send(true);
         if let Err(e) = self.server.await {
             warn!(error = %e, "server task ended abnormally");

@@ -45,8 +45,8 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    #[error("http.address: {0}")]
-    Address(String),
+    #[error("http.{key}: {message}")]
+    Config { key: &'static str, message: String },
     #[error("http.tls: {0}")]
     Tls(String),
     #[error("http.tokens_file: {0}")]
@@ -129,13 +129,18 @@ pub struct Prepared {
 /// Checks the section (loopback rules), loads TLS and tokens; `None` when
 /// the server is off.
 pub fn prepare(cfg: &HttpSection) -> Result<Option<Prepared>, HttpError> {
-    if let Some((_, msg)) = cfg.problems().into_iter().next() {
-        return Err(HttpError::Address(msg));
+    if let Some((key, message)) = cfg.problems().into_iter().next() {
+        return Err(HttpError::Config { key, message });
     }
     let addr = match cfg.listen_addr() {
         Ok(Some(a)) => a,
         Ok(None) => return Ok(None),
-        Err(e) => return Err(HttpError::Address(format!("{:?}: {e}", cfg.address))),
+        Err(e) => {
+            return Err(HttpError::Config {
+                key: "address",
+                message: format!("{:?}: {e}", cfg.address),
+            })
+        }
     };
     let tls = match &cfg.tls {
         Some(t) => Some(tokio_rustls::TlsAcceptor::from(
@@ -156,14 +161,20 @@ pub fn prepare(cfg: &HttpSection) -> Result<Option<Prepared>, HttpError> {
     }))
 }
 
-/// Binds and serves the HTTP server; the bound address (for port 0) is
-/// returned.
+/// A server that is listening: its bound address (for port 0) and its
+/// accept loop, aborted when the node stops.
+pub struct Serving {
+    pub addr: SocketAddr,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Binds and serves the HTTP server.
 pub async fn start(
     p: Prepared,
     node: Arc<Node>,
     listening: String,
     scp_listening: Arc<AtomicBool>,
-) -> Result<SocketAddr, HttpError> {
+) -> Result<Serving, HttpError> {
     let listener = TcpListener::bind(p.addr)
         .await
         .map_err(|source| HttpError::Bind {
@@ -187,8 +198,8 @@ pub async fn start(
         tokens = p.tokens.as_ref().map(|t| t.tokens.len()),
         "HTTP server"
     );
-    tokio::spawn(accept_loop(listener, app, p.tls));
-    Ok(bound)
+    let task = tokio::spawn(accept_loop(listener, app, p.tls));
+    Ok(Serving { addr: bound, task })
 }
 
 /// The whole router of `http.address`.
@@ -206,7 +217,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
 /// `network.metrics_address`: `/metrics` (and `/`, as before) without
 /// authentication, each answer closing its connection as the hand-written
 /// server it replaces did.
-pub async fn start_metrics_only(node: Arc<Node>, address: &str) -> Option<SocketAddr> {
+pub async fn start_metrics_only(node: Arc<Node>, address: &str) -> Option<Serving> {
     let address = address.trim();
     if address.is_empty() {
         return None;
@@ -243,8 +254,8 @@ pub async fn start_metrics_only(node: Arc<Node>, address: &str) -> Option<Socket
             },
         ))
         .with_state(state);
-    tokio::spawn(accept_loop(listener, app, None));
-    Some(bound)
+    let task = tokio::spawn(accept_loop(listener, app, None));
+    Some(Serving { addr: bound, task })
 }
 
 async fn accept_loop(listener: TcpListener, app: Router, tls: Option<tokio_rustls::TlsAcceptor>) {
