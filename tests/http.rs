@@ -1,8 +1,8 @@
 //! The node's HTTP server against a running `rtnode serve`, over TCP with a
 //! plain HTTP/1.1 client written here (and Python's urllib for HTTPS):
 //! health and readiness, metrics, the course API after a real course,
-//! dead-letter retry through the API, tokens and roles, the body limit, and
-//! the refusal to listen off loopback without TLS or a proxy.
+//! dead-letter retry through the API, tokens and roles, the body and head
+//! limits, and the refusal to listen off loopback without TLS or a proxy.
 
 mod common;
 
@@ -74,6 +74,20 @@ fn dechunk(mut s: &str) -> String {
         out.push_str(&rest[..n]);
         s = &rest[n + 2..];
     }
+}
+
+/// The status line of the answer to raw request bytes.
+fn raw_status_line(addr: &str, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let _ = s.write_all(bytes);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    String::from_utf8_lossy(&raw)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
 }
 
 fn get(addr: &str, path: &str, token: Option<&str>) -> Resp {
@@ -359,6 +373,24 @@ fn tokens_roles_body_limit_and_dead_letter_retry() {
     .unwrap();
     let s = Server::start_with_config(dir.path(), &cfg);
     let addr = http_addr(&s);
+
+    // Request heads are bounded: size and number of headers.
+    let big = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    assert_eq!(
+        raw_status_line(&addr, big.as_bytes()),
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+    let many: String = (0..80).map(|i| format!("X-{i}: 1\r\n")).collect();
+    let many = format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many}Connection: close\r\n\r\n");
+    assert_eq!(
+        raw_status_line(&addr, many.as_bytes()),
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+    // No cookies, ever.
+    assert!(!get(&addr, "/healthz", None).head.contains("set-cookie"));
 
     // Health needs no token; everything else does.
     assert_eq!(get(&addr, "/healthz", None).status, 200);
