@@ -1,7 +1,8 @@
 //! The audit trail: who sent and received which patient's data, as JSON
 //! lines in `<data-dir>/audit/<UTC date>.jsonl`, one event per line, named
 //! after the DICOM audit messages of PS3.15 A.5.3 (Application Activity,
-//! DICOM Instances Transferred, Security Alert). Files are appended, never
+//! DICOM Instances Transferred, DICOM Instances Accessed, Query, Security
+//! Alert). Files are appended, never
 //! rewritten, and rotate daily; an audit write failure is logged, never
 //! allowed to refuse clinical data.
 
@@ -36,6 +37,12 @@ pub struct Event {
     pub sop_class_uid: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub outcome: String,
+    /// Who did it over the HTTP API: the bearer token's name.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub user: String,
+    /// What was read or acted on over the HTTP API (method and path).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub object: String,
 }
 
 pub struct AuditLog {

@@ -86,6 +86,9 @@ pub struct Config {
     pub node: NodeSection,
     #[serde(default)]
     pub network: NetworkSection,
+    /// The HTTP server: health, metrics and the REST API.
+    #[serde(default)]
+    pub http: HttpSection,
     #[serde(default)]
     pub storage: StorageSection,
     #[serde(default)]
@@ -261,6 +264,135 @@ fn resolve_relative(base: &Path, p: &Path) -> PathBuf {
         return p.to_path_buf();
     }
     base.parent().unwrap_or(Path::new("")).join(p)
+}
+
+/// The node's HTTP server (`/healthz`, `/readyz`, `/metrics`, `/api/v1`).
+/// Off loopback it needs TLS (or a TLS-ending reverse proxy in front,
+/// `behind_proxy: true`) and bearer tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// `ip:port`; empty turns the HTTP server off.
+    #[serde(default = "default_http_address")]
+    pub address: String,
+    /// HTTPS with these PEM files; absent: plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<HttpTlsSection>,
+    /// A reverse proxy in front ends TLS: plain HTTP off loopback is allowed.
+    #[serde(default = "default_false")]
+    pub behind_proxy: bool,
+    /// YAML list of bearer tokens (name, sha256, role, ae_title); required
+    /// off loopback, optional on it (without it loopback needs no token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_file: Option<PathBuf>,
+    /// Largest request body accepted, bytes (larger: 413).
+    #[serde(default = "default_http_max_body_bytes")]
+    pub max_body_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTlsSection {
+    /// PEM: the server certificate, then any intermediates.
+    pub certificate: PathBuf,
+    /// PEM: its private key, unencrypted.
+    pub private_key: PathBuf,
+}
+
+fn default_http_address() -> String {
+    "127.0.0.1:8080".to_owned()
+}
+fn default_http_max_body_bytes() -> u64 {
+    65_536
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            address: default_http_address(),
+            tls: None,
+            behind_proxy: false,
+            tokens_file: None,
+            max_body_bytes: default_http_max_body_bytes(),
+        }
+    }
+}
+
+impl HttpSection {
+    /// The address to listen on; `None` when the server is off.
+    pub fn listen_addr(&self) -> Result<Option<SocketAddr>, AddrParseError> {
+        let a = self.address.trim();
+        if a.is_empty() {
+            return Ok(None);
+        }
+        a.parse().map(Some)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        if let Some(t) = &mut self.tls {
+            for p in [&mut t.certificate, &mut t.private_key] {
+                *p = resolve_relative(base, p);
+            }
+        }
+        if let Some(f) = &mut self.tokens_file {
+            *f = resolve_relative(base, f);
+        }
+    }
+
+    /// What is wrong with this section, as (key, message): an address that
+    /// does not parse, and off loopback neither TLS nor `behind_proxy`, or
+    /// no tokens file. `serve --http` overrides are checked with it too.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.max_body_bytes == 0 {
+            out.push(("max_body_bytes", "must be at least 1".to_owned()));
+        }
+        let addr = match self.listen_addr() {
+            Ok(a) => a,
+            Err(_) => {
+                out.push((
+                    "address",
+                    format!(
+                        "{:?} is not ip:port (empty turns the HTTP server off)",
+                        self.address
+                    ),
+                ));
+                return out;
+            }
+        };
+        if let Some(t) = &self.tls {
+            if t.certificate.as_os_str().is_empty() || t.private_key.as_os_str().is_empty() {
+                out.push((
+                    "tls",
+                    "certificate and private_key must not be empty".to_owned(),
+                ));
+            }
+        }
+        let Some(addr) = addr else {
+            return out;
+        };
+        if !addr.ip().is_loopback() {
+            if self.tls.is_none() && !self.behind_proxy {
+                out.push((
+                    "address",
+                    format!(
+                        "{addr} is not a loopback address: set http.tls (certificate and \
+                         private_key) or http.behind_proxy: true (TLS ended by a reverse proxy)"
+                    ),
+                ));
+            }
+            if self.tokens_file.is_none() {
+                out.push((
+                    "tokens_file",
+                    format!(
+                        "{addr} is not a loopback address: bearer tokens are required \
+                         (see `rtnode http-token`)"
+                    ),
+                ));
+            }
+        }
+        out
+    }
 }
 
 fn default_metrics_address() -> String {
@@ -1015,6 +1147,7 @@ pub fn parse_config_str(text: &str, file: &Path) -> Result<Config, ConfigErrors>
     if let Some(tls) = &mut config.network.tls {
         tls.resolve_paths(file);
     }
+    config.http.resolve_paths(file);
     let errors = check_config(&config, text, file);
     if errors.is_empty() {
         Ok(config)
@@ -1263,6 +1396,20 @@ fn check_config(c: &Config, text: &str, file: &Path) -> Vec<ConfigError> {
     }
     if let Some(tls) = &net.tls {
         check_tls(tls, node.port, &mut err);
+    }
+    for (key, msg) in c.http.problems() {
+        err("http", key, msg);
+    }
+    // The files, as the node reads them at start.
+    if let Some(t) = &c.http.tls {
+        if let Err(m) = crate::tls::http_server_config(&t.certificate, &t.private_key) {
+            err("http", "tls", m);
+        }
+    }
+    if let Some(f) = &c.http.tokens_file {
+        if let Err(e) = crate::http::tokens::TokensFile::load(f) {
+            err("http", "tokens_file", e.to_string());
+        }
     }
     // Zero would make every read time out at once rather than disable the
     // timeout; a dead peer must not hold an association slot forever.
@@ -1960,6 +2107,46 @@ mod tests {
             msgs.iter().all(|m| m.starts_with("storage.retention")),
             "{msgs:?}"
         );
+    }
+
+    #[test]
+    fn http_off_loopback_needs_tls_or_a_proxy_and_tokens() {
+        let ok = parse_config_str("http:\n  address: \"\"\n", &cfg_path()).unwrap();
+        assert_eq!(ok.http.listen_addr().unwrap(), None);
+        let ok = parse_config_str("http:\n  address: \"[::1]:0\"\n", &cfg_path()).unwrap();
+        assert!(ok.http.listen_addr().unwrap().is_some());
+        let e = parse_config_str(
+            "node:\n  port: 104\nhttp:\n  address: 0.0.0.0:8080\n",
+            &cfg_path(),
+        )
+        .unwrap_err();
+        let msgs: Vec<String> = e.0.iter().map(|e| e.to_string()).collect();
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert!(
+            msgs[0].starts_with("/etc/rtnode/rtnode.yaml:4:")
+                && msgs[0].contains("http.address: 0.0.0.0:8080 is not a loopback address"),
+            "{msgs:?}"
+        );
+        assert!(msgs[1].contains("http.tokens_file:"), "{msgs:?}");
+        // Behind a proxy: the tokens file is still needed, and read.
+        let e = parse_config_str(
+            "http:\n  address: 0.0.0.0:8080\n  behind_proxy: true\n  tokens_file: none.yaml\n",
+            &cfg_path(),
+        )
+        .unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert!(
+            e.0[0].message.contains("/etc/rtnode/none.yaml"),
+            "relative to the config: {e}"
+        );
+        let e = parse_config_str(
+            "http:\n  address: localhost\n  max_body_bytes: 0\n",
+            &cfg_path(),
+        )
+        .unwrap_err();
+        assert_eq!(e.0.len(), 2, "{e}");
+        let e = parse_config_str("http:\n  adress: 127.0.0.1:1\n", &cfg_path()).unwrap_err();
+        assert!(e.to_string().contains("unknown field"), "{e}");
     }
 
     #[test]

@@ -50,6 +50,7 @@ fn demo_config(ae: &str, data_dir: &Path) -> Config {
     // Temporary directories often live on small tmpfs mounts.
     cfg.storage.min_free_bytes = 64 * 1024 * 1024;
     cfg.network.metrics_address = String::new();
+    cfg.http.address = String::new();
     cfg.pipeline.trigger = "full".into();
     cfg.pipeline.stable_age_s = 1;
     cfg.export.retry_base_s = 1;

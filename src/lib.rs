@@ -15,6 +15,7 @@ pub mod demo;
 pub mod dimse;
 pub mod doctor;
 pub mod export;
+pub mod http;
 pub mod import;
 pub mod metrics;
 pub mod node;

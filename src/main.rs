@@ -209,6 +209,20 @@ enum Command {
         #[arg(long)]
         peers: Option<PathBuf>,
     },
+    /// Print a new bearer token for the HTTP API and the line that adds it
+    /// to the tokens file (`http.tokens_file`); only its hash is stored.
+    HttpToken {
+        /// The token's name: who is recorded in the audit trail.
+        #[arg(long)]
+        name: String,
+        /// read (every GET) or operator (also actions such as retrying
+        /// dead letters).
+        #[arg(long)]
+        role: rtnode::http::tokens::Role,
+        /// AE title that stands for this client.
+        #[arg(long)]
+        ae_title: Option<String>,
+    },
     /// Requeue dead letters of the outbound queue (all, or the ids given).
     Retry {
         /// Data directory of the node.
@@ -309,6 +323,10 @@ struct ServeArgs {
     /// Seconds without a new instance before a complete course is processed.
     #[arg(long)]
     stable_age: Option<u64>,
+    /// Address of the HTTP server (health, metrics, API), over
+    /// `http.address`; an empty string turns it off.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -601,6 +619,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::HttpToken {
+            name,
+            role,
+            ae_title,
+        } => {
+            if name.trim().is_empty() {
+                anyhow::bail!("--name must not be empty");
+            }
+            if let Some(ae) = &ae_title {
+                config::check_ae_title(ae).map_err(anyhow::Error::msg)?;
+            }
+            let token = rtnode::http::tokens::generate();
+            println!("token: {token}");
+            println!("add to the tokens file (under `tokens:`):");
+            println!(
+                "{}",
+                rtnode::http::tokens::entry_line(&name, role, ae_title.as_deref(), &token)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Retry { data_dir, ids } => {
             let n = rtnode::status::retry(&data_dir, &ids)?;
             println!("{n} dead letter(s) requeued");
@@ -746,6 +784,13 @@ fn load_for_serve(args: &ServeArgs) -> Result<(Config, PeersFile)> {
     }
     if let Some(s) = args.stable_age {
         cfg.pipeline.stable_age_s = s;
+    }
+    if let Some(h) = &args.http {
+        cfg.http.address = h.clone();
+        // The config file's checks ran before the override.
+        if let Some((key, msg)) = cfg.http.problems().into_iter().next() {
+            anyhow::bail!("--http: http.{key}: {msg}");
+        }
     }
     if let Some(ae) = &args.ae_title {
         config::check_ae_title(ae).map_err(anyhow::Error::msg)?;

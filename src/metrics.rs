@@ -1,17 +1,10 @@
-//! Prometheus metrics in the text exposition format over a minimal HTTP
-//! server: `GET /metrics`. Instances and bytes received, associations and
-//! their failures by reason, stage runs and durations, queue depths.
+//! Prometheus metrics in the text exposition format: instances and bytes
+//! received, associations and their failures by reason, stage runs and
+//! durations, queue depths. Served as `GET /metrics` by the HTTP server
+//! (`crate::http`), at `http.address` and at `network.metrics_address`.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
-
-use anyhow::{Context, Result};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tracing::{debug, warn};
 
 use crate::scp::Node;
 
@@ -120,77 +113,4 @@ pub fn render(node: &Node) -> String {
         );
     }
     out
-}
-
-/// Binds the metrics address; the bound address (for port 0) is returned.
-pub async fn serve(node: Arc<Node>, addr: SocketAddr) -> Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding metrics on {addr}"))?;
-    let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            };
-            let node = node.clone();
-            tokio::spawn(async move {
-                let mut req = vec![0u8; 2048];
-                let n = match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut req))
-                    .await
-                {
-                    Ok(Ok(n)) => n,
-                    _ => return,
-                };
-                let line = String::from_utf8_lossy(&req[..n]);
-                let ok = line.starts_with("GET /metrics ") || line.starts_with("GET / ");
-                let reply = if ok {
-                    let body = {
-                        let node = node.clone();
-                        tokio::task::spawn_blocking(move || render(&node))
-                            .await
-                            .unwrap_or_default()
-                    };
-                    format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    )
-                } else {
-                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                        .to_string()
-                };
-                if let Err(e) =
-                    tokio::time::timeout(Duration::from_secs(5), stream.write_all(reply.as_bytes()))
-                        .await
-                {
-                    debug!(error = %e, "metrics client too slow");
-                }
-            });
-        }
-    });
-    Ok(bound)
-}
-
-/// Starts metrics when configured; a port already taken is a warning, not
-/// a reason to refuse DICOM.
-pub async fn start(node: Arc<Node>, address: &str) -> Option<SocketAddr> {
-    let address = address.trim();
-    if address.is_empty() {
-        return None;
-    }
-    let addr: SocketAddr = match address.parse() {
-        Ok(a) => a,
-        Err(e) => {
-            warn!(address, error = %e, "bad metrics address; metrics off");
-            return None;
-        }
-    };
-    match serve(node, addr).await {
-        Ok(a) => Some(a),
-        Err(e) => {
-            warn!(error = format!("{e:#}"), "metrics off");
-            None
-        }
-    }
 }

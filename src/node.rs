@@ -25,6 +25,8 @@ pub struct RunningNode {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     admin: Option<JoinHandle<()>>,
+    /// Accept loops of the HTTP server and the metrics-only address.
+    http: Vec<JoinHandle<()>>,
     scheduler: std::thread::JoinHandle<()>,
     retention: Option<crate::retention::RetentionThread>,
     data_dir: PathBuf,
@@ -34,6 +36,8 @@ pub struct RunningNode {
 #[derive(Serialize)]
 struct NodeFile<'a> {
     metrics: Option<String>,
+    /// The HTTP server's address (health, metrics, API), when it runs.
+    http: Option<String>,
     pid: u32,
     ae_title: &'a str,
     address: String,
@@ -48,6 +52,9 @@ pub fn node_file_path(data_dir: &std::path::Path) -> PathBuf {
 }
 
 pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
+    // The HTTP server's checks, TLS files and tokens, before anything opens
+    // or listens: a bad one stops the start with its reason.
+    let http_prepared = crate::http::prepare(&cfg.http)?;
     let data_dir = cfg.node.data_dir.clone();
     let opts = StoreOptions {
         data_dir: data_dir.clone(),
@@ -137,9 +144,28 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
     } else {
         None
     };
-    let metrics = crate::metrics::start(node.clone(), &cfg.network.metrics_address).await;
+    let scp_listening = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let metrics = crate::http::start_metrics_only(node.clone(), &cfg.network.metrics_address).await;
+    let http = match http_prepared {
+        None => None,
+        Some(p) => {
+            match crate::http::start(p, node.clone(), addr.to_string(), scp_listening.clone()).await
+            {
+                Ok(a) => Some(a),
+                // As for metrics: a port already taken is a warning, not a
+                // reason to refuse DICOM; /readyz then does not answer, which
+                // an orchestrator notices.
+                Err(e @ crate::http::HttpError::Bind { .. }) => {
+                    warn!(error = %e, "HTTP server off");
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
     let nf = NodeFile {
-        metrics: metrics.map(|a| a.to_string()),
+        metrics: metrics.as_ref().map(|s| s.addr.to_string()),
+        http: http.as_ref().map(|s| s.addr.to_string()),
         pid: std::process::id(),
         ae_title: &cfg.node.ae_title,
         address: addr.ip().to_string(),
@@ -162,7 +188,14 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
         None => None,
     };
     let (shutdown, rx) = watch::channel(false);
-    let server = tokio::spawn(scp::run(node.clone(), listeners, rx));
+    let server = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            scp_listening.store(true, std::sync::atomic::Ordering::Relaxed);
+            scp::run(node, listeners, rx).await;
+            scp_listening.store(false, std::sync::atomic::Ordering::Relaxed);
+        })
+    };
     info!(
         ae_title = %cfg.node.ae_title,
         address = %addr,
@@ -178,6 +211,7 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
         shutdown,
         server,
         admin,
+        http: metrics.into_iter().chain(http).map(|s| s.task).collect(),
         scheduler,
         retention,
         data_dir,
@@ -236,6 +270,10 @@ impl RunningNode {
     /// Stops accepting, lets associations in flight finish, then closes the
     /// store so the next start needs no recovery scan.
     pub async fn stop(self) -> Result<()> {
+        // No new HTTP connections while the store closes.
+        for t in &self.http {
+            t.abort();
+        }
         let _ = self.shutdown.send(true);
         if let Err(e) = self.server.await {
             warn!(error = %e, "server task ended abnormally");

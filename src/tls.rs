@@ -110,6 +110,31 @@ pub fn server_config(tls: &TlsSection) -> Result<Arc<ServerConfig>, String> {
     Ok(Arc::new(config))
 }
 
+/// HTTPS for the node's HTTP server (`http.tls`): the certificate and key,
+/// no client certificates (clients authenticate with bearer tokens),
+/// HTTP/1.1 announced by ALPN.
+pub fn http_server_config(
+    certificate: &Path,
+    private_key: &Path,
+) -> Result<Arc<ServerConfig>, String> {
+    let certs = load_certs(certificate)?;
+    let key = load_key(private_key)?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            format!(
+                "{} and {} do not make a certificate and its key: {e}",
+                certificate.display(),
+                private_key.display()
+            )
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// What the SCU needs to open a TLS connection to one peer.
 #[derive(Clone)]
 pub struct ClientTls {

@@ -508,6 +508,48 @@ pub fn requeue_dead(state: &StateDb, ids: &[u64]) -> Result<usize> {
     Ok(n)
 }
 
+/// One row of the outbound queue as the HTTP API shows it (no file path).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueEntry {
+    pub id: u64,
+    pub state: OutboundState,
+    pub destination: String,
+    pub reason: String,
+    pub sop_instance_uid: String,
+    pub sop_class_uid: String,
+    pub patient_id: String,
+    pub attempts: u32,
+    pub created_at: String,
+    pub sent_at: Option<String>,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+}
+
+/// The outbound queue, newest first, optionally only rows in `only`.
+pub fn entries(state: &StateDb, only: Option<OutboundState>) -> Result<Vec<QueueEntry>> {
+    let mut out: Vec<QueueEntry> = state
+        .outbound::<OutboundItem>()?
+        .into_iter()
+        .filter(|(_, i)| only.is_none_or(|s| i.state == s))
+        .map(|(id, i)| QueueEntry {
+            id,
+            state: i.state,
+            destination: i.destination,
+            reason: i.reason,
+            sop_instance_uid: i.sop_instance_uid,
+            sop_class_uid: i.sop_class_uid,
+            patient_id: i.patient_id,
+            attempts: i.attempts,
+            created_at: i.created_at,
+            sent_at: i.sent_at,
+            last_status: i.last_status,
+            last_error: i.last_error,
+        })
+        .collect();
+    out.reverse();
+    Ok(out)
+}
+
 pub fn summary(state: &StateDb) -> Result<QueueSummary> {
     let mut s = QueueSummary::default();
     let mut dead = Vec::new();

@@ -48,7 +48,7 @@ use crate::stages::{Outcome, Stage};
 use crate::state::StateDb;
 use crate::store::{Index, InstanceRecord};
 pub use jobs::{job_key, CourseRecord, JobRecord, JobState, VersionRecord};
-pub use versions::{remove_results, version_dir};
+pub use versions::{remove_results, result_files, stage_json, version_dir, versions_on_disk};
 
 #[derive(Debug, Clone)]
 pub struct PipelineOptions {

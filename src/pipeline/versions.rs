@@ -20,6 +20,61 @@ pub fn version_dir(data_dir: &Path, course_id: &str, n: u32) -> PathBuf {
         .join(format!("v{n}"))
 }
 
+/// The result versions of a course found on disk, ascending.
+pub fn versions_on_disk(data_dir: &Path, course_id: &str) -> Vec<u32> {
+    let mut out: Vec<u32> = std::fs::read_dir(data_dir.join("courses").join(course_id))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix('v')?.parse().ok())
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// A JSON result file of one stage of one course version
+/// (`courses/<id>/v<N>/<stage>/<file>`), parsed; `None` when the stage wrote
+/// none (not run, skipped, or failed).
+pub fn stage_json(
+    data_dir: &Path,
+    course_id: &str,
+    version: u32,
+    stage: &str,
+    file: &str,
+) -> Result<Option<serde_json::Value>> {
+    let path = version_dir(data_dir, course_id, version)
+        .join(stage)
+        .join(file);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let v =
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?;
+    Ok(Some(v))
+}
+
+/// Every file of one course version, as paths relative to its folder, sorted.
+pub fn result_files(data_dir: &Path, course_id: &str, version: u32) -> Vec<String> {
+    fn walk(root: &Path, d: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else if let Ok(rel) = p.strip_prefix(root) {
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let root = version_dir(data_dir, course_id, version);
+    let mut out = Vec::new();
+    walk(&root, &root, &mut out);
+    out.sort();
+    out
+}
+
 /// Hash of every member object (UID and content): any new, revised or
 /// re-sent-with-changes object changes it.
 pub fn members_fingerprint(c: &Course) -> String {

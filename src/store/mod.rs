@@ -168,6 +168,22 @@ impl Store {
         free_bytes(&self.opts.data_dir)
     }
 
+    /// Whether a file can be created, written, synced and removed where
+    /// received files are written first (`tmp/`), for readiness checks.
+    pub fn check_writable(&self) -> std::io::Result<()> {
+        use std::io::Write;
+        let probe = self
+            .tmp_dir
+            .join(format!(".write-probe-{}", std::process::id()));
+        let res = (|| {
+            let mut f = std::fs::File::create(&probe)?;
+            f.write_all(b"probe")?;
+            f.sync_all()
+        })();
+        let removed = std::fs::remove_file(&probe);
+        res.and(removed)
+    }
+
     /// Refuses new data before the disk is actually full.
     pub fn check_free_space(&self) -> Result<(), StoreFailure> {
         match self.free_bytes() {

@@ -63,13 +63,19 @@ pub fn write_config(dir: &Path, opts: &ServerOptions) -> PathBuf {
     )
     .unwrap();
     let cfg = dir.join("rtnode.yaml");
+    // The HTTP server on a free port, unless the test configures it.
+    let http = if opts.extra_yaml.starts_with("http:") || opts.extra_yaml.contains("\nhttp:") {
+        ""
+    } else {
+        "http:\n  address: 127.0.0.1:0\n"
+    };
     std::fs::write(
         &cfg,
         format!(
             "node:\n  ae_title: RTNODE\n  bind: 127.0.0.1\n  port: 0\n  data_dir: {data}\n  peers_file: peers.yaml\n\
              network:\n  max_associations: {max}\n  idle_timeout_s: 20\n  metrics_address: 127.0.0.1:0\n\
              storage:\n  fsync: {fsync}\n  min_free_bytes: {free}\n\
-             logging:\n  level: debug\n{extra}",
+             logging:\n  level: debug\n{http}{extra}",
             data = dir.join("data").display(),
             max = opts.max_associations,
             fsync = opts.fsync,
