@@ -40,7 +40,9 @@ COPY conf/rtnode.yaml /etc/rtnode/rtnode.yaml
 COPY ae-titles.yaml /etc/rtnode/ae-titles.yaml
 USER rtnode
 VOLUME /var/lib/rtnode
-# DICOM, and DICOM over TLS when network.tls is configured.
-EXPOSE 11112 2762
+# DICOM, and DICOM over TLS when network.tls is configured; the HTTP API
+# when http.address is set off loopback (which needs http.tls or
+# http.behind_proxy, and a tokens file).
+EXPOSE 11112 2762 8080
 ENTRYPOINT ["/usr/local/bin/rtnode"]
 CMD ["serve", "--config", "/etc/rtnode/rtnode.yaml", "--peers", "/etc/rtnode/ae-titles.yaml", "--data-dir", "/var/lib/rtnode"]

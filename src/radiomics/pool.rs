@@ -86,6 +86,12 @@ impl Slot {
         ] {
             cmd.env(k, &threads);
         }
+        // glibc reserves a 64 MiB arena per thread that allocates; with a
+        // lone ROI's worker given every core, those reservations alone
+        // would eat a large part of the address-space limit (`memory_mb`)
+        // on a many-core machine. Two arenas are plenty for a worker whose
+        // threads allocate little.
+        cmd.env("MALLOC_ARENA_MAX", "2");
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
