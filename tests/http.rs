@@ -115,22 +115,7 @@ fn audit_events(data_dir: &Path) -> Vec<serde_json::Value> {
 }
 
 fn synth_course(dir: &Path) -> Vec<PathBuf> {
-    let out = Command::new(BIN)
-        .args(["synth", "--rt", "--slices", "24", "--rows", "96", "--out"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
+    synth_course_of(dir, 24, 96)
 }
 
 #[test]

@@ -42,22 +42,7 @@ fn node_config(dir: &Path) -> PathBuf {
 }
 
 fn synth_course(dir: &Path) -> Vec<PathBuf> {
-    let out = Command::new(BIN)
-        .args(["synth", "--rt", "--slices", "16", "--rows", "64", "--out"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
+    synth_course_of(dir, 16, 64)
 }
 
 fn send_as(port: u16, calling_ae: &str, files: &[PathBuf]) {

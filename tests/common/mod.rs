@@ -207,10 +207,20 @@ pub fn rand_suffix() -> String {
 
 /// A synthetic CT series written by `rtnode synth`.
 pub fn synth(dir: &Path, slices: u32, rows: u16) -> Vec<PathBuf> {
+    synth_with(dir, slices, rows, &[])
+}
+
+/// A synthetic complete course (CT, RTSTRUCT, RTPLAN, RTDOSE): `rtnode synth --rt`.
+pub fn synth_course_of(dir: &Path, slices: u32, rows: u16) -> Vec<PathBuf> {
+    synth_with(dir, slices, rows, &["--rt"])
+}
+
+fn synth_with(dir: &Path, slices: u32, rows: u16, extra: &[&str]) -> Vec<PathBuf> {
     let out = Command::new(BIN)
         .args(["synth", "--out"])
         .arg(dir)
         .args(["--slices", &slices.to_string(), "--rows", &rows.to_string()])
+        .args(extra)
         .output()
         .unwrap();
     assert!(
