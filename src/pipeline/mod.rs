@@ -99,6 +99,19 @@ struct Progress {
     last_log: Instant,
 }
 
+impl Progress {
+    /// A run starting now, with nothing done yet.
+    fn starting() -> Progress {
+        let t = Instant::now();
+        Progress {
+            done: 0,
+            total: 0,
+            started: t,
+            last_log: t,
+        }
+    }
+}
+
 /// Series assembled per tick by the start-up pass.
 const PASS_SERIES_PER_TICK: usize = 256;
 
@@ -268,16 +281,7 @@ impl Pipeline {
                     j.version,
                     &j.stage,
                 ));
-                let t = Instant::now();
-                running.insert(
-                    j.key(),
-                    Progress {
-                        done: 0,
-                        total: 0,
-                        started: t,
-                        last_log: t,
-                    },
-                );
+                running.insert(j.key(), Progress::starting());
                 slurm_jobs.insert(j.key(), SlurmWatch::default());
             } else if j.state == JobState::Running {
                 warn!(course = %j.course_id, version = j.version, stage = %j.stage, "stage was interrupted; queued again");
@@ -968,16 +972,7 @@ impl Pipeline {
                     to_start.push((j, stage, course));
                     local_running += 1;
                 }
-                let t = Instant::now();
-                inner.running.insert(
-                    key.clone(),
-                    Progress {
-                        done: 0,
-                        total: 0,
-                        started: t,
-                        last_log: t,
-                    },
-                );
+                inner.running.insert(key.clone(), Progress::starting());
             }
         }
         for (job, stage, course) in to_start {
@@ -1274,12 +1269,7 @@ pub fn offline_status(state: &StateDb) -> Result<PipelineStatus> {
     let mut st = build_status(&courses, &jobs, &HashMap::new());
     st.stage_runs = state.stage_runs()?;
     st.unassembled = state.unassembled()?;
-    let order: Vec<&'static str> = crate::stages::registry()
-        .iter()
-        .map(|s| s.name())
-        .chain(["export"])
-        .collect();
-    in_dag_order(&mut st, &order);
+    in_dag_order(&mut st, &crate::stages::STAGE_NAMES);
     Ok(st)
 }
 

@@ -18,6 +18,11 @@ use crate::course::Course;
 use crate::stages::{Outcome, Stage};
 
 impl Pipeline {
+    /// Where the description of `job`'s Slurm run is written.
+    fn description_of(&self, job: &JobRecord) -> PathBuf {
+        stage_run::description_path(&self.data_dir, &job.course_id, job.version, &job.stage)
+    }
+
     /// Writes the description of a Slurm run (mode 0600).
     pub(super) fn write_description(
         &self,
@@ -47,8 +52,7 @@ impl Pipeline {
             config: self.opts.stage_config.clone(),
         };
         std::fs::create_dir_all(&vdir)?;
-        let path =
-            stage_run::description_path(&self.data_dir, &job.course_id, job.version, &job.stage);
+        let path = self.description_of(job);
         stage_run::write_private(&path, &serde_json::to_vec_pretty(&desc)?)
             .with_context(|| format!("writing {}", path.display()))?;
         Ok(())
@@ -128,12 +132,7 @@ impl Pipeline {
             }
             Err(e) => {
                 for j in ok {
-                    let _ = std::fs::remove_file(stage_run::description_path(
-                        &self.data_dir,
-                        &j.course_id,
-                        j.version,
-                        &j.stage,
-                    ));
+                    let _ = std::fs::remove_file(self.description_of(&j));
                     self.finish(
                         j,
                         Err(anyhow::anyhow!("submitting to Slurm: {e:#}")),
@@ -262,24 +261,14 @@ impl Pipeline {
                 self.finish_slurm(j, o);
                 continue;
             }
-            let run = j.slurm.clone().unwrap_or(slurm::SlurmRun {
-                name: String::new(),
-                task: 0,
-                job_id: None,
-                state: None,
-            });
+            let run = j.slurm.clone().unwrap_or_default();
             let why = slurm::why_dead(
                 run.job_id.as_deref().unwrap_or(&run.name),
                 &state,
                 &slurm::log_path(&self.data_dir, &run.name, run.task),
             );
             let _ = std::fs::remove_dir_all(slurm_out_dir(&self.data_dir, &j));
-            let _ = std::fs::remove_file(stage_run::description_path(
-                &self.data_dir,
-                &j.course_id,
-                j.version,
-                &j.stage,
-            ));
+            let _ = std::fs::remove_file(self.description_of(&j));
             self.finish(j, Err(anyhow::anyhow!(why)), 0, crate::time::now_rfc3339());
         }
         for j in resubmit {
@@ -332,12 +321,7 @@ impl Pipeline {
             Ok(outcome)
         });
         let _ = std::fs::remove_dir_all(&out);
-        let _ = std::fs::remove_file(stage_run::description_path(
-            &self.data_dir,
-            &j.course_id,
-            j.version,
-            &j.stage,
-        ));
+        let _ = std::fs::remove_file(self.description_of(&j));
         let finished_at = if o.finished_at.is_empty() {
             crate::time::now_rfc3339()
         } else {

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::SlurmJobSettings;
 
 /// A stage run's job, as recorded in its job record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlurmRun {
     /// The job array's unique name.
     pub name: String,
