@@ -60,7 +60,7 @@ run_rust() { # $1: pair number
   RTNODE_BENCH_MODEL="$work/model.pt" RTNODE_BENCH_DIR="$d" RTNODE_BENCH_ROWS=$ROWS \
     RTNODE_BENCH_SLICES=$SLICES RTNODE_BENCH_PATCH=$PATCH RTNODE_BENCH_BATCH=$BATCH \
     RTNODE_BENCH_CLASSES=$CLASSES RTNODE_BENCH_REPEAT=$REPEAT \
-    cargo test --release --locked --features torch --test torch_segmentation \
+    cargo test --release --locked --features torch --test torch \
     bench_stage_for_the_script -- --ignored --nocapture >"$d/log" 2>&1 ||
     { cat "$d/log"; exit 1; }
   grep -o 'BENCH_JSON .*' "$d/log" | cut -d' ' -f2- >"$d/result.json"

@@ -60,4 +60,4 @@ cp -r "$WORK/in/c$(seq -w 1 "$COURSES" | head -1)" "$WORK/one/"
     >"$WORK/out/one.stdout" 2>"$WORK/out/one.stderr"
 echo "### sbatch -> run-stage start, one course alone"
 python3 benches/slurm_latency.py "$WORK/out/one"
-# Same results both ways (generated UIDs aside) is what tests/slurm.rs checks.
+# Same results both ways (generated UIDs aside) is what tests/pipeline/slurm.rs checks.

@@ -5,7 +5,7 @@
 #
 #   torch_env=$(bash tests/setup-torch.sh)
 #   eval "$torch_env"
-#   cargo test --locked --features torch --lib --test torch_segmentation --test torch_linking
+#   cargo test --locked --features torch --lib --test torch
 #
 # tch 0.26 needs libtorch 2.13.0, and the only one our machines can reach is
 # the one inside PyPI's torch==2.13.0 wheel (the CUDA 13 build; there is no
@@ -14,7 +14,7 @@
 #
 #   full (default): `pip install torch==2.13.0`, about 2.7 GB downloaded and
 #       4.7 GB on disk. libtorch_cuda.so and every CUDA library it needs are
-#       there, so the build links libtorch_cuda and tests/torch_linking.rs
+#       there, so the build links libtorch_cuda and tests/torch/linking.rs
 #       checks that it did; without a GPU everything runs on the CPU.
 #   slim: the wheel alone plus the two CUDA libraries libtorch_cpu.so needs
 #       (1.2 GB). It builds and runs on the CPU, but libtorch_cuda.so cannot

@@ -3,12 +3,12 @@
 # dcmtk (the interoperability peers: echoscu, storescu, storescp and its
 # converters, built with OpenSSL for the TLS tests), dicom3tools (dciodvfy,
 # the IOD checker for what we write), openssl (test certificates for
-# tests/tls.rs), poppler-utils (pdftotext and pdftoppm, which read and
+# tests/network/tls.rs), poppler-utils (pdftotext and pdftoppm, which read and
 # render the course report back), the report's fonts (fonts-dejavu-core:
 # Latin, Greek, Cyrillic; fonts-wqy-microhei: Japanese, Korean, Chinese;
 # about 2.6 MB to download, a few seconds) and cmake + g++ (CharLS, the
 # JPEG-LS codec, builds from source), and Slurm 22.05 (slurmctld, slurmd,
-# slurm-client) with munge: tests/slurm.rs starts a one-node cluster on
+# slurm-client) with munge: tests/pipeline/slurm.rs starts a one-node cluster on
 # localhost (tests/slurm/start-cluster.sh) for the Slurm executor.
 set -euo pipefail
 need=()

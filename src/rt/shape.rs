@@ -10,7 +10,7 @@
 //! ## Between contour planes
 //! Every contour plane owns the slab half-way to its neighbours (a
 //! staircase whose steps sit at the mid-planes): what a contour set says
-//! and no more. On the analytic matrix of `tests/dvh_analytic.rs`
+//! and no more. On the analytic matrix of `tests/dvh/analytic.rs`
 //! (spheres, cylinders and cones of radius 12 mm along z and lying across
 //! the planes, contoured every 0.2–3 mm) it is within tolerance on every
 //! case-metric. Shape-based interpolation between planes (blending the

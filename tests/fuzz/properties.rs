@@ -1,4 +1,4 @@
-//! The properties the fuzz targets check. tests/fuzz_corpus.rs includes this
+//! The properties the fuzz targets check. tests/network/fuzz_corpus.rs includes this
 //! file too, so the committed corpus replays under a plain `cargo test` on
 //! stable, with exactly the checks the fuzzer applied.
 #![allow(dead_code)]

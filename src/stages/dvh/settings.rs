@@ -17,7 +17,7 @@ pub struct DvhSettings {
     /// Must be false (the default): each contour plane owns the slab
     /// half-way to its neighbours. true, shape interpolation between
     /// planes, is refused: it was less accurate than per-plane slabs on the
-    /// analytic matrix of tests/dvh_analytic.rs (up to 15 % of a lying
+    /// analytic matrix of tests/dvh/analytic.rs (up to 15 % of a lying
     /// cylinder's volume lost at 3 mm; README, "DVH on its own"). The key
     /// stays so that configurations naming it with false still load.
     pub interpolate_between_planes: bool,

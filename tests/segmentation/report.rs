@@ -11,7 +11,7 @@
 //! by the export queue, while a TPS that takes only RTSTRUCTs gets no report
 //! and no dead letter.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

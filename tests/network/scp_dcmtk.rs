@@ -1,7 +1,7 @@
 //! The SCP against real peers: dcmtk's echoscu, storescu and storescp, and
 //! rtnode's own `send`, over loopback, with the server as a real process.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -17,7 +17,7 @@ use rtnode::radiomics::{extract, io, Params, Task};
 const REL_TOL: f64 = 1e-4;
 const ZERO_TOL: f64 = 1e-9;
 
-mod radiomics_support;
+use crate::radiomics_support;
 use radiomics_support::{pyradiomics_fixtures as fixtures, python_dict, Baseline};
 
 fn baseline(class: &str) -> Baseline {

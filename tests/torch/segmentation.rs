@@ -9,7 +9,7 @@
 //! and fail the Dice bound.
 #![cfg(feature = "torch")]
 
-mod segmentation_support;
+use crate::segmentation_support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

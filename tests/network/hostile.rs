@@ -12,7 +12,7 @@
 //! Two ignored tests at the end pin down slot-exhaustion bugs (peers that
 //! stall where the server has no timeout); run them with `-- --ignored`.
 
-mod common;
+use crate::common;
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;

@@ -2,7 +2,7 @@
 //! stage must leave an RT Structure Set with the External ROI that matches
 //! the phantom, and a label volume on the CT grid.
 
-mod segmentation_support;
+use crate::segmentation_support;
 
 use std::process::Command;
 

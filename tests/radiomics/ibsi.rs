@@ -47,7 +47,7 @@ fn fixtures() -> PathBuf {
 
 // ---- the reference ----
 
-mod radiomics_support;
+use crate::radiomics_support;
 use radiomics_support::split_csv;
 
 /// One consensus row.

@@ -4,7 +4,7 @@
 //! warning, C-range is a dead letter at once; and a destination that takes
 //! only implicit VR little endian still gets a readable object.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

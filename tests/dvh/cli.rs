@@ -207,7 +207,7 @@ fn synth_rt_course_has_analytic_dvh() {
     assert_eq!(v["_dose"]["prescriptions"][0]["dose_gy"], 50.0);
     // D(z) = 50 Gy + 0.2 Gy/mm (z − zc); every shape is centred on zc
     // along z and ends on slab boundaries (rtnode::synth::rt). Tolerances
-    // as in tests/dvh_analytic.rs: 1 % (or 0.1 Gy), volume 2 %.
+    // as in tests/dvh/analytic.rs: 1 % (or 0.1 Gy), volume 2 %.
     let close = |roi: &str, metric: &str, exact: f64| {
         let got = v[roi][metric].as_f64().unwrap_or(f64::NAN);
         let tol = if metric == "volume_cc" {

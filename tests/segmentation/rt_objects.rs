@@ -3,7 +3,7 @@
 //! with a predecessor, a structure set without preamble or meta group, and
 //! a truncated plan that must be refused while the rest is stored.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -4,7 +4,7 @@
 //! rasterised by the even-odd rule on the same grid. Then the file is put
 //! before dciodvfy, dcmdump and pydicom.
 
-mod segmentation_support;
+use crate::segmentation_support;
 
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //! interesting, crashes included once fixed, stays a regression test on a
 //! stable toolchain.
 
-#[path = "fuzz/properties.rs"]
+#[path = "../fuzz/properties.rs"]
 mod properties;
 
 use std::path::{Path, PathBuf};
@@ -173,7 +173,7 @@ fn seed_streams() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 /// Regenerates the seed inputs; run once before fuzzing a fresh corpus:
-/// `cargo test --test fuzz_corpus -- --ignored write_seed_corpus`.
+/// `cargo test --test network -- --ignored write_seed_corpus`.
 #[test]
 #[ignore = "writes into the source tree"]
 fn write_seed_corpus() {

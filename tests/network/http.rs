@@ -4,7 +4,7 @@
 //! dead-letter retry through the API, tokens and roles, the body and head
 //! limits, and the refusal to listen off loopback without TLS or a proxy.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

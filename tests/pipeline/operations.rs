@@ -2,7 +2,7 @@
 //! pseudonymised or not), retention purges, and backup/restore of the state
 //! database — each driven through the command line as an operator would.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! a crash in the middle of a stage, and retries — watched through
 //! `rtnode status --json` as an operator would.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

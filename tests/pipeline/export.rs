@@ -2,7 +2,7 @@
 //! storescp standing in for a PACS or TPS, and a pynetdicom SCP that answers
 //! a chosen failure status.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -2,7 +2,7 @@
 //! SIGHUP and on change without dropping an open association; systemd hears
 //! READY=1 and a STATUS= with the outbound queue depth.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -35,7 +35,7 @@ fn rel_diff(ours: f64, theirs: f64) -> f64 {
     (ours - theirs).abs() / theirs.abs().max(1e-12)
 }
 
-mod radiomics_support;
+use crate::radiomics_support;
 use radiomics_support::{python_dict, Baseline};
 
 /// A baseline column's settings (its `diagnostics_Configuration_Settings`),

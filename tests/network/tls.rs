@@ -5,7 +5,7 @@
 //! certificate for 127.0.0.1/localhost, client certificates, and a second
 //! CA nobody trusts.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

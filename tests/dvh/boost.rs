@@ -15,12 +15,12 @@
 //!   spacing outside the boost's grid: D1 alone.
 //!
 //! The PTV reference is the contoured structure, as in
-//! tests/dvh_analytic.rs: the sphere between its outermost contour planes
+//! tests/dvh/analytic.rs: the sphere between its outermost contour planes
 //! (zc ± (r − t/2)), the end contours extruded by half a slice (t = 2.5 mm)
 //! beyond them. Its Dmin and Dmax lie on the rims of those end caps; D95,
 //! D5 and the volume come from a fine quadrature of circular-segment areas
 //! over z, independent of the engine. Tolerances as in
-//! tests/dvh_analytic.rs (from the issue): doses within max(1 %, 0.1 Gy),
+//! tests/dvh/analytic.rs (from the issue): doses within max(1 %, 0.1 Gy),
 //! volumes within 2 %.
 
 use std::path::{Path, PathBuf};

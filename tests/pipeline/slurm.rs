@@ -12,7 +12,7 @@
 //! - A serving node with `segmentation` on Slurm processes a course sent
 //!   by dcmtk's `storescu`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
