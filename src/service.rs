@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use crate::config;
-use crate::scp::Node;
+use crate::node::Node;
 
 /// Sends one sd_notify message when systemd asked for them (`NOTIFY_SOCKET`);
 /// a no-op otherwise. Failures are logged, never fatal.
