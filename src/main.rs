@@ -832,7 +832,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         rtnode::service::spawn_notifier(running.node.clone());
         wait_for_signal().await?;
         info!("shutting down");
-        rtnode::service::sd_notify("STOPPING=1");
+        rtnode::service::sd_notify(&[rtnode::service::NotifyState::Stopping]);
         running.stop().await
     })?;
     Ok(ExitCode::SUCCESS)
