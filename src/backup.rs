@@ -9,7 +9,6 @@
 //! write only its data directory.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -17,36 +16,39 @@ use tracing::info;
 
 use crate::state::{state_path, BackupSummary, StateDb};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A backup a running node made into its `tmp/`, for the client to move.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AdminBackup {
     pub path: PathBuf,
     pub summary: BackupSummary,
 }
 
-/// The admin socket's `backup`: a copy in the node's `tmp/`.
-pub fn admin_backup(node: &crate::scp::Node) -> Result<AdminBackup> {
-    let tmp = node.store.data_dir().join("tmp");
+/// The admin socket's `backup`: a copy in the node's `tmp/` (the node holds
+/// the database, so it makes the copy).
+pub fn backup_in_node(data_dir: &Path, state: &StateDb) -> Result<AdminBackup> {
+    let tmp = data_dir.join("tmp");
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let path = tmp.join(format!("state-backup-{:08x}.redb", rand::random::<u32>()));
-    let summary = node.state.backup_to(&path)?;
+    let summary = state.backup_to(&path)?;
     info!(path = %path.display(), "state database backed up");
     Ok(AdminBackup { path, summary })
 }
 
-/// `rtnode backup --out FILE`.
-pub fn backup(data_dir: &Path, out: &Path) -> Result<BackupSummary> {
-    if let Some(reply) =
-        crate::status::ask_server_for(data_dir, "backup\n", Duration::from_secs(600))
-    {
-        let made: AdminBackup =
-            serde_json::from_value(reply?).context("bad backup reply from the server")?;
-        let moved = move_into_place(&made.path, out);
-        if moved.is_err() {
-            let _ = std::fs::remove_file(&made.path);
-        }
-        moved?;
-        return Ok(made.summary);
+/// Moves a backup the running node made to `out`, where it was asked for
+/// (the service may write only its data directory); the node's copy goes
+/// either way.
+pub fn take_from_node(made: AdminBackup, out: &Path) -> Result<BackupSummary> {
+    let moved = move_into_place(&made.path, out);
+    if moved.is_err() {
+        let _ = std::fs::remove_file(&made.path);
     }
+    moved?;
+    Ok(made.summary)
+}
+
+/// `rtnode backup --out FILE` with no node running: from the state database
+/// directly (see `crate::admin::client::backup` for the command).
+pub fn backup(data_dir: &Path, out: &Path) -> Result<BackupSummary> {
     let path = state_path(data_dir);
     anyhow::ensure!(path.exists(), "{} has no state database", path.display());
     let state = StateDb::open(data_dir)
@@ -91,15 +93,11 @@ pub struct Restored {
 }
 
 /// `rtnode restore FILE`: replaces the data directory's state database with
-/// a backup. Refused while a node runs on the directory. The database it
-/// replaces is kept beside it as `state.redb.before-restore-<time>`.
+/// a backup. The caller refuses while a node answers on the admin socket
+/// (`crate::admin::client::restore`); a node without one is caught by the
+/// database's lock. The database it replaces is kept beside it as
+/// `state.redb.before-restore-<time>`.
 pub fn restore(data_dir: &Path, backup_file: &Path) -> Result<Restored> {
-    if crate::status::ask_server_for(data_dir, "status\n", Duration::from_secs(10)).is_some() {
-        anyhow::bail!(
-            "a node is running on {}: stop it before restoring",
-            data_dir.display()
-        );
-    }
     anyhow::ensure!(
         backup_file.is_file(),
         "{} is not a file",

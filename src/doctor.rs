@@ -104,7 +104,7 @@ fn port_check(cfg: &Config, out: &mut Vec<Finding>) {
             Ok(_) => out.push(finding(Level::Ok, check, format!("{addr} can be bound"))),
             Err(e) => {
                 // A running node holds its own port; that is not a problem.
-                let running = crate::status::report(&cfg.node.data_dir)
+                let running = crate::admin::client::status(&cfg.node.data_dir)
                     .map(|r| r.server_state == "running")
                     .unwrap_or(false);
                 if running {

@@ -5,6 +5,7 @@
 //! protocol layers under both [`scp`] and [`scu`]; [`config`], [`status`] and
 //! the CLI sit at the edge. See ARCHITECTURE.md.
 
+pub mod admin;
 pub mod audit;
 pub mod backup;
 pub mod cohort;

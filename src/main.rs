@@ -372,7 +372,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             if watch {
                 loop {
-                    let text = match rtnode::status::report(&data_dir) {
+                    let text = match rtnode::admin::client::status(&data_dir) {
                         Ok(r) => rtnode::status::render_text(&r),
                         Err(e) => format!("rtnode: {e:#}\n"),
                     };
@@ -383,7 +383,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     std::thread::sleep(std::time::Duration::from_secs(1));
                 }
             }
-            let r = rtnode::status::report(&data_dir)?;
+            let r = rtnode::admin::client::status(&data_dir)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -640,7 +640,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Retry { data_dir, ids } => {
-            let n = rtnode::status::retry(&data_dir, &ids)?;
+            let n = rtnode::admin::client::retry(&data_dir, &ids)?;
             println!("{n} dead letter(s) requeued");
             Ok(ExitCode::SUCCESS)
         }
@@ -672,14 +672,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             config,
         } => {
             init_logging(LogFormat::Text, "warn");
-            let complete = rtnode::cohort::cli::run(rtnode::cohort::cli::CohortArgs {
-                out,
-                format,
-                pseudonymise,
-                pseudonym_key,
-                data_dir,
-                config,
-            })?;
+            let complete = rtnode::cohort::cli::run(
+                rtnode::cohort::cli::CohortArgs {
+                    out,
+                    format,
+                    pseudonymise,
+                    pseudonym_key,
+                    data_dir,
+                    config,
+                },
+                rtnode::admin::client::cohort_source,
+            )?;
             Ok(if complete {
                 ExitCode::SUCCESS
             } else {
@@ -693,7 +696,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
         } => {
             init_logging(LogFormat::Text, "warn");
-            let r = rtnode::retention::purge_data_dir(
+            let r = rtnode::admin::client::purge(
                 &data_dir,
                 rtnode::retention::PurgeOptions {
                     older_than,
@@ -708,7 +711,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Backup { data_dir, out } => {
-            let s = rtnode::backup::backup(&data_dir, &out)?;
+            let s = rtnode::admin::client::backup(&data_dir, &out)?;
             println!(
                 "state database backed up to {}: {} courses, {} jobs, {} outbound items, {} associations",
                 out.display(),
@@ -720,7 +723,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore { file, data_dir } => {
-            let r = rtnode::backup::restore(&data_dir, &file)?;
+            let r = rtnode::admin::client::restore(&data_dir, &file)?;
             println!(
                 "state database restored from {}: {} courses, {} jobs, {} outbound items",
                 file.display(),
@@ -829,7 +832,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         rtnode::service::spawn_notifier(running.node.clone());
         wait_for_signal().await?;
         info!("shutting down");
-        rtnode::service::sd_notify("STOPPING=1");
+        rtnode::service::sd_notify(&[rtnode::service::NotifyState::Stopping]);
         running.stop().await
     })?;
     Ok(ExitCode::SUCCESS)

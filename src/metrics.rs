@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
-use crate::scp::Node;
+use crate::node::Node;
 
 fn counter(out: &mut String, name: &str, help: &str, kind: &str, v: u64) {
     let _ = writeln!(

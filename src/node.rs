@@ -1,9 +1,13 @@
-//! Assembling a running node from its configuration: store, state database,
-//! listener, admin socket; and taking it down cleanly.
+//! The running node: [`Node`], the handles every part of a serving process
+//! shares (store, state database, pipeline, outbound queue, counters), and
+//! assembling it from its configuration (store, state database, listener,
+//! admin socket) and taking it down cleanly.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -12,12 +16,103 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::config::{Config, PeersFile};
+use crate::config::{Config, NetworkSection, PeersFile};
 use crate::export::Exporter;
 use crate::pipeline::{Pipeline, PipelineOptions};
-use crate::scp::{self, Node};
+use crate::scp::{self, ScpContext, SharedPeers, Stats};
 use crate::state::StateDb;
 use crate::store::{Store, StoreOptions};
+
+/// Everything the parts of a serving node share: the SCP's context and the
+/// same handles for the HTTP server, the admin socket, retention and the
+/// service manager's notifications.
+pub struct Node {
+    pub ae_title: String,
+    /// The peers file as loaded; the SCP reads the same (see
+    /// [`crate::service::reload_peers`]).
+    pub peers: SharedPeers,
+    pub store: Arc<Store>,
+    pub state: Arc<StateDb>,
+    /// The SCP's counters, reset at each start.
+    pub stats: Arc<Stats>,
+    pub started: Instant,
+    pub started_at: String,
+    /// The course pipeline fed by this node's store, when it runs one.
+    pub pipeline: Option<Arc<crate::pipeline::Pipeline>>,
+    /// The outbound queue (results and routed instances).
+    pub exporter: Option<Arc<crate::export::Exporter>>,
+    pub audit: Arc<crate::audit::AuditLog>,
+    /// What the SCP's association tasks share.
+    pub scp: Arc<ScpContext>,
+}
+
+impl Node {
+    /// A node without pipeline or outbound queue; see [`Node::with_pipeline`]
+    /// and [`Node::with_exporter`].
+    pub fn new(
+        ae_title: String,
+        network: NetworkSection,
+        peers: PeersFile,
+        store: Arc<Store>,
+        state: Arc<StateDb>,
+        audit: Arc<crate::audit::AuditLog>,
+    ) -> Node {
+        let peers: SharedPeers = Arc::new(RwLock::new(Arc::new(peers)));
+        let scp = Arc::new(ScpContext::new(
+            ae_title.clone(),
+            network,
+            peers.clone(),
+            store.clone(),
+            state.clone(),
+            audit.clone(),
+        ));
+        Node {
+            ae_title,
+            peers,
+            store,
+            state,
+            stats: scp.stats.clone(),
+            started: Instant::now(),
+            started_at: crate::time::now_rfc3339(),
+            pipeline: None,
+            exporter: None,
+            audit,
+            scp,
+        }
+    }
+
+    /// The node with its outbound queue.
+    pub fn with_exporter(mut self, e: Arc<crate::export::Exporter>) -> Node {
+        self.exporter = Some(e);
+        self
+    }
+
+    /// The node with its course pipeline.
+    pub fn with_pipeline(mut self, p: Arc<crate::pipeline::Pipeline>) -> Node {
+        self.pipeline = Some(p);
+        self
+    }
+
+    /// The peers as loaded now.
+    pub fn peers(&self) -> Arc<PeersFile> {
+        self.scp.peers()
+    }
+
+    /// The handles a purge by this node needs.
+    pub fn retention_handles(&self) -> crate::retention::LiveHandles {
+        crate::retention::LiveHandles {
+            state: self.state.clone(),
+            store: self.store.clone(),
+            pipeline: self.pipeline.clone(),
+            audit: self.audit.clone(),
+        }
+    }
+
+    /// Associations open now.
+    pub fn active_associations(&self) -> u64 {
+        self.stats.active_associations.load(Ordering::Relaxed)
+    }
+}
 
 pub struct RunningNode {
     pub addr: SocketAddr,
@@ -135,8 +230,8 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
         .with_exporter(exporter.clone()),
     );
     let admin = if cfg.network.admin_socket {
-        let l = crate::status::bind_admin_socket(&data_dir)?;
-        Some(tokio::spawn(crate::status::serve_admin(
+        let l = crate::admin::server::bind(&data_dir)?;
+        Some(tokio::spawn(crate::admin::server::serve(
             l,
             node.clone(),
             addr.to_string(),
@@ -183,16 +278,16 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
                 check_every: r.check_every().map_err(anyhow::Error::msg)?,
             };
             info!(older_than = %r.older_than, check_every = %r.check_every, "retention policy on");
-            Some(crate::retention::spawn(node.clone(), policy)?)
+            Some(crate::retention::spawn(node.retention_handles(), policy)?)
         }
         None => None,
     };
     let (shutdown, rx) = watch::channel(false);
     let server = {
-        let node = node.clone();
+        let scp = node.scp.clone();
         tokio::spawn(async move {
             scp_listening.store(true, std::sync::atomic::Ordering::Relaxed);
-            scp::run(node, listeners, rx).await;
+            scp::run(scp, listeners, rx).await;
             scp_listening.store(false, std::sync::atomic::Ordering::Relaxed);
         })
     };
@@ -282,7 +377,7 @@ impl RunningNode {
             a.abort();
             let _ = a.await;
         }
-        let _ = std::fs::remove_file(crate::status::admin_socket_path(&self.data_dir));
+        let _ = std::fs::remove_file(crate::admin::socket_path(&self.data_dir));
         let _ = std::fs::remove_file(node_file_path(&self.data_dir));
         let node = self.node;
         node.audit.record(crate::audit::Event {

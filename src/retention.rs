@@ -240,9 +240,34 @@ pub struct Policy {
     pub check_every: Duration,
 }
 
+/// The running node's handles a purge needs (the node holds the databases,
+/// so its purges go through them).
+#[derive(Clone)]
+pub struct LiveHandles {
+    pub state: Arc<StateDb>,
+    pub store: Arc<crate::store::Store>,
+    /// The live scheduler, which must forget a course before its data goes.
+    pub pipeline: Option<Arc<Pipeline>>,
+    pub audit: Arc<AuditLog>,
+}
+
+impl LiveHandles {
+    /// A purge by the running node, with its own handles.
+    pub fn purge(&self, opts: PurgeOptions) -> Result<PurgeReport> {
+        let ctx = PurgeContext {
+            data_dir: self.store.data_dir(),
+            state: &self.state,
+            index: self.store.index(),
+            pipeline: self.pipeline.as_deref(),
+            audit: &self.audit,
+        };
+        purge(&ctx, opts)
+    }
+}
+
 /// Enforces the policy in the running node: a thread that purges every
 /// `check_every` until the returned sender is dropped or sent to.
-pub fn spawn(node: Arc<crate::scp::Node>, policy: Policy) -> Result<RetentionThread> {
+pub fn spawn(node: LiveHandles, policy: Policy) -> Result<RetentionThread> {
     let (stop, rx) = mpsc::channel::<()>();
     let handle = std::thread::Builder::new()
         .name("retention".into())
@@ -255,7 +280,7 @@ pub fn spawn(node: Arc<crate::scp::Node>, policy: Policy) -> Result<RetentionThr
                 older_than: policy.older_than,
                 dry_run: false,
             };
-            match purge_in_node(&node, opts) {
+            match node.purge(opts) {
                 Ok(r) if !r.purged.is_empty() || !r.kept.is_empty() => {
                     for k in &r.kept {
                         info!(course = %k.course_id, reason = %k.reason, "retention: course due but kept");
@@ -274,6 +299,7 @@ pub fn spawn(node: Arc<crate::scp::Node>, policy: Policy) -> Result<RetentionThr
     Ok(RetentionThread { stop, handle })
 }
 
+/// The policy's thread; stop it before the store closes.
 pub struct RetentionThread {
     stop: mpsc::Sender<()>,
     handle: std::thread::JoinHandle<()>,
@@ -287,31 +313,10 @@ impl RetentionThread {
     }
 }
 
-/// A purge by the running node, with its own handles.
-pub fn purge_in_node(node: &crate::scp::Node, opts: PurgeOptions) -> Result<PurgeReport> {
-    let ctx = PurgeContext {
-        data_dir: node.store.data_dir(),
-        state: &node.state,
-        index: node.store.index(),
-        pipeline: node.pipeline.as_deref(),
-        audit: &node.audit,
-    };
-    purge(&ctx, opts)
-}
-
-/// `rtnode purge`: through the running node when one answers on the admin
-/// socket (it holds the databases and must forget the courses itself),
-/// else on the databases directly.
+/// `rtnode purge` with no node running: on the databases directly (see
+/// `crate::admin::client::purge` for the command, which asks a running node
+/// first).
 pub fn purge_data_dir(data_dir: &Path, opts: PurgeOptions) -> Result<PurgeReport> {
-    let request = format!(
-        "purge {} {}\n",
-        opts.older_than.as_millis(),
-        if opts.dry_run { "dry-run" } else { "run" }
-    );
-    if let Some(reply) = crate::status::ask_server_for(data_dir, &request, Duration::from_secs(600))
-    {
-        return serde_json::from_value(reply?).context("bad purge reply from the server");
-    }
     let index_path = crate::store::index_path(data_dir);
     anyhow::ensure!(
         index_path.exists(),
@@ -357,27 +362,6 @@ pub fn render_text(r: &PurgeReport) -> String {
         r.cutoff
     );
     out
-}
-
-/// The admin socket's `purge <older_than_ms> <dry-run|run>`.
-pub fn admin_request(node: &crate::scp::Node, args: &str) -> Result<PurgeReport> {
-    let mut words = args.split_whitespace();
-    let ms: u64 = words
-        .next()
-        .and_then(|w| w.parse().ok())
-        .context("purge needs the age in milliseconds")?;
-    let dry_run = match words.next() {
-        Some("dry-run") => true,
-        Some("run") => false,
-        other => anyhow::bail!("purge: expected dry-run or run, got {other:?}"),
-    };
-    purge_in_node(
-        node,
-        PurgeOptions {
-            older_than: Duration::from_millis(ms),
-            dry_run,
-        },
-    )
 }
 
 #[cfg(test)]

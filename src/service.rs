@@ -8,35 +8,18 @@ use std::time::Duration;
 
 use anyhow::Result;
 use notify::{RecursiveMode, Watcher};
+pub use sd_notify::NotifyState;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use crate::config;
-use crate::scp::Node;
+use crate::node::Node;
 
-/// Sends one sd_notify message when systemd asked for them (`NOTIFY_SOCKET`);
-/// a no-op otherwise. Failures are logged, never fatal.
-pub fn sd_notify(msg: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let sock = match std::os::unix::net::UnixDatagram::unbound() {
-        Ok(s) => s,
-        Err(e) => {
-            warn!(error = %e, "sd_notify: no socket");
-            return;
-        }
-    };
-    let bytes = path.as_encoded_bytes();
-    let result = if let Some(name) = bytes.strip_prefix(b"@") {
-        // Abstract namespace socket.
-        use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(name)
-            .and_then(|a| sock.send_to_addr(msg.as_bytes(), &a))
-    } else {
-        sock.send_to(msg.as_bytes(), Path::new(&path))
-    };
-    if let Err(e) = result {
+/// Sends systemd's notify messages (`READY=1`, `STOPPING=1`, `STATUS=`,
+/// `WATCHDOG=1`) when it asked for them (`NOTIFY_SOCKET`); a no-op
+/// otherwise. Failures are logged, never fatal.
+pub fn sd_notify(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
         warn!(error = %e, "sd_notify failed");
     }
 }
@@ -204,11 +187,8 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 /// READY=1 once listening, then STATUS= every few seconds and WATCHDOG=1 at
 /// half the interval systemd asked for.
 pub fn spawn_notifier(node: Arc<Node>) {
-    sd_notify("READY=1");
-    let watchdog = std::env::var("WATCHDOG_USEC")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(|us| Duration::from_micros(us / 2));
+    sd_notify(&[NotifyState::Ready]);
+    let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
     tokio::spawn(async move {
         let period = watchdog
             .unwrap_or(Duration::from_secs(5))
@@ -222,17 +202,18 @@ pub fn spawn_notifier(node: Arc<Node>) {
                 .map(|s| (s.queue_depth, s.running))
                 .unwrap_or((0, 0));
             let outbound = node.exporter.as_ref().map(|e| e.queued()).unwrap_or(0);
-            let mut msg = format!(
-                "STATUS={} association(s) open, {} stage run(s) queued, {} running, {} outbound queued",
+            let status = format!(
+                "{} association(s) open, {} stage run(s) queued, {} running, {} outbound queued",
                 node.active_associations(),
                 queued.0,
                 queued.1,
                 outbound
             );
+            let mut states = vec![NotifyState::Status(&status)];
             if watchdog.is_some() {
-                msg.push_str("\nWATCHDOG=1");
+                states.push(NotifyState::Watchdog);
             }
-            sd_notify(&msg);
+            sd_notify(&states);
         }
     });
 }

@@ -1,22 +1,16 @@
 //! `rtnode status`: one report, built from the live node when `serve` runs
-//! (asked over the admin socket in the data directory, since redb lets only
-//! one process open a database), or from the databases when it does not.
+//! ([`live_report`], asked over the admin socket: see `crate::admin`, since
+//! redb lets only one process open a database), or from the databases when
+//! it does not ([`offline_report`]); and its text for people.
 
-use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixListener;
-use tracing::{debug, warn};
 
+use crate::node::Node;
 use crate::pipeline::{CourseStatus, PipelineStatus, StageStatus};
-use crate::scp::Node;
 use crate::state::{AssociationRecord, StateDb};
 use crate::store::{Counts, Index};
 
@@ -63,10 +57,6 @@ pub struct StatusReport {
     pub unassembled: Vec<crate::course::Unassembled>,
 }
 
-pub fn admin_socket_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("admin.sock")
-}
-
 fn base_report(data_dir: &Path, counts: Counts, recent: Vec<AssociationRecord>) -> StatusReport {
     StatusReport {
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -93,6 +83,7 @@ fn with_pipeline(mut r: StatusReport, p: PipelineStatus) -> StatusReport {
     r
 }
 
+/// The report of the running node, with its counters since start.
 pub fn live_report(node: &Node, listening: &str) -> Result<StatusReport> {
     let counts = node.store.index().counts()?;
     let recent = node.state.recent_associations(10)?;
@@ -119,148 +110,8 @@ pub fn live_report(node: &Node, listening: &str) -> Result<StatusReport> {
     Ok(r)
 }
 
-/// Serves status requests on a Unix socket that only the service's user can
-/// open: the socket is created under a umask of 077 and then chmod 600.
-pub fn bind_admin_socket(data_dir: &Path) -> Result<UnixListener> {
-    let path = admin_socket_path(data_dir);
-    // A stale socket from a crashed server would make bind fail.
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
-            anyhow::bail!("another server answers on {}", path.display());
-        }
-        std::fs::remove_file(&path)
-            .with_context(|| format!("removing stale {}", path.display()))?;
-    }
-    // SAFETY: umask only changes this process's file-creation mask.
-    let old = unsafe { libc::umask(0o077) };
-    let bound = UnixListener::bind(&path);
-    // SAFETY: as above; restores the previous mask.
-    unsafe { libc::umask(old) };
-    let listener = bound.with_context(|| format!("binding {}", path.display()))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
-}
-
-pub async fn serve_admin(listener: UnixListener, node: Arc<Node>, listening: String) {
-    loop {
-        let (mut stream, _) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(error = %e, "admin socket accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let node = node.clone();
-        let listening = listening.clone();
-        tokio::spawn(async move {
-            let mut req = [0u8; 64];
-            let n = match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut req)).await
-            {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
-            let text = std::str::from_utf8(&req[..n]).map(str::trim).unwrap_or("");
-            let reply = match text {
-                t if t.starts_with("retry") => {
-                    let ids: Vec<u64> = t
-                        .split_whitespace()
-                        .skip(1)
-                        .filter_map(|x| x.parse().ok())
-                        .collect();
-                    match &node.exporter {
-                        Some(e) => match e.retry_dead(&ids) {
-                            Ok(n) => format!("{{\"requeued\":{n}}}").into_bytes(),
-                            Err(err) => format!("{{\"error\":{:?}}}", err.to_string()).into_bytes(),
-                        },
-                        None => b"{\"error\":\"no outbound queue\"}".to_vec(),
-                    }
-                }
-                "status" => {
-                    let node = node.clone();
-                    match tokio::task::spawn_blocking(move || live_report(&node, &listening)).await
-                    {
-                        Ok(Ok(r)) => serde_json::to_vec(&r).unwrap_or_default(),
-                        Ok(Err(e)) => format!("{{\"error\":{:?}}}", e.to_string()).into_bytes(),
-                        Err(e) => format!("{{\"error\":{:?}}}", e.to_string()).into_bytes(),
-                    }
-                }
-                t if t.starts_with("purge ") => {
-                    let args = t["purge ".len()..].to_string();
-                    blocking_reply(node, move |n| crate::retention::admin_request(n, &args)).await
-                }
-                "backup" => blocking_reply(node, crate::backup::admin_backup).await,
-                "cohort" => blocking_reply(node, crate::cohort::admin_source).await,
-                _ => b"{\"error\":\"unknown request\"}".to_vec(),
-            };
-            if let Err(e) = stream.write_all(&reply).await {
-                debug!(error = %e, "admin client went away");
-            }
-        });
-    }
-}
-
-/// Runs an admin request off the async threads (they touch the disk) and
-/// encodes its answer, or its error, as the JSON reply.
-async fn blocking_reply<T: Serialize + Send + 'static>(
-    node: Arc<Node>,
-    f: impl FnOnce(&Node) -> Result<T> + Send + 'static,
-) -> Vec<u8> {
-    let error =
-        |e: String| serde_json::to_vec(&serde_json::json!({ "error": e })).unwrap_or_default();
-    match tokio::task::spawn_blocking(move || f(&node)).await {
-        Ok(Ok(v)) => serde_json::to_vec(&v).unwrap_or_else(|e| error(e.to_string())),
-        Ok(Err(e)) => error(format!("{e:#}")),
-        Err(e) => error(e.to_string()),
-    }
-}
-
-/// Requeues dead letters: through the running server, or in the state
-/// database when none runs.
-pub fn retry(data_dir: &Path, ids: &[u64]) -> Result<usize> {
-    let req = format!(
-        "retry {}\n",
-        ids.iter().map(u64::to_string).collect::<Vec<_>>().join(" ")
-    );
-    if let Some(reply) = ask_server(data_dir, &req) {
-        return Ok(reply?["requeued"].as_u64().unwrap_or(0) as usize);
-    }
-    let state = StateDb::open(data_dir)?;
-    crate::export::requeue_dead(&state, ids)
-}
-
-/// Sends one request to a running server and returns its JSON reply;
-/// `None` when no server answers on the admin socket.
-fn ask_server(data_dir: &Path, request: &str) -> Option<Result<serde_json::Value>> {
-    ask_server_for(data_dir, request, Duration::from_secs(10))
-}
-
-/// [`ask_server`] for requests that take longer than a status report.
-pub fn ask_server_for(
-    data_dir: &Path,
-    request: &str,
-    timeout: Duration,
-) -> Option<Result<serde_json::Value>> {
-    let path = admin_socket_path(data_dir);
-    let mut s = std::os::unix::net::UnixStream::connect(&path).ok()?;
-    let mut run = || -> Result<serde_json::Value> {
-        s.set_read_timeout(Some(timeout))?;
-        s.write_all(request.as_bytes())?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf)?;
-        let v: serde_json::Value = serde_json::from_slice(&buf).context("bad reply from server")?;
-        if let Some(e) = v.get("error") {
-            anyhow::bail!("server: {e}");
-        }
-        Ok(v)
-    };
-    Some(run())
-}
-
-pub fn report(data_dir: &Path) -> Result<StatusReport> {
-    if let Some(reply) = ask_server(data_dir, "status\n") {
-        return Ok(serde_json::from_value(reply?)?);
-    }
+/// The report from the databases, when no node runs on `data_dir`.
+pub fn offline_report(data_dir: &Path) -> Result<StatusReport> {
     let index_path = crate::store::index_path(data_dir);
     if !index_path.exists() {
         anyhow::bail!("{} holds no rtnode index", data_dir.display());

@@ -1,7 +1,7 @@
 //! `rtnode export` on the command line: the key, the data directory and
 //! the summary printed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -15,8 +15,13 @@ pub struct CohortArgs {
 }
 
 /// `rtnode export`; `Ok(false)` when some outputs could not be read (the
-/// rest is written).
-pub fn run(a: CohortArgs) -> Result<bool> {
+/// rest is written). `load_source` reads the records of a data directory
+/// (`crate::admin::client::cohort_source`: the running node's, else the
+/// database's).
+pub fn run(
+    a: CohortArgs,
+    load_source: impl FnOnce(&Path) -> Result<super::Source>,
+) -> Result<bool> {
     let cfg = if a.config.exists() {
         crate::config::load_config(&a.config).map_err(|e| anyhow::anyhow!("{e}"))?
     } else {
@@ -36,7 +41,7 @@ pub fn run(a: CohortArgs) -> Result<bool> {
         );
         None
     };
-    let source = super::load_source(&data_dir)?;
+    let source = load_source(&data_dir)?;
     let summary = super::export(
         &data_dir,
         &source,

@@ -22,7 +22,6 @@ pub mod table;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -83,7 +82,9 @@ pub struct Source {
     pub jobs: Vec<JobRecord>,
 }
 
-fn source_from_state(state: &StateDb) -> Result<Source> {
+/// The records, read from a state database: the node's own when it runs
+/// (the admin socket's `cohort`), else the data directory's.
+pub fn source_from_state(state: &StateDb) -> Result<Source> {
     let courses: Vec<CourseRecord> = state.courses()?;
     let mut jobs = Vec::new();
     for c in &courses {
@@ -94,18 +95,10 @@ fn source_from_state(state: &StateDb) -> Result<Source> {
     Ok(Source { courses, jobs })
 }
 
-/// The admin socket's `cohort`: the records, read by the node that holds them.
-pub fn admin_source(node: &crate::scp::Node) -> Result<Source> {
-    source_from_state(&node.state)
-}
-
-/// The records, from the running node or from the state database.
+/// The records with no node running: from the data directory's state
+/// database (see `crate::admin::client::cohort_source`, which asks a running
+/// node first).
 pub fn load_source(data_dir: &Path) -> Result<Source> {
-    if let Some(reply) =
-        crate::status::ask_server_for(data_dir, "cohort\n", Duration::from_secs(300))
-    {
-        return serde_json::from_value(reply?).context("bad cohort reply from the server");
-    }
     anyhow::ensure!(
         crate::state::state_path(data_dir).exists(),
         "{} has no state database",

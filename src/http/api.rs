@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use super::tokens::Role;
 use super::{ApiError, AppState, Caller};
 use crate::export::OutboundState;
+use crate::node::Node;
 use crate::pipeline::CourseStatus;
-use crate::scp::Node;
 
 /// The hand-maintained OpenAPI document.
 pub const OPENAPI: &str = include_str!("openapi.json");

@@ -33,7 +33,7 @@ use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
 use crate::config::HttpSection;
-use crate::scp::Node;
+use crate::node::Node;
 use tokens::{Role, TokensFile};
 
 /// Largest request head (request line and headers) read, bytes.

@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::negotiation::{self, AcceptedContext};
-use super::{Node, Stats};
+use super::{ScpContext, Stats};
 use crate::dimse::{self, command_field, status, Command};
 use crate::state::AssociationRecord;
 use crate::store::StoreFailure;
@@ -72,7 +72,7 @@ struct Incoming {
 }
 
 struct Session {
-    node: Arc<Node>,
+    node: Arc<ScpContext>,
     calling_ae: String,
     contexts: HashMap<u8, AcceptedContext>,
     peer_max_pdu: u32,
@@ -83,7 +83,7 @@ struct Session {
 }
 
 pub async fn handle(
-    node: Arc<Node>,
+    node: Arc<ScpContext>,
     stream: crate::tls::Connection,
     peer: SocketAddr,
     connection_slot: OwnedSemaphorePermit,
@@ -135,7 +135,7 @@ pub async fn handle(
 }
 
 async fn establish_and_serve(
-    node: &Arc<Node>,
+    node: &Arc<ScpContext>,
     conn: &mut Conn,
     peer: SocketAddr,
     connection_slot: OwnedSemaphorePermit,

@@ -7,7 +7,7 @@ mod negotiation;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -45,20 +45,21 @@ impl Stats {
     }
 }
 
-/// Everything an association task needs, shared.
-pub struct Node {
+/// The peers file as loaded, shared by the SCP and the rest of the node so
+/// that a reload reaches every association that starts after it.
+pub type SharedPeers = Arc<RwLock<Arc<PeersFile>>>;
+
+/// What the SCP needs from the node it serves, shared by every association
+/// task: its identity, network settings and peers, the store it writes to,
+/// the state database for association records, counters and the audit log.
+/// The node (`crate::node::Node`) holds the same handles and one of these.
+pub struct ScpContext {
     pub ae_title: String,
     pub network: NetworkSection,
-    pub peers: RwLock<Arc<PeersFile>>,
+    pub peers: SharedPeers,
     pub store: Arc<Store>,
     pub state: Arc<StateDb>,
-    pub stats: Stats,
-    pub started: Instant,
-    pub started_at: String,
-    /// The course pipeline fed by this node's store, when it runs one.
-    pub pipeline: Option<Arc<crate::pipeline::Pipeline>>,
-    /// The outbound queue (results and routed instances).
-    pub exporter: Option<Arc<crate::export::Exporter>>,
+    pub stats: Arc<Stats>,
     pub audit: Arc<crate::audit::AuditLog>,
     association_slots: Arc<Semaphore>,
     /// Bounds sockets that have not yet completed negotiation, so a flood of
@@ -66,52 +67,36 @@ pub struct Node {
     connection_slots: Arc<Semaphore>,
 }
 
-impl Node {
+impl ScpContext {
+    /// A context with fresh counters and `network.max_associations` slots.
     pub fn new(
         ae_title: String,
         network: NetworkSection,
-        peers: PeersFile,
+        peers: SharedPeers,
         store: Arc<Store>,
         state: Arc<StateDb>,
         audit: Arc<crate::audit::AuditLog>,
-    ) -> Node {
+    ) -> ScpContext {
         let max = network.max_associations.max(1) as usize;
-        Node {
+        ScpContext {
             ae_title,
             association_slots: Arc::new(Semaphore::new(max)),
             connection_slots: Arc::new(Semaphore::new(max * 4 + 16)),
             network,
-            peers: RwLock::new(Arc::new(peers)),
+            peers,
             store,
             state,
-            stats: Stats::default(),
-            started: Instant::now(),
-            started_at: crate::time::now_rfc3339(),
-            pipeline: None,
-            exporter: None,
+            stats: Arc::new(Stats::default()),
             audit,
         }
     }
 
-    pub fn with_exporter(mut self, e: Arc<crate::export::Exporter>) -> Node {
-        self.exporter = Some(e);
-        self
-    }
-
-    pub fn with_pipeline(mut self, p: Arc<crate::pipeline::Pipeline>) -> Node {
-        self.pipeline = Some(p);
-        self
-    }
-
+    /// The peers as loaded now.
     pub fn peers(&self) -> Arc<PeersFile> {
         match self.peers.read() {
             Ok(p) => p.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
-    }
-
-    pub fn active_associations(&self) -> u64 {
-        self.stats.active_associations.load(Ordering::Relaxed)
     }
 }
 
@@ -149,7 +134,7 @@ async fn accept_on(
 /// Accepts connections until `shutdown` turns true, then waits (bounded)
 /// for the associations in flight to finish their current work.
 pub async fn run(
-    node: Arc<Node>,
+    node: Arc<ScpContext>,
     listeners: impl Into<Listeners>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -199,7 +184,7 @@ async fn accept_failed(e: std::io::Error) {
 }
 
 fn spawn_connection(
-    node: &Arc<Node>,
+    node: &Arc<ScpContext>,
     tasks: &mut JoinSet<()>,
     stream: tokio::net::TcpStream,
     addr: SocketAddr,
@@ -235,7 +220,7 @@ fn spawn_connection(
 
 /// A TLS client refused before any association: plaintext on the TLS port,
 /// an untrusted or missing certificate, or a silent client.
-fn tls_refused(node: &Node, addr: SocketAddr, e: &std::io::Error) {
+fn tls_refused(node: &ScpContext, addr: SocketAddr, e: &std::io::Error) {
     let reason = match e.kind() {
         // A port scan or health check: connect and close, nothing sent. As
         // on the plaintext port, it is counted but not worth an alert.

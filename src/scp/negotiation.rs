@@ -11,7 +11,7 @@ use dicom_ul::pdu::{
     UserVariableItem,
 };
 
-use super::Node;
+use super::ScpContext;
 use crate::uids;
 
 #[derive(Debug, Clone)]
@@ -61,7 +61,7 @@ fn trim_ae(s: &str) -> &str {
 /// Decides on an association request. The association-count limit is
 /// checked by the caller, which holds the slot.
 pub async fn negotiate(
-    node: &Node,
+    node: &ScpContext,
     rq: &AssociationRQ,
     peer: SocketAddr,
 ) -> Result<Accepted, Rejected> {

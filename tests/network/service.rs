@@ -183,7 +183,7 @@ fn systemd_hears_ready() {
     let s = Server::start_with_config_env(dir.path(), &cfg, &opts.env);
     let mut buf = [0u8; 512];
     let n = sock.recv(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"READY=1");
+    assert_eq!(&buf[..n], b"READY=1\n");
     let n = sock.recv(&mut buf).unwrap();
     let status = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(
@@ -191,7 +191,7 @@ fn systemd_hears_ready() {
         "{status}"
     );
     assert!(status.contains(", 0 outbound queued"), "{status}");
-    assert!(status.ends_with("\nWATCHDOG=1"), "{status}");
+    assert!(status.ends_with("\nWATCHDOG=1\n"), "{status}");
     send_ok(s.port, &ct);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
