@@ -12,7 +12,7 @@ use dicom_ul::pdu::{
 };
 
 use super::Node;
-use crate::uids;
+use crate::dicom::uids;
 
 #[derive(Debug, Clone)]
 pub struct AcceptedContext {
