@@ -1026,7 +1026,8 @@ impl Peer {
     pub fn accepts(&self, sop_class_uid: &str) -> bool {
         self.sop_classes.is_empty()
             || self.sop_classes.iter().any(|c| {
-                c == sop_class_uid || crate::uids::sop_class_keyword_uid(c) == Some(sop_class_uid)
+                c == sop_class_uid
+                    || crate::dicom::uids::sop_class_keyword_uid(c) == Some(sop_class_uid)
             })
     }
 }
@@ -1516,7 +1517,7 @@ fn check_config(c: &Config, text: &str, file: &Path) -> Vec<ConfigError> {
     }
     for rule in &c.routing {
         for (keyword, re) in &rule.tags {
-            if crate::uids::tag_by_keyword(keyword).is_none() {
+            if crate::dicom::uids::tag_by_keyword(keyword).is_none() {
                 err(
                     "routing",
                     "tags",
@@ -1538,7 +1539,9 @@ fn check_config(c: &Config, text: &str, file: &Path) -> Vec<ConfigError> {
             }
         }
         for class in &rule.sop_class {
-            if !class.starts_with("1.") && crate::uids::sop_class_keyword_uid(class).is_none() {
+            if !class.starts_with("1.")
+                && crate::dicom::uids::sop_class_keyword_uid(class).is_none()
+            {
                 err(
                     "routing",
                     "sop_class",

@@ -278,7 +278,11 @@ pub fn c_echo_rsp(message_id: u16, sop_class: Option<&str>) -> Command {
     Command {
         command_field: command_field::C_ECHO_RSP,
         message_id_being_responded_to: Some(message_id),
-        affected_sop_class_uid: Some(sop_class.unwrap_or(crate::uids::VERIFICATION).to_string()),
+        affected_sop_class_uid: Some(
+            sop_class
+                .unwrap_or(crate::dicom::uids::VERIFICATION)
+                .to_string(),
+        ),
         data_set_type: NO_DATA_SET,
         status: Some(status::SUCCESS),
         ..Command::default()
@@ -289,7 +293,7 @@ pub fn c_echo_rq(message_id: u16) -> Command {
     Command {
         command_field: command_field::C_ECHO_RQ,
         message_id: Some(message_id),
-        affected_sop_class_uid: Some(crate::uids::VERIFICATION.to_string()),
+        affected_sop_class_uid: Some(crate::dicom::uids::VERIFICATION.to_string()),
         data_set_type: NO_DATA_SET,
         ..Command::default()
     }

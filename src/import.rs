@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use dicom_encoding::TransferSyntaxIndex;
 
-use crate::part10;
-use crate::uids;
+use crate::dicom::part10;
+use crate::dicom::uids;
 
 /// Where the data set bytes of a file come from.
 #[derive(Debug, Clone)]

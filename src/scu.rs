@@ -14,10 +14,10 @@ use dicom_ul::pdu::{
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use crate::dicom::uids;
 use crate::dimse;
 pub use crate::import::collect_files;
 use crate::import::{prepare, Body, Item};
-use crate::uids;
 use crate::ul::{self, pdu_type};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

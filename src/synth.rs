@@ -17,17 +17,18 @@
 //!   stored value exactly.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context, Result};
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::InMemDicomObject;
-use rand::Rng;
 use rayon::prelude::*;
 
 pub mod rt;
+
+use crate::dicom::uids::{check_uid_root, generate_uid};
+use crate::dicom::values::{format_ds, now_da_tm};
 
 /// Implementation Class UID written into the file meta group of every file
 /// produced by this module (a fixed UUID-derived UID, generated once).
@@ -63,9 +64,6 @@ const SERIES_DESCRIPTION: &str = "rtnode synthetic CT phantom";
 const WINDOW_CENTER: &str = "40";
 const WINDOW_WIDTH: &str = "400";
 const KVP: &str = "120";
-/// Room left for random digits after a custom UID root; fewer digits would
-/// make collisions between independently generated series plausible.
-const MIN_UID_RANDOM_DIGITS: usize = 20;
 
 /// Options of `rtnode synth`.
 #[derive(Debug, Clone, PartialEq)]
@@ -450,9 +448,9 @@ pub fn write_ct_series(out_dir: &Path, opts: &SynthOptions) -> Result<SynthSerie
     let frame_of_reference_uid = generate_uid(&opts.uid_root, &mut rng)?;
     let sop_instance_uids = (0..opts.slices)
         .map(|_| generate_uid(&opts.uid_root, &mut rng))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
 
-    let (date, time) = utc_now_da_tm();
+    let (date, time) = now_da_tm();
     let template = series_template(
         opts,
         &grid,
@@ -730,32 +728,6 @@ fn render_slice(phantom: &Phantom, grid: &CtGrid, z: f64) -> Vec<u8> {
     bytes
 }
 
-/// Formats a value as a DICOM DS (at most 16 characters), using the
-/// shortest exact representation when it fits and rounding otherwise.
-pub fn format_ds(v: f64) -> Result<String> {
-    ensure!(v.is_finite(), "cannot encode {v} as a decimal string");
-    // Avoid "-0", which is valid but looks like a sign error to readers.
-    let v = if v == 0.0 { 0.0 } else { v };
-    let shortest = v.to_string();
-    if shortest.len() <= 16 {
-        return Ok(shortest);
-    }
-    for decimals in (0..=15).rev() {
-        let mut s = format!("{v:.decimals$}");
-        if s.contains('.') {
-            let trimmed = s.trim_end_matches('0').trim_end_matches('.').len();
-            s.truncate(trimmed);
-        }
-        if s == "-0" {
-            s = "0".to_string();
-        }
-        if s.len() <= 16 {
-            return Ok(s);
-        }
-    }
-    bail!("{v} does not fit in a 16-character decimal string")
-}
-
 /// The value a reader obtains after `v` has been written as DS.
 fn quantize_ds(v: f64) -> Result<f64> {
     let s = format_ds(v)?;
@@ -763,82 +735,10 @@ fn quantize_ds(v: f64) -> Result<f64> {
         .with_context(|| format!("re-parsing decimal string {s:?}"))
 }
 
-/// Whether `uid` is a syntactically valid DICOM UID: at most 64 characters,
-/// dot-separated non-empty numeric components without leading zeros.
-pub fn is_valid_uid(uid: &str) -> bool {
-    !uid.is_empty()
-        && uid.len() <= 64
-        && uid.split('.').all(|c| {
-            !c.is_empty()
-                && c.bytes().all(|b| b.is_ascii_digit())
-                && (c == "0" || !c.starts_with('0'))
-        })
-}
-
-fn check_uid_root(root: &str) -> Result<()> {
-    ensure!(is_valid_uid(root), "invalid UID root {root:?}");
-    ensure!(
-        root.len() + 1 + MIN_UID_RANDOM_DIGITS <= 64,
-        "UID root {root:?} is too long: at least {MIN_UID_RANDOM_DIGITS} characters must remain for random digits"
-    );
-    Ok(())
-}
-
-/// `<root>.<random decimal>`. The random part is a version-4 UUID read as
-/// an integer, which is exactly what the "2.25" root (ISO/IEC 9834-8)
-/// calls for; under longer roots it is truncated to fit 64 characters.
-pub fn generate_uid<R: Rng + ?Sized>(root: &str, rng: &mut R) -> Result<String> {
-    check_uid_root(root)?;
-    let mut value: u128 = rng.gen();
-    value &= !(0xF_u128 << 76);
-    value |= 0x4_u128 << 76; // version 4
-    value &= !(0x3_u128 << 62);
-    value |= 0x2_u128 << 62; // RFC 4122 variant
-    let mut digits = value.to_string();
-    // Truncating a decimal string keeps its non-zero leading digit.
-    digits.truncate(64 - root.len() - 1);
-    let uid = format!("{root}.{digits}");
-    debug_assert!(is_valid_uid(&uid));
-    Ok(uid)
-}
-
-/// Current UTC date and time as DICOM DA (YYYYMMDD) and TM (HHMMSS).
-fn utc_now_da_tm() -> (String, String) {
-    // A clock before 1970 is a broken host; falling back to the epoch keeps
-    // the files valid rather than failing the whole series.
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    (
-        format!("{y:04}{m:02}{d:02}"),
-        format!("{:02}{:02}{:02}", rem / 3600, (rem / 60) % 60, rem % 60),
-    )
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01, computed via
-/// 400-year eras starting in March so that leap days fall at the end of a
-/// year (avoids a date-time dependency for two header fields).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468; // shift epoch to 0000-03-01
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // day of era, 0..=146096
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // 0..=399
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // 0..=365, from March 1
-    let mp = (5 * doy + 2) / 153; // month index from March, 0..=11
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    // day is 1..=31 and month 1..=12 by construction.
-    (year, month as u32, day as u32)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dicom::uids::is_valid_uid;
     use dicom_object::open_file;
     use std::collections::HashSet;
 
@@ -935,55 +835,8 @@ mod tests {
     }
 
     #[test]
-    fn uids_are_valid_and_unique() {
-        let mut rng = rand::thread_rng();
-        let mut seen = HashSet::new();
-        for root in ["2.25", "1.2.826.0.1.3680043.10.543.42", "9"] {
-            for _ in 0..2000 {
-                let uid = generate_uid(root, &mut rng).unwrap();
-                assert!(is_valid_uid(&uid), "{uid}");
-                assert!(uid.starts_with(&format!("{root}.")));
-                assert!(seen.insert(uid));
-            }
-        }
-        assert!(is_valid_uid(IMPLEMENTATION_CLASS_UID));
-        for bad in ["", "1..2", "1.02", ".1", "1.", "1.a", &"1".repeat(65)] {
-            assert!(!is_valid_uid(bad), "{bad:?}");
-        }
-        assert!(is_valid_uid("1.0.2"));
-    }
-
-    #[test]
-    fn ds_formatting_fits_and_round_trips() {
-        assert_eq!(format_ds(1.953125).unwrap(), "1.953125");
-        assert_eq!(format_ds(-0.0).unwrap(), "0");
-        assert_eq!(format_ds(-1024.0).unwrap(), "-1024");
-        for v in [
-            1.0 / 3.0,
-            -249.0234375,
-            500.0 / 7.0,
-            -123456.789012345,
-            1e-9,
-            12345678901234.5,
-        ] {
-            let s = format_ds(v).unwrap();
-            assert!(s.len() <= 16, "{s}");
-            let back: f64 = s.parse().unwrap();
-            assert!((back - v).abs() <= 1e-6 * v.abs().max(1.0), "{v} -> {s}");
-            assert_eq!(format_ds(back).unwrap().parse::<f64>().unwrap(), back);
-        }
-        assert!(format_ds(f64::INFINITY).is_err());
-    }
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        let (da, tm) = utc_now_da_tm();
-        assert_eq!(da.len(), 8);
-        assert_eq!(tm.len(), 6);
+    fn implementation_class_uid_is_conformant() {
+        assert!(crate::dicom::uids::is_valid_uid(IMPLEMENTATION_CLASS_UID));
     }
 
     #[test]

@@ -38,12 +38,12 @@ impl Builder<'_> {
                 continue;
             }
             let path = self.data_dir.join(&p.member.path);
-            let read = crate::dcm::open(&path, true).and_then(|obj| {
+            let read = crate::dicom::attrs::open(&path, true).and_then(|obj| {
                 let plan = crate::rt::plan::Plan::from_object(&obj)?;
                 let mut machines = BTreeSet::new();
                 for seq in [tags::BEAM_SEQUENCE, tags::ION_BEAM_SEQUENCE] {
-                    for beam in crate::dcm::items(&obj, seq) {
-                        let m = crate::dcm::text(&beam, tags::TREATMENT_MACHINE_NAME);
+                    for beam in crate::dicom::attrs::items(&obj, seq) {
+                        let m = crate::dicom::attrs::text(&beam, tags::TREATMENT_MACHINE_NAME);
                         if !m.is_empty() {
                             machines.insert(m);
                         }
@@ -80,11 +80,11 @@ impl Builder<'_> {
             .chain(c.structure_sets.iter())
             .chain(c.images.iter().take(1));
         for m in candidates {
-            if let Ok(obj) = crate::dcm::open(&self.data_dir.join(&m.path), true) {
+            if let Ok(obj) = crate::dicom::attrs::open(&self.data_dir.join(&m.path), true) {
                 return Some(Study {
-                    uid: crate::dcm::text(&obj, tags::STUDY_INSTANCE_UID),
-                    date: crate::dcm::text(&obj, tags::STUDY_DATE),
-                    description: crate::dcm::text(&obj, tags::STUDY_DESCRIPTION),
+                    uid: crate::dicom::attrs::text(&obj, tags::STUDY_INSTANCE_UID),
+                    date: crate::dicom::attrs::text(&obj, tags::STUDY_DATE),
+                    description: crate::dicom::attrs::text(&obj, tags::STUDY_DESCRIPTION),
                 });
             }
         }

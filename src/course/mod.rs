@@ -15,9 +15,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::dicom::uids;
 use crate::store::record::{PatientInfo, Reference};
 use crate::store::InstanceRecord;
-use crate::uids;
 pub use geometry::{check_series, SeriesGeometry};
 
 /// One member object of a course.

@@ -66,8 +66,8 @@ fn identity_of(path: &std::path::Path) -> (String, String) {
         .open_file(path)
     {
         Ok(obj) => (
-            crate::dcm::text(&obj, tags::PATIENT_ID),
-            crate::dcm::text(&obj, tags::STUDY_INSTANCE_UID),
+            crate::dicom::attrs::text(&obj, tags::PATIENT_ID),
+            crate::dicom::attrs::text(&obj, tags::STUDY_INSTANCE_UID),
         ),
         Err(_) => (String::new(), String::new()),
     }
@@ -250,7 +250,7 @@ impl Exporter {
                 }
                 Some(p) if !p.accepts(sop_class_uid) => info!(
                     destination = %d,
-                    sop_class = crate::uids::sop_class_name(sop_class_uid),
+                    sop_class = crate::dicom::uids::sop_class_name(sop_class_uid),
                     "destination does not take this SOP class; not queued"
                 ),
                 Some(p) => items.push(OutboundItem {

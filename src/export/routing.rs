@@ -28,7 +28,7 @@ pub fn compile(rules: &[RoutingRule]) -> Result<Vec<CompiledRule>> {
                 .tags
                 .iter()
                 .map(|(k, re)| {
-                    let tag = crate::uids::tag_by_keyword(k)
+                    let tag = crate::dicom::uids::tag_by_keyword(k)
                         .with_context(|| format!("rule {}: unknown keyword {k}", r.name))?;
                     let re = Regex::new(re)
                         .with_context(|| format!("rule {}: bad pattern for {k}", r.name))?;
@@ -39,7 +39,7 @@ pub fn compile(rules: &[RoutingRule]) -> Result<Vec<CompiledRule>> {
                 .sop_class
                 .iter()
                 .map(|c| {
-                    crate::uids::sop_class_keyword_uid(c)
+                    crate::dicom::uids::sop_class_keyword_uid(c)
                         .map(str::to_string)
                         .unwrap_or_else(|| c.clone())
                 })

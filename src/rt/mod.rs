@@ -4,9 +4,6 @@
 //!
 //! Coordinates are DICOM patient coordinates in millimetres throughout.
 
-// Tolerant attribute access lives at the crate root: the store reads
-// instance records with it too.
-pub use crate::dcm;
 pub mod edt;
 pub mod plan;
 pub mod raster;

@@ -8,7 +8,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use serde::{Deserialize, Serialize};
 
-use super::dcm;
+use crate::dicom::attrs;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FractionGroup {
@@ -78,85 +78,85 @@ pub struct Plan {
 
 impl Plan {
     pub fn from_file(path: &Path) -> Result<Plan> {
-        let obj = dcm::open(path, false)?;
+        let obj = attrs::open(path, false)?;
         Self::from_object(&obj).with_context(|| format!("reading RTPLAN {}", path.display()))
     }
 
     pub fn from_object(obj: &InMemDicomObject) -> Result<Plan> {
-        let modality = dcm::code(obj, tags::MODALITY);
+        let modality = attrs::code(obj, tags::MODALITY);
         ensure!(
             modality == "RTPLAN" || modality.is_empty(),
             "modality is {modality}, not RTPLAN"
         );
-        let fraction_groups = dcm::items(obj, tags::FRACTION_GROUP_SEQUENCE)
+        let fraction_groups = attrs::items(obj, tags::FRACTION_GROUP_SEQUENCE)
             .iter()
             .enumerate()
             .map(|(i, fg)| FractionGroup {
-                number: dcm::int(fg, tags::FRACTION_GROUP_NUMBER).unwrap_or(i as i64 + 1),
-                fractions_planned: dcm::int(fg, tags::NUMBER_OF_FRACTIONS_PLANNED)
+                number: attrs::int(fg, tags::FRACTION_GROUP_NUMBER).unwrap_or(i as i64 + 1),
+                fractions_planned: attrs::int(fg, tags::NUMBER_OF_FRACTIONS_PLANNED)
                     .and_then(|n| u32::try_from(n).ok())
                     .filter(|n| *n > 0),
-                beams: dcm::items(fg, tags::REFERENCED_BEAM_SEQUENCE)
+                beams: attrs::items(fg, tags::REFERENCED_BEAM_SEQUENCE)
                     .iter()
-                    .filter_map(|b| dcm::int(b, tags::REFERENCED_BEAM_NUMBER))
+                    .filter_map(|b| attrs::int(b, tags::REFERENCED_BEAM_NUMBER))
                     .collect(),
-                brachy_setups: dcm::items(fg, tags::REFERENCED_BRACHY_APPLICATION_SETUP_SEQUENCE)
+                brachy_setups: attrs::items(fg, tags::REFERENCED_BRACHY_APPLICATION_SETUP_SEQUENCE)
                     .len(),
             })
             .collect();
         let mut beams = Vec::new();
         for seq in [tags::BEAM_SEQUENCE, tags::ION_BEAM_SEQUENCE] {
-            for b in dcm::items(obj, seq) {
-                if let Some(number) = dcm::int(&b, tags::BEAM_NUMBER) {
+            for b in attrs::items(obj, seq) {
+                if let Some(number) = attrs::int(&b, tags::BEAM_NUMBER) {
                     beams.push(Beam {
                         number,
-                        name: dcm::text(&b, tags::BEAM_NAME),
-                        delivery_type: dcm::code(&b, tags::TREATMENT_DELIVERY_TYPE),
+                        name: attrs::text(&b, tags::BEAM_NAME),
+                        delivery_type: attrs::code(&b, tags::TREATMENT_DELIVERY_TYPE),
                     });
                 }
             }
         }
-        let dose_references = dcm::items(obj, tags::DOSE_REFERENCE_SEQUENCE)
+        let dose_references = attrs::items(obj, tags::DOSE_REFERENCE_SEQUENCE)
             .iter()
             .map(|d| DoseReference {
-                number: dcm::int(d, tags::DOSE_REFERENCE_NUMBER),
-                structure_type: dcm::code(d, tags::DOSE_REFERENCE_STRUCTURE_TYPE),
-                description: dcm::text(d, tags::DOSE_REFERENCE_DESCRIPTION),
-                reference_type: dcm::code(d, tags::DOSE_REFERENCE_TYPE),
-                target_prescription_dose: dcm::float(d, tags::TARGET_PRESCRIPTION_DOSE)
+                number: attrs::int(d, tags::DOSE_REFERENCE_NUMBER),
+                structure_type: attrs::code(d, tags::DOSE_REFERENCE_STRUCTURE_TYPE),
+                description: attrs::text(d, tags::DOSE_REFERENCE_DESCRIPTION),
+                reference_type: attrs::code(d, tags::DOSE_REFERENCE_TYPE),
+                target_prescription_dose: attrs::float(d, tags::TARGET_PRESCRIPTION_DOSE)
                     .filter(|v| *v > 0.0),
-                referenced_roi_number: dcm::int(d, tags::REFERENCED_ROI_NUMBER),
+                referenced_roi_number: attrs::int(d, tags::REFERENCED_ROI_NUMBER),
             })
             .collect();
-        let related_plans = dcm::items(obj, tags::REFERENCED_RT_PLAN_SEQUENCE)
+        let related_plans = attrs::items(obj, tags::REFERENCED_RT_PLAN_SEQUENCE)
             .iter()
             .map(|p| {
                 (
-                    dcm::text(p, tags::REFERENCED_SOP_INSTANCE_UID),
-                    dcm::code(p, tags::RT_PLAN_RELATIONSHIP),
+                    attrs::text(p, tags::REFERENCED_SOP_INSTANCE_UID),
+                    attrs::code(p, tags::RT_PLAN_RELATIONSHIP),
                 )
             })
             .filter(|(u, _)| !u.is_empty())
             .collect();
         let dt = |d, t| {
-            let d = dcm::text(obj, d);
-            (!d.is_empty()).then(|| format!("{d}{}", dcm::text(obj, t)))
+            let d = attrs::text(obj, d);
+            (!d.is_empty()).then(|| format!("{d}{}", attrs::text(obj, t)))
         };
         Ok(Plan {
-            sop_instance_uid: dcm::text(obj, tags::SOP_INSTANCE_UID),
-            frame_of_reference_uid: dcm::text(obj, tags::FRAME_OF_REFERENCE_UID),
-            label: dcm::text(obj, tags::RT_PLAN_LABEL),
-            name: dcm::text(obj, tags::RT_PLAN_NAME),
+            sop_instance_uid: attrs::text(obj, tags::SOP_INSTANCE_UID),
+            frame_of_reference_uid: attrs::text(obj, tags::FRAME_OF_REFERENCE_UID),
+            label: attrs::text(obj, tags::RT_PLAN_LABEL),
+            name: attrs::text(obj, tags::RT_PLAN_NAME),
             date_time: dt(tags::RT_PLAN_DATE, tags::RT_PLAN_TIME)
                 .or_else(|| dt(tags::INSTANCE_CREATION_DATE, tags::INSTANCE_CREATION_TIME))
                 .unwrap_or_default(),
-            intent: dcm::code(obj, tags::PLAN_INTENT),
-            approval_status: dcm::code(obj, tags::APPROVAL_STATUS),
+            intent: attrs::code(obj, tags::PLAN_INTENT),
+            approval_status: attrs::code(obj, tags::APPROVAL_STATUS),
             fraction_groups,
             beams,
             dose_references,
             related_plans,
-            referenced_structure_set: dcm::referenced_uids(
+            referenced_structure_set: attrs::referenced_uids(
                 obj,
                 tags::REFERENCED_STRUCTURE_SET_SEQUENCE,
             )

@@ -16,7 +16,7 @@ use dicom_object::{DefaultDicomObject, InMemDicomObject};
 use ndarray::Array3;
 use serde::{Deserialize, Serialize};
 
-use super::dcm;
+use crate::dicom::attrs;
 
 /// Direction cosines further than this from a patient axis make a grid oblique.
 const AXIS_TOLERANCE: f64 = 1e-3;
@@ -53,20 +53,20 @@ pub struct PlanReference {
 impl DoseHeader {
     /// Reads the header only (stops before Pixel Data).
     pub fn from_file(path: &Path) -> Result<DoseHeader> {
-        let obj = dcm::open(path, true)?;
+        let obj = attrs::open(path, true)?;
         Self::from_object(&obj).with_context(|| format!("reading RTDOSE {}", path.display()))
     }
 
     pub fn from_object(obj: &InMemDicomObject) -> Result<DoseHeader> {
-        let modality = dcm::code(obj, tags::MODALITY);
+        let modality = attrs::code(obj, tags::MODALITY);
         ensure!(
             modality == "RTDOSE" || modality.is_empty(),
             "modality is {modality}, not RTDOSE"
         );
         let mut referenced_plans = Vec::new();
-        for p in dcm::items(obj, tags::REFERENCED_RT_PLAN_SEQUENCE) {
-            let plan_uid = dcm::text(&p, tags::REFERENCED_SOP_INSTANCE_UID);
-            let fgs = dcm::items(&p, tags::REFERENCED_FRACTION_GROUP_SEQUENCE);
+        for p in attrs::items(obj, tags::REFERENCED_RT_PLAN_SEQUENCE) {
+            let plan_uid = attrs::text(&p, tags::REFERENCED_SOP_INSTANCE_UID);
+            let fgs = attrs::items(&p, tags::REFERENCED_FRACTION_GROUP_SEQUENCE);
             if fgs.is_empty() {
                 referenced_plans.push(PlanReference {
                     plan_uid: plan_uid.clone(),
@@ -75,33 +75,33 @@ impl DoseHeader {
                 });
             }
             for fg in fgs {
-                let beams = dcm::items(&fg, tags::REFERENCED_BEAM_SEQUENCE)
+                let beams = attrs::items(&fg, tags::REFERENCED_BEAM_SEQUENCE)
                     .iter()
-                    .filter_map(|b| dcm::int(b, tags::REFERENCED_BEAM_NUMBER))
+                    .filter_map(|b| attrs::int(b, tags::REFERENCED_BEAM_NUMBER))
                     .collect();
                 referenced_plans.push(PlanReference {
                     plan_uid: plan_uid.clone(),
-                    fraction_group: dcm::int(&fg, tags::REFERENCED_FRACTION_GROUP_NUMBER),
+                    fraction_group: attrs::int(&fg, tags::REFERENCED_FRACTION_GROUP_NUMBER),
                     beams,
                 });
             }
         }
         let date_time = |d, t| {
-            let d = dcm::text(obj, d);
-            (!d.is_empty()).then(|| format!("{d}{}", dcm::text(obj, t)))
+            let d = attrs::text(obj, d);
+            (!d.is_empty()).then(|| format!("{d}{}", attrs::text(obj, t)))
         };
         let created = date_time(tags::INSTANCE_CREATION_DATE, tags::INSTANCE_CREATION_TIME)
             .or_else(|| date_time(tags::CONTENT_DATE, tags::CONTENT_TIME))
             .unwrap_or_default();
         Ok(DoseHeader {
-            sop_instance_uid: dcm::text(obj, tags::SOP_INSTANCE_UID),
-            series_instance_uid: dcm::text(obj, tags::SERIES_INSTANCE_UID),
-            frame_of_reference_uid: dcm::text(obj, tags::FRAME_OF_REFERENCE_UID),
-            units: dcm::code(obj, tags::DOSE_UNITS),
-            dose_type: dcm::code(obj, tags::DOSE_TYPE),
-            summation_type: dcm::code(obj, tags::DOSE_SUMMATION_TYPE),
+            sop_instance_uid: attrs::text(obj, tags::SOP_INSTANCE_UID),
+            series_instance_uid: attrs::text(obj, tags::SERIES_INSTANCE_UID),
+            frame_of_reference_uid: attrs::text(obj, tags::FRAME_OF_REFERENCE_UID),
+            units: attrs::code(obj, tags::DOSE_UNITS),
+            dose_type: attrs::code(obj, tags::DOSE_TYPE),
+            summation_type: attrs::code(obj, tags::DOSE_SUMMATION_TYPE),
             referenced_plans,
-            referenced_structure_set: dcm::referenced_uids(
+            referenced_structure_set: attrs::referenced_uids(
                 obj,
                 tags::REFERENCED_STRUCTURE_SET_SEQUENCE,
             )
@@ -299,7 +299,7 @@ pub struct DoseGrid {
 
 impl DoseGrid {
     pub fn from_file(path: &Path) -> Result<DoseGrid> {
-        let obj = dcm::open(path, false)?;
+        let obj = attrs::open(path, false)?;
         Self::from_object(&obj).with_context(|| format!("reading RTDOSE {}", path.display()))
     }
 
@@ -336,20 +336,20 @@ impl DoseGrid {
     pub fn from_object(obj: &DefaultDicomObject) -> Result<DoseGrid> {
         let header = DoseHeader::from_object(obj)?;
         let mut notes = Vec::new();
-        let rows = dcm::int(obj, tags::ROWS).context("no Rows")? as usize;
-        let cols = dcm::int(obj, tags::COLUMNS).context("no Columns")? as usize;
-        let frames = dcm::int(obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
+        let rows = attrs::int(obj, tags::ROWS).context("no Rows")? as usize;
+        let cols = attrs::int(obj, tags::COLUMNS).context("no Columns")? as usize;
+        let frames = attrs::int(obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
         ensure!(rows > 0 && cols > 0, "empty dose grid ({rows}×{cols})");
-        let ipp = dcm::floats(obj, tags::IMAGE_POSITION_PATIENT)
+        let ipp = attrs::floats(obj, tags::IMAGE_POSITION_PATIENT)
             .filter(|v| v.len() == 3)
             .context("no ImagePositionPatient")?;
-        let iop = dcm::floats(obj, tags::IMAGE_ORIENTATION_PATIENT)
+        let iop = attrs::floats(obj, tags::IMAGE_ORIENTATION_PATIENT)
             .filter(|v| v.len() == 6)
             .context("no ImageOrientationPatient")?;
-        let ps = dcm::floats(obj, tags::PIXEL_SPACING)
+        let ps = attrs::floats(obj, tags::PIXEL_SPACING)
             .filter(|v| v.len() == 2 && v.iter().all(|s| *s > 0.0))
             .context("no valid PixelSpacing")?;
-        let scaling = match dcm::float(obj, tags::DOSE_GRID_SCALING) {
+        let scaling = match attrs::float(obj, tags::DOSE_GRID_SCALING) {
             Some(s) if s > 0.0 => s,
             _ => {
                 notes.push("no DoseGridScaling: 1 assumed".into());
@@ -418,7 +418,7 @@ impl DoseGrid {
         let z_margin = if z.len() > 1 {
             [0.5 * (z[1] - z[0]), 0.5 * (z[z.len() - 1] - z[z.len() - 2])]
         } else {
-            let t = dcm::float(obj, tags::SLICE_THICKNESS)
+            let t = attrs::float(obj, tags::SLICE_THICKNESS)
                 .filter(|t| *t > 0.0)
                 .unwrap_or_else(|| {
                     notes.push(
@@ -534,7 +534,7 @@ fn frame_offsets(
     frames: usize,
     notes: &mut Vec<String>,
 ) -> Result<Vec<f64>> {
-    let Some(v) = dcm::floats(obj, tags::GRID_FRAME_OFFSET_VECTOR) else {
+    let Some(v) = attrs::floats(obj, tags::GRID_FRAME_OFFSET_VECTOR) else {
         ensure!(frames == 1, "{frames} frames but no GridFrameOffsetVector");
         return Ok(vec![0.0]);
     };
@@ -577,8 +577,8 @@ fn read_samples(
     cols: usize,
     frames: usize,
 ) -> Result<Vec<f64>> {
-    let bits = dcm::int(obj, tags::BITS_ALLOCATED).unwrap_or(16);
-    let signed = dcm::int(obj, tags::PIXEL_REPRESENTATION).unwrap_or(0) == 1;
+    let bits = attrs::int(obj, tags::BITS_ALLOCATED).unwrap_or(16);
+    let signed = attrs::int(obj, tags::PIXEL_REPRESENTATION).unwrap_or(0) == 1;
     let n = rows * cols * frames;
     let elem = obj
         .get(tags::PIXEL_DATA)

@@ -22,7 +22,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use serde::{Deserialize, Serialize};
 
-use super::dcm;
+use crate::dicom::attrs;
 
 /// Contour points whose z differ by less than this lie on one plane; also
 /// the largest z spread accepted within one contour (DS rounding in real
@@ -209,7 +209,7 @@ pub struct RtStruct {
 
 impl RtStruct {
     pub fn from_file(path: &Path) -> Result<RtStruct> {
-        let obj = dcm::open(path, false)?;
+        let obj = attrs::open(path, false)?;
         Self::from_object(&obj).with_context(|| format!("reading RTSTRUCT {}", path.display()))
     }
 
@@ -252,16 +252,16 @@ impl RtStruct {
     }
 
     pub fn from_object(obj: &InMemDicomObject) -> Result<RtStruct> {
-        let modality = dcm::code(obj, tags::MODALITY);
+        let modality = attrs::code(obj, tags::MODALITY);
         anyhow::ensure!(
             modality == "RTSTRUCT" || modality.is_empty(),
             "modality is {modality}, not RTSTRUCT"
         );
-        let sop_instance_uid = dcm::text(obj, tags::SOP_INSTANCE_UID);
+        let sop_instance_uid = attrs::text(obj, tags::SOP_INSTANCE_UID);
         let mut notes = Vec::new();
-        let frames: Vec<String> = dcm::items(obj, tags::REFERENCED_FRAME_OF_REFERENCE_SEQUENCE)
+        let frames: Vec<String> = attrs::items(obj, tags::REFERENCED_FRAME_OF_REFERENCE_SEQUENCE)
             .iter()
-            .map(|i| dcm::text(i, tags::FRAME_OF_REFERENCE_UID))
+            .map(|i| attrs::text(i, tags::FRAME_OF_REFERENCE_UID))
             .filter(|u| !u.is_empty())
             .collect();
         if frames.len() > 1 {
@@ -274,31 +274,31 @@ impl RtStruct {
 
         // StructureSetROISequence: number → (name, frame, algorithm), in file order.
         let mut defs: Vec<(i64, String, String, String)> = Vec::new();
-        for item in dcm::items(obj, tags::STRUCTURE_SET_ROI_SEQUENCE) {
-            let Some(n) = dcm::int(&item, tags::ROI_NUMBER) else {
+        for item in attrs::items(obj, tags::STRUCTURE_SET_ROI_SEQUENCE) {
+            let Some(n) = attrs::int(&item, tags::ROI_NUMBER) else {
                 notes.push("a StructureSetROISequence item has no ROINumber: ignored".into());
                 continue;
             };
-            let mut f = dcm::text(&item, tags::REFERENCED_FRAME_OF_REFERENCE_UID);
+            let mut f = attrs::text(&item, tags::REFERENCED_FRAME_OF_REFERENCE_UID);
             if f.is_empty() {
                 f = default_for.clone();
             }
             defs.push((
                 n,
-                dcm::text(&item, tags::ROI_NAME),
+                attrs::text(&item, tags::ROI_NAME),
                 f,
-                dcm::code(&item, tags::ROI_GENERATION_ALGORITHM),
+                attrs::code(&item, tags::ROI_GENERATION_ALGORITHM),
             ));
         }
         let mut types: HashMap<i64, String> = HashMap::new();
-        for item in dcm::items(obj, tags::RTROI_OBSERVATIONS_SEQUENCE) {
-            if let Some(n) = dcm::int(&item, tags::REFERENCED_ROI_NUMBER) {
-                types.insert(n, dcm::code(&item, tags::RTROI_INTERPRETED_TYPE));
+        for item in attrs::items(obj, tags::RTROI_OBSERVATIONS_SEQUENCE) {
+            if let Some(n) = attrs::int(&item, tags::REFERENCED_ROI_NUMBER) {
+                types.insert(n, attrs::code(&item, tags::RTROI_INTERPRETED_TYPE));
             }
         }
         let mut contours: BTreeMap<i64, InMemDicomObject> = BTreeMap::new();
-        for item in dcm::items(obj, tags::ROI_CONTOUR_SEQUENCE) {
-            match dcm::int(&item, tags::REFERENCED_ROI_NUMBER) {
+        for item in attrs::items(obj, tags::ROI_CONTOUR_SEQUENCE) {
+            match attrs::int(&item, tags::REFERENCED_ROI_NUMBER) {
                 Some(n) => {
                     if contours.insert(n, item).is_some() {
                         notes.push(format!(
@@ -364,7 +364,7 @@ impl RtStruct {
         }
         Ok(RtStruct {
             sop_instance_uid,
-            label: dcm::text(obj, tags::STRUCTURE_SET_LABEL),
+            label: attrs::text(obj, tags::STRUCTURE_SET_LABEL),
             frame_of_reference_uid: default_for,
             rois,
             notes,
@@ -377,8 +377,8 @@ fn read_planes(item: &InMemDicomObject, notes: &mut Vec<String>) -> (Vec<Contour
     let mut ignored = 0;
     let mut flat: Vec<(f64, Polygon)> = Vec::new();
     let (mut degenerate, mut non_axial, mut count_mismatch) = (0, 0, 0);
-    for c in dcm::items(item, tags::CONTOUR_SEQUENCE) {
-        let kind = dcm::code(&c, tags::CONTOUR_GEOMETRIC_TYPE);
+    for c in attrs::items(item, tags::CONTOUR_SEQUENCE) {
+        let kind = attrs::code(&c, tags::CONTOUR_GEOMETRIC_TYPE);
         if kind != "CLOSED_PLANAR" {
             // A missing type is read as closed: that is what a contour with
             // three or more points nearly always is.
@@ -387,11 +387,11 @@ fn read_planes(item: &InMemDicomObject, notes: &mut Vec<String>) -> (Vec<Contour
                 continue;
             }
         }
-        let data = dcm::floats(&c, tags::CONTOUR_DATA).unwrap_or_default();
+        let data = attrs::floats(&c, tags::CONTOUR_DATA).unwrap_or_default();
         if !data.len().is_multiple_of(3) {
             count_mismatch += 1;
         }
-        if let Some(n) = dcm::int(&c, tags::NUMBER_OF_CONTOUR_POINTS) {
+        if let Some(n) = attrs::int(&c, tags::NUMBER_OF_CONTOUR_POINTS) {
             if n as usize != data.len() / 3 {
                 count_mismatch += 1;
             }

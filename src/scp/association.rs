@@ -30,10 +30,10 @@ use tracing::{debug, info, warn};
 
 use super::negotiation::{self, AcceptedContext};
 use super::{ScpContext, Stats};
+use crate::dicom::uids::{self, check_uid, UidCheck};
 use crate::dimse::{self, command_field, status, Command};
 use crate::state::AssociationRecord;
 use crate::store::StoreFailure;
-use crate::uids::{self, check_uid, UidCheck};
 use crate::ul::{self, pdu_type};
 
 /// Time allowed for the A-ASSOCIATE-RQ after connect (the ARTIM timer).

@@ -12,7 +12,7 @@ use dicom_ul::pdu::{
 };
 
 use super::ScpContext;
-use crate::uids;
+use crate::dicom::uids;
 
 #[derive(Debug, Clone)]
 pub struct AcceptedContext {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{member_keys, Inputs, Outcome, Stage, StageContext};
 use crate::course::Course;
-use crate::uids;
+use crate::dicom::uids;
 
 pub struct Qc;
 

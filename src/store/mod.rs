@@ -514,7 +514,11 @@ mod tests {
     fn data_set(sop_instance: &str) -> Vec<u8> {
         let mut obj = InMemDicomObject::new_empty();
         for (tag, vr, v) in [
-            (tags::SOP_CLASS_UID, VR::UI, crate::uids::CT_IMAGE_STORAGE),
+            (
+                tags::SOP_CLASS_UID,
+                VR::UI,
+                crate::dicom::uids::CT_IMAGE_STORAGE,
+            ),
             (tags::SOP_INSTANCE_UID, VR::UI, sop_instance),
             (tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3.5"),
             (tags::SERIES_INSTANCE_UID, VR::UI, "1.2.3.6"),
@@ -524,7 +528,7 @@ mod tests {
             obj.put(DataElement::new(tag, vr, PrimitiveValue::from(v)));
         }
         let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
-            .get(crate::uids::EXPLICIT_VR_LE)
+            .get(crate::dicom::uids::EXPLICIT_VR_LE)
             .unwrap();
         let mut bytes = Vec::new();
         obj.write_dataset_with_ts(&mut bytes, ts).unwrap();
@@ -559,9 +563,9 @@ mod tests {
         for uid in ["1.2.3.4.1", "1.2.3.4.2", "1.2.3.4.3"] {
             let mut w = store
                 .begin(
-                    crate::uids::CT_IMAGE_STORAGE,
+                    crate::dicom::uids::CT_IMAGE_STORAGE,
                     uid,
-                    crate::uids::EXPLICIT_VR_LE,
+                    crate::dicom::uids::EXPLICIT_VR_LE,
                     "SCU",
                 )
                 .unwrap();
@@ -600,9 +604,9 @@ mod tests {
         let uid = "1.2.3.4.9";
         let mut w = store
             .begin(
-                crate::uids::CT_IMAGE_STORAGE,
+                crate::dicom::uids::CT_IMAGE_STORAGE,
                 uid,
-                crate::uids::EXPLICIT_VR_LE,
+                crate::dicom::uids::EXPLICIT_VR_LE,
                 "SCU",
             )
             .unwrap();

@@ -7,7 +7,7 @@ use dicom_core::Tag;
 
 // Tolerant of values forwarded as UN (PS3.5 6.2.2): standard RT
 // attributes arrive that way from older PACS.
-use crate::dcm::{items, text};
+use crate::dicom::attrs::{items, text};
 
 use dicom_dictionary_std::tags;
 use dicom_object::{InMemDicomObject, OpenFileOptions};
@@ -208,7 +208,7 @@ pub fn read_record(path: &Path) -> Result<InstanceRecord, RecordError> {
         series_instance_uid,
         patient: PatientInfo {
             id: text(obj, tags::PATIENT_ID),
-            name: crate::dcm::person_name(obj, tags::PATIENT_NAME),
+            name: crate::dicom::attrs::person_name(obj, tags::PATIENT_NAME),
             birth_date: text(obj, tags::PATIENT_BIRTH_DATE),
             sex: text(obj, tags::PATIENT_SEX),
             issuer: text(obj, tags::ISSUER_OF_PATIENT_ID),
@@ -249,7 +249,7 @@ mod tests {
             &mut obj,
             tags::SOP_CLASS_UID,
             VR::UI,
-            crate::uids::RT_STRUCTURE_SET_STORAGE,
+            crate::dicom::uids::RT_STRUCTURE_SET_STORAGE,
         );
         put(&mut obj, tags::SOP_INSTANCE_UID, VR::UI, "1.2.3.4");
         put(&mut obj, tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3.5");
@@ -280,9 +280,9 @@ mod tests {
         let file = obj
             .with_meta(
                 FileMetaTableBuilder::new()
-                    .media_storage_sop_class_uid(crate::uids::RT_STRUCTURE_SET_STORAGE)
+                    .media_storage_sop_class_uid(crate::dicom::uids::RT_STRUCTURE_SET_STORAGE)
                     .media_storage_sop_instance_uid("1.2.3.4")
-                    .transfer_syntax(crate::uids::EXPLICIT_VR_LE),
+                    .transfer_syntax(crate::dicom::uids::EXPLICIT_VR_LE),
             )
             .unwrap();
         let path = dir.join(format!("{}.dcm", charset.replace(' ', "_")));

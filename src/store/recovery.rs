@@ -149,7 +149,7 @@ pub fn reconcile(data_dir: &Path, index: &Index) -> Result<RecoveryReport> {
 fn hash_dataset(path: &Path) -> Result<String> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = std::fs::File::open(path)?;
-    let offset = crate::part10::read_file_meta(&mut f)?
+    let offset = crate::dicom::part10::read_file_meta(&mut f)?
         .map(|m| m.dataset_offset)
         .unwrap_or(0);
     f.seek(SeekFrom::Start(offset))?;

@@ -20,9 +20,9 @@ use tracing::warn;
 
 use super::record::{read_record, InstanceRecord};
 use super::StoreFailure;
+use crate::dicom::part10;
+use crate::dicom::uids::{self, check_uid, UidCheck};
 use crate::dimse::status;
-use crate::part10;
-use crate::uids::{self, check_uid, UidCheck};
 
 /// Pieces smaller than this are collected before they are written.
 const WRITE_BUFFER: usize = 64 * 1024;

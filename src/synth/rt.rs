@@ -27,10 +27,9 @@ use dicom_dictionary_std::{tags, uids};
 use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::InMemDicomObject;
 
-use super::{
-    format_ds, generate_uid, utc_now_da_tm, Ellipse, SynthSeries, IMPLEMENTATION_CLASS_UID,
-    IMPLEMENTATION_VERSION_NAME,
-};
+use super::{Ellipse, SynthSeries, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
+use crate::dicom::uids::generate_uid;
+use crate::dicom::values::{ds_values, format_ds, now_da_tm};
 
 /// Prescription (Gy) to the PTV, and the dose at zc.
 pub const RX_GY: f64 = 50.0;
@@ -158,16 +157,6 @@ fn seq(obj: &mut InMemDicomObject, tag: Tag, items: Vec<InMemDicomObject>) {
     obj.put(DataElement::new(tag, VR::SQ, DataSetSequence::from(items)));
 }
 
-fn ds_list(values: &[f64]) -> Result<PrimitiveValue> {
-    Ok(PrimitiveValue::Strs(
-        values
-            .iter()
-            .map(|v| format_ds(*v))
-            .collect::<Result<Vec<_>>>()?
-            .into(),
-    ))
-}
-
 fn item(elements: Vec<(Tag, VR, PrimitiveValue)>) -> InMemDicomObject {
     InMemDicomObject::from_element_iter(
         elements
@@ -185,7 +174,7 @@ fn common(
     sop_uid: &str,
     series_uid: &str,
 ) -> InMemDicomObject {
-    let (date, time) = utc_now_da_tm();
+    let (date, time) = now_da_tm();
     let mut o = InMemDicomObject::new_empty();
     for (tag, vr, v) in [
         (tags::SPECIFIC_CHARACTER_SET, VR::CS, s("ISO_IR 192")),
@@ -361,7 +350,7 @@ pub fn write_rt_objects(
                     VR::IS,
                     s(&poly.len().to_string()),
                 ),
-                (tags::CONTOUR_DATA, VR::DS, ds_list(&data)?),
+                (tags::CONTOUR_DATA, VR::DS, ds_values(&data)?),
             ]);
             if let Some(k) = zs.iter().position(|s| (s - z).abs() < 1e-6) {
                 seq(&mut c, tags::CONTOUR_IMAGE_SEQUENCE, vec![image_ref(k)]);
@@ -583,12 +572,12 @@ pub fn write_rt_objects(
         (
             tags::IMAGE_POSITION_PATIENT,
             VR::DS,
-            ds_list(&[x0, y0, zs[0]])?,
+            ds_values(&[x0, y0, zs[0]])?,
         ),
         (
             tags::IMAGE_ORIENTATION_PATIENT,
             VR::DS,
-            ds_list(&[1.0, 0.0, 0.0, 0.0, 1.0, 0.0])?,
+            ds_values(&[1.0, 0.0, 0.0, 0.0, 1.0, 0.0])?,
         ),
         (tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)),
         (tags::PHOTOMETRIC_INTERPRETATION, VR::CS, s("MONOCHROME2")),
@@ -600,7 +589,7 @@ pub fn write_rt_objects(
         ),
         (tags::ROWS, VR::US, PrimitiveValue::from(ny as u16)),
         (tags::COLUMNS, VR::US, PrimitiveValue::from(nx as u16)),
-        (tags::PIXEL_SPACING, VR::DS, ds_list(&[h, h])?),
+        (tags::PIXEL_SPACING, VR::DS, ds_values(&[h, h])?),
         (tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(32u16)),
         (tags::BITS_STORED, VR::US, PrimitiveValue::from(32u16)),
         (tags::HIGH_BIT, VR::US, PrimitiveValue::from(31u16)),
@@ -612,7 +601,7 @@ pub fn write_rt_objects(
         (tags::DOSE_UNITS, VR::CS, s("GY")),
         (tags::DOSE_TYPE, VR::CS, s("PHYSICAL")),
         (tags::DOSE_SUMMATION_TYPE, VR::CS, s("PLAN")),
-        (tags::GRID_FRAME_OFFSET_VECTOR, VR::DS, ds_list(&offsets)?),
+        (tags::GRID_FRAME_OFFSET_VECTOR, VR::DS, ds_values(&offsets)?),
         (tags::DOSE_GRID_SCALING, VR::DS, s(&format_ds(scaling)?)),
         (tags::SLICE_THICKNESS, VR::DS, PrimitiveValue::Empty),
     ] {
@@ -750,13 +739,13 @@ pub fn write_boost(dir: &Path, opts: &BoostOptions) -> Result<SynthBoost> {
     };
     let primary_plan = open("RP.dcm")?;
     let primary_dose = open("RD.dcm")?;
-    let primary_plan_uid = crate::dcm::text(&primary_plan, tags::SOP_INSTANCE_UID);
+    let primary_plan_uid = crate::dicom::attrs::text(&primary_plan, tags::SOP_INSTANCE_UID);
     let uid_root = "2.25";
     let mut rng = rand::thread_rng();
     let mut uid = || generate_uid(uid_root, &mut rng);
     let (rp_uid, rp_series, rd_uid, rd_series, dose_ref_uid) =
         (uid()?, uid()?, uid()?, uid()?, uid()?);
-    let (date, time) = utc_now_da_tm();
+    let (date, time) = now_da_tm();
 
     // RTPLAN: the primary's, with its own identity and prescription.
     let mut rp = primary_plan;
@@ -787,7 +776,7 @@ pub fn write_boost(dir: &Path, opts: &BoostOptions) -> Result<SynthBoost> {
             ),
         ])],
     );
-    let mut groups = crate::dcm::items(&rp, tags::FRACTION_GROUP_SEQUENCE);
+    let mut groups = crate::dicom::attrs::items(&rp, tags::FRACTION_GROUP_SEQUENCE);
     ensure!(
         groups.len() == 1,
         "the primary plan has {} fraction groups, expected 1",
@@ -823,10 +812,10 @@ pub fn write_boost(dir: &Path, opts: &BoostOptions) -> Result<SynthBoost> {
     write(rp, &rp_path, uids::EXPLICIT_VR_LITTLE_ENDIAN)?;
 
     // RTDOSE: the primary's header on a new grid.
-    let z_first = crate::dcm::floats(&primary_dose, tags::IMAGE_POSITION_PATIENT)
+    let z_first = crate::dicom::attrs::floats(&primary_dose, tags::IMAGE_POSITION_PATIENT)
         .and_then(|v| v.get(2).copied())
         .context("primary RTDOSE has no ImagePositionPatient")?;
-    let offsets = crate::dcm::floats(&primary_dose, tags::GRID_FRAME_OFFSET_VECTOR)
+    let offsets = crate::dicom::attrs::floats(&primary_dose, tags::GRID_FRAME_OFFSET_VECTOR)
         .context("primary RTDOSE has no GridFrameOffsetVector")?;
     let z_last = z_first + offsets.iter().copied().fold(0.0, f64::max);
     let hw = opts.half_width_mm;
@@ -873,17 +862,17 @@ pub fn write_boost(dir: &Path, opts: &BoostOptions) -> Result<SynthBoost> {
         (
             tags::IMAGE_POSITION_PATIENT,
             VR::DS,
-            ds_list(&[x0, y0, z0])?,
+            ds_values(&[x0, y0, z0])?,
         ),
         (tags::NUMBER_OF_FRAMES, VR::IS, s(&nz.to_string())),
         (tags::ROWS, VR::US, PrimitiveValue::from(ny as u16)),
         (tags::COLUMNS, VR::US, PrimitiveValue::from(nx as u16)),
         // PixelSpacing is row spacing (y), then column spacing (x).
-        (tags::PIXEL_SPACING, VR::DS, ds_list(&[dy, dx])?),
+        (tags::PIXEL_SPACING, VR::DS, ds_values(&[dy, dx])?),
         (
             tags::GRID_FRAME_OFFSET_VECTOR,
             VR::DS,
-            ds_list(&frame_offsets)?,
+            ds_values(&frame_offsets)?,
         ),
         (tags::DOSE_GRID_SCALING, VR::DS, s(&format_ds(scaling)?)),
         (tags::DOSE_SUMMATION_TYPE, VR::CS, s("PLAN")),

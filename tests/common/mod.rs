@@ -303,7 +303,7 @@ pub fn write_rtstruct(path: &Path, ct_files: &[PathBuf], sop_uid: &str, patient_
         &mut obj,
         tags::SOP_CLASS_UID,
         VR::UI,
-        rtnode::uids::RT_STRUCTURE_SET_STORAGE,
+        rtnode::dicom::uids::RT_STRUCTURE_SET_STORAGE,
     );
     put(&mut obj, tags::SOP_INSTANCE_UID, VR::UI, sop_uid);
     put(
@@ -361,7 +361,7 @@ pub fn write_rtstruct(path: &Path, ct_files: &[PathBuf], sop_uid: &str, patient_
             &mut img,
             tags::REFERENCED_SOP_CLASS_UID,
             VR::UI,
-            rtnode::uids::CT_IMAGE_STORAGE,
+            rtnode::dicom::uids::CT_IMAGE_STORAGE,
         );
         put(&mut img, tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, &uid);
         images.push(img.clone());
@@ -458,9 +458,9 @@ pub fn write_rtstruct(path: &Path, ct_files: &[PathBuf], sop_uid: &str, patient_
     let file = obj
         .with_meta(
             FileMetaTableBuilder::new()
-                .media_storage_sop_class_uid(rtnode::uids::RT_STRUCTURE_SET_STORAGE)
+                .media_storage_sop_class_uid(rtnode::dicom::uids::RT_STRUCTURE_SET_STORAGE)
                 .media_storage_sop_instance_uid(sop_uid)
-                .transfer_syntax(rtnode::uids::EXPLICIT_VR_LE),
+                .transfer_syntax(rtnode::dicom::uids::EXPLICIT_VR_LE),
         )
         .unwrap();
     file.write_to_file(path).unwrap();

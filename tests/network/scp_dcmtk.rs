@@ -49,7 +49,9 @@ fn text(o: &std::process::Output) -> String {
 /// The data set bytes of a Part 10 file (everything after its meta group).
 fn dataset_bytes(path: &Path) -> Vec<u8> {
     let mut f = std::fs::File::open(path).unwrap();
-    let meta = rtnode::part10::read_file_meta(&mut f).unwrap().unwrap();
+    let meta = rtnode::dicom::part10::read_file_meta(&mut f)
+        .unwrap()
+        .unwrap();
     let all = std::fs::read(path).unwrap();
     all[meta.dataset_offset as usize..].to_vec()
 }
@@ -632,9 +634,13 @@ fn encoded_transfer_syntaxes_are_stored_as_received_and_decode() {
     let conv = dir.path().join("conv");
     std::fs::create_dir_all(&conv).unwrap();
     let cases: [(&str, &[&str], &str); 6] = [
-        ("dcmconv", &["+ti"], rtnode::uids::IMPLICIT_VR_LE),
-        ("dcmconv", &["+td"], rtnode::uids::DEFLATED_EXPLICIT_VR_LE),
-        ("dcmconv", &["+tb"], rtnode::uids::EXPLICIT_VR_BE),
+        ("dcmconv", &["+ti"], rtnode::dicom::uids::IMPLICIT_VR_LE),
+        (
+            "dcmconv",
+            &["+td"],
+            rtnode::dicom::uids::DEFLATED_EXPLICIT_VR_LE,
+        ),
+        ("dcmconv", &["+tb"], rtnode::dicom::uids::EXPLICIT_VR_BE),
         ("dcmcrle", &[], "1.2.840.10008.1.2.5"),
         ("dcmcjpeg", &[], "1.2.840.10008.1.2.4.70"),
         ("dcmcjpls", &[], "1.2.840.10008.1.2.4.80"),
@@ -647,7 +653,7 @@ fn encoded_transfer_syntaxes_are_stored_as_received_and_decode() {
         a.push(out.to_str().unwrap());
         let o = run_dcmtk(tool, &a);
         assert!(o.status.success(), "{tool}: {}", text(&o));
-        let meta = rtnode::part10::read_file_meta(&mut std::fs::File::open(&out).unwrap())
+        let meta = rtnode::dicom::part10::read_file_meta(&mut std::fs::File::open(&out).unwrap())
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -678,7 +684,7 @@ fn encoded_transfer_syntaxes_are_stored_as_received_and_decode() {
         let rec = index.0.get(&uid).unwrap().unwrap();
         assert_eq!(rec.transfer_syntax_uid, *ts);
         let stored = index.1.join(&rec.path);
-        if *ts != rtnode::uids::DEFLATED_EXPLICIT_VR_LE {
+        if *ts != rtnode::dicom::uids::DEFLATED_EXPLICIT_VR_LE {
             assert_eq!(
                 dataset_bytes(sent),
                 dataset_bytes(&stored),
@@ -717,11 +723,11 @@ fn association_limit_and_address_check() {
         protocol_version: 1,
         calling_ae_title: "STORESCU".into(),
         called_ae_title: "RTNODE".into(),
-        application_context_name: rtnode::uids::APPLICATION_CONTEXT.into(),
+        application_context_name: rtnode::dicom::uids::APPLICATION_CONTEXT.into(),
         presentation_contexts: vec![dicom_ul::pdu::PresentationContextProposed {
             id: 1,
-            abstract_syntax: rtnode::uids::VERIFICATION.into(),
-            transfer_syntaxes: vec![rtnode::uids::IMPLICIT_VR_LE.into()],
+            abstract_syntax: rtnode::dicom::uids::VERIFICATION.into(),
+            transfer_syntaxes: vec![rtnode::dicom::uids::IMPLICIT_VR_LE.into()],
         }],
         user_variables: vec![dicom_ul::pdu::UserVariableItem::MaxLength(16384)],
     };

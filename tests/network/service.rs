@@ -49,11 +49,11 @@ impl RawAssociation {
             protocol_version: 1,
             calling_ae_title: calling.into(),
             called_ae_title: "RTNODE".into(),
-            application_context_name: rtnode::uids::APPLICATION_CONTEXT.into(),
+            application_context_name: rtnode::dicom::uids::APPLICATION_CONTEXT.into(),
             presentation_contexts: vec![dicom_ul::pdu::PresentationContextProposed {
                 id: 1,
-                abstract_syntax: rtnode::uids::VERIFICATION.into(),
-                transfer_syntaxes: vec![rtnode::uids::IMPLICIT_VR_LE.into()],
+                abstract_syntax: rtnode::dicom::uids::VERIFICATION.into(),
+                transfer_syntaxes: vec![rtnode::dicom::uids::IMPLICIT_VR_LE.into()],
             }],
             user_variables: vec![dicom_ul::pdu::UserVariableItem::MaxLength(16384)],
         };

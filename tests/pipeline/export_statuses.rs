@@ -182,7 +182,7 @@ fn a_destination_taking_only_implicit_vr_gets_a_readable_object() {
     let stored_obj = dicom_object::open_file(&stored[0]).unwrap();
     assert_ne!(
         stored_obj.meta().transfer_syntax().trim_end_matches('\0'),
-        rtnode::uids::IMPLICIT_VR_LE,
+        rtnode::dicom::uids::IMPLICIT_VR_LE,
         "the stored copy is already implicit VR"
     );
     let o = wait_outbound(&s, "sent", |o| o["sent"] == 1 || o["dead"] == 1);
@@ -199,14 +199,14 @@ fn a_destination_taking_only_implicit_vr_gets_a_readable_object() {
     assert!(
         said.contains(&format!(
             "decoded {uid} PatientID=RTNODE-PHANTOM-001 in {}",
-            rtnode::uids::IMPLICIT_VR_LE
+            rtnode::dicom::uids::IMPLICIT_VR_LE
         )),
         "{said}"
     );
     let received = dicom_object::open_file(out.join(format!("{uid}.dcm"))).unwrap();
     assert_eq!(
         received.meta().transfer_syntax().trim_end_matches('\0'),
-        rtnode::uids::IMPLICIT_VR_LE
+        rtnode::dicom::uids::IMPLICIT_VR_LE
     );
     let text = |o: &dicom_object::DefaultDicomObject, t| {
         o.element(t)

@@ -128,7 +128,11 @@ fn ct_header() -> InMemDicomObject {
     let mut o = InMemDicomObject::new_empty();
     let mut put = |tag, vr, v: &str| o.put(DataElement::new(tag, vr, PrimitiveValue::from(v)));
     put(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 100");
-    put(tags::SOP_CLASS_UID, VR::UI, rtnode::uids::CT_IMAGE_STORAGE);
+    put(
+        tags::SOP_CLASS_UID,
+        VR::UI,
+        rtnode::dicom::uids::CT_IMAGE_STORAGE,
+    );
     put(tags::PATIENT_NAME, VR::PN, "Müller^Jürgen");
     put(tags::PATIENT_ID, VR::LO, "RT-0042");
     put(tags::PATIENT_BIRTH_DATE, VR::DA, "19600102");
@@ -175,7 +179,7 @@ fn write(dir: &Path, name: &str, g: &Geometry, tolerance_mm: f64) -> std::path::
         images: slice_uids()
             .into_iter()
             .map(|u| ImageRef {
-                sop_class_uid: rtnode::uids::CT_IMAGE_STORAGE.into(),
+                sop_class_uid: rtnode::dicom::uids::CT_IMAGE_STORAGE.into(),
                 sop_instance_uid: u,
             })
             .collect(),
@@ -259,12 +263,12 @@ fn the_structure_set_is_a_valid_iod_that_dcmtk_and_pydicom_read() {
     // What the standard and the issue ask of it.
     assert_eq!(
         obj.meta().transfer_syntax().trim_end_matches('\0'),
-        rtnode::uids::IMPLICIT_VR_LE
+        rtnode::dicom::uids::IMPLICIT_VR_LE
     );
     assert_eq!(text(&obj, tags::MODALITY), "RTSTRUCT");
     assert_eq!(
         text(&obj, tags::SOP_CLASS_UID),
-        rtnode::uids::RT_STRUCTURE_SET_STORAGE
+        rtnode::dicom::uids::RT_STRUCTURE_SET_STORAGE
     );
     assert_eq!(text(&obj, tags::SPECIFIC_CHARACTER_SET), "ISO_IR 100");
     assert_eq!(text(&obj, tags::PATIENT_NAME), "Müller^Jürgen");

@@ -14,10 +14,9 @@ use dicom_dictionary_std::tags;
 use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::{FileDicomObject, InMemDicomObject};
 
-use crate::stages::segmentation::rtstruct::{
-    derived_object_header, image_item, lo, now_da_tm, put, put_seq, ImageRef,
-};
-use crate::uids;
+use crate::dicom::derived::{derived_object_header, image_item, lo, put, put_seq, ImageRef};
+use crate::dicom::uids;
+use crate::dicom::values::now_da_tm;
 
 pub const ENCAPSULATED_PDF_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.104.1";
 
@@ -60,8 +59,8 @@ pub fn build(
         "the CT has no StudyInstanceUID"
     );
     let mut rng = rand::thread_rng();
-    let sop_instance_uid = crate::synth::generate_uid(opts.uid_root, &mut rng)?;
-    let series_instance_uid = crate::synth::generate_uid(opts.uid_root, &mut rng)?;
+    let sop_instance_uid = uids::generate_uid(opts.uid_root, &mut rng)?;
+    let series_instance_uid = uids::generate_uid(opts.uid_root, &mut rng)?;
     let (date, time) = now_da_tm();
     let mut obj = InMemDicomObject::new_empty();
 

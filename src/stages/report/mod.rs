@@ -159,9 +159,9 @@ impl Stage for Report {
             .read_until(tags::PIXEL_DATA)
             .open_file(&ct_path)
             .with_context(|| format!("reading {}", ct_path.display()))?;
-        let ct_class = crate::dcm::text(&ct_header, tags::SOP_CLASS_UID);
+        let ct_class = crate::dicom::attrs::text(&ct_header, tags::SOP_CLASS_UID);
         let ct_class = if ct_class.is_empty() {
-            crate::uids::CT_IMAGE_STORAGE.to_string()
+            crate::dicom::uids::CT_IMAGE_STORAGE.to_string()
         } else {
             ct_class
         };
@@ -309,7 +309,7 @@ fn sources(
     {
         if !rs.sop_instance_uid.is_empty() {
             out.push(item(
-                crate::uids::RT_STRUCTURE_SET_STORAGE,
+                crate::dicom::uids::RT_STRUCTURE_SET_STORAGE,
                 &rs.sop_instance_uid,
             ));
         }
@@ -326,7 +326,7 @@ fn sources(
             .collect(),
     };
     for u in dose_uids {
-        out.push(item(crate::uids::RT_DOSE_STORAGE, &u));
+        out.push(item(crate::dicom::uids::RT_DOSE_STORAGE, &u));
     }
     out
 }

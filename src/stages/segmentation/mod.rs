@@ -413,7 +413,7 @@ impl Stage for Segmentation {
             .open_file(&path)
             .with_context(|| format!("reading {}", path.display()))?;
         let sop_class = text(&ct, tags::SOP_CLASS_UID)
-            .unwrap_or_else(|| crate::uids::CT_IMAGE_STORAGE.to_string());
+            .unwrap_or_else(|| crate::dicom::uids::CT_IMAGE_STORAGE.to_string());
         let study =
             text(&ct, tags::STUDY_INSTANCE_UID).context("the CT has no StudyInstanceUID")?;
 

@@ -11,26 +11,20 @@
 use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
-use dicom_core::value::DataSetSequence;
-use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
-use dicom_encoding::text::SpecificCharacterSet;
 use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::{FileDicomObject, InMemDicomObject};
 
-use crate::uids;
+pub use crate::dicom::derived::ImageRef;
+use crate::dicom::derived::{derived_object_header, image_item, lo, put, put_multi, put_seq};
+use crate::dicom::uids;
+use crate::dicom::values::{ds_fixed, now_da_tm};
 
 /// The conventional Referenced SOP Class of an RT Referenced Study item
 /// (Detached Study Management, retired, but what planning systems write
 /// and expect there).
 pub const STUDY_REFERENCE_SOP_CLASS: &str = "1.2.840.10008.3.1.2.3.1";
-
-/// One image of the referenced series.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImageRef {
-    pub sop_class_uid: String,
-    pub sop_instance_uid: String,
-}
 
 /// The image series the contours are drawn on.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,168 +82,11 @@ pub struct Written {
     pub series_instance_uid: String,
 }
 
-/// Patient module, then the optional Patient Study attributes, copied when
-/// the CT has them.
-pub(crate) const PATIENT_TAGS: &[Tag] = &[
-    tags::PATIENT_NAME,
-    tags::PATIENT_ID,
-    tags::ISSUER_OF_PATIENT_ID,
-    tags::ISSUER_OF_PATIENT_ID_QUALIFIERS_SEQUENCE,
-    tags::PATIENT_BIRTH_DATE,
-    tags::PATIENT_BIRTH_TIME,
-    tags::PATIENT_SEX,
-    tags::OTHER_PATIENT_I_DS_SEQUENCE,
-    tags::OTHER_PATIENT_NAMES,
-    tags::PATIENT_COMMENTS,
-    tags::PATIENT_IDENTITY_REMOVED,
-    tags::DEIDENTIFICATION_METHOD,
-    tags::DEIDENTIFICATION_METHOD_CODE_SEQUENCE,
-    tags::PATIENT_AGE,
-    tags::PATIENT_SIZE,
-    tags::PATIENT_WEIGHT,
-];
-
-/// General Study module.
-pub(crate) const STUDY_TAGS: &[Tag] = &[
-    tags::STUDY_INSTANCE_UID,
-    tags::STUDY_DATE,
-    tags::STUDY_TIME,
-    tags::REFERRING_PHYSICIAN_NAME,
-    tags::STUDY_ID,
-    tags::ACCESSION_NUMBER,
-    tags::ISSUER_OF_ACCESSION_NUMBER_SEQUENCE,
-    tags::STUDY_DESCRIPTION,
-];
-
-/// Type 2 attributes of those modules: present even when the CT lacks them.
-pub(crate) const TYPE2_TAGS: &[(Tag, VR)] = &[
-    (tags::PATIENT_NAME, VR::PN),
-    (tags::PATIENT_ID, VR::LO),
-    (tags::PATIENT_BIRTH_DATE, VR::DA),
-    (tags::PATIENT_SEX, VR::CS),
-    (tags::STUDY_DATE, VR::DA),
-    (tags::STUDY_TIME, VR::TM),
-    (tags::REFERRING_PHYSICIAN_NAME, VR::PN),
-    (tags::STUDY_ID, VR::SH),
-    (tags::ACCESSION_NUMBER, VR::SH),
-];
-
-pub(crate) fn put(obj: &mut InMemDicomObject, tag: Tag, vr: VR, value: impl Into<String>) {
-    obj.put(DataElement::new(
-        tag,
-        vr,
-        PrimitiveValue::from(value.into()),
-    ));
-}
-
-/// The start of every object rtnode derives from a CT: SOP Common (the
-/// CT's SpecificCharacterSet, so that copied names decode the same; class,
-/// instance, creation date and time in UTC) and the Patient, Patient Study
-/// and General Study attributes copied from `ct`, with the Type 2 ones the
-/// CT lacks present and empty.
-pub(crate) fn derived_object_header(
-    obj: &mut InMemDicomObject,
-    ct: &InMemDicomObject,
-    sop_class_uid: &str,
-    sop_instance_uid: &str,
-    date: &str,
-    time: &str,
-) {
-    if let Some(cs) = character_set(ct) {
-        put(obj, tags::SPECIFIC_CHARACTER_SET, VR::CS, cs);
-    }
-    put(obj, tags::SOP_CLASS_UID, VR::UI, sop_class_uid);
-    put(obj, tags::SOP_INSTANCE_UID, VR::UI, sop_instance_uid);
-    put(obj, tags::INSTANCE_CREATION_DATE, VR::DA, date);
-    put(obj, tags::INSTANCE_CREATION_TIME, VR::TM, time);
-    // DA and TM are local by convention; ours are UTC, and say so.
-    put(obj, tags::TIMEZONE_OFFSET_FROM_UTC, VR::SH, "+0000");
-    for &tag in PATIENT_TAGS.iter().chain(STUDY_TAGS) {
-        if let Some(e) = ct.get(tag) {
-            obj.put(e.clone());
-        }
-    }
-    for &(tag, vr) in TYPE2_TAGS {
-        if obj.get(tag).is_none() {
-            obj.put(DataElement::new(tag, vr, PrimitiveValue::Empty));
-        }
-    }
-}
-
-fn put_multi(obj: &mut InMemDicomObject, tag: Tag, vr: VR, values: Vec<String>) {
-    obj.put(DataElement::new(
-        tag,
-        vr,
-        PrimitiveValue::Strs(values.into_iter().collect()),
-    ));
-}
-
-pub(crate) fn put_seq(obj: &mut InMemDicomObject, tag: Tag, items: Vec<InMemDicomObject>) {
-    obj.put(DataElement::new(tag, VR::SQ, DataSetSequence::from(items)));
-}
-
-/// A free-text LO value: descriptions are informative, so a long one is
-/// cut rather than refused.
-pub(crate) fn lo(s: &str) -> String {
-    s.chars()
-        .filter(|&c| c != '\\' && !c.is_control())
-        .take(64)
-        .collect()
-}
-
-pub(crate) fn image_item(img: &ImageRef) -> InMemDicomObject {
-    let mut it = InMemDicomObject::new_empty();
-    put(
-        &mut it,
-        tags::REFERENCED_SOP_CLASS_UID,
-        VR::UI,
-        &img.sop_class_uid,
-    );
-    put(
-        &mut it,
-        tags::REFERENCED_SOP_INSTANCE_UID,
-        VR::UI,
-        &img.sop_instance_uid,
-    );
-    it
-}
-
 /// A coordinate as DS: micrometre precision, well inside any tolerance a
 /// contour is drawn with, and at most 16 characters for any position in a
 /// patient.
 fn ds(v: f64) -> String {
-    let mut s = format!("{v:.3}");
-    let t = s.trim_end_matches('0').trim_end_matches('.').len();
-    s.truncate(t);
-    if s == "-0" {
-        s = "0".into();
-    }
-    s
-}
-
-/// Current UTC date and time as DICOM DA and TM.
-pub(crate) fn now_da_tm() -> (String, String) {
-    // "YYYY-MM-DDTHH:MM:SSZ"
-    let t = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let digits: String = t.chars().filter(char::is_ascii_digit).collect();
-    (digits[..8].to_string(), digits[8..14].to_string())
-}
-
-/// The character set to write: the CT's when dicom-rs can encode it (every
-/// single-valued set), else UTF-8, which encodes whatever names were
-/// decoded from code-extension sets such as ISO 2022 IR 87.
-pub(crate) fn character_set(ct: &InMemDicomObject) -> Option<String> {
-    let values: Vec<String> = ct
-        .get(tags::SPECIFIC_CHARACTER_SET)
-        .and_then(|e| e.to_multi_str().ok())
-        .map(|v| v.iter().map(|s| s.trim().to_string()).collect())
-        .unwrap_or_default();
-    match values.as_slice() {
-        [] => None,
-        [one] if one.is_empty() => None,
-        [one] if SpecificCharacterSet::from_code(one).is_some() => Some(one.clone()),
-        _ => Some("ISO_IR 192".into()),
-    }
+    ds_fixed(v, 3)
 }
 
 /// Builds the structure set. `ct` is any image of the series (its patient
@@ -277,8 +114,8 @@ pub fn build(
         );
     }
     let mut rng = rand::thread_rng();
-    let sop_instance_uid = crate::synth::generate_uid(&opts.uid_root, &mut rng)?;
-    let series_instance_uid = crate::synth::generate_uid(&opts.uid_root, &mut rng)?;
+    let sop_instance_uid = uids::generate_uid(&opts.uid_root, &mut rng)?;
+    let series_instance_uid = uids::generate_uid(&opts.uid_root, &mut rng)?;
     let (date, time) = now_da_tm();
     let mut obj = InMemDicomObject::new_empty();
 
@@ -559,28 +396,6 @@ mod tests {
         assert_eq!(ds(-249.51171875), "-249.512");
         assert_eq!(ds(12.5), "12.5");
         assert!(ds(-99999.9999).len() <= 16);
-    }
-
-    #[test]
-    fn the_ct_character_set_is_kept_when_it_can_be_written() {
-        let with = |v: &[&str]| {
-            let mut o = InMemDicomObject::new_empty();
-            put_multi(
-                &mut o,
-                tags::SPECIFIC_CHARACTER_SET,
-                VR::CS,
-                v.iter().map(|s| s.to_string()).collect(),
-            );
-            character_set(&o)
-        };
-        assert_eq!(with(&["ISO_IR 100"]), Some("ISO_IR 100".into()));
-        assert_eq!(with(&["GB18030"]), Some("GB18030".into()));
-        assert_eq!(with(&[""]), None);
-        assert_eq!(
-            with(&["ISO 2022 IR 6", "ISO 2022 IR 87"]),
-            Some("ISO_IR 192".into())
-        );
-        assert_eq!(character_set(&InMemDicomObject::new_empty()), None);
     }
 
     #[test]

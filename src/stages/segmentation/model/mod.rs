@@ -292,7 +292,7 @@ impl SegmentationSection {
     /// `config::check_config`. `base_dir` is the config file's directory.
     pub fn check(&self, base_dir: &Path) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
-        if !crate::synth::is_valid_uid(&self.uid_root) || self.uid_root.len() > 24 {
+        if !crate::dicom::uids::is_valid_uid(&self.uid_root) || self.uid_root.len() > 24 {
             out.push((
                 "uid_root",
                 format!(

@@ -1,4 +1,6 @@
-//! UIDs we act on, and the rules that make a UID safe to use as a file name.
+//! UIDs we act on (SOP classes, transfer syntaxes), the rules that make a
+//! UID safe to use as a file name or conformant to write, and the making of
+//! new ones under a configured root.
 
 use dicom_core::dictionary::UidDictionary;
 use dicom_dictionary_std::StandardSopClassDictionary;
@@ -128,9 +130,86 @@ pub fn check_uid(uid: &str) -> Result<UidCheck, UidError> {
     Ok(result)
 }
 
+/// Whether `uid` is a conformant DICOM UID (PS3.5 9.1): at most 64
+/// characters, dot-separated non-empty numeric components without leading
+/// zeros. Stricter than [`check_uid`], which also lets leading zeros in.
+pub fn is_valid_uid(uid: &str) -> bool {
+    matches!(check_uid(uid), Ok(UidCheck::Valid))
+}
+
+/// How many random digits a generated UID keeps at least, which bounds how
+/// long a root may be.
+pub const MIN_UID_RANDOM_DIGITS: usize = 20;
+
+/// A UID root that cannot prefix generated UIDs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UidRootError {
+    #[error("invalid UID root {0:?}")]
+    Invalid(String),
+    #[error(
+        "UID root {0:?} is too long: at least {MIN_UID_RANDOM_DIGITS} characters must remain for random digits"
+    )]
+    TooLong(String),
+}
+
+/// Checks that `root` is a conformant UID short enough to leave
+/// [`MIN_UID_RANDOM_DIGITS`] digits under it.
+pub fn check_uid_root(root: &str) -> Result<(), UidRootError> {
+    if !is_valid_uid(root) {
+        return Err(UidRootError::Invalid(root.to_string()));
+    }
+    if root.len() + 1 + MIN_UID_RANDOM_DIGITS > 64 {
+        return Err(UidRootError::TooLong(root.to_string()));
+    }
+    Ok(())
+}
+
+/// `<root>.<random decimal>`. The random part is a version-4 UUID read as
+/// an integer, which is exactly what the "2.25" root (ISO/IEC 9834-8)
+/// calls for; under longer roots it is truncated to fit 64 characters.
+pub fn generate_uid<R: rand::Rng + ?Sized>(
+    root: &str,
+    rng: &mut R,
+) -> Result<String, UidRootError> {
+    check_uid_root(root)?;
+    let mut value: u128 = rng.gen();
+    value &= !(0xF_u128 << 76);
+    value |= 0x4_u128 << 76; // version 4
+    value &= !(0x3_u128 << 62);
+    value |= 0x2_u128 << 62; // RFC 4122 variant
+    let mut digits = value.to_string();
+    // Truncating a decimal string keeps its non-zero leading digit.
+    digits.truncate(64 - root.len() - 1);
+    let uid = format!("{root}.{digits}");
+    debug_assert!(is_valid_uid(&uid));
+    Ok(uid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_uids_are_valid_and_distinct() {
+        use std::collections::HashSet;
+        let mut rng = rand::thread_rng();
+        let mut seen = HashSet::new();
+        for root in ["2.25", "1.2.826.0.1.3680043.10.543.42", "9"] {
+            for _ in 0..2000 {
+                let uid = generate_uid(root, &mut rng).unwrap();
+                assert!(is_valid_uid(&uid), "{uid}");
+                assert!(uid.starts_with(&format!("{root}.")));
+                assert!(seen.insert(uid));
+            }
+        }
+        for bad in ["", "1..2", "1.02", ".1", "1.", "1.a", &"1".repeat(65)] {
+            assert!(!is_valid_uid(bad), "{bad:?}");
+        }
+        assert!(is_valid_uid("1.0.2"));
+        assert!(generate_uid("1.02", &mut rng).is_err());
+        assert!(generate_uid(&"1".repeat(44), &mut rng).is_err());
+        assert!(generate_uid(&"1".repeat(43), &mut rng).is_ok());
+    }
 
     #[test]
     fn path_traversal_is_not_a_uid() {

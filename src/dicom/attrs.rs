@@ -13,8 +13,7 @@ use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
-const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
-const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+use super::uids::{EXPLICIT_VR_LE, IMPLICIT_VR_LE};
 
 /// Opens a Part 10 file, or a bare data set (no preamble, no meta group, as
 /// some old planning systems write) in implicit or explicit VR little endian.

@@ -5,7 +5,7 @@
 
 use std::io::{self, BufRead, Read, Seek, SeekFrom};
 
-use crate::uids;
+use crate::dicom::uids;
 
 pub const PREAMBLE_LEN: usize = 128;
 
