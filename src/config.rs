@@ -520,7 +520,7 @@ pub struct ReportSection {
 
 impl Default for ReportSection {
     fn default() -> Self {
-        let files = crate::stages::report::pdf::FontFiles::default();
+        let files = crate::report::pdf::FontFiles::default();
         ReportSection {
             v_gy: Vec::new(),
             fonts: files.regular,
@@ -531,8 +531,8 @@ impl Default for ReportSection {
 
 impl ReportSection {
     /// The font files, relative ones resolved against `base`.
-    pub fn font_files(&self, base: &Path) -> crate::stages::report::pdf::FontFiles {
-        crate::stages::report::pdf::FontFiles {
+    pub fn font_files(&self, base: &Path) -> crate::report::pdf::FontFiles {
+        crate::report::pdf::FontFiles {
             regular: self.fonts.iter().map(|p| base.join(p)).collect(),
             bold: self.bold_fonts.iter().map(|p| base.join(p)).collect(),
         }

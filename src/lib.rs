@@ -23,6 +23,7 @@ pub mod node;
 pub mod pipeline;
 pub mod process;
 pub mod radiomics;
+pub mod report;
 pub mod retention;
 pub mod rt;
 pub mod scp;

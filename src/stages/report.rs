@@ -1,28 +1,11 @@
-//! report: per course, `report.html` (self-contained), `report.pdf` (the
-//! same content) and `report.dcm` (that PDF as an Encapsulated PDF in the
-//! course's study). It shows DVH curves, axial CT slices with plan and auto
-//! contours, the DVH metric and constraint tables, a radiomics summary, the
-//! QC findings and stage timings — whatever of these the course has: the
-//! report needs only the CT volume and reads the other stages' outputs when
-//! they made any.
-//!
-//! Page 1 is what a physicist checks first (patient, plans and
-//! prescription, the dose used and why, target coverage, constraints, the
-//! QC verdict, automatic contours, the DVH method, review lines); then the
-//! DVH plot and CT slices; then the full tables as an appendix.
-//!
-//! [`content`] decides what is shown ([`figures`] draws the plots and
-//! slices), [`model`] holds it, [`html`] and [`pdf`] (PDF/A-2b through
-//! krilla, fonts embedded) render it, [`dicom`] wraps the PDF.
-
-pub mod content;
-pub mod csv;
-pub mod dicom;
-pub mod figures;
-pub mod html;
-pub mod model;
-pub mod pdf;
-pub mod png;
+//! The report stage: the adapter from a course to the report engine
+//! ([`crate::report`]). It gathers what the course and its upstream stages
+//! made (the CT volume from organize, the structure sets, dvh.json and the
+//! DVH CSVs, qc.json, radiomics.csv, the version manifest), hands them to
+//! the engine, and writes `report.html`, `report.pdf` and `report.dcm` (that
+//! PDF as an Encapsulated PDF in the course's study). Only the CT volume is
+//! required: the other inputs are read when the stages made them, and an
+//! unreadable one is named in the report rather than failing it.
 
 use std::path::{Path, PathBuf};
 
@@ -37,10 +20,11 @@ use super::segmentation::rtstruct::ImageRef;
 use super::segmentation::{SegmentationOptions, RTSTRUCT_FILE};
 use super::{member_keys, Inputs, Outcome, Stage, StageContext};
 use crate::course::Course;
+use crate::report::content::{self, ReportInputs};
+use crate::report::csv::Csv;
+use crate::report::{dicom, html, pdf};
 use crate::rt::RtStruct;
 use crate::volume::Volume;
-use content::ReportInputs;
-use csv::Csv;
 
 pub const HTML_FILE: &str = "report.html";
 pub const PDF_FILE: &str = "report.pdf";
