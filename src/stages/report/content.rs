@@ -165,7 +165,7 @@ pub fn round_value(v: &str, unit: &str) -> String {
 }
 
 fn unit_of(metric: &str) -> &'static str {
-    crate::stages::dvh::metrics::unit_of(metric)
+    crate::dvh::metrics::unit_of(metric)
 }
 
 /// `V20Gy` from `V20Gy`, `V20Gy_pct` and `V20Gy_pct@PTV`; None for every
@@ -182,7 +182,7 @@ fn shown_v_metrics(inp: &ReportInputs) -> Vec<String> {
     let mut out: Vec<String> = inp
         .v_gy
         .iter()
-        .map(|g| format!("V{}Gy", crate::stages::dvh::metrics::num(*g)))
+        .map(|g| format!("V{}Gy", crate::dvh::metrics::num(*g)))
         .collect();
     if let Some(c) = &inp.dvh_constraints {
         if let Some(col) = c.column("metric") {

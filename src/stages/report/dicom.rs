@@ -14,7 +14,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::{FileDicomObject, InMemDicomObject};
 
-use crate::stages::segmentation::rtstruct::{
+use crate::segmentation::rtstruct::{
     derived_object_header, image_item, lo, now_da_tm, put, put_seq, ImageRef,
 };
 use crate::uids;
