@@ -98,17 +98,17 @@ pub struct Config {
     #[serde(default)]
     pub export: ExportSection,
     /// The DVH stage: bins, sampling, metrics, constraints, derived
-    /// structures, dose choice (see `stages::dvh::DvhSettings`).
+    /// structures, dose choice (see `dvh::DvhSettings`).
     #[serde(default)]
-    pub dvh: crate::stages::dvh::DvhSettings,
+    pub dvh: crate::dvh::DvhSettings,
     /// The segmentation stage: the built-in body contour and the registry
-    /// of TorchScript models (see `stages::segmentation::model`).
+    /// of TorchScript models (see `segmentation::model`).
     #[serde(default)]
-    pub segmentation: crate::stages::segmentation::SegmentationSection,
+    pub segmentation: crate::segmentation::SegmentationSection,
     /// The radiomics stage: pyradiomics parameter file, ROI selection and
-    /// the worker processes (see `radiomics::stage::RadiomicsSection`).
+    /// the worker processes (see `radiomics::RadiomicsSection`).
     #[serde(default)]
-    pub radiomics: crate::radiomics::stage::RadiomicsSection,
+    pub radiomics: crate::radiomics::RadiomicsSection,
     /// Auto-routing: instances matching a rule are forwarded to its
     /// destinations through the outbound queue.
     #[serde(default)]

@@ -227,7 +227,7 @@ fn print_radiomics(data_dir: &Path, course: &str, version: u32) {
         .join(course)
         .join(format!("v{version}"))
         .join("radiomics")
-        .join(crate::radiomics::stage::JSON_FILE);
+        .join(crate::radiomics::JSON_FILE);
     let Ok(bytes) = std::fs::read(&p) else { return };
     let Ok(serde_json::Value::Object(rois)) = serde_json::from_slice::<serde_json::Value>(&bytes)
     else {

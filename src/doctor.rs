@@ -222,7 +222,7 @@ fn tls_checks(cfg: &Config, out: &mut Vec<Finding>) {
 /// libtorch, CUDA devices and every configured model (loaded and run on
 /// one patch), or what this build cannot do without the `torch` feature.
 fn model_checks(cfg: &Config, out: &mut Vec<Finding>) {
-    out.extend(crate::stages::segmentation::model_report(
+    out.extend(crate::segmentation::model_report(
         &cfg.segmentation,
         &cfg.base_dir(),
     ));

@@ -502,7 +502,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             settings,
             fractions,
         } => {
-            rtnode::stages::dvh::cli::run(&rtnode::stages::dvh::cli::DvhArgs {
+            rtnode::dvh::cli::run(&rtnode::dvh::cli::DvhArgs {
                 rtstruct,
                 rtdose,
                 rtplan,

@@ -380,8 +380,7 @@ async fn course(
             |stage: &str, file: &str| crate::pipeline::stage_json(&data_dir, &c.id, v, stage, file);
         let dvh = json("dvh", "dvh.json")?.map(dvh_summary);
         let qc = json("qc", crate::stages::qc::REPORT_FILE)?;
-        let radiomics =
-            json("radiomics", crate::radiomics::stage::JSON_FILE)?.map(radiomics_summary);
+        let radiomics = json("radiomics", crate::radiomics::JSON_FILE)?.map(radiomics_summary);
         Ok(Some(CourseDetail {
             versions: crate::pipeline::versions_on_disk(&data_dir, &c.id),
             result_files: crate::pipeline::result_files(&data_dir, &c.id, v),

@@ -11,7 +11,8 @@ use super::engine::Task;
 use super::io;
 use super::params::Params;
 use super::pool::{self, RoiOutcome};
-use super::stage::{compute, write_outputs, RadiomicsSection, Row};
+use super::rois::{compute, write_outputs, Row};
+use super::section::RadiomicsSection;
 
 pub struct RadiomicsArgs {
     pub ct: Option<PathBuf>,
@@ -159,7 +160,7 @@ fn ct_and_structures(
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let (volume, left_out) = crate::stages::organize::read_series(&files, threads)?;
+    let (volume, left_out) = crate::series::read_series(&files, threads)?;
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "CT series read"

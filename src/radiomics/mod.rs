@@ -4,8 +4,10 @@
 //!
 //! The engine (`extract`) is pure computation on one ROI. It runs inside
 //! worker processes (`worker`, `pool`): a texture computation on a hostile
-//! mask can exhaust memory or time, and must cost only that ROI. The stage
-//! (`stage`) and the command line (`cli`) prepare ROIs and collect rows.
+//! mask can exhaust memory or time, and must cost only that ROI. `rois`
+//! prepares a structure set's ROIs and collects their rows, for the course
+//! stage (`stages::radiomics`, outside this engine) and the command line
+//! (`cli`).
 
 pub mod cli;
 pub mod discretise;
@@ -24,14 +26,17 @@ pub mod params;
 pub mod pool;
 pub mod protocol;
 pub mod resample;
+pub mod rois;
+pub mod section;
 pub mod shape;
-pub mod stage;
 pub mod voxelise;
 pub mod wavelet;
 pub mod worker;
 
 pub use engine::{extract, Extraction, Task};
 pub use params::Params;
+pub use rois::{CSV_FILE, JSON_FILE};
+pub use section::RadiomicsSection;
 
 /// Whether a parameter file may name `feature` in `class`: pyradiomics'
 /// features, its deprecated ones (computed only when named) and the IBSI

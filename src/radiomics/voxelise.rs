@@ -8,7 +8,7 @@
 use ndarray::Array3;
 
 use crate::rt::Roi;
-use crate::stages::segmentation::contour::{rasterise, Loop};
+use crate::segmentation::contour::{rasterise, Loop};
 use crate::volume::Geometry;
 
 /// An ROI's voxels in a window of the image grid.

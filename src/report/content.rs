@@ -16,7 +16,7 @@ use super::figures::{dvh_figure, slice_figures, Colours};
 use super::model::{Block, Document};
 use super::summary::summary;
 use crate::rt::RtStruct;
-use crate::stages::dvh::metrics::{num, unit_of as dvh_unit_of};
+use crate::dvh::metrics::{num, unit_of as dvh_unit_of};
 use crate::volume::Volume;
 
 /// Everything the report is made from; `None` where the course or its

@@ -22,7 +22,7 @@ use crate::dicom::attrs;
 const AXIS_TOLERANCE: f64 = 1e-3;
 
 /// Everything about an RTDOSE except its voxels; enough to choose doses
-/// (`stages::dvh::select_dose`) without loading any grid.
+/// (`dvh::select_dose`) without loading any grid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DoseHeader {
     pub sop_instance_uid: String,

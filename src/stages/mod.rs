@@ -3,10 +3,10 @@
 //! fingerprint), and how to run it into an output folder.
 
 pub mod dvh;
-pub mod dvh_stage;
 pub mod export;
 pub mod organize;
 pub mod qc;
+pub mod radiomics;
 pub mod report;
 pub mod segmentation;
 
@@ -106,7 +106,7 @@ pub const STAGE_NAMES: [&str; 7] = [
 /// after. The stage names and their order do not depend on the config.
 pub fn registry() -> Vec<Arc<dyn Stage>> {
     let cfg = crate::config::Config::default();
-    let radiomics = crate::radiomics::stage::RadiomicsStage {
+    let radiomics = radiomics::RadiomicsStage {
         section: cfg.radiomics.clone(),
         params_yaml: String::new(),
         params: crate::radiomics::Params::default(),
@@ -120,20 +120,20 @@ pub fn registry() -> Vec<Arc<dyn Stage>> {
 pub fn registry_with(cfg: &crate::config::Config) -> anyhow::Result<Vec<Arc<dyn Stage>>> {
     let segmentation =
         segmentation::Segmentation::from_section(&cfg.segmentation, &cfg.base_dir())?;
-    let radiomics = crate::radiomics::stage::RadiomicsStage::new(&cfg.radiomics, &cfg.base_dir())?;
+    let radiomics = radiomics::RadiomicsStage::new(&cfg.radiomics, &cfg.base_dir())?;
     Ok(stages_with(cfg, segmentation, radiomics))
 }
 
 fn stages_with(
     cfg: &crate::config::Config,
     segmentation: segmentation::Segmentation,
-    radiomics: crate::radiomics::stage::RadiomicsStage,
+    radiomics: radiomics::RadiomicsStage,
 ) -> Vec<Arc<dyn Stage>> {
     vec![
         Arc::new(organize::Organize),
         Arc::new(segmentation),
         Arc::new(qc::Qc),
-        Arc::new(dvh_stage::DvhStage {
+        Arc::new(dvh::DvhStage {
             settings: cfg.dvh.clone(),
         }),
         Arc::new(radiomics),

@@ -16,14 +16,15 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::organize::{GEOMETRY_FILE, VOLUME_FILE};
-use super::segmentation::rtstruct::ImageRef;
-use super::segmentation::{SegmentationOptions, RTSTRUCT_FILE};
+use super::segmentation::RTSTRUCT_FILE;
 use super::{member_keys, Inputs, Outcome, Stage, StageContext};
 use crate::course::Course;
 use crate::report::content::{self, ReportInputs};
 use crate::report::csv::Csv;
 use crate::report::{dicom, html, pdf};
 use crate::rt::RtStruct;
+use crate::segmentation::rtstruct::ImageRef;
+use crate::segmentation::SegmentationOptions;
 use crate::volume::Volume;
 
 pub const HTML_FILE: &str = "report.html";

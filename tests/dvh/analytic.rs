@@ -27,9 +27,9 @@
 use std::f64::consts::PI;
 
 use ndarray::Array3;
+use rtnode::dvh::{compute, DvhSettings};
 use rtnode::rt::rtdose::{DoseHeader, GridGeometry};
 use rtnode::rt::{ContourPlane, DoseGrid, EndCap, Roi, RtStruct};
-use rtnode::stages::dvh::{compute, DvhSettings};
 
 const R_SPHERE: f64 = 24.0;
 const R_CYL: f64 = 15.0;

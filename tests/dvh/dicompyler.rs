@@ -24,8 +24,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use dicom_dictionary_std::tags;
+use rtnode::dvh::{assemble_dose, compute, select_dose, DvhReport, DvhSettings};
 use rtnode::rt::{DoseGrid, DoseHeader, Plan, RtStruct};
-use rtnode::stages::dvh::{assemble_dose, compute, select_dose, DvhReport, DvhSettings};
 
 const RX: f64 = 14.0;
 
@@ -223,7 +223,7 @@ fn dicompyler_cores_own_values_as_a_secondary_check() {
 fn outputs_name_the_dose_and_uids() {
     let report = our_report();
     let dir = tempfile::tempdir().unwrap();
-    rtnode::stages::dvh::write_outputs(dir.path(), &report).unwrap();
+    rtnode::dvh::write_outputs(dir.path(), &report).unwrap();
     let dose_uid = "1.2.246.352.71.7.320687012.47206.20090603085223";
     let plan_uid = "1.2.246.352.71.5.320687012.24189.20090603083342";
     let rs_uid = "1.2.246.352.71.4.320687012.3190.20090511122144";

@@ -8,12 +8,12 @@
 use std::f64::consts::PI;
 
 use ndarray::Array3;
+use rtnode::dvh::settings::{DerivedSource, DerivedSpec, Margin, MissingSource};
+use rtnode::dvh::{compute, DvhSettings, RoiStatus};
 use rtnode::rt::plan::Prescription;
 use rtnode::rt::rtdose::{DoseHeader, GridGeometry};
 use rtnode::rt::shape::BoolOp;
 use rtnode::rt::{ContourPlane, DoseGrid, Roi, RtStruct};
-use rtnode::stages::dvh::settings::{DerivedSource, DerivedSpec, Margin, MissingSource};
-use rtnode::stages::dvh::{compute, DvhSettings, RoiStatus};
 
 fn sphere(number: i64, name: &str, c: [f64; 3], r: f64, t: f64) -> Roi {
     let n = (2.0 * r / t).round() as usize;

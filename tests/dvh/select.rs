@@ -2,11 +2,11 @@
 //! and plans built in memory, and the plan sum of `assemble_dose`.
 
 use ndarray::Array3;
+use rtnode::dvh::settings::{DoseTypePreference, SumPlans};
+use rtnode::dvh::{assemble_dose, select_dose, DvhSettings};
 use rtnode::rt::plan::{Beam, DoseReference, FractionGroup};
 use rtnode::rt::rtdose::{DoseHeader, GridGeometry, PlanReference};
 use rtnode::rt::{DoseGrid, Plan};
-use rtnode::stages::dvh::settings::{DoseTypePreference, SumPlans};
-use rtnode::stages::dvh::{assemble_dose, select_dose, DvhSettings};
 
 const FOR: &str = "1.2.3.100";
 
@@ -68,7 +68,7 @@ fn dose(uid: &str, kind: &str, plan: Option<&str>, beams: &[i64]) -> DoseHeader 
     }
 }
 
-fn uids(c: &rtnode::stages::dvh::DoseChoice) -> Vec<(String, f64)> {
+fn uids(c: &rtnode::dvh::DoseChoice) -> Vec<(String, f64)> {
     c.components
         .iter()
         .map(|c| (c.dose_uid.clone(), c.factor))

@@ -2,8 +2,8 @@
 //! outline, sampled at the voxel centres of the CT grid.
 
 use ndarray::Array3;
-use rtnode::stages::segmentation::body::{body_mask, BodyOptions};
-use rtnode::stages::segmentation::contour::dice;
+use rtnode::segmentation::body::{body_mask, BodyOptions};
+use rtnode::segmentation::contour::dice;
 use rtnode::synth::{CtGrid, Phantom, SynthOptions, HU_AIR, HU_COUCH};
 use rtnode::volume::{Geometry, Volume};
 

@@ -7,7 +7,7 @@ use crate::segmentation_support;
 use std::process::Command;
 
 use dicom_dictionary_std::tags;
-use rtnode::stages::segmentation::contour::dice;
+use rtnode::segmentation::contour::dice;
 use rtnode::synth::{write_ct_series, SynthOptions};
 use rtnode::volume::Volume;
 use segmentation_support::*;
@@ -128,7 +128,7 @@ fn process_512x512x100() {
 /// (the phantom's vertebra, 700 and 1200 HU inside 20 HU tissue).
 struct BoneThreshold;
 
-impl rtnode::stages::segmentation::Segmenter for BoneThreshold {
+impl rtnode::segmentation::Segmenter for BoneThreshold {
     fn name(&self) -> &str {
         "bone threshold"
     }
@@ -138,8 +138,8 @@ impl rtnode::stages::segmentation::Segmenter for BoneThreshold {
     fn identity(&self) -> String {
         "bone threshold t1 >=300HU".into()
     }
-    fn labels(&self) -> Vec<rtnode::stages::segmentation::RoiLabel> {
-        vec![rtnode::stages::segmentation::RoiLabel {
+    fn labels(&self) -> Vec<rtnode::segmentation::RoiLabel> {
+        vec![rtnode::segmentation::RoiLabel {
             value: 1,
             name: "Bones".into(),
             colour: [240, 240, 200],
@@ -166,7 +166,8 @@ impl rtnode::stages::segmentation::Segmenter for BoneThreshold {
 fn segmenters_share_one_structure_set() {
     use std::sync::Arc;
 
-    use rtnode::stages::segmentation::{BodyContour, Segmentation, SegmentationOptions};
+    use rtnode::segmentation::{BodyContour, SegmentationOptions};
+    use rtnode::stages::segmentation::Segmentation;
 
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");

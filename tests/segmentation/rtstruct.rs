@@ -12,11 +12,11 @@ use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use ndarray::Array3;
-use rtnode::stages::segmentation::contour::dice;
-use rtnode::stages::segmentation::rtstruct::{
+use rtnode::segmentation::contour::dice;
+use rtnode::segmentation::rtstruct::{
     self, ImageRef, RoiContours, RoiSpec, SeriesRef, WriterOptions,
 };
-use rtnode::stages::segmentation::{contour_labels, to_patient, RoiLabel};
+use rtnode::segmentation::{contour_labels, to_patient, RoiLabel};
 use rtnode::volume::Geometry;
 use segmentation_support::*;
 

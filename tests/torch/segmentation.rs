@@ -15,9 +15,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dicom_dictionary_std::tags;
-use rtnode::stages::segmentation::contour::dice;
-use rtnode::stages::segmentation::model::{model_segmenter, SegmentationSection};
-use rtnode::stages::segmentation::{Segmentation, SegmentationOptions, Segmenter};
+use rtnode::segmentation::contour::dice;
+use rtnode::segmentation::model::{model_segmenter, SegmentationSection};
+use rtnode::segmentation::{SegmentationOptions, Segmenter};
+use rtnode::stages::segmentation::Segmentation;
 use rtnode::synth::{write_ct_series, SynthOptions};
 use rtnode::volume::{Geometry, Volume};
 use segmentation_support::*;
@@ -307,7 +308,7 @@ fn a_feet_first_ct_gives_the_same_labels() {
 #[test]
 fn doctor_reports_libtorch_cuda_and_each_model() {
     use rtnode::doctor::Level;
-    use rtnode::stages::segmentation::model_report;
+    use rtnode::segmentation::model_report;
     let s = section([2.5, 3.90625, 3.90625], [16, 64, 64], 2);
     let report = model_report(&s, Path::new("/"));
     for f in &report {
@@ -476,7 +477,7 @@ fn the_doctor_command_loads_each_configured_model() {
 /// differs, which can move an exact tie and nothing else.
 #[test]
 fn scores_summed_on_the_device_give_the_host_labels() {
-    use rtnode::stages::segmentation::model::torch::TorchSegmenter;
+    use rtnode::segmentation::model::torch::TorchSegmenter;
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
     let opts = SynthOptions {

@@ -11,11 +11,11 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use super::dvh::cli::{report_for_structures, DoseChooser};
-use super::dvh::{write_outputs, DvhSettings};
 use super::segmentation::{LABEL_MAP_FILE, RTSTRUCT_FILE};
 use super::{member_keys, Inputs, Outcome, Stage, StageContext};
 use crate::course::Course;
+use crate::dvh::cli::{report_for_structures, DoseChooser};
+use crate::dvh::{write_outputs, DvhSettings};
 use crate::rt::{RoiSource, RtStruct};
 
 #[derive(Default)]

@@ -1,162 +1,31 @@
-//! radiomics as a course stage: every ROI of the current structure set (and
-//! of the auto-segmentation, when it made any) on the planning CT, through
-//! the worker pool, into `radiomics.csv` (one row per ROI, pyradiomics'
-//! columns after rtnode's own: roi, roi_source, status, reason) and
-//! `radiomics.json`. An ROI whose extraction fails is a row with its reason;
-//! the course's other ROIs complete.
+//! A structure set's ROIs on a CT volume: selection (skip patterns, voxel
+//! counts, the cheap profile for large ROIs), voxelisation, extraction
+//! through the worker pool, and the output files `radiomics.csv` (one row
+//! per ROI, pyradiomics' columns after rtnode's own: roi, roi_source,
+//! status, reason) and `radiomics.json`. An ROI whose extraction fails is a
+//! row with its reason; the other ROIs complete. Used by the course stage
+//! (`stages::radiomics`) and the command line (`cli`).
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use ndarray::s;
 use regex::Regex;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 use super::engine::{whole_stats, Task};
 use super::params::Params;
 use super::pool::{self, PoolOptions, RoiOutcome};
+use super::section::RadiomicsSection;
 use super::voxelise::roi_window;
-use crate::course::Course;
 use crate::rt::RtStruct;
-use crate::stages::organize::VOLUME_FILE;
-use crate::stages::{member_keys, Inputs, Outcome, Stage, StageContext};
 use crate::volume::Volume;
 
 pub const CSV_FILE: &str = "radiomics.csv";
 pub const JSON_FILE: &str = "radiomics.json";
-
-/// The `radiomics:` section of the node configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RadiomicsSection {
-    /// Run the stage at all.
-    pub enabled: bool,
-    /// A pyradiomics parameter file (YAML); none: pyradiomics' defaults.
-    pub params_file: Option<PathBuf>,
-    /// ROI names (regular expressions, whole name) left out.
-    pub skip: Vec<String>,
-    /// ROIs with fewer voxels are left out (pyradiomics' texture classes
-    /// are noise on a handful of voxels).
-    pub min_voxels: usize,
-    /// ROIs with more voxels (the body, say) get the cheap profile: shape
-    /// and first order of the Original image only, resampled to
-    /// `large_roi_spacing_mm` (x, y, z) when that is set.
-    pub large_roi_voxels: usize,
-    pub large_roi_spacing_mm: Option<[f64; 3]>,
-    /// Worker processes; none: cores − 1 (`RTNODE_RADIOMICS_WORKERS` wins).
-    pub workers: Option<usize>,
-    pub threads_per_worker: usize,
-    /// Address-space limit per worker, MiB.
-    pub memory_mb: u64,
-    /// Per ROI and attempt.
-    pub timeout_s: u64,
-    pub attempts: u32,
-    pub backoff_ms: u64,
-}
-
-impl Default for RadiomicsSection {
-    fn default() -> Self {
-        RadiomicsSection {
-            enabled: true,
-            params_file: None,
-            skip: vec![
-                "(?i)(body|external|outline|skin)".into(),
-                "(?i)(couch|table).*".into(),
-            ],
-            min_voxels: 64,
-            large_roi_voxels: 2_000_000,
-            large_roi_spacing_mm: Some([3.0, 3.0, 3.0]),
-            workers: None,
-            threads_per_worker: 1,
-            memory_mb: 4096,
-            timeout_s: 600,
-            attempts: 3,
-            backoff_ms: 1000,
-        }
-    }
-}
-
-impl RadiomicsSection {
-    /// Every error of the section as (key, message), for `validate` and
-    /// for start-up (a parameter file rtnode cannot honour stops the node).
-    pub fn check(&self, base_dir: &Path) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        for p in &self.skip {
-            if let Err(e) = Regex::new(&format!("^(?:{p})$")) {
-                out.push(("skip", format!("{p:?} is not a regular expression: {e}")));
-            }
-        }
-        if let Err(e) = self.params(base_dir) {
-            out.push(("params_file", format!("{e:#}")));
-        }
-        if self.attempts == 0 {
-            out.push(("attempts", "must be at least 1".into()));
-        }
-        if self.timeout_s == 0 {
-            out.push(("timeout_s", "must be at least 1".into()));
-        }
-        if self.memory_mb < 64 {
-            out.push(("memory_mb", "must be at least 64".into()));
-        }
-        if self.workers == Some(0) {
-            out.push(("workers", "must be at least 1".into()));
-        }
-        out
-    }
-
-    /// The parameter file's text and what it says.
-    pub fn params(&self, base_dir: &Path) -> Result<(String, Params)> {
-        match &self.params_file {
-            None => Ok((String::new(), Params::default())),
-            Some(p) => {
-                let path = if p.is_absolute() {
-                    p.clone()
-                } else {
-                    base_dir.join(p)
-                };
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading radiomics.params_file {}", path.display()))?;
-                let params = Params::from_yaml(&text)
-                    .with_context(|| format!("in radiomics parameter file {}", path.display()))?;
-                Ok((text, params))
-            }
-        }
-    }
-
-    pub fn pool_options(&self, exe: PathBuf) -> PoolOptions {
-        PoolOptions {
-            exe,
-            workers: PoolOptions::worker_count(self.workers),
-            threads_per_worker: self.threads_per_worker.max(1),
-            memory_mb: Some(self.memory_mb),
-            timeout: Duration::from_secs(self.timeout_s),
-            attempts: self.attempts,
-            backoff: Duration::from_millis(self.backoff_ms),
-            env: Vec::new(),
-        }
-    }
-}
-
-pub struct RadiomicsStage {
-    pub section: RadiomicsSection,
-    pub params_yaml: String,
-    pub params: Params,
-}
-
-impl RadiomicsStage {
-    pub fn new(section: &RadiomicsSection, base_dir: &Path) -> Result<Self> {
-        let (params_yaml, params) = section.params(base_dir)?;
-        Ok(RadiomicsStage {
-            section: section.clone(),
-            params_yaml,
-            params,
-        })
-    }
-}
 
 /// One row of the stage's output.
 #[derive(Debug, Clone, Serialize)]
@@ -170,103 +39,6 @@ pub struct Row {
     pub features: Vec<(String, f64)>,
 }
 
-impl Stage for RadiomicsStage {
-    fn name(&self) -> &'static str {
-        "radiomics"
-    }
-
-    fn after(&self) -> &'static [&'static str] {
-        &["organize"]
-    }
-
-    fn reads_if_present(&self) -> &'static [&'static str] {
-        &["segmentation"]
-    }
-
-    fn inputs(&self, course: &Course) -> Inputs {
-        if !self.section.enabled {
-            return Err("radiomics is disabled in the configuration".into());
-        }
-        if !course.has_images() {
-            return Err("no complete planning image series".into());
-        }
-        let Some(ss) = course.current_structure_set() else {
-            return Err("no RTSTRUCT".into());
-        };
-        let mut keys = member_keys(course.images.iter());
-        keys.extend(member_keys(std::iter::once(ss)));
-        keys.push(format!("params:{}", self.params.hash()));
-        let mut sel = self.section.clone();
-        // How the work is spread does not change the numbers.
-        sel.workers = None;
-        sel.threads_per_worker = 1;
-        keys.push(format!(
-            "selection:{}",
-            serde_json::to_string(&sel).unwrap_or_default()
-        ));
-        Ok(keys)
-    }
-
-    fn run(&self, ctx: &StageContext) -> Result<Outcome> {
-        let course = ctx.course;
-        let up = ctx
-            .upstream
-            .get("organize")
-            .context("the organize output is missing")?;
-        let volume = Volume::read_nrrd(&up.join(VOLUME_FILE))?;
-        let ss = course.current_structure_set().context("no RTSTRUCT")?;
-        let mut rs = RtStruct::from_file(&ctx.instance_path(&ss.path))?;
-        let auto = match ctx.upstream.get("segmentation") {
-            Some(dir) => crate::stages::dvh_stage::add_auto_rois(&mut rs, dir)?,
-            None => json!({"used": false}),
-        };
-        let lossy = lossy_slices(course, ctx);
-        let exe = std::env::current_exe().context("locating the rtnode binary for the workers")?;
-        let mut opts = self.section.pool_options(exe);
-        // The pipeline's thread budget for this stage bounds the workers.
-        opts.workers = opts.workers.min(ctx.threads.max(1));
-        let (rows, summary) = compute(
-            &rs,
-            &volume,
-            &self.section,
-            &self.params_yaml,
-            &self.params,
-            &opts,
-            lossy,
-            ctx.progress,
-        )?;
-        write_outputs(&ctx.out_dir, &rows)?;
-        Ok(Outcome::Done(json!({
-            "structure_set": rs.sop_instance_uid,
-            "rois": summary,
-            "auto_segmentation": auto,
-            "params_hash": self.params.hash(),
-            "lossy_compressed_slices": lossy,
-        })))
-    }
-}
-
-/// Slices of the planning series marked LossyImageCompression "01".
-fn lossy_slices(course: &Course, ctx: &StageContext) -> usize {
-    course
-        .images
-        .iter()
-        .filter(|m| {
-            dicom_object::OpenFileOptions::new()
-                .read_until(dicom_dictionary_std::tags::PIXEL_DATA)
-                .open_file(ctx.instance_path(&m.path))
-                .ok()
-                .and_then(|o| {
-                    o.get(dicom_dictionary_std::tags::LOSSY_IMAGE_COMPRESSION)
-                        .and_then(|e| e.to_str().ok())
-                        .map(|s| s.trim() == "01")
-                })
-                .unwrap_or(false)
-        })
-        .count()
-}
-
-/// Selects, voxelises and extracts every ROI; rows in structure-set order.
 #[allow(clippy::too_many_arguments)]
 pub fn compute(
     rs: &RtStruct,

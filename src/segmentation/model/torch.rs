@@ -15,7 +15,7 @@ use tch::{CModule, Device, Kind, Tensor};
 use super::grid::{self, Aggregate, ForwardError, Placement, Plan, Tiling};
 use super::{file_hash, DeviceChoice, ModelSpec, SegmentationSection};
 use crate::doctor::{Finding, Level};
-use crate::stages::segmentation::{RoiLabel, Segmenter};
+use crate::segmentation::{RoiLabel, Segmenter};
 use crate::volume::Volume;
 
 /// The libtorch this binary was built against (from the build script).
