@@ -235,7 +235,7 @@ fn ask_server(data_dir: &Path, request: &str) -> Option<Result<serde_json::Value
     ask_server_for(data_dir, request, Duration::from_secs(10))
 }
 
-/// [`ask_server`] for requests that take longer than a status report.
+/// `ask_server` for requests that take longer than a status report.
 pub fn ask_server_for(
     data_dir: &Path,
     request: &str,
