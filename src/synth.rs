@@ -353,11 +353,11 @@ pub struct CtGrid {
     /// Equal row and column spacing (mm).
     pub pixel_spacing_mm: f64,
     pub slice_thickness_mm: f64,
-    /// x of the centre of column 0 (ImagePositionPatient[0]).
+    /// x of the centre of column 0 (`ImagePositionPatient[0]`).
     pub first_pixel_x: f64,
-    /// y of the centre of row 0 (ImagePositionPatient[1]).
+    /// y of the centre of row 0 (`ImagePositionPatient[1]`).
     pub first_pixel_y: f64,
-    /// z of each slice, index 0 first (ImagePositionPatient[2]).
+    /// z of each slice, index 0 first (`ImagePositionPatient[2]`).
     pub slice_z: Vec<f64>,
 }
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Geometry {
-    /// Patient position of the centre of voxel [0,0,0], mm.
+    /// Patient position of the centre of voxel `[0,0,0]`, mm.
     pub origin: [f64; 3],
     /// Column, row and slice spacing, mm.
     pub spacing: [f64; 3],

@@ -62,7 +62,7 @@ pub fn bin_edges(
     }
 }
 
-/// numpy.digitize(x, edges) for increasing edges: the i with edges[i-1] <= x < edges[i].
+/// `numpy.digitize(x, edges)` for increasing edges: the i with `edges[i-1] <= x < edges[i]`.
 pub fn digitize(x: f64, edges: &[f64]) -> u32 {
     edges.partition_point(|e| *e <= x) as u32
 }

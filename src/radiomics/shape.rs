@@ -10,7 +10,7 @@
 //!   corners the "set" corners of the (possibly complemented) cube are the ones
 //!   cut off; neighbouring cubes can then disagree and leave small gaps, which
 //!   makes the volume (summed as signed tetrahedra from a fixed origin) depend
-//!   on that origin (see [`PYRADIOMICS_ORIGIN_VOXELS`]);
+//!   on that origin (see `PYRADIOMICS_ORIGIN_VOXELS`);
 //! - the triangulation of each non-planar polygon is the one of the classic
 //!   Lorensen–Cline case table. Here the table is generated, not written out:
 //!   polygons with up to six vertices take the triangulation of largest area

@@ -116,7 +116,7 @@ impl DoseHeader {
     }
 }
 
-/// An axis-aligned grid: node (i, j, k) is at (x0 + i dx, y0 + j dy, z[k]),
+/// An axis-aligned grid: node (i, j, k) is at (x0 + i dx, y0 + j dy, `z[k]`),
 /// with dx, dy > 0 and z ascending (frames may be unevenly spaced).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GridGeometry {
@@ -303,7 +303,7 @@ impl DoseGrid {
         Self::from_object(&obj).with_context(|| format!("reading RTDOSE {}", path.display()))
     }
 
-    /// A grid built in memory; `data` is [z][y][x] in Gy.
+    /// A grid built in memory; `data` is `[z][y][x]` in Gy.
     pub fn from_array(
         header: DoseHeader,
         geometry: GridGeometry,
