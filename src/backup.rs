@@ -47,7 +47,7 @@ pub fn take_from_node(made: AdminBackup, out: &Path) -> Result<BackupSummary> {
 }
 
 /// `rtnode backup --out FILE` with no node running: from the state database
-/// directly (see `crate::admin::client::backup` for the command).
+/// directly (see `admin::client::backup` for the command).
 pub fn backup(data_dir: &Path, out: &Path) -> Result<BackupSummary> {
     let path = state_path(data_dir);
     anyhow::ensure!(path.exists(), "{} has no state database", path.display());
@@ -94,7 +94,7 @@ pub struct Restored {
 
 /// `rtnode restore FILE`: replaces the data directory's state database with
 /// a backup. The caller refuses while a node answers on the admin socket
-/// (`crate::admin::client::restore`); a node without one is caught by the
+/// (`admin::client::restore`); a node without one is caught by the
 /// database's lock. The database it replaces is kept beside it as
 /// `state.redb.before-restore-<time>`.
 pub fn restore(data_dir: &Path, backup_file: &Path) -> Result<Restored> {

@@ -1,7 +1,7 @@
 //! Prometheus metrics in the text exposition format: instances and bytes
 //! received, associations and their failures by reason, stage runs and
 //! durations, queue depths. Served as `GET /metrics` by the HTTP server
-//! (`crate::http`), at `http.address` and at `network.metrics_address`.
+//! (the `http` module), at `http.address` and at `network.metrics_address`.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;

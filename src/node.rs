@@ -29,7 +29,7 @@ use crate::store::{Store, StoreOptions};
 pub struct Node {
     pub ae_title: String,
     /// The peers file as loaded; the SCP reads the same (see
-    /// [`crate::service::reload_peers`]).
+    /// `service::reload_peers`).
     pub peers: SharedPeers,
     pub store: Arc<Store>,
     pub state: Arc<StateDb>,

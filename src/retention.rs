@@ -314,7 +314,7 @@ impl RetentionThread {
 }
 
 /// `rtnode purge` with no node running: on the databases directly (see
-/// `crate::admin::client::purge` for the command, which asks a running node
+/// `admin::client::purge` for the command, which asks a running node
 /// first).
 pub fn purge_data_dir(data_dir: &Path, opts: PurgeOptions) -> Result<PurgeReport> {
     let index_path = crate::store::index_path(data_dir);

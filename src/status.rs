@@ -1,5 +1,5 @@
 //! `rtnode status`: one report, built from the live node when `serve` runs
-//! ([`live_report`], asked over the admin socket: see `crate::admin`, since
+//! ([`live_report`], asked over the admin socket: see `admin`, since
 //! redb lets only one process open a database), or from the databases when
 //! it does not ([`offline_report`]); and its text for people.
 

@@ -88,6 +88,10 @@ pub enum FrameError {
     Truncated(std::io::Error),
     #[error("frame of {len} bytes is over the bound of {max}")]
     TooLarge { len: u32, max: u32 },
+    /// Bare JSON where a length was expected: the peer speaks the
+    /// unframed protocol of rtnode before the admin protocol's version 1.
+    #[error("an unframed JSON message (the peer is an older rtnode: restart it)")]
+    Unframed,
     #[error("reading the frame: {0}")]
     Io(std::io::Error),
     #[error("bad JSON in the frame: {0}")]
@@ -111,7 +115,11 @@ pub fn encode<T: Serialize>(message: &T) -> serde_json::Result<Vec<u8>> {
     Ok(frame)
 }
 
-fn check_length(len: u32, max: u32) -> Result<usize, FrameError> {
+fn check_length(len: [u8; 4], max: u32) -> Result<usize, FrameError> {
+    if len[0] == b'{' {
+        return Err(FrameError::Unframed);
+    }
+    let len = u32::from_be_bytes(len);
     if len > max {
         return Err(FrameError::TooLarge { len, max });
     }
@@ -125,7 +133,7 @@ pub async fn read_frame_async<R: AsyncRead + Unpin>(
 ) -> Result<Vec<u8>, FrameError> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len).await.map_err(read_error)?;
-    let len = check_length(u32::from_be_bytes(len), max)?;
+    let len = check_length(len, max)?;
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).await.map_err(read_error)?;
     Ok(body)
@@ -148,7 +156,7 @@ pub fn read_frame<R: Read, T: serde::de::DeserializeOwned>(
 ) -> Result<T, FrameError> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len).map_err(read_error)?;
-    let len = check_length(u32::from_be_bytes(len), max)?;
+    let len = check_length(len, max)?;
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).map_err(read_error)?;
     Ok(serde_json::from_slice(&body)?)
@@ -249,6 +257,10 @@ mod tests {
         let big = (MAX_REQUEST_BYTES + 1).to_be_bytes();
         let r: Result<serde_json::Value, _> = read_frame(&mut &big[..], MAX_REQUEST_BYTES);
         assert!(matches!(r, Err(FrameError::TooLarge { .. })));
+        // What an older node answers: bare JSON, named as such.
+        let old = br#"{"error":"unknown request"}"#;
+        let r: Result<serde_json::Value, _> = read_frame(&mut &old[..], MAX_RESPONSE_BYTES);
+        assert!(matches!(r, Err(FrameError::Unframed)), "{r:?}");
     }
 
     #[test]

@@ -99,7 +99,10 @@ pub fn answer(node: &Node, listening: &str, request: Request) -> Result<Response
         Request::Retry { ids } => match &node.exporter {
             Some(e) => {
                 let requeued = e.retry_dead(&ids)?;
-                info!(asked = ids.len(), requeued, "dead letters requeued");
+                info!(
+                    asked = ids.len(),
+                    requeued, "outbound items requeued by request"
+                );
                 Response::Requeued { requeued }
             }
             None => Response::error("no outbound queue"),

@@ -16,7 +16,7 @@ pub struct CohortArgs {
 
 /// `rtnode export`; `Ok(false)` when some outputs could not be read (the
 /// rest is written). `load_source` reads the records of a data directory
-/// (`crate::admin::client::cohort_source`: the running node's, else the
+/// (`admin::client::cohort_source`: the running node's, else the
 /// database's).
 pub fn run(
     a: CohortArgs,

@@ -96,7 +96,7 @@ pub fn source_from_state(state: &StateDb) -> Result<Source> {
 }
 
 /// The records with no node running: from the data directory's state
-/// database (see `crate::admin::client::cohort_source`, which asks a running
+/// database (see `admin::client::cohort_source`, which asks a running
 /// node first).
 pub fn load_source(data_dir: &Path) -> Result<Source> {
     anyhow::ensure!(

@@ -52,7 +52,7 @@ pub type SharedPeers = Arc<RwLock<Arc<PeersFile>>>;
 /// What the SCP needs from the node it serves, shared by every association
 /// task: its identity, network settings and peers, the store it writes to,
 /// the state database for association records, counters and the audit log.
-/// The node (`crate::node::Node`) holds the same handles and one of these.
+/// The node (`node::Node`) holds the same handles and one of these.
 pub struct ScpContext {
     pub ae_title: String,
     pub network: NetworkSection,
