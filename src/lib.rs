@@ -10,6 +10,7 @@ pub mod backup;
 pub mod cohort;
 pub mod config;
 pub mod course;
+pub mod csv_format;
 pub mod dcm;
 pub mod demo;
 pub mod dimse;
