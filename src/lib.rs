@@ -11,6 +11,7 @@ pub mod backup;
 pub mod cohort;
 pub mod config;
 pub mod course;
+pub mod csv_format;
 pub mod demo;
 pub mod dicom;
 pub mod dimse;

@@ -1,59 +1,18 @@
 //! CSV in and out: reading the stages' tables (RFC 4180 quoting, `#`
 //! comment lines as rtnode's DVH files open with) and writing the cohort
-//! tables.
+//! tables, both in rtnode's one dialect ([`crate::csv_format`]).
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
 use super::table::{render, Table};
 
-/// Header and records of a CSV text; lines starting with `#` outside a
-/// quoted field are comments.
+/// Header and records of a CSV text ([`crate::csv_format`]: lines
+/// starting with `#` outside a quoted field are comments); every record
+/// must have the header's number of fields.
 pub fn parse(text: &str) -> Result<(Vec<String>, Vec<Vec<String>>)> {
-    let mut records: Vec<Vec<String>> = Vec::new();
-    let mut field = String::new();
-    let mut record: Vec<String> = Vec::new();
-    let mut quoted = false;
-    let mut at_line_start = true;
-    let mut chars = text.chars().peekable();
-    let mut in_comment = false;
-    while let Some(c) = chars.next() {
-        if in_comment {
-            if c == '\n' {
-                in_comment = false;
-                at_line_start = true;
-            }
-            continue;
-        }
-        if at_line_start && c == '#' && !quoted {
-            in_comment = true;
-            continue;
-        }
-        at_line_start = false;
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            ('"', true) => quoted = false,
-            ('"', false) if field.is_empty() => quoted = true,
-            (',', false) => record.push(std::mem::take(&mut field)),
-            ('\r', false) if chars.peek() == Some(&'\n') => {}
-            ('\n', false) => {
-                record.push(std::mem::take(&mut field));
-                records.push(std::mem::take(&mut record));
-                at_line_start = true;
-            }
-            (c, _) => field.push(c),
-        }
-    }
-    anyhow::ensure!(!quoted, "unterminated quoted field");
-    if !field.is_empty() || !record.is_empty() {
-        record.push(field);
-        records.push(record);
-    }
+    let mut records = crate::csv_format::records(text)?;
     records.retain(|r| !(r.len() == 1 && r[0].is_empty()));
     let mut it = records.into_iter();
     let header = it.next().context("no header line")?;
@@ -70,29 +29,23 @@ pub fn parse(text: &str) -> Result<(Vec<String>, Vec<Vec<String>>)> {
     Ok((header, rows))
 }
 
+/// Reads and parses a CSV file ([`parse`]).
 pub fn read(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     parse(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-fn field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) || s.starts_with('#') {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
+/// Writes `table` as CSV: a header of the column names, then one record a
+/// row, cells rendered as [`render`] does.
 pub fn write(table: &Table, path: &Path) -> Result<()> {
-    let mut out = Vec::new();
-    let header: Vec<String> = table.columns.iter().map(|c| field(&c.name)).collect();
-    writeln!(out, "{}", header.join(","))?;
-    for r in &table.rows {
-        let cells: Vec<String> = r.iter().map(|c| field(&render(c))).collect();
-        writeln!(out, "{}", cells.join(","))?;
-    }
-    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
+    let header: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+    let rows = table
+        .rows
+        .iter()
+        .map(|r| r.iter().map(render).collect::<Vec<String>>());
+    let text = crate::csv_format::to_string(std::iter::once(header).chain(rows))?;
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

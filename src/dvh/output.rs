@@ -13,14 +13,6 @@ use super::histogram::Histogram;
 use super::metrics::{num, unit_of};
 use super::{DvhReport, RoiStatus};
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 /// The auto-segmentation structure sets some ROIs came from.
 fn autoseg_uids(r: &DvhReport) -> Vec<String> {
     let mut uids: Vec<String> = r
@@ -89,35 +81,49 @@ fn fmt(v: f64, decimals: usize) -> String {
     }
 }
 
+/// The provenance comments, then `rows` as CSV ([`crate::csv_format`]).
+fn with_provenance(r: &DvhReport, rows: Vec<Vec<String>>) -> Result<String> {
+    Ok(provenance_lines(r) + &crate::csv_format::to_string(rows)?)
+}
+
+/// A header record.
+fn header(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
 /// dvh.csv: the cumulative DVH of every ROI, long format.
-pub fn dvh_csv(r: &DvhReport) -> String {
-    let mut s = provenance_lines(r);
-    s.push_str("roi,dose_gy,volume_cc,volume_pct\n");
+pub fn dvh_csv(r: &DvhReport) -> Result<String> {
+    let mut rows = vec![header(&["roi", "dose_gy", "volume_cc", "volume_pct"])];
     let decimals = (-r.settings.bin_width_gy.log10()).ceil().max(0.0) as usize + 2;
     for roi in &r.rois {
         let h = &roi.histogram;
         if h.volume <= 0.0 {
             continue;
         }
-        let name = csv_field(&roi.name);
         for j in 0..h.edges() {
             let v = h.cumulative(j);
-            let _ = writeln!(
-                s,
-                "{name},{},{},{}",
+            rows.push(vec![
+                roi.name.clone(),
                 fmt(j as f64 * h.bin_gy, decimals),
                 fmt(v / 1000.0, 6),
-                fmt(100.0 * v / h.volume, 4)
-            );
+                fmt(100.0 * v / h.volume, 4),
+            ]);
         }
     }
-    s
+    with_provenance(r, rows)
 }
 
 /// dvh_metrics.csv: one row per ROI and metric.
-pub fn metrics_csv(r: &DvhReport) -> String {
-    let mut s = provenance_lines(r);
-    s.push_str("roi,roi_number,source,status,metric,value,unit\n");
+pub fn metrics_csv(r: &DvhReport) -> Result<String> {
+    let mut rows = vec![header(&[
+        "roi",
+        "roi_number",
+        "source",
+        "status",
+        "metric",
+        "value",
+        "unit",
+    ])];
     for roi in &r.rois {
         let number = roi.number.map(|n| n.to_string()).unwrap_or_default();
         let status = serde_json::to_value(roi.status)
@@ -125,54 +131,59 @@ pub fn metrics_csv(r: &DvhReport) -> String {
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
         for (name, v) in &roi.metrics.0 {
-            let _ = writeln!(
-                s,
-                "{},{number},{},{status},{},{},{}",
-                csv_field(&roi.name),
-                csv_field(&roi.source.label()),
-                csv_field(name),
+            rows.push(vec![
+                roi.name.clone(),
+                number.clone(),
+                roi.source.label(),
+                status.clone(),
+                name.clone(),
                 v.map(|v| fmt(v, 6)).unwrap_or_default(),
-                unit_of(name)
-            );
+                unit_of(name).to_string(),
+            ]);
         }
         if let (Some(n), RoiStatus::Ok | RoiStatus::Partial) = (&r.not_evaluated, roi.status) {
             for name in &n.metrics {
-                let _ = writeln!(
-                    s,
-                    "{},{number},{},not_evaluated,{},,{}",
-                    csv_field(&roi.name),
-                    csv_field(&roi.source.label()),
-                    csv_field(name),
-                    unit_of(name)
-                );
+                rows.push(vec![
+                    roi.name.clone(),
+                    number.clone(),
+                    roi.source.label(),
+                    "not_evaluated".to_string(),
+                    name.clone(),
+                    String::new(),
+                    unit_of(name).to_string(),
+                ]);
             }
         }
     }
-    s
+    with_provenance(r, rows)
 }
 
 /// dvh_constraints.csv: one row per constraint and matching ROI.
-pub fn constraints_csv(r: &DvhReport) -> String {
-    let mut s = provenance_lines(r);
-    s.push_str("roi,constraint,metric,value,limit,result\n");
+pub fn constraints_csv(r: &DvhReport) -> Result<String> {
+    let mut rows = vec![header(&[
+        "roi",
+        "constraint",
+        "metric",
+        "value",
+        "limit",
+        "result",
+    ])];
     for c in &r.constraints {
         let result = match c.pass {
             Some(true) => "pass".to_string(),
             Some(false) => "fail".to_string(),
             None => format!("not evaluated: {}", c.reason.as_deref().unwrap_or("")),
         };
-        let _ = writeln!(
-            s,
-            "{},{},{},{},{},{}",
-            csv_field(&c.roi),
-            csv_field(&c.constraint),
-            csv_field(&c.metric),
+        rows.push(vec![
+            c.roi.clone(),
+            c.constraint.clone(),
+            c.metric.clone(),
             c.value.map(|v| fmt(v, 6)).unwrap_or_default(),
             fmt(c.limit, 6),
-            csv_field(&result)
-        );
+            result,
+        ]);
     }
-    s
+    with_provenance(r, rows)
 }
 
 /// The `dvh` member of each ROI in dvh.json: cumulative and differential
@@ -231,9 +242,9 @@ pub fn write_outputs(dir: &Path, r: &DvhReport) -> Result<()> {
         let p = dir.join(name);
         std::fs::write(&p, body).with_context(|| format!("writing {}", p.display()))
     };
-    write("dvh.csv", dvh_csv(r).as_bytes())?;
-    write("dvh_metrics.csv", metrics_csv(r).as_bytes())?;
-    write("dvh_constraints.csv", constraints_csv(r).as_bytes())?;
+    write("dvh.csv", dvh_csv(r)?.as_bytes())?;
+    write("dvh_metrics.csv", metrics_csv(r)?.as_bytes())?;
+    write("dvh_constraints.csv", constraints_csv(r)?.as_bytes())?;
     let json = serde_json::to_vec_pretty(r).context("serialising dvh.json")?;
     write("dvh.json", &json)?;
     Ok(())

@@ -266,7 +266,9 @@ pub fn write_outputs(dir: &Path, rows: &[Row]) -> Result<()> {
             }
         }
     }
-    let mut csv = std::io::BufWriter::new(std::fs::File::create(dir.join(CSV_FILE))?);
+    let mut csv = crate::csv_format::writer(std::io::BufWriter::new(std::fs::File::create(
+        dir.join(CSV_FILE),
+    )?));
     let mut header = vec![
         "roi".to_string(),
         "roi_source".into(),
@@ -275,30 +277,22 @@ pub fn write_outputs(dir: &Path, rows: &[Row]) -> Result<()> {
     ];
     header.extend(diag_cols.iter().cloned());
     header.extend(feat_cols.iter().cloned());
-    writeln!(
-        csv,
-        "{}",
-        header
-            .iter()
-            .map(|h| quote(h))
-            .collect::<Vec<_>>()
-            .join(",")
-    )?;
+    csv.write_record(&header)?;
     for r in rows {
         let mut cells = vec![
-            quote(&r.roi),
-            quote(&r.roi_source),
-            quote(&r.status),
-            quote(&r.reason),
+            r.roi.clone(),
+            r.roi_source.clone(),
+            r.status.clone(),
+            r.reason.clone(),
         ];
         for c in &diag_cols {
-            cells.push(quote(
+            cells.push(
                 r.diagnostics
                     .iter()
                     .find(|(k, _)| k == c)
-                    .map(|(_, v)| v.as_str())
-                    .unwrap_or(""),
-            ));
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default(),
+            );
         }
         for c in &feat_cols {
             cells.push(match r.features.iter().find(|(k, _)| k == c) {
@@ -308,9 +302,9 @@ pub fn write_outputs(dir: &Path, rows: &[Row]) -> Result<()> {
                 None => String::new(),
             });
         }
-        writeln!(csv, "{}", cells.join(","))?;
+        csv.write_record(&cells)?;
     }
-    csv.flush()?;
+    csv.into_inner().map_err(|e| e.into_error())?.flush()?;
     let json: serde_json::Map<String, serde_json::Value> = rows
         .iter()
         .map(|r| {
@@ -329,14 +323,6 @@ pub fn write_outputs(dir: &Path, rows: &[Row]) -> Result<()> {
         .collect();
     std::fs::write(dir.join(JSON_FILE), serde_json::to_vec_pretty(&json)?)?;
     Ok(())
-}
-
-fn quote(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
 
 #[cfg(test)]

@@ -306,7 +306,7 @@ mod tests {
             text.push_str(&format!("R{r},{r},rtstruct,ok,HI,0.0612345,\n"));
         }
         text.push_str("R0,0,autoseg:body,ok,Dmean,3.25,Gy\n");
-        let t = metric_tables(&Csv::parse(&text), &["V20Gy".to_string()]);
+        let t = metric_tables(&Csv::parse(&text).unwrap(), &["V20Gy".to_string()]);
         assert_eq!(t.len(), 2);
         assert_eq!(t[0].header[..3], ["metric", "unit", "R0"]);
         assert_eq!(t[0].rows[0][2], "0.51");
@@ -327,7 +327,8 @@ mod tests {
             "roi,roi_number,diagnostics_Versions_PyRadiomics,original_firstorder_Mean,original_shape_VoxelVolume,original_glszm_ZoneEntropy\n\
              PTV,1,3.1.0,41.123456789012,33466.0,5.5\n\
              Lung_L,2,3.1.0,-812.5,1200000.25,6.25\n",
-        );
+        )
+        .unwrap();
         let blocks = radiomics(&csv);
         let Block::Paragraph(p) = &blocks[0] else {
             panic!("summary first")

@@ -1,34 +1,11 @@
-//! Just enough PNG and base64 to embed a greyscale CT slice in the HTML
-//! report (no image crate: one chunk layout and zlib, which flate2 gives).
-
-use std::io::Write;
+//! The HTML report's CT slices as 8-bit greyscale PNG (the png crate),
+//! and the base64 that embeds them in a `data:` URL.
 
 use anyhow::{Context, Result};
-use flate2::write::ZlibEncoder;
-use flate2::{Compression, Crc};
 
 use super::model::GrayImage;
 
-fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) -> Result<()> {
-    let len = u32::try_from(data.len()).context("PNG chunk over 4 GiB")?;
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(kind);
-    out.extend_from_slice(data);
-    let mut crc = Crc::new();
-    crc.update(kind);
-    crc.update(data);
-    out.extend_from_slice(&crc.sum().to_be_bytes());
-    Ok(())
-}
-
-/// zlib stream of `data`; the PDF writer uses it too (FlateDecode).
-pub fn zlib(data: &[u8]) -> Result<Vec<u8>> {
-    let mut z = ZlibEncoder::new(Vec::new(), Compression::default());
-    z.write_all(data).context("compressing")?;
-    z.finish().context("compressing")
-}
-
-/// An 8-bit greyscale PNG.
+/// An 8-bit greyscale PNG, no interlace.
 pub fn encode(img: &GrayImage) -> Result<Vec<u8>> {
     anyhow::ensure!(
         img.pixels.len() == img.width * img.height && img.width > 0,
@@ -37,23 +14,21 @@ pub fn encode(img: &GrayImage) -> Result<Vec<u8>> {
         img.height,
         img.pixels.len()
     );
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::with_capacity(13);
-    ihdr.extend_from_slice(&(img.width as u32).to_be_bytes());
-    ihdr.extend_from_slice(&(img.height as u32).to_be_bytes());
-    // 8 bits, greyscale, deflate, adaptive filtering, no interlace.
-    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
-    chunk(&mut out, b"IHDR", &ihdr)?;
-    let mut raw = Vec::with_capacity((img.width + 1) * img.height);
-    for row in img.pixels.chunks_exact(img.width) {
-        raw.push(0); // filter: none
-        raw.extend_from_slice(row);
-    }
-    chunk(&mut out, b"IDAT", &zlib(&raw)?)?;
-    chunk(&mut out, b"IEND", &[])?;
+    let width = u32::try_from(img.width).context("PNG wider than 2^32")?;
+    let height = u32::try_from(img.height).context("PNG taller than 2^32")?;
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().context("encoding PNG")?;
+    writer
+        .write_image_data(&img.pixels)
+        .context("encoding PNG")?;
+    writer.finish().context("encoding PNG")?;
     Ok(out)
 }
 
+/// Standard base64 (RFC 4648, with padding) of `data`.
 pub fn base64(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
@@ -107,5 +82,23 @@ mod tests {
             pixels: vec![0; 3]
         })
         .is_err());
+    }
+
+    #[test]
+    fn png_decodes_to_the_same_pixels() {
+        let img = GrayImage {
+            width: 37,
+            height: 5,
+            pixels: (0..37 * 5).map(|i| (i * 7 % 256) as u8).collect(),
+        };
+        let bytes = encode(&img).unwrap();
+        let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!((info.width, info.height), (37, 5));
+        assert_eq!(info.color_type, png::ColorType::Grayscale);
+        assert_eq!(info.bit_depth, png::BitDepth::Eight);
+        assert_eq!(&buf[..info.buffer_size()], &img.pixels[..]);
     }
 }

@@ -214,8 +214,9 @@ fn csv_header<'a>(csv: &'a str, key: &str) -> &'a str {
 /// A value of dvh_metrics.csv (roi, roi_number, source, status, metric,
 /// value, unit).
 fn csv_metric(csv: &str, roi: &str, source: &str, metric: &str) -> Option<f64> {
-    csv.lines()
-        .map(|l| l.split(',').collect::<Vec<_>>())
+    rtnode::csv_format::records(csv)
+        .unwrap()
+        .into_iter()
         .find(|f| f.len() >= 7 && f[0] == roi && f[2] == source && f[4] == metric)
         .and_then(|f| f[5].parse().ok())
 }

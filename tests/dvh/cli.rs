@@ -305,8 +305,9 @@ fn course_dvh_has_the_auto_segmented_rois_with_their_source() {
         auto_uid
     );
     let value = |roi: &str, source: &str, metric: &str| -> f64 {
-        csv.lines()
-            .map(|l| l.split(',').collect::<Vec<_>>())
+        rtnode::csv_format::records(&csv)
+            .unwrap()
+            .into_iter()
             .find(|f| f.len() >= 7 && f[0] == roi && f[2] == source && f[4] == metric)
             .unwrap_or_else(|| panic!("no {roi} {source} {metric} in\n{csv}"))[5]
             .parse()

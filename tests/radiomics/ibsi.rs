@@ -48,7 +48,7 @@ fn fixtures() -> PathBuf {
 // ---- the reference ----
 
 use crate::radiomics_support;
-use radiomics_support::split_csv;
+use radiomics_support::read_csv;
 
 /// One consensus row.
 #[derive(Debug, Clone)]
@@ -70,8 +70,8 @@ fn reference() -> Vec<Reference> {
     let path = fixtures().join("ibsi1_digital_phantom_reference.csv");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let mut lines = text.lines();
-    let header = split_csv(lines.next().unwrap());
+    let mut records = read_csv(&text).into_iter();
+    let header = records.next().unwrap();
     let col = |n: &str| {
         header
             .iter()
@@ -86,10 +86,9 @@ fn reference() -> Vec<Reference> {
         col("value"),
         col("tolerance"),
     );
-    lines
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let f = split_csv(line);
+    records
+        .map(|f| {
+            let line = f.join(",");
             assert!(f.len() > c_tol, "short row: {line}");
             Reference {
                 family: f[c_family].clone(),

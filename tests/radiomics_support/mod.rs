@@ -10,20 +10,10 @@ pub fn pyradiomics_fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pyradiomics")
 }
 
-/// One CSV line; fields may be quoted (pyradiomics writes tuples and dicts).
-pub fn split_csv(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    for c in line.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => out.push(std::mem::take(&mut cur)),
-            c => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
+/// The records of a CSV text, in rtnode's CSV dialect (fields may be
+/// quoted: pyradiomics writes tuples and dicts).
+pub fn read_csv(text: &str) -> Vec<Vec<String>> {
+    rtnode::csv_format::records(text).unwrap()
 }
 
 /// One of pyradiomics' baseline CSVs.
@@ -37,11 +27,10 @@ impl Baseline {
     pub fn load(class: &str) -> Baseline {
         let path = pyradiomics_fixtures().join(format!("baseline/baseline_{class}.csv"));
         let text = std::fs::read_to_string(&path).unwrap();
-        let mut lines = text.lines();
-        let header = split_csv(lines.next().unwrap());
+        let mut records = read_csv(&text).into_iter();
+        let header = records.next().unwrap();
         let mut rows = HashMap::new();
-        for l in lines.filter(|l| !l.is_empty()) {
-            let f = split_csv(l);
+        for f in records {
             rows.insert(f[0].clone(), f[1..].to_vec());
         }
         Baseline {

@@ -284,22 +284,21 @@ fn a_synthetic_course_gets_html_pdf_and_a_valid_encapsulated_pdf() {
     // rounded by its unit.
     let metrics = std::fs::read_to_string(v1.join("dvh/dvh_metrics.csv")).unwrap();
     assert!(!metrics.contains('"'), "synthetic names need no quoting");
-    let mut lines = metrics.lines().filter(|l| !l.starts_with('#'));
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let mut lines = rtnode::csv_format::records(&metrics).unwrap().into_iter();
+    let header = lines.next().unwrap();
     let at = |name: &str| header.iter().position(|h| *h == name).unwrap();
     let (mcol, col, ucol) = (at("metric"), at("value"), at("unit"));
     let v_gy = regex::Regex::new(r"^V[0-9.]+Gy(_pct)?$").unwrap();
     let mut values = Vec::new();
     let mut hidden = HashSet::new();
-    for l in lines {
-        let f: Vec<&str> = l.split(',').collect();
+    for f in lines {
         let base = f[mcol].trim_end_matches("_pct");
-        if v_gy.is_match(f[mcol]) && base != "V20Gy" && base != "V5Gy" {
+        if v_gy.is_match(&f[mcol]) && base != "V20Gy" && base != "V5Gy" {
             hidden.insert(f[mcol].to_string());
             continue;
         }
         if !f[col].is_empty() {
-            values.push(rounded(f[col], f[ucol]));
+            values.push(rounded(&f[col], &f[ucol]));
         }
     }
     assert!(values.len() > 100, "only {} metric values", values.len());
