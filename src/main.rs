@@ -471,7 +471,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             for o in &outcomes {
                 let status = o
                     .status
-                    .map(|s| format!("{s:04X} {}", rtnode::dimse::describe_status(s)))
+                    .map(|s| s.to_string())
                     .unwrap_or_else(|| "not sent".into());
                 let detail = o
                     .error
