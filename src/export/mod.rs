@@ -13,7 +13,7 @@ pub mod routing;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,7 @@ use crate::dicom::status::DimseStatus;
 use crate::scu::{self, Target};
 use crate::state::StateDb;
 use crate::store::InstanceRecord;
+use crate::time::now_ms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -90,13 +91,6 @@ pub struct DeadLetter {
     pub sop_instance_uid: String,
     pub attempts: u32,
     pub error: String,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// How one attempt ended.
