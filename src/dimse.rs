@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+use crate::dicom::status::DimseStatus;
+
 /// A command set is a few hundred bytes; anything near this is hostile.
 pub const MAX_COMMAND_SET_LEN: usize = 64 * 1024;
 
@@ -21,25 +23,6 @@ pub mod command_field {
 
 /// CommandDataSetType value that means "no data set follows" (PS3.7 E.1).
 pub const NO_DATA_SET: u16 = 0x0101;
-
-pub mod status {
-    pub const SUCCESS: u16 = 0x0000;
-    /// Refused: SOP class not supported.
-    pub const SOP_CLASS_NOT_SUPPORTED: u16 = 0x0122;
-    /// Refused: out of resources (disk below the low-watermark, write failure).
-    pub const OUT_OF_RESOURCES: u16 = 0xA700;
-    /// Error: data set does not match SOP class.
-    pub const DATA_SET_DOES_NOT_MATCH: u16 = 0xA900;
-    /// Error: cannot understand (unparseable data set).
-    pub const CANNOT_UNDERSTAND: u16 = 0xC000;
-    /// Error (C000 range, implementation specific): a UID that cannot be
-    /// stored safely (not digits and dots, too long, empty component).
-    pub const INVALID_UID: u16 = 0xC001;
-    /// Failure: unrecognised operation.
-    pub const UNRECOGNIZED_OPERATION: u16 = 0x0211;
-    /// Failure: processing failure.
-    pub const PROCESSING_FAILURE: u16 = 0x0110;
-}
 
 mod tag {
     pub const GROUP_LENGTH: u16 = 0x0000;
@@ -102,7 +85,7 @@ pub struct Command {
     pub affected_sop_instance_uid: Option<String>,
     pub priority: Option<u16>,
     pub data_set_type: u16,
-    pub status: Option<u16>,
+    pub status: Option<DimseStatus>,
     pub error_comment: Option<String>,
     pub move_originator_ae: Option<String>,
     pub move_originator_message_id: Option<u16>,
@@ -175,7 +158,7 @@ pub fn decode_command(bytes: &[u8]) -> Result<Command, CommandError> {
             }
             tag::PRIORITY => cmd.priority = Some(read_u16(value, element)?),
             tag::COMMAND_DATA_SET_TYPE => data_set_type = Some(read_u16(value, element)?),
-            tag::STATUS => cmd.status = Some(read_u16(value, element)?),
+            tag::STATUS => cmd.status = Some(DimseStatus(read_u16(value, element)?)),
             tag::ERROR_COMMENT => cmd.error_comment = Some(read_text(value, element)?),
             tag::AFFECTED_SOP_INSTANCE_UID => {
                 cmd.affected_sop_instance_uid = Some(read_text(value, element)?)
@@ -251,7 +234,7 @@ pub fn encode_command(cmd: &Command) -> Vec<u8> {
     }
     w.u16(tag::COMMAND_DATA_SET_TYPE, cmd.data_set_type);
     if let Some(s) = cmd.status {
-        w.u16(tag::STATUS, s);
+        w.u16(tag::STATUS, s.code());
     }
     if let Some(c) = &cmd.error_comment {
         // LO is at most 64 characters.
@@ -284,7 +267,7 @@ pub fn c_echo_rsp(message_id: u16, sop_class: Option<&str>) -> Command {
                 .to_string(),
         ),
         data_set_type: NO_DATA_SET,
-        status: Some(status::SUCCESS),
+        status: Some(DimseStatus::SUCCESS),
         ..Command::default()
     }
 }
@@ -316,7 +299,7 @@ pub fn c_store_rsp(
     message_id: u16,
     sop_class: Option<&str>,
     sop_instance: Option<&str>,
-    status: u16,
+    status: DimseStatus,
     comment: Option<&str>,
 ) -> Command {
     Command {
@@ -328,22 +311,6 @@ pub fn c_store_rsp(
         status: Some(status),
         error_comment: comment.map(str::to_string),
         ..Command::default()
-    }
-}
-
-/// How a C-STORE status reads to a person (PS3.4 Annex B.2.3).
-pub fn describe_status(status: u16) -> &'static str {
-    match status {
-        0x0000 => "Success",
-        0xB000 | 0xB007 | 0xB006 => "Warning",
-        0x0122 => "Refused: SOP class not supported",
-        0x0124 => "Refused: not authorized",
-        0xA700..=0xA7FF => "Refused: out of resources",
-        0xA900..=0xA9FF => "Error: data set does not match SOP class",
-        0xC000..=0xCFFF => "Error: cannot understand",
-        0x0110 => "Failure: processing failure",
-        0x0211 => "Failure: unrecognized operation",
-        _ => "Failure",
     }
 }
 
@@ -361,9 +328,15 @@ mod tests {
 
     #[test]
     fn response_round_trips_with_odd_length_comment() {
-        let rsp = c_store_rsp(9, Some("1.2.3"), Some("1.2.33"), 0xC000, Some("bad"));
+        let rsp = c_store_rsp(
+            9,
+            Some("1.2.3"),
+            Some("1.2.33"),
+            DimseStatus(0xC000),
+            Some("bad"),
+        );
         let decoded = decode_command(&encode_command(&rsp)).unwrap();
-        assert_eq!(decoded.status, Some(0xC000));
+        assert_eq!(decoded.status, Some(DimseStatus::CANNOT_UNDERSTAND));
         assert_eq!(decoded.error_comment.as_deref(), Some("bad"));
         assert_eq!(decoded.affected_sop_instance_uid.as_deref(), Some("1.2.33"));
         assert!(!decoded.has_data_set());

@@ -140,7 +140,7 @@ async fn peer_checks(cfg: &Config, peers: &PeersFile, out: &mut Vec<Finding>) {
         )
         .await;
         let (ok, detail) = match r {
-            Ok(Ok(0)) => (
+            Ok(Ok(crate::dicom::status::DimseStatus::SUCCESS)) => (
                 true,
                 format!("{}@{}:{} answers C-ECHO", p.ae_title, p.host, p.port),
             ),

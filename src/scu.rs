@@ -14,6 +14,7 @@ use dicom_ul::pdu::{
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use crate::dicom::status::DimseStatus;
 use crate::dicom::uids;
 use crate::dimse;
 pub use crate::import::collect_files;
@@ -121,7 +122,7 @@ impl std::str::FromStr for Target {
 pub struct Outcome {
     pub path: PathBuf,
     pub sop_instance_uid: String,
-    pub status: Option<u16>,
+    pub status: Option<DimseStatus>,
     pub error: Option<String>,
     /// For a failure without a DIMSE status: whether trying again later can
     /// help (peer down, transient rejection) or not (permanent rejection, no
@@ -132,7 +133,7 @@ pub struct Outcome {
 impl Outcome {
     pub fn ok(&self) -> bool {
         // B-range statuses are warnings: stored.
-        matches!(self.status, Some(s) if s == 0 || (0xB000..=0xBFFF).contains(&s))
+        self.status.is_some_and(DimseStatus::stored)
     }
 }
 
@@ -487,7 +488,7 @@ async fn read_response(conn: &mut Conn) -> Result<dimse::Command> {
 }
 
 /// A C-ECHO round trip; used by `demo`, `doctor` and tests.
-pub async fn echo(target: &Target, calling_ae: &str) -> Result<u16> {
+pub async fn echo(target: &Target, calling_ae: &str) -> Result<DimseStatus> {
     let mut conn = connect(target, 8 * 1024).await?;
     let rq = AssociationRQ {
         protocol_version: 1,
@@ -523,7 +524,7 @@ pub async fn echo(target: &Target, calling_ae: &str) -> Result<u16> {
     })
     .await;
     close(&mut conn).await;
-    Ok(rsp.status.unwrap_or(0xFFFF))
+    Ok(rsp.status.unwrap_or(DimseStatus(0xFFFF)))
 }
 
 #[cfg(test)]

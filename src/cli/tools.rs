@@ -127,7 +127,7 @@ pub fn send(args: SendArgs) -> Result<ExitCode> {
     for o in &outcomes {
         let status = o
             .status
-            .map(|s| format!("{s:04X} {}", rtnode::dimse::describe_status(s)))
+            .map(|s| s.to_string())
             .unwrap_or_else(|| "not sent".into());
         let detail = o
             .error

@@ -11,5 +11,6 @@
 pub mod attrs;
 pub mod derived;
 pub mod part10;
+pub mod status;
 pub mod uids;
 pub mod values;

@@ -13,16 +13,18 @@ pub mod routing;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
 use crate::config::{ExportSection, PeersFile, RoutingRule};
+use crate::dicom::status::DimseStatus;
 use crate::scu::{self, Target};
 use crate::state::StateDb;
 use crate::store::InstanceRecord;
+use crate::time::now_ms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -46,7 +48,7 @@ pub struct OutboundItem {
     pub not_before_ms: u64,
     pub created_at: String,
     pub sent_at: Option<String>,
-    pub last_status: Option<u16>,
+    pub last_status: Option<DimseStatus>,
     pub last_error: Option<String>,
     /// Whose data this is, for the audit trail. Rows queued before these
     /// were recorded lack them; `finish` reads them from the file then.
@@ -91,13 +93,6 @@ pub struct DeadLetter {
     pub error: String,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// How one attempt ended.
 #[derive(Debug, PartialEq, Eq)]
 enum Verdict {
@@ -108,9 +103,8 @@ enum Verdict {
 
 fn judge(o: &scu::Outcome) -> Verdict {
     match o.status {
-        Some(0) => Verdict::Sent,
-        Some(s) if (0xB000..=0xBFFF).contains(&s) => Verdict::Sent,
-        Some(s) if (0xA700..=0xA7FF).contains(&s) => Verdict::Retry,
+        Some(s) if s.stored() => Verdict::Sent,
+        Some(s) if s.is_out_of_resources() => Verdict::Retry,
         Some(_) => Verdict::Dead,
         None if o.transient => Verdict::Retry,
         None => Verdict::Dead,
@@ -396,11 +390,10 @@ impl Exporter {
                 item.last_error = o.error.clone();
                 let mut verdict = judge(&o);
                 if let Some(s) = o.status {
-                    if s != 0 && item.last_error.is_none() {
-                        item.last_error =
-                            Some(format!("{s:04X} {}", crate::dimse::describe_status(s)));
+                    if s != DimseStatus::SUCCESS && item.last_error.is_none() {
+                        item.last_error = Some(s.to_string());
                     }
-                    if (0xB000..=0xBFFF).contains(&s) {
+                    if s.is_store_warning() {
                         warn!(destination = %dest, sop_instance_uid = %item.sop_instance_uid, status = format!("{s:04X}"), "stored with a warning");
                     }
                 }
@@ -521,7 +514,7 @@ pub struct QueueEntry {
     pub attempts: u32,
     pub created_at: String,
     pub sent_at: Option<String>,
-    pub last_status: Option<u16>,
+    pub last_status: Option<DimseStatus>,
     pub last_error: Option<String>,
 }
 

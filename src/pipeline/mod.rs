@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -48,6 +48,7 @@ use crate::course::{self, Course};
 use crate::stages::{Outcome, Stage};
 use crate::state::StateDb;
 use crate::store::{Index, InstanceRecord};
+use crate::time::now_ms;
 pub use jobs::{job_key, CourseRecord, JobRecord, JobState, VersionRecord};
 pub use versions::{remove_results, result_files, stage_json, version_dir, versions_on_disk};
 
@@ -168,13 +169,6 @@ pub struct Pipeline {
     stages: Vec<Arc<dyn Stage>>,
     inner: Mutex<Inner>,
     stopping: AtomicBool,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// What `rtnode status` shows of one course.

@@ -41,6 +41,19 @@ impl Lattice {
         }
     }
 
+    /// The pixel centres of a `rows × cols` image plane in fractional
+    /// pixel indices: x is the column, y the row, step 1, starting at 0.
+    pub fn pixel_centres(rows: usize, cols: usize) -> Lattice {
+        Lattice {
+            x0: 0.0,
+            y0: 0.0,
+            hx: 1.0,
+            hy: 1.0,
+            nx: cols,
+            ny: rows,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.nx * self.ny
     }
@@ -78,13 +91,29 @@ impl Lattice {
     /// of the plane together: a contour inside another is a hole, one
     /// inside a hole an island. `crossings` is scratch space.
     pub fn fill(&self, plane: &ContourPlane, mask: &mut Vec<bool>, crossings: &mut Vec<Vec<f64>>) {
+        self.fill_polygons(&plane.polygons, mask, crossings);
+    }
+
+    /// [`Lattice::fill`] for bare `[x, y]` polygons: the one even-odd
+    /// filler of the crate (the DVH's sampling lattices, and the pixel grids
+    /// of segmentation and radiomics through
+    /// [`Lattice::pixel_centres`]). A sample row through a vertex counts
+    /// each edge on the half-open interval `[low y, high y)`, so it is
+    /// counted once.
+    pub fn fill_polygons<P: AsRef<[[f64; 2]]>>(
+        &self,
+        polygons: &[P],
+        mask: &mut Vec<bool>,
+        crossings: &mut Vec<Vec<f64>>,
+    ) {
         mask.clear();
         mask.resize(self.len(), false);
         crossings.resize_with(self.ny, Vec::new);
         for c in crossings.iter_mut() {
             c.clear();
         }
-        for poly in &plane.polygons {
+        for poly in polygons {
+            let poly = poly.as_ref();
             let n = poly.len();
             for e in 0..n {
                 let a = poly[e];

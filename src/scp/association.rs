@@ -30,8 +30,9 @@ use tracing::{debug, info, warn};
 
 use super::negotiation::{self, AcceptedContext};
 use super::{ScpContext, Stats};
+use crate::dicom::status::DimseStatus;
 use crate::dicom::uids::{self, check_uid, UidCheck};
-use crate::dimse::{self, command_field, status, Command};
+use crate::dimse::{self, command_field, Command};
 use crate::state::AssociationRecord;
 use crate::store::StoreFailure;
 use crate::ul::{self, pdu_type};
@@ -406,7 +407,7 @@ impl Session {
                 if tx.send(WriterMsg::Chunk(buf)).await.is_err() {
                     // The writer ended early (it failed); keep draining.
                     incoming.sink = Sink::Discarding(StoreFailure::new(
-                        status::OUT_OF_RESOURCES,
+                        DimseStatus::OUT_OF_RESOURCES,
                         "writer stopped",
                     ));
                 }
@@ -447,7 +448,7 @@ impl Session {
             }
             other => {
                 let failure = StoreFailure::new(
-                    status::UNRECOGNIZED_OPERATION,
+                    DimseStatus::UNRECOGNIZED_OPERATION,
                     format!("command {other:#06x} not served here"),
                 );
                 if command.has_data_set() {
@@ -476,13 +477,13 @@ impl Session {
             .unwrap_or_default();
         if !uids::is_storage_sop_class(&ctx.abstract_syntax) {
             return Sink::Discarding(StoreFailure::new(
-                status::SOP_CLASS_NOT_SUPPORTED,
+                DimseStatus::SOP_CLASS_NOT_SUPPORTED,
                 "presentation context is not for storage",
             ));
         }
         if sop_class != ctx.abstract_syntax {
             return Sink::Discarding(StoreFailure::new(
-                status::DATA_SET_DOES_NOT_MATCH,
+                DimseStatus::DATA_SET_DOES_NOT_MATCH,
                 format!(
                     "SOP class {sop_class} sent on a context for {}",
                     ctx.abstract_syntax
@@ -496,7 +497,7 @@ impl Session {
             }
             Err(e) => {
                 return Sink::Discarding(StoreFailure::new(
-                    status::INVALID_UID,
+                    DimseStatus::INVALID_UID,
                     format!("SOPInstanceUID: {e}"),
                 ))
             }
@@ -578,7 +579,7 @@ impl Session {
                 let result = match outcome.await {
                     Ok(r) => r,
                     Err(_) => Err(StoreFailure::new(
-                        status::PROCESSING_FAILURE,
+                        DimseStatus::PROCESSING_FAILURE,
                         match handle.await {
                             Err(e) => format!("writer failed: {e}"),
                             Ok(()) => "writer ended without an answer".to_string(),
@@ -623,7 +624,7 @@ impl Session {
                     command.message_id.unwrap_or(0),
                     command.affected_sop_class_uid.as_deref(),
                     command.affected_sop_instance_uid.as_deref(),
-                    status::SUCCESS,
+                    DimseStatus::SUCCESS,
                     None,
                 )
             }

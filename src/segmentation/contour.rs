@@ -170,33 +170,17 @@ fn segment_dist2(p: [f64; 2], a: [f64; 2], b: [f64; 2]) -> f64 {
 /// odd number of times, which is how RT Structure Sets encode holes and
 /// islands as separate closed contours.
 pub fn rasterise(loops: &[Loop], rows: usize, cols: usize) -> Vec<bool> {
-    let mut mask = vec![false; rows * cols];
-    let mut xs: Vec<f64> = Vec::new();
-    for r in 0..rows {
-        let y = r as f64;
-        xs.clear();
-        for l in loops {
-            let n = l.len();
-            for e in 0..n {
-                let (a, b) = (l[e], l[(e + 1) % n]);
-                // Half-open in y so a vertex on the scan line counts once.
-                if (a[0] <= y) != (b[0] <= y) {
-                    xs.push(a[1] + (y - a[0]) / (b[0] - a[0]) * (b[1] - a[1]));
-                }
-            }
-        }
-        xs.sort_by(f64::total_cmp);
-        for pair in xs.chunks_exact(2) {
-            let lo = pair[0].ceil().max(0.0) as usize;
-            let hi = pair[1].ceil().min(cols as f64);
-            if hi <= 0.0 {
-                continue;
-            }
-            for c in lo..(hi as usize) {
-                mask[r * cols + c] = !mask[r * cols + c];
-            }
-        }
-    }
+    // The lattice fills [x, y] polygons; a loop is [row, column].
+    let polygons: Vec<Vec<[f64; 2]>> = loops
+        .iter()
+        .map(|l| l.iter().map(|&[r, c]| [c, r]).collect())
+        .collect();
+    let mut mask = Vec::new();
+    crate::rt::raster::Lattice::pixel_centres(rows, cols).fill_polygons(
+        &polygons,
+        &mut mask,
+        &mut Vec::new(),
+    );
     mask
 }
 

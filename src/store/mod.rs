@@ -32,17 +32,17 @@ pub use recovery::{rebuild_index, RecoveryReport};
 pub use removal::remove_instances;
 pub use writer::{PendingWrite, Prepared};
 
-use crate::dimse::status;
+use crate::dicom::status::DimseStatus;
 
 /// Why a C-STORE was not stored: the DIMSE status and a comment for the peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreFailure {
-    pub status: u16,
+    pub status: DimseStatus,
     pub comment: String,
 }
 
 impl StoreFailure {
-    pub fn new(status: u16, comment: impl Into<String>) -> Self {
+    pub fn new(status: DimseStatus, comment: impl Into<String>) -> Self {
         StoreFailure {
             status,
             comment: comment.into(),
@@ -188,7 +188,7 @@ impl Store {
     pub fn check_free_space(&self) -> Result<(), StoreFailure> {
         match self.free_bytes() {
             Ok(free) if free < self.opts.min_free_bytes => Err(StoreFailure::new(
-                status::OUT_OF_RESOURCES,
+                DimseStatus::OUT_OF_RESOURCES,
                 format!(
                     "free space {} bytes below the low-watermark {}",
                     free, self.opts.min_free_bytes
@@ -196,7 +196,7 @@ impl Store {
             )),
             Ok(_) => Ok(()),
             Err(e) => Err(StoreFailure::new(
-                status::OUT_OF_RESOURCES,
+                DimseStatus::OUT_OF_RESOURCES,
                 format!("cannot read free space: {e}"),
             )),
         }
@@ -226,7 +226,7 @@ impl Store {
         let rx = self.submit(prepared);
         rx.await.unwrap_or_else(|_| {
             Err(StoreFailure::new(
-                status::OUT_OF_RESOURCES,
+                DimseStatus::OUT_OF_RESOURCES,
                 "commit thread stopped",
             ))
         })
@@ -237,7 +237,7 @@ impl Store {
         let rx = self.submit(prepared);
         rx.blocking_recv().unwrap_or_else(|_| {
             Err(StoreFailure::new(
-                status::OUT_OF_RESOURCES,
+                DimseStatus::OUT_OF_RESOURCES,
                 "commit thread stopped",
             ))
         })
@@ -270,7 +270,7 @@ impl Store {
         };
         if let Some(reply) = refused {
             let _ = reply.send(Err(StoreFailure::new(
-                status::OUT_OF_RESOURCES,
+                DimseStatus::OUT_OF_RESOURCES,
                 "store is shutting down",
             )));
         }
@@ -428,7 +428,7 @@ fn commit_batch(
                 error!(path = %dest.display(), error = %e, "cannot place received file");
                 let _ = std::fs::remove_file(&req.prepared.tmp_path);
                 let _ = req.reply.send(Err(StoreFailure::new(
-                    status::OUT_OF_RESOURCES,
+                    DimseStatus::OUT_OF_RESOURCES,
                     format!("write failed: {e}"),
                 )));
             }
@@ -445,7 +445,7 @@ fn commit_batch(
         error!(error = %e, "directory fsync failed");
         for req in placed {
             let _ = req.reply.send(Err(StoreFailure::new(
-                status::OUT_OF_RESOURCES,
+                DimseStatus::OUT_OF_RESOURCES,
                 format!("directory sync failed: {e}"),
             )));
         }
@@ -481,7 +481,7 @@ fn commit_batch(
             error!(error = %e, "index commit failed");
             for req in placed {
                 let _ = req.reply.send(Err(StoreFailure::new(
-                    status::OUT_OF_RESOURCES,
+                    DimseStatus::OUT_OF_RESOURCES,
                     format!("index commit failed: {e}"),
                 )));
             }
@@ -616,6 +616,6 @@ mod tests {
         let (tx, rx) = oneshot::channel();
         store.commit_then_reply(prepared, tx);
         let answer = rx.blocking_recv().unwrap();
-        assert_eq!(answer.unwrap_err().status, status::OUT_OF_RESOURCES);
+        assert_eq!(answer.unwrap_err().status, DimseStatus::OUT_OF_RESOURCES);
     }
 }

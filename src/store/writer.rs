@@ -21,8 +21,8 @@ use tracing::warn;
 use super::record::{read_record, InstanceRecord};
 use super::StoreFailure;
 use crate::dicom::part10;
+use crate::dicom::status::DimseStatus;
 use crate::dicom::uids::{self, check_uid, UidCheck};
-use crate::dimse::status;
 
 /// Pieces smaller than this are collected before they are written.
 const WRITE_BUFFER: usize = 64 * 1024;
@@ -49,7 +49,7 @@ pub struct Prepared {
 }
 
 fn out_of_resources(what: &str, e: std::io::Error) -> StoreFailure {
-    StoreFailure::new(status::OUT_OF_RESOURCES, format!("{what}: {e}"))
+    StoreFailure::new(DimseStatus::OUT_OF_RESOURCES, format!("{what}: {e}"))
 }
 
 impl PendingWrite {
@@ -133,7 +133,7 @@ impl PendingWrite {
         }
         if self.bytes == 0 {
             return Err(StoreFailure::new(
-                status::CANNOT_UNDERSTAND,
+                DimseStatus::CANNOT_UNDERSTAND,
                 "empty data set",
             ));
         }
@@ -153,13 +153,13 @@ impl PendingWrite {
             r.seek(SeekFrom::Start(self.dataset_offset))
                 .map_err(|e| out_of_resources("seek failed", e))?;
             part10::check_dataset_structure(&mut r, &self.transfer_syntax_uid, end)
-                .map_err(|e| StoreFailure::new(status::CANNOT_UNDERSTAND, e))?;
+                .map_err(|e| StoreFailure::new(DimseStatus::CANNOT_UNDERSTAND, e))?;
         }
         let mut record = read_record(&self.tmp_path)
-            .map_err(|e| StoreFailure::new(status::CANNOT_UNDERSTAND, e.to_string()))?;
+            .map_err(|e| StoreFailure::new(DimseStatus::CANNOT_UNDERSTAND, e.to_string()))?;
         if record.sop_instance_uid != self.sop_instance_uid {
             return Err(StoreFailure::new(
-                status::DATA_SET_DOES_NOT_MATCH,
+                DimseStatus::DATA_SET_DOES_NOT_MATCH,
                 format!(
                     "SOPInstanceUID {} in the data set, {} in the command",
                     record.sop_instance_uid, self.sop_instance_uid
@@ -168,7 +168,7 @@ impl PendingWrite {
         }
         if !record.sop_class_uid.is_empty() && record.sop_class_uid != self.sop_class_uid {
             return Err(StoreFailure::new(
-                status::DATA_SET_DOES_NOT_MATCH,
+                DimseStatus::DATA_SET_DOES_NOT_MATCH,
                 format!(
                     "SOPClassUID {} in the data set, {} in the command",
                     record.sop_class_uid, self.sop_class_uid
@@ -186,7 +186,7 @@ impl PendingWrite {
                 }
                 Err(e) => {
                     return Err(StoreFailure::new(
-                        status::INVALID_UID,
+                        DimseStatus::INVALID_UID,
                         format!("{what}: {e}"),
                     ))
                 }

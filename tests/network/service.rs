@@ -79,7 +79,7 @@ impl RawAssociation {
         let (ty, body) = read_pdu(&mut self.0);
         assert_eq!(ty, 0x04);
         let rsp = rtnode::dimse::decode_command(&body[6..]).unwrap();
-        rsp.status.unwrap()
+        rsp.status.unwrap().code()
     }
 }
 
