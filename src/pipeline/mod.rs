@@ -45,10 +45,10 @@ use tracing::{error, info, warn};
 
 use crate::config::{ExecutorKind, PipelineSection, StageLimits};
 use crate::course::{self, Course};
-use crate::stages::{Outcome, Stage};
+use crate::stages::{Outcome, Registry, Stage, StageId, StageSettings};
 use crate::state::StateDb;
 use crate::store::{Index, InstanceRecord};
-pub use jobs::{job_key, CourseRecord, JobRecord, JobState, VersionRecord};
+pub use jobs::{job_key, CourseRecord, CourseState, JobRecord, JobState, VersionRecord};
 pub use versions::{remove_results, result_files, stage_json, version_dir, versions_on_disk};
 
 #[derive(Debug, Clone)]
@@ -60,6 +60,26 @@ pub struct PipelineOptions {
     /// The config as read, handed to stage runs on Slurm (`None`: the
     /// embedded defaults).
     pub stage_config: Option<stage_run::StageConfig>,
+}
+
+/// The stages as `cfg` configures them (its `dvh`, `segmentation`,
+/// `radiomics` and `report` sections), with `export` last when given: the
+/// one list the node, `rtnode process` and a Slurm run build.
+pub fn stages_from_config(
+    cfg: &crate::config::Config,
+    export: Option<crate::stages::export::Export>,
+) -> Result<Registry> {
+    let base_dir = cfg.base_dir();
+    Registry::configured(
+        &StageSettings {
+            dvh: &cfg.dvh,
+            segmentation: &cfg.segmentation,
+            radiomics: &cfg.radiomics,
+            report: &cfg.report,
+            base_dir: &base_dir,
+        },
+        export,
+    )
 }
 
 impl PipelineOptions {
@@ -165,7 +185,7 @@ pub struct Pipeline {
     /// done per arrival, for tests and metrics).
     assembled_records: AtomicU64,
     opts: PipelineOptions,
-    stages: Vec<Arc<dyn Stage>>,
+    stages: Registry,
     inner: Mutex<Inner>,
     stopping: AtomicBool,
 }
@@ -242,18 +262,30 @@ impl Pipeline {
         state: Arc<StateDb>,
         opts: PipelineOptions,
     ) -> Result<Arc<Pipeline>> {
-        Pipeline::with_stages(data_dir, state, opts, crate::stages::registry())
+        Pipeline::with_registry(data_dir, state, opts, Registry::defaults())
     }
 
+    /// As [`Pipeline::with_registry`], over a list of stages in run order
+    /// (checked as [`Registry::new`] checks it).
     pub fn with_stages(
         data_dir: &Path,
         state: Arc<StateDb>,
         opts: PipelineOptions,
         stages: Vec<Arc<dyn Stage>>,
     ) -> Result<Arc<Pipeline>> {
+        Pipeline::with_registry(data_dir, state, opts, Registry::new(stages)?)
+    }
+
+    /// Opens the pipeline over its durable state with these stages.
+    pub fn with_registry(
+        data_dir: &Path,
+        state: Arc<StateDb>,
+        opts: PipelineOptions,
+        stages: Registry,
+    ) -> Result<Arc<Pipeline>> {
         if stages
-            .iter()
-            .any(|s| opts.settings.executor_for(s.name()) == ExecutorKind::Slurm)
+            .ids()
+            .any(|s| opts.settings.executor_for(s.as_str()) == ExecutorKind::Slurm)
         {
             slurm::preflight()?;
         }
@@ -279,7 +311,7 @@ impl Pipeline {
                     data_dir,
                     &j.course_id,
                     j.version,
-                    &j.stage,
+                    j.stage,
                 ));
                 running.insert(j.key(), Progress::starting());
                 slurm_jobs.insert(j.key(), SlurmWatch::default());
@@ -625,8 +657,8 @@ impl Pipeline {
             let old = inner.courses.get(&id);
             let rec = CourseRecord {
                 state: old
-                    .map(|o| o.state.clone())
-                    .unwrap_or_else(|| "incomplete".into()),
+                    .map(|o| o.state)
+                    .unwrap_or(CourseState::Incomplete),
                 versions: old.map(|o| o.versions.clone()).unwrap_or_default(),
                 course: c,
                 rule,
@@ -652,9 +684,9 @@ impl Pipeline {
             };
             let new_state = if let Some(h) = &rec.course.held {
                 let _ = h;
-                "held".to_string()
+                CourseState::Held
             } else if !self.opts.immediate && !rec.missing.is_empty() {
-                "incomplete".to_string()
+                CourseState::Incomplete
             } else if rec
                 .latest_version()
                 .is_some_and(|v| v.fingerprint == rec.fingerprint)
@@ -669,22 +701,19 @@ impl Pipeline {
                 if settled {
                     let rec = self.new_version(&mut inner, rec)?;
                     inner.courses.insert(id.clone(), rec);
-                    "processing".to_string()
+                    CourseState::Processing
                 } else {
-                    "waiting".to_string()
+                    CourseState::Waiting
                 }
             };
             // Settled states change only with a new arrival (reassemble
             // makes the course active again) or an operator's action.
-            if matches!(
-                new_state.as_str(),
-                "done" | "failed" | "held" | "incomplete"
-            ) {
+            if new_state.is_settled() {
                 inner.active.remove(&id);
             }
             if let Some(r) = inner.courses.get_mut(&id) {
                 if r.state != new_state {
-                    if new_state == "held" {
+                    if new_state == CourseState::Held {
                         warn!(course = %id, reason = ?r.course.held, "course held");
                     }
                     r.state = new_state;
@@ -721,15 +750,15 @@ impl Pipeline {
                 self.state.put_job(&j.key(), j)?;
             }
         }
-        let mut fingerprints: HashMap<&str, String> = HashMap::new();
+        let mut fingerprints: HashMap<StageId, String> = HashMap::new();
         let vdir = versions::version_dir(&self.data_dir, &id, n);
         std::fs::create_dir_all(&vdir)?;
-        for stage in &self.stages {
+        for stage in self.stages.stages() {
             let name = stage.name();
             let mut job = JobRecord {
                 course_id: id.clone(),
                 version: n,
-                stage: name.to_string(),
+                stage: name,
                 state: JobState::Queued,
                 attempts: 0,
                 fingerprint: String::new(),
@@ -763,8 +792,9 @@ impl Pipeline {
                         if let Some(old) =
                             old.filter(|o| o.state == JobState::Done && o.fingerprint == fp)
                         {
-                            let from = versions::version_dir(&self.data_dir, &id, p).join(name);
-                            if versions::link_tree(&from, &vdir.join(name)).is_ok() {
+                            let from =
+                                versions::version_dir(&self.data_dir, &id, p).join(name.as_str());
+                            if versions::link_tree(&from, &vdir.join(name.as_str())).is_ok() {
                                 job.state = JobState::Done;
                                 job.reused_from = Some(old.reused_from.unwrap_or(p));
                                 job.summary = old.summary.clone();
@@ -803,7 +833,8 @@ impl Pipeline {
         Ok(rec)
     }
 
-    fn threads_for(&self, stage: &str) -> usize {
+    fn threads_for(&self, stage: StageId) -> usize {
+        let stage = stage.as_str();
         if self.opts.settings.executor_for(stage) == ExecutorKind::Slurm {
             // The coordinator's cores say nothing of the cluster's nodes:
             // the stage's `threads`, else one (`--cpus-per-task`).
@@ -835,22 +866,22 @@ impl Pipeline {
         let max_slurm = settings.slurm.max_jobs;
         let mut to_start = Vec::new();
         // Slurm runs of one tick, one job array per stage and thread count.
-        let mut to_submit: BTreeMap<(String, u32), Vec<RunStart>> = BTreeMap::new();
+        let mut to_submit: BTreeMap<(StageId, u32), Vec<RunStart>> = BTreeMap::new();
         {
             let mut inner = self.lock();
             let now = now_ms();
             let mut slurm_running = inner.slurm.len();
             let mut local_running = inner.running.len().saturating_sub(slurm_running);
-            let mut per_stage: HashMap<String, usize> = HashMap::new();
+            let mut per_stage: HashMap<StageId, usize> = HashMap::new();
             for key in inner.running.keys() {
                 if inner.slurm.contains_key(key) {
                     continue;
                 }
                 if let Some(j) = inner.jobs.get(key) {
-                    *per_stage.entry(j.stage.clone()).or_default() += 1;
+                    *per_stage.entry(j.stage).or_default() += 1;
                 }
             }
-            let mut names: HashMap<(String, u32), (String, u32)> = HashMap::new();
+            let mut names: HashMap<(StageId, u32), (String, u32)> = HashMap::new();
             let keys: Vec<String> = inner.queued.iter().cloned().collect();
             for key in keys {
                 if local_running >= max_local && slurm_running >= max_slurm {
@@ -868,14 +899,13 @@ impl Pipeline {
                 if job.not_before_ms > now {
                     continue;
                 }
-                let Some(stage) = self.stages.iter().find(|s| s.name() == job.stage).cloned()
-                else {
+                let Some(stage) = self.stages.get(job.stage).cloned() else {
                     continue;
                 };
                 // Dependencies: all final; any not done makes this one skipped.
                 let mut blocked = false;
                 let mut unmet = None;
-                for dep in stage.after() {
+                for &dep in stage.after() {
                     match inner
                         .jobs
                         .get(&job_key(&job.course_id, job.version, dep))
@@ -888,7 +918,7 @@ impl Pipeline {
                         _ => blocked = true,
                     }
                 }
-                for dep in stage.reads_if_present() {
+                for &dep in stage.reads_if_present() {
                     let state = inner
                         .jobs
                         .get(&job_key(&job.course_id, job.version, dep))
@@ -910,7 +940,7 @@ impl Pipeline {
                     }
                     continue;
                 }
-                let executor = settings.executor_for(&job.stage);
+                let executor = settings.executor_for(job.stage.as_str());
                 match executor {
                     ExecutorKind::Local => {
                         if local_running >= max_local {
@@ -918,7 +948,7 @@ impl Pipeline {
                         }
                         let limit = settings
                             .stages
-                            .get(&job.stage)
+                            .get(job.stage.as_str())
                             .map(|l| l.workers)
                             .unwrap_or(0);
                         let busy = per_stage.get(&job.stage).copied().unwrap_or(0);
@@ -946,8 +976,8 @@ impl Pipeline {
                 if executor == ExecutorKind::Slurm {
                     // The intent, with the job's unique name, is durable
                     // before `sbatch` runs.
-                    let group = (j.stage.clone(), j.threads);
-                    let (name, next) = names.entry(group.clone()).or_insert_with(|| {
+                    let group = (j.stage, j.threads);
+                    let (name, next) = names.entry(group).or_insert_with(|| {
                         (
                             format!("rtnode-{}-{:012x}", j.stage, rand::random::<u64>() >> 16),
                             0,
@@ -968,7 +998,7 @@ impl Pipeline {
                 } else {
                     let j = j.clone();
                     self.state.put_job(&key, &j)?;
-                    *per_stage.entry(j.stage.clone()).or_default() += 1;
+                    *per_stage.entry(j.stage).or_default() += 1;
                     to_start.push((j, stage, course));
                     local_running += 1;
                 }
@@ -1019,8 +1049,8 @@ impl Pipeline {
             &progress,
         )
         .and_then(|outcome| {
-            if let Outcome::Done(_) = &outcome {
-                move_into_place(&tmp, &vdir, &job.stage)?;
+            if let Outcome::Done { .. } = &outcome {
+                move_into_place(&tmp, &vdir, job.stage)?;
             }
             Ok(outcome)
         });
@@ -1036,20 +1066,21 @@ impl Pipeline {
         job.duration_ms = Some(ms);
         job.finished_at = Some(finished_at);
         match result {
-            Ok(Outcome::Done(summary)) => {
+            Ok(Outcome::Done {
+                mut summary,
+                created,
+            }) => {
                 // Objects a stage created are results: when they come back
                 // through a PACS or a planning system they never re-open
                 // the course.
-                for uid in summary["created_instances"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(uid) = uid.as_str() {
-                        if let Err(e) = self.mark_created(uid, &job.course_id) {
-                            error!(error = %e, "cannot record a created instance");
-                        }
+                for uid in &created {
+                    if let Err(e) = self.mark_created(uid, &job.course_id) {
+                        error!(error = %e, "cannot record a created instance");
                     }
+                }
+                // The stage record lists them, as it always has.
+                if let (false, Some(o)) = (created.is_empty(), summary.as_object_mut()) {
+                    o.insert("created_instances".into(), created.into());
                 }
                 job.state = JobState::Done;
                 job.summary = summary;
@@ -1079,7 +1110,7 @@ impl Pipeline {
                 }
             }
         }
-        if let Err(e) = self.state.count_stage_run(&job.stage) {
+        if let Err(e) = self.state.count_stage_run(job.stage.as_str()) {
             warn!(error = %e, "cannot count a stage run");
         }
         let mut inner = self.lock();
@@ -1115,7 +1146,7 @@ impl Pipeline {
         let mut st = build_status(&inner.courses, &inner.jobs, &inner.running);
         st.stage_runs = self.state.stage_runs()?;
         st.unassembled = inner.unassembled.values().cloned().collect();
-        let order: Vec<&str> = self.stages.iter().map(|s| s.name()).collect();
+        let order: Vec<StageId> = self.stages.ids().collect();
         in_dag_order(&mut st, &order);
         Ok(st)
     }
@@ -1161,8 +1192,8 @@ fn slurm_out_dir(data_dir: &Path, job: &JobRecord) -> PathBuf {
 
 /// Renames a finished run's folder to `vdir/<stage>` (replacing what an
 /// earlier run left there) and makes the rename durable.
-fn move_into_place(from: &Path, vdir: &Path, stage: &str) -> Result<()> {
-    let dest = vdir.join(stage);
+fn move_into_place(from: &Path, vdir: &Path, stage: StageId) -> Result<()> {
+    let dest = vdir.join(stage.as_str());
     if dest.exists() {
         std::fs::remove_dir_all(&dest)?;
     }
@@ -1199,7 +1230,7 @@ fn build_status(
                 ("rtdose".to_string(), c.doses.len()),
             ]),
             complete: rec.missing.is_empty() && c.held.is_none(),
-            state: rec.state.clone(),
+            state: rec.state.as_str().to_owned(),
             rule: rec.rule.clone(),
             missing: rec.missing.clone(),
             waiting_for: c.waiting_for.clone(),
@@ -1215,7 +1246,7 @@ fn build_status(
             }
             let p = running.get(k);
             cs.stages
-                .insert(j.stage.clone(), j.state.as_str().to_string());
+                .insert(j.stage.to_string(), j.state.as_str().to_string());
             cs.stage_details.push(stage_status(j, p));
         }
         st.courses.push(cs);
@@ -1237,7 +1268,7 @@ fn stage_status(j: &JobRecord, p: Option<&Progress>) -> StageStatus {
     StageStatus {
         course_id: j.course_id.clone(),
         version: j.version,
-        stage: j.stage.clone(),
+        stage: j.stage.to_string(),
         state: j.state.as_str().to_string(),
         attempts: j.attempts,
         done: p.map(|p| p.done),
@@ -1269,17 +1300,17 @@ pub fn offline_status(state: &StateDb) -> Result<PipelineStatus> {
     let mut st = build_status(&courses, &jobs, &HashMap::new());
     st.stage_runs = state.stage_runs()?;
     st.unassembled = state.unassembled()?;
-    in_dag_order(&mut st, &crate::stages::STAGE_NAMES);
+    in_dag_order(&mut st, &StageId::ALL);
     Ok(st)
 }
 
 /// Stages listed in the order they run, not alphabetically.
-fn in_dag_order(st: &mut PipelineStatus, order: &[&str]) {
+fn in_dag_order(st: &mut PipelineStatus, order: &[StageId]) {
     for c in &mut st.courses {
         c.stage_details.sort_by_key(|d| {
             order
                 .iter()
-                .position(|n| *n == d.stage)
+                .position(|n| n.as_str() == d.stage)
                 .unwrap_or(usize::MAX)
         });
     }
