@@ -178,11 +178,11 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
         Some(audit.clone()),
     )?;
     exporter.set_tls(cfg.network.tls.clone());
-    let mut stages = crate::stages::registry_with(cfg)?;
-    stages.push(Arc::new(crate::stages::export::Export::new(
-        exporter.clone(),
-    )));
-    let pipeline = Pipeline::with_stages(
+    let stages = crate::pipeline::stages_from_config(
+        cfg,
+        Some(crate::stages::export::Export::new(exporter.clone())),
+    )?;
+    let pipeline = Pipeline::with_registry(
         &data_dir,
         state.clone(),
         PipelineOptions::from_config(cfg, false),

@@ -54,11 +54,11 @@ pub fn run(dir: &Path, out: &Path, cfg: &Config) -> Result<Summary> {
     let imported = files.len() - import_failures.len();
 
     let state = std::sync::Arc::new(StateDb::open(out)?);
-    let pipeline = Pipeline::with_stages(
+    let pipeline = Pipeline::with_registry(
         out,
         state.clone(),
         PipelineOptions::from_config(cfg, true),
-        crate::stages::registry_with(cfg)?,
+        crate::pipeline::stages_from_config(cfg, None)?,
     )?;
     pipeline.load_index(store.index().clone());
     eprintln!("running the stages");

@@ -36,7 +36,7 @@ async fn node_with_dead_letters(dir: &Path, dead: usize) -> (Arc<Node>, Vec<u64>
             not_before_ms: 0,
             created_at: crate::time::now_rfc3339(),
             sent_at: None,
-            last_status: Some(0xA900),
+            last_status: Some(crate::dicom::status::DimseStatus::DATA_SET_DOES_NOT_MATCH),
             last_error: Some("refused".into()),
             patient_id: String::new(),
             study_instance_uid: String::new(),

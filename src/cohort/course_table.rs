@@ -109,104 +109,108 @@ impl Builder<'_> {
         };
         let version = ctx.rec.versions.iter().find(|v| v.n == ctx.version);
         let mut row = self.provenance(ctx, "course", &Self::rt_sources(ctx));
-        row.put("course_state", Kind::Plain, Cell::text(&ctx.rec.state))
-            .put("patient_id", Kind::PatientId, Cell::text(&c.patient.id))
-            .put(
-                "patient_name",
-                Kind::PatientName,
-                Cell::text(&c.patient.name),
-            )
-            .put(
-                "patient_birth_date",
-                Kind::Date,
-                Cell::text(&c.patient.birth_date),
-            )
-            .put("patient_sex", Kind::Plain, Cell::text(&c.patient.sex))
-            .put(
-                "study_instance_uid",
-                Kind::Uids,
-                Cell::text(study.as_ref().map(|s| s.uid.clone()).unwrap_or_default()),
-            )
-            .put(
-                "study_date",
-                Kind::Date,
-                Cell::text(study.as_ref().map(|s| s.date.clone()).unwrap_or_default()),
-            )
-            .put(
-                "study_description",
-                Kind::FreeText,
-                Cell::text(
-                    study
-                        .as_ref()
-                        .map(|s| s.description.clone())
-                        .unwrap_or_default(),
-                ),
-            )
-            .put(
-                "planning_series_uid",
-                Kind::Uids,
-                Cell::text(&c.planning_series_uid),
-            )
-            .put("images", Kind::Plain, Cell::Int(c.images.len() as i64))
-            .put(
-                "rtstruct_uid",
-                Kind::Uids,
-                Cell::text(
-                    c.current_structure_set()
-                        .map(|m| m.sop_instance_uid.clone())
-                        .unwrap_or_default(),
-                ),
-            )
-            .put("plan_uids", Kind::Uids, Cell::text(join(&plans.uids, " ")))
-            .put(
-                "plan_labels",
-                Kind::FreeText,
-                Cell::text(join(&plans.labels, "; ")),
-            )
-            .put(
-                "plan_names",
-                Kind::FreeText,
-                Cell::text(join(&plans.names, "; ")),
-            )
-            .put(
-                "plan_intents",
-                Kind::Plain,
-                Cell::text(join(&plans.intents, " ")),
-            )
-            .put(
-                "plan_approval",
-                Kind::Plain,
-                Cell::text(join(&plans.approvals, " ")),
-            )
-            .put(
-                "fractions",
-                Kind::Plain,
-                match plans.fractions.iter().collect::<BTreeSet<_>>().len() {
-                    0 => Cell::Null,
-                    1 => Cell::Int(plans.fractions[0].into()),
-                    _ => Cell::text(join(plans.fractions.iter().map(u32::to_string), " ")),
-                },
-            )
-            .put(
-                "prescription_gy",
-                Kind::Plain,
-                Cell::opt_num(rx.iter().map(|p| p.dose_gy).reduce(f64::max)),
-            )
-            .put(
-                "prescriptions_gy",
-                Kind::Plain,
-                Cell::text(join(rx.iter().map(|p| p.dose_gy.to_string()), " ")),
-            )
-            .put(
-                "prescription_descriptions",
-                Kind::FreeText,
-                Cell::text(join(rx.iter().map(|p| p.description.clone()), "; ")),
-            )
-            .put(
-                "treatment_machines",
-                Kind::Plain,
-                Cell::text(join(&plans.machines, " ")),
-            );
+        row.put(
+            "course_state",
+            Kind::Plain,
+            Cell::text(ctx.rec.state.as_str()),
+        )
+        .put("patient_id", Kind::PatientId, Cell::text(&c.patient.id))
+        .put(
+            "patient_name",
+            Kind::PatientName,
+            Cell::text(&c.patient.name),
+        )
+        .put(
+            "patient_birth_date",
+            Kind::Date,
+            Cell::text(&c.patient.birth_date),
+        )
+        .put("patient_sex", Kind::Plain, Cell::text(&c.patient.sex))
+        .put(
+            "study_instance_uid",
+            Kind::Uids,
+            Cell::text(study.as_ref().map(|s| s.uid.clone()).unwrap_or_default()),
+        )
+        .put(
+            "study_date",
+            Kind::Date,
+            Cell::text(study.as_ref().map(|s| s.date.clone()).unwrap_or_default()),
+        )
+        .put(
+            "study_description",
+            Kind::FreeText,
+            Cell::text(
+                study
+                    .as_ref()
+                    .map(|s| s.description.clone())
+                    .unwrap_or_default(),
+            ),
+        )
+        .put(
+            "planning_series_uid",
+            Kind::Uids,
+            Cell::text(&c.planning_series_uid),
+        )
+        .put("images", Kind::Plain, Cell::Int(c.images.len() as i64))
+        .put(
+            "rtstruct_uid",
+            Kind::Uids,
+            Cell::text(
+                c.current_structure_set()
+                    .map(|m| m.sop_instance_uid.clone())
+                    .unwrap_or_default(),
+            ),
+        )
+        .put("plan_uids", Kind::Uids, Cell::text(join(&plans.uids, " ")))
+        .put(
+            "plan_labels",
+            Kind::FreeText,
+            Cell::text(join(&plans.labels, "; ")),
+        )
+        .put(
+            "plan_names",
+            Kind::FreeText,
+            Cell::text(join(&plans.names, "; ")),
+        )
+        .put(
+            "plan_intents",
+            Kind::Plain,
+            Cell::text(join(&plans.intents, " ")),
+        )
+        .put(
+            "plan_approval",
+            Kind::Plain,
+            Cell::text(join(&plans.approvals, " ")),
+        )
+        .put(
+            "fractions",
+            Kind::Plain,
+            match plans.fractions.iter().collect::<BTreeSet<_>>().len() {
+                0 => Cell::Null,
+                1 => Cell::Int(plans.fractions[0].into()),
+                _ => Cell::text(join(plans.fractions.iter().map(u32::to_string), " ")),
+            },
+        )
+        .put(
+            "prescription_gy",
+            Kind::Plain,
+            Cell::opt_num(rx.iter().map(|p| p.dose_gy).reduce(f64::max)),
+        )
+        .put(
+            "prescriptions_gy",
+            Kind::Plain,
+            Cell::text(join(rx.iter().map(|p| p.dose_gy.to_string()), " ")),
+        )
+        .put(
+            "prescription_descriptions",
+            Kind::FreeText,
+            Cell::text(join(rx.iter().map(|p| p.description.clone()), "; ")),
+        )
+        .put(
+            "treatment_machines",
+            Kind::Plain,
+            Cell::text(join(&plans.machines, " ")),
+        );
         let d = dvh.map(|d| &d.dose);
         let grid = d.and_then(|d| d.grid_size);
         let spacing = d.and_then(|d| d.grid_spacing_mm);

@@ -142,9 +142,10 @@ struct Builder<'a> {
 pub fn export(data_dir: &Path, source: &Source, opts: &ExportOptions) -> Result<ExportSummary> {
     let mut b = Builder {
         data_dir,
-        revisions: crate::stages::registry()
+        revisions: crate::stages::Registry::defaults()
+            .stages()
             .iter()
-            .map(|s| (s.name(), s.revision()))
+            .map(|s| (s.name().as_str(), s.revision()))
             .collect(),
         dvh: Table::with_columns("dvh_metrics", &provenance_columns()),
         radiomics: Table::with_columns("radiomics", &provenance_columns()),
@@ -169,7 +170,7 @@ pub fn export(data_dir: &Path, source: &Source, opts: &ExportOptions) -> Result<
                 .jobs
                 .iter()
                 .filter(|j| j.key().starts_with(&prefix))
-                .map(|j| (j.stage.clone(), j))
+                .map(|j| (j.stage.to_string(), j))
                 .collect(),
         };
         identities.insert(

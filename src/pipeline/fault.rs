@@ -41,8 +41,8 @@ fn faults() -> &'static HashMap<String, Fault> {
     })
 }
 
-pub fn inject(stage: &str, attempt: u32) -> anyhow::Result<()> {
-    let Some(f) = faults().get(stage).copied() else {
+pub fn inject(stage: crate::stages::StageId, attempt: u32) -> anyhow::Result<()> {
+    let Some(f) = faults().get(stage.as_str()).copied() else {
         return Ok(());
     };
     if f.delay_ms > 0 {

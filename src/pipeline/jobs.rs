@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::course::Course;
+use crate::stages::StageId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -32,11 +33,58 @@ impl JobState {
     }
 }
 
+/// Where a course stands, as stored and as `status` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CourseState {
+    /// Objects the trigger rule needs are missing.
+    Incomplete,
+    /// Complete, waiting for its stable age.
+    Waiting,
+    /// Held by assembly (a conflict an operator must resolve).
+    Held,
+    /// Its latest version has stages not yet final.
+    Processing,
+    /// Every stage of its latest version is final, none failed.
+    Done,
+    /// A stage of its latest version failed.
+    Failed,
+}
+
+impl CourseState {
+    /// The state's name, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CourseState::Incomplete => "incomplete",
+            CourseState::Waiting => "waiting",
+            CourseState::Held => "held",
+            CourseState::Processing => "processing",
+            CourseState::Done => "done",
+            CourseState::Failed => "failed",
+        }
+    }
+
+    /// Settled states change only with a new arrival or an operator's
+    /// action, so the scheduler stops looking at such a course.
+    pub fn is_settled(self) -> bool {
+        matches!(
+            self,
+            CourseState::Done | CourseState::Failed | CourseState::Held | CourseState::Incomplete
+        )
+    }
+}
+
+impl std::fmt::Display for CourseState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobRecord {
     pub course_id: String,
     pub version: u32,
-    pub stage: String,
+    pub stage: StageId,
     pub state: JobState,
     pub attempts: u32,
     /// Hash of the stage's inputs and of its upstream fingerprints.
@@ -63,11 +111,11 @@ pub struct JobRecord {
 
 impl JobRecord {
     pub fn key(&self) -> String {
-        job_key(&self.course_id, self.version, &self.stage)
+        job_key(&self.course_id, self.version, self.stage)
     }
 }
 
-pub fn job_key(course_id: &str, version: u32, stage: &str) -> String {
+pub fn job_key(course_id: &str, version: u32, stage: StageId) -> String {
     format!("{course_id}/v{version:04}/{stage}")
 }
 
@@ -84,8 +132,7 @@ pub struct VersionRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CourseRecord {
     pub course: Course,
-    /// incomplete | waiting | held | processing | done | failed
-    pub state: String,
+    pub state: CourseState,
     pub rule: String,
     pub missing: Vec<String>,
     pub fingerprint: String,

@@ -20,7 +20,7 @@ use crate::stages::{Outcome, Stage};
 impl Pipeline {
     /// Where the description of `job`'s Slurm run is written.
     fn description_of(&self, job: &JobRecord) -> PathBuf {
-        stage_run::description_path(&self.data_dir, &job.course_id, job.version, &job.stage)
+        stage_run::description_path(&self.data_dir, &job.course_id, job.version, job.stage)
     }
 
     /// Writes the description of a Slurm run (mode 0600).
@@ -44,7 +44,7 @@ impl Pipeline {
             format: stage_run::DESCRIPTION_FORMAT,
             course: course.clone(),
             version: job.version,
-            stage: job.stage.clone(),
+            stage: job.stage,
             attempt: job.attempts,
             threads: job.threads,
             out_dir: rel(&slurm_out_dir(&self.data_dir, job))?,
@@ -77,7 +77,7 @@ impl Pipeline {
         }
         let Some((name, stage, cpus)) = ok
             .first()
-            .and_then(|j| Some((j.slurm.as_ref()?.name.clone(), j.stage.clone(), j.threads)))
+            .and_then(|j| Some((j.slurm.as_ref()?.name.clone(), j.stage, j.threads)))
         else {
             return;
         };
@@ -88,7 +88,7 @@ impl Pipeline {
                     task: j.slurm.as_ref()?.task,
                     course_id: j.course_id.clone(),
                     version: j.version,
-                    stage: j.stage.clone(),
+                    stage: j.stage,
                 })
             })
             .collect();
@@ -102,7 +102,7 @@ impl Pipeline {
             .clone()
             .or_else(|| std::env::current_exe().ok())
             .unwrap_or_else(|| PathBuf::from("rtnode"));
-        let settings = self.opts.settings.slurm_for(&stage);
+        let settings = self.opts.settings.slurm_for(stage.as_str());
         let submitted = slurm::submit(&slurm::Submission {
             name: &name,
             tasks: &tasks,
@@ -272,7 +272,7 @@ impl Pipeline {
             self.finish(j, Err(anyhow::anyhow!(why)), 0, crate::time::now_rfc3339());
         }
         for j in resubmit {
-            let stage = self.stages.iter().find(|s| s.name() == j.stage).cloned();
+            let stage = self.stages.get(j.stage).cloned();
             let course = self
                 .lock()
                 .courses
@@ -300,7 +300,8 @@ impl Pipeline {
         if let Some(o) = stage_run::read_outcome(&slurm_out_dir(&self.data_dir, j)) {
             return Some(o);
         }
-        let dest = versions::version_dir(&self.data_dir, &j.course_id, j.version).join(&j.stage);
+        let dest =
+            versions::version_dir(&self.data_dir, &j.course_id, j.version).join(j.stage.as_str());
         stage_run::read_outcome(&dest).filter(|o| o.attempt == j.attempts)
     }
 
@@ -310,12 +311,12 @@ impl Pipeline {
     pub(super) fn finish_slurm(&self, j: JobRecord, o: stage_run::OutcomeRecord) {
         let vdir = versions::version_dir(&self.data_dir, &j.course_id, j.version);
         let out = slurm_out_dir(&self.data_dir, &j);
-        let dest = vdir.join(&j.stage);
+        let dest = vdir.join(j.stage.as_str());
         let result = o.result().and_then(|outcome| {
-            if let Outcome::Done(_) = &outcome {
+            if let Outcome::Done { .. } = &outcome {
                 let _ = std::fs::remove_file(out.join(stage_run::PROGRESS_FILE));
                 if out.exists() {
-                    move_into_place(&out, &vdir, &j.stage)?;
+                    move_into_place(&out, &vdir, j.stage)?;
                 }
             }
             Ok(outcome)

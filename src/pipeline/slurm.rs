@@ -43,7 +43,7 @@ pub struct Task {
     pub task: u32,
     pub course_id: String,
     pub version: u32,
-    pub stage: String,
+    pub stage: crate::stages::StageId,
 }
 
 /// What one submission asks of the cluster.
@@ -93,7 +93,7 @@ pub fn script(sub: &Submission) -> String {
             t.task,
             sh_quote(&t.course_id),
             t.version,
-            sh_quote(&t.stage)
+            sh_quote(t.stage.as_str())
         ));
     }
     s.push_str(
@@ -327,13 +327,13 @@ mod tests {
                 task: 0,
                 course_id: "P1_abc".into(),
                 version: 1,
-                stage: "qc".into(),
+                stage: crate::stages::StageId::Qc,
             },
             Task {
                 task: 3,
                 course_id: "it's".into(),
                 version: 2,
-                stage: "qc".into(),
+                stage: crate::stages::StageId::Qc,
             },
         ];
         let st = SlurmJobSettings::default();
@@ -349,7 +349,7 @@ mod tests {
             task: 5,
             course_id: "c".into(),
             version: 1,
-            stage: "segmentation".into(),
+            stage: crate::stages::StageId::Segmentation,
         }];
         let st = SlurmJobSettings {
             partition: Some("gpu".into()),

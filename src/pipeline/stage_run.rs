@@ -29,7 +29,7 @@ use tracing::info;
 
 use super::fault;
 use crate::course::Course;
-use crate::stages::{Outcome, Stage, StageContext};
+use crate::stages::{Outcome, Stage, StageContext, StageId};
 
 /// Format of the job description; bumped when it changes incompatibly.
 pub const DESCRIPTION_FORMAT: u32 = 1;
@@ -53,14 +53,14 @@ pub struct StageJob {
     pub format: u32,
     pub course: Course,
     pub version: u32,
-    pub stage: String,
+    pub stage: StageId,
     pub attempt: u32,
     pub threads: u32,
     /// Output folder, relative to the data directory.
     pub out_dir: String,
     /// Output folders of the stages this one reads, relative to the data
     /// directory.
-    pub upstream: BTreeMap<String, String>,
+    pub upstream: BTreeMap<StageId, String>,
     /// `None`: the embedded defaults.
     pub config: Option<StageConfig>,
 }
@@ -69,9 +69,21 @@ pub struct StageJob {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum OutcomeKind {
-    Done { summary: serde_json::Value },
-    Skipped { reason: String },
-    Failed { error: String },
+    Done {
+        summary: serde_json::Value,
+        /// SOP Instance UIDs the run wrote ([`Outcome::Done`]'s `created`).
+        /// Files written before this field existed list them in the
+        /// summary's `created_instances`, which [`OutcomeRecord::result`]
+        /// still reads: a job submitted before an upgrade may end after it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        created: Vec<String>,
+    },
+    Skipped {
+        reason: String,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 /// The outcome file.
@@ -90,7 +102,21 @@ impl OutcomeRecord {
     /// The run's result as a local run reports it.
     pub fn result(&self) -> Result<Outcome> {
         match &self.kind {
-            OutcomeKind::Done { summary } => Ok(Outcome::Done(summary.clone())),
+            OutcomeKind::Done { summary, created } => {
+                let mut created = created.clone();
+                if created.is_empty() {
+                    created = summary["created_instances"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|u| u.as_str().map(str::to_owned))
+                        .collect();
+                }
+                Ok(Outcome::Done {
+                    summary: summary.clone(),
+                    created,
+                })
+            }
             OutcomeKind::Skipped { reason } => Ok(Outcome::Skipped(reason.clone())),
             OutcomeKind::Failed { error } => Err(anyhow::anyhow!("{error}")),
         }
@@ -98,7 +124,7 @@ impl OutcomeRecord {
 }
 
 /// Where the coordinator writes the description of `stage`'s run.
-pub fn description_path(data_dir: &Path, course_id: &str, version: u32, stage: &str) -> PathBuf {
+pub fn description_path(data_dir: &Path, course_id: &str, version: u32, stage: StageId) -> PathBuf {
     super::version_dir(data_dir, course_id, version).join(format!(".run-{stage}.json"))
 }
 
@@ -111,7 +137,7 @@ pub fn execute(
     version: u32,
     data_dir: &Path,
     out_dir: &Path,
-    upstream: HashMap<String, PathBuf>,
+    upstream: HashMap<StageId, PathBuf>,
     threads: usize,
     attempt: u32,
     progress: &(dyn Fn(u64, u64) + Sync),
@@ -141,16 +167,16 @@ pub fn execute(
 }
 
 /// The upstream folders a run of `stage` reads in version folder `vdir`.
-pub fn upstream_dirs(stage: &dyn Stage, vdir: &Path) -> HashMap<String, PathBuf> {
+pub fn upstream_dirs(stage: &dyn Stage, vdir: &Path) -> HashMap<StageId, PathBuf> {
     stage
         .after()
         .iter()
-        .map(|d| (d.to_string(), vdir.join(d)))
+        .map(|&d| (d, vdir.join(d.as_str())))
         .chain(
             stage
                 .reads_if_present()
                 .iter()
-                .map(|d| (d.to_string(), vdir.join(d)))
+                .map(|&d| (d, vdir.join(d.as_str())))
                 .filter(|(_, p)| p.is_dir()),
         )
         .collect()
@@ -227,6 +253,7 @@ fn host_name() -> String {
 /// failure ends in a `failed` outcome file, which is what the coordinator
 /// reads.
 pub fn run_command(data_dir: &Path, course_id: &str, version: u32, stage: &str) -> Result<()> {
+    let stage: StageId = stage.parse()?;
     let path = description_path(data_dir, course_id, version, stage);
     let bytes =
         std::fs::read(&path).with_context(|| format!("reading the job {}", path.display()))?;
@@ -248,7 +275,7 @@ pub fn run_command(data_dir: &Path, course_id: &str, version: u32, stage: &str) 
             job.stage
         );
     }
-    if stage == "export" {
+    if stage == StageId::Export {
         bail!("export runs in the coordinator, never as a job");
     }
     let out_dir = safe_join(data_dir, &job.out_dir)?;
@@ -262,13 +289,13 @@ pub fn run_command(data_dir: &Path, course_id: &str, version: u32, stage: &str) 
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let started_at = crate::time::now_rfc3339();
     let t0 = Instant::now();
-    info!(course = %course_id, version, stage, attempt = job.attempt, host = %host_name(), "run-stage started");
+    info!(course = %course_id, version, stage = %stage, attempt = job.attempt, host = %host_name(), "run-stage started");
     let result = run_described(data_dir, &job, &out_dir).and_then(|o| {
         fsync_tree(&out_dir).context("syncing the results")?;
         Ok(o)
     });
     let kind = match result {
-        Ok(Outcome::Done(summary)) => OutcomeKind::Done { summary },
+        Ok(Outcome::Done { summary, created }) => OutcomeKind::Done { summary, created },
         Ok(Outcome::Skipped(reason)) => OutcomeKind::Skipped { reason },
         Err(e) => OutcomeKind::Failed {
             error: format!("{e:#}"),
@@ -292,7 +319,7 @@ pub fn run_command(data_dir: &Path, course_id: &str, version: u32, stage: &str) 
         &serde_json::to_vec_pretty(&rec)?,
     )
     .with_context(|| format!("writing the outcome into {}", out_dir.display()))?;
-    info!(course = %course_id, version, stage, attempt = job.attempt, ms = rec.duration_ms, outcome = %what, "run-stage finished");
+    info!(course = %course_id, version, stage = %stage, attempt = job.attempt, ms = rec.duration_ms, outcome = %what, "run-stage finished");
     Ok(())
 }
 
@@ -302,14 +329,14 @@ fn run_described(data_dir: &Path, job: &StageJob, out_dir: &Path) -> Result<Outc
             .map_err(|e| anyhow::anyhow!("the node's config: {e}"))?,
         None => crate::config::Config::default(),
     };
-    let stages = crate::stages::registry_with(&cfg)?;
-    let Some(stage) = stages.iter().find(|s| s.name() == job.stage) else {
+    let stages = super::stages_from_config(&cfg, None)?;
+    let Some(stage) = stages.get(job.stage) else {
         bail!("no stage {:?} in this rtnode", job.stage);
     };
     let upstream = job
         .upstream
         .iter()
-        .map(|(k, v)| Ok((k.clone(), safe_join(data_dir, v)?)))
+        .map(|(k, v)| Ok((*k, safe_join(data_dir, v)?)))
         .collect::<Result<HashMap<_, _>>>()?;
     let last = std::sync::Mutex::new(Instant::now() - std::time::Duration::from_secs(10));
     let progress = |done: u64, total: u64| {
@@ -367,6 +394,38 @@ mod tests {
         let text = serde_json::to_string(&r).unwrap();
         assert!(text.contains("\"result\":\"skipped\""), "{text}");
         assert_eq!(serde_json::from_str::<OutcomeRecord>(&text).unwrap(), r);
+    }
+
+    #[test]
+    fn created_instances_come_back_from_the_outcome_file() {
+        let done = |kind| OutcomeRecord {
+            kind,
+            attempt: 1,
+            host: "n1".into(),
+            started_at: "a".into(),
+            finished_at: "b".into(),
+            duration_ms: 5,
+        };
+        let r = done(OutcomeKind::Done {
+            summary: serde_json::json!({"rois": 3}),
+            created: vec!["1.2.3".into()],
+        });
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.contains("\"created\":[\"1.2.3\"]"), "{text}");
+        let back: OutcomeRecord = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, r);
+        let Ok(Outcome::Done { created, .. }) = back.result() else {
+            panic!("not done");
+        };
+        assert_eq!(created, ["1.2.3"]);
+        // A file written before `created` existed: the UIDs are in the
+        // summary.
+        let old = r#"{"result":"done","summary":{"created_instances":["4.5.6"]},"attempt":1,"host":"n1","started_at":"a","finished_at":"b","duration_ms":5}"#;
+        let old: OutcomeRecord = serde_json::from_str(old).unwrap();
+        let Ok(Outcome::Done { created, .. }) = old.result() else {
+            panic!("not done");
+        };
+        assert_eq!(created, ["4.5.6"]);
     }
 
     #[test]

@@ -9,9 +9,9 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use tracing::info;
 
-use super::jobs::{CourseRecord, JobRecord, JobState};
+use super::jobs::{CourseRecord, CourseState, JobRecord, JobState};
 use crate::course::Course;
-use crate::stages::Stage;
+use crate::stages::{Stage, StageId};
 
 pub fn version_dir(data_dir: &Path, course_id: &str, n: u32) -> PathBuf {
     data_dir
@@ -96,10 +96,10 @@ pub fn members_fingerprint(c: &Course) -> String {
 pub fn stage_fingerprint(
     stage: &dyn Stage,
     inputs: &[String],
-    upstream: &HashMap<&str, String>,
+    upstream: &HashMap<StageId, String>,
 ) -> String {
     let mut h = blake3::Hasher::new();
-    h.update(stage.name().as_bytes());
+    h.update(stage.name().as_str().as_bytes());
     h.update(&stage.revision().to_le_bytes());
     let mut sorted = inputs.to_vec();
     sorted.sort();
@@ -108,7 +108,7 @@ pub fn stage_fingerprint(
         h.update(b"\n");
     }
     for dep in stage.after().iter().chain(stage.reads_if_present()) {
-        h.update(dep.as_bytes());
+        h.update(dep.as_str().as_bytes());
         h.update(
             upstream
                 .get(dep)
@@ -202,9 +202,9 @@ pub fn remove_partial_outputs(courses_dir: &Path, keep: &std::collections::HashS
 }
 
 /// The course state implied by its latest version's jobs.
-pub fn state_of_latest(jobs: &BTreeMap<String, JobRecord>, rec: &CourseRecord) -> String {
+pub fn state_of_latest(jobs: &BTreeMap<String, JobRecord>, rec: &CourseRecord) -> CourseState {
     let Some(v) = rec.latest_version() else {
-        return "incomplete".into();
+        return CourseState::Incomplete;
     };
     let prefix = format!("{}/v{:04}/", rec.course.id, v.n);
     let states: Vec<JobState> = jobs
@@ -213,11 +213,11 @@ pub fn state_of_latest(jobs: &BTreeMap<String, JobRecord>, rec: &CourseRecord) -
         .map(|(_, j)| j.state)
         .collect();
     if states.iter().any(|s| !s.is_final()) {
-        "processing".into()
+        CourseState::Processing
     } else if states.contains(&JobState::Failed) {
-        "failed".into()
+        CourseState::Failed
     } else {
-        "done".into()
+        CourseState::Done
     }
 }
 
@@ -262,7 +262,7 @@ fn write_manifest_raw(
         .take_while(|(k, _)| k.starts_with(&prefix))
     {
         stages.insert(
-            j.stage.clone(),
+            j.stage.to_string(),
             json!({
                 "state": j.state.as_str(),
                 "fingerprint": j.fingerprint,
@@ -308,11 +308,11 @@ mod tests {
     fn an_optional_input_stage_is_part_of_the_fingerprint() {
         let report = crate::stages::report::Report::default();
         let inputs = vec!["a:1".to_string()];
-        let mut up = HashMap::from([("organize", "o1".to_string())]);
+        let mut up = HashMap::from([(StageId::Organize, "o1".to_string())]);
         let without = stage_fingerprint(&report, &inputs, &up);
-        up.insert("dvh", "d1".into());
+        up.insert(StageId::Dvh, "d1".into());
         let with = stage_fingerprint(&report, &inputs, &up);
-        up.insert("dvh", "d2".into());
+        up.insert(StageId::Dvh, "d2".into());
         let changed = stage_fingerprint(&report, &inputs, &up);
         assert_ne!(without, with, "a DVH that appears makes a new report");
         assert_ne!(with, changed, "a DVH that changes makes a new report");

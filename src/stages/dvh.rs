@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use super::segmentation::{LABEL_MAP_FILE, RTSTRUCT_FILE};
-use super::{member_keys, Inputs, Outcome, Stage, StageContext};
+use super::{member_keys, Inputs, Outcome, Stage, StageContext, StageId};
 use crate::course::Course;
 use crate::dvh::cli::{report_for_structures, DoseChooser};
 use crate::dvh::{write_outputs, DvhSettings};
@@ -24,16 +24,16 @@ pub struct DvhStage {
 }
 
 impl Stage for DvhStage {
-    fn name(&self) -> &'static str {
-        "dvh"
+    fn name(&self) -> StageId {
+        StageId::Dvh
     }
 
-    fn after(&self) -> &'static [&'static str] {
+    fn after(&self) -> &'static [StageId] {
         &[]
     }
 
-    fn reads_if_present(&self) -> &'static [&'static str] {
-        &["segmentation"]
+    fn reads_if_present(&self) -> &'static [StageId] {
+        &[StageId::Segmentation]
     }
 
     fn inputs(&self, course: &Course) -> Inputs {
@@ -74,7 +74,7 @@ impl Stage for DvhStage {
             .build()
             .context("thread pool")?;
         let mut rs = RtStruct::from_file(&ctx.instance_path(&ss.path))?;
-        let auto = match ctx.upstream.get("segmentation") {
+        let auto = match ctx.upstream.get(&StageId::Segmentation) {
             Some(dir) => add_auto_rois(&mut rs, dir)?,
             None => {
                 json!({"used": false, "why": "the segmentation stage made no structure set for this version"})
@@ -85,7 +85,7 @@ impl Stage for DvhStage {
         })?;
         write_outputs(&ctx.out_dir, &report)?;
         (ctx.progress)(1, 1);
-        Ok(Outcome::Done(json!({
+        Ok(Outcome::done(json!({
             "structure_set": report.structure_set.sop_instance_uid,
             "dose": report.dose.description,
             "dose_uids": report.dose.dose_uids,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use super::{Inputs, Outcome, Stage, StageContext};
+use super::{Inputs, Outcome, Stage, StageContext, StageId};
 use crate::course::Course;
 use crate::export::Exporter;
 
@@ -27,18 +27,18 @@ impl Export {
 pub const QUEUED_FILE: &str = "queued.json";
 
 impl Stage for Export {
-    fn name(&self) -> &'static str {
-        "export"
+    fn name(&self) -> StageId {
+        StageId::Export
     }
 
-    fn after(&self) -> &'static [&'static str] {
+    fn after(&self) -> &'static [StageId] {
         &[]
     }
 
     // The auto RTSTRUCT goes out without a report and the report without
     // auto contours: each is queued when its stage made it.
-    fn reads_if_present(&self) -> &'static [&'static str] {
-        &["segmentation", "report"]
+    fn reads_if_present(&self) -> &'static [StageId] {
+        &[StageId::Segmentation, StageId::Report]
     }
 
     fn inputs(&self, course: &Course) -> Inputs {
@@ -51,12 +51,12 @@ impl Stage for Export {
     }
 
     fn run(&self, ctx: &StageContext) -> Result<Outcome> {
-        let results: Vec<(&str, &str)> = RESULTS
+        let results: Vec<(StageId, &str)> = RESULTS
             .iter()
             .copied()
             .filter(|(stage, file)| {
                 ctx.upstream
-                    .get(*stage)
+                    .get(stage)
                     .is_some_and(|d| d.join(file).is_file())
             })
             .collect();
@@ -80,7 +80,7 @@ impl Stage for Export {
                 .join("courses")
                 .join(&ctx.course.id)
                 .join(format!("v{}", ctx.version))
-                .join(stage)
+                .join(stage.as_str())
                 .join(file);
             let item = crate::import::prepare(&final_path)
                 .map_err(anyhow::Error::msg)
@@ -119,12 +119,12 @@ impl Stage for Export {
             ctx.out_dir.join(QUEUED_FILE),
             serde_json::to_vec_pretty(&summary)?,
         )?;
-        Ok(Outcome::Done(summary))
+        Ok(Outcome::done(summary))
     }
 }
 
 /// What a course sends back, by the stage that makes it.
-const RESULTS: &[(&str, &str)] = &[
-    ("segmentation", super::segmentation::RTSTRUCT_FILE),
-    ("report", super::report::DICOM_FILE),
+const RESULTS: &[(StageId, &str)] = &[
+    (StageId::Segmentation, super::segmentation::RTSTRUCT_FILE),
+    (StageId::Report, super::report::DICOM_FILE),
 ];

@@ -12,9 +12,14 @@ pub mod segmentation;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use crate::course::Course;
+
+mod id;
+mod registry;
+
+pub use id::{StageId, UnknownStage, STAGE_NAMES};
+pub use registry::{Registry, RegistryError, StageSettings};
 
 /// Everything a stage run may use. Outputs go to `out_dir`, a temporary
 /// folder the pipeline renames into place only when the run succeeds.
@@ -25,7 +30,7 @@ pub struct StageContext<'a> {
     pub out_dir: PathBuf,
     /// Output folders of the stages this one runs after, in this version,
     /// and of those it `uses` that finished done.
-    pub upstream: HashMap<String, PathBuf>,
+    pub upstream: HashMap<StageId, PathBuf>,
     /// Threads this run may use (the stage's limit, halved after an
     /// out-of-memory failure).
     pub threads: usize,
@@ -56,19 +61,41 @@ impl StageContext<'_> {
     }
 }
 
+/// How a stage run ended, when it did not fail.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// Ran; a short JSON summary for the manifest and `status`.
-    Done(serde_json::Value),
+    /// Ran.
+    Done {
+        /// A short JSON summary for the manifest and `status`.
+        summary: serde_json::Value,
+        /// SOP Instance UIDs of the DICOM objects the run wrote: results,
+        /// which never re-open the course when they come back through a
+        /// PACS or a planning system.
+        created: Vec<String>,
+    },
     /// Had nothing to do, and why (recorded as skipped).
     Skipped(String),
+}
+
+impl Outcome {
+    /// Done, with a summary and no DICOM object written.
+    pub fn done(summary: serde_json::Value) -> Outcome {
+        Outcome::Done {
+            summary,
+            created: Vec::new(),
+        }
+    }
 }
 
 /// What a stage reads from the course: the UIDs and content hashes that make
 /// its fingerprint. `Err` means it cannot run on this course, and why.
 pub type Inputs = Result<Vec<String>, String>;
 
+/// A processing stage: what the pipeline needs to know of it to schedule,
+/// fingerprint and run it.
 pub trait Stage: Send + Sync {
-    fn name(&self) -> &'static str;
+    /// Which stage this is.
+    fn name(&self) -> StageId;
     /// Bumped when the stage's code changes its results, so that a course
     /// is recomputed rather than reused after an upgrade.
     fn revision(&self) -> u32 {
@@ -76,69 +103,18 @@ pub trait Stage: Send + Sync {
     }
     /// Stages whose outputs this one needs: it is skipped when one of them
     /// does not finish done.
-    fn after(&self) -> &'static [&'static str];
+    fn after(&self) -> &'static [StageId];
     /// Stages whose outputs this one reads when they made any: it waits
     /// until they are final but runs whether they were done, skipped or
     /// failed, or are not in this build at all (a report is still worth
     /// having without a DVH; the auto RTSTRUCT still goes out without it).
-    fn reads_if_present(&self) -> &'static [&'static str] {
+    fn reads_if_present(&self) -> &'static [StageId] {
         &[]
     }
+    /// What it reads of the course (its fingerprint), or why it cannot run.
     fn inputs(&self, course: &Course) -> Inputs;
+    /// Runs it into `ctx.out_dir`.
     fn run(&self, ctx: &StageContext) -> anyhow::Result<Outcome>;
-}
-
-/// Every stage's name, in the order the pipeline runs them (`export`, added
-/// by a serving node, last). Config keys under `pipeline.stages` are checked
-/// against it.
-pub const STAGE_NAMES: [&str; 7] = [
-    "organize",
-    "segmentation",
-    "qc",
-    "dvh",
-    "radiomics",
-    "report",
-    "export",
-];
-
-/// The stages of the default configuration (the body contour as the only
-/// segmenter), in an order where every stage follows the ones it runs
-/// after. The stage names and their order do not depend on the config.
-pub fn registry() -> Vec<Arc<dyn Stage>> {
-    let cfg = crate::config::Config::default();
-    let radiomics = radiomics::RadiomicsStage {
-        section: cfg.radiomics.clone(),
-        params_yaml: String::new(),
-        params: crate::radiomics::Params::default(),
-    };
-    stages_with(&cfg, segmentation::Segmentation::default(), radiomics)
-}
-
-/// The stages, configured from the node's configuration. Fails when a
-/// configured model cannot be loaded: a node that would silently run
-/// without the operator's models must not start.
-pub fn registry_with(cfg: &crate::config::Config) -> anyhow::Result<Vec<Arc<dyn Stage>>> {
-    let segmentation =
-        segmentation::Segmentation::from_section(&cfg.segmentation, &cfg.base_dir())?;
-    let radiomics = radiomics::RadiomicsStage::new(&cfg.radiomics, &cfg.base_dir())?;
-    Ok(stages_with(cfg, segmentation, radiomics))
-}
-
-fn stages_with(
-    cfg: &crate::config::Config,
-    segmentation: segmentation::Segmentation,
-    radiomics: radiomics::RadiomicsStage,
-) -> Vec<Arc<dyn Stage>> {
-    vec![
-        Arc::new(organize::Organize),
-        Arc::new(segmentation),
-        Arc::new(qc::Qc),
-        Arc::new(dvh::DvhStage {
-            settings: cfg.dvh.clone(),
-        }),
-        Arc::new(radiomics),
-        Arc::new(report::Report::from_section(&cfg.report, &cfg.base_dir())),
-    ]
 }
 
 pub(crate) fn member_keys<'a>(
@@ -147,16 +123,4 @@ pub(crate) fn member_keys<'a>(
     members
         .map(|m| format!("{}:{}", m.sop_instance_uid, m.content_hash))
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stage_names_are_the_registry_and_export() {
-        let mut names: Vec<&str> = registry().iter().map(|s| s.name()).collect();
-        names.push("export");
-        assert_eq!(names, STAGE_NAMES);
-    }
 }

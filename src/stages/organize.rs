@@ -9,7 +9,7 @@ use dicom_dictionary_std::tags;
 use ndarray::Array3;
 use serde::Serialize;
 
-use super::{member_keys, Inputs, Outcome, Stage, StageContext};
+use super::{member_keys, Inputs, Outcome, Stage, StageContext, StageId};
 use crate::course::Course;
 use crate::series::{decode_planes, series_geometry, text, Slice};
 use crate::volume::{Geometry, Volume};
@@ -33,11 +33,11 @@ struct GeometryFile<'a> {
 }
 
 impl Stage for Organize {
-    fn name(&self) -> &'static str {
-        "organize"
+    fn name(&self) -> StageId {
+        StageId::Organize
     }
 
-    fn after(&self) -> &'static [&'static str] {
+    fn after(&self) -> &'static [StageId] {
         &[]
     }
 
@@ -122,7 +122,7 @@ impl Stage for Organize {
             ctx.out_dir.join(GEOMETRY_FILE),
             serde_json::to_vec_pretty(&gf)?,
         )?;
-        Ok(Outcome::Done(serde_json::json!({
+        Ok(Outcome::done(serde_json::json!({
             "slices": n,
             "size": [cols, rows, n],
             "spacing_mm": volume.geometry.spacing,

@@ -12,7 +12,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use serde::{Deserialize, Serialize};
 
-use super::{member_keys, Inputs, Outcome, Stage, StageContext};
+use super::{member_keys, Inputs, Outcome, Stage, StageContext, StageId};
 use crate::course::Course;
 use crate::dicom::uids;
 
@@ -256,11 +256,11 @@ fn dose_bounds(obj: &InMemDicomObject) -> Option<Bounds> {
 }
 
 impl Stage for Qc {
-    fn name(&self) -> &'static str {
-        "qc"
+    fn name(&self) -> StageId {
+        StageId::Qc
     }
 
-    fn after(&self) -> &'static [&'static str] {
+    fn after(&self) -> &'static [StageId] {
         &[]
     }
 
@@ -615,7 +615,7 @@ impl Stage for Qc {
             .filter(|c| c.status == Fail)
             .map(|c| c.id.as_str())
             .collect();
-        Ok(Outcome::Done(serde_json::json!({
+        Ok(Outcome::done(serde_json::json!({
             "verdict": verdict,
             "checks": report.checks.len(),
             "failed": failed,

@@ -11,7 +11,7 @@ use crate::radiomics::rois::{compute, write_outputs};
 use crate::radiomics::{Params, RadiomicsSection};
 use crate::rt::RtStruct;
 use crate::stages::organize::VOLUME_FILE;
-use crate::stages::{member_keys, Inputs, Outcome, Stage, StageContext};
+use crate::stages::{member_keys, Inputs, Outcome, Stage, StageContext, StageId};
 use crate::volume::Volume;
 use std::path::Path;
 
@@ -33,16 +33,16 @@ impl RadiomicsStage {
 }
 
 impl Stage for RadiomicsStage {
-    fn name(&self) -> &'static str {
-        "radiomics"
+    fn name(&self) -> StageId {
+        StageId::Radiomics
     }
 
-    fn after(&self) -> &'static [&'static str] {
-        &["organize"]
+    fn after(&self) -> &'static [StageId] {
+        &[StageId::Organize]
     }
 
-    fn reads_if_present(&self) -> &'static [&'static str] {
-        &["segmentation"]
+    fn reads_if_present(&self) -> &'static [StageId] {
+        &[StageId::Segmentation]
     }
 
     fn inputs(&self, course: &Course) -> Inputs {
@@ -73,12 +73,12 @@ impl Stage for RadiomicsStage {
         let course = ctx.course;
         let up = ctx
             .upstream
-            .get("organize")
+            .get(&StageId::Organize)
             .context("the organize output is missing")?;
         let volume = Volume::read_nrrd(&up.join(VOLUME_FILE))?;
         let ss = course.current_structure_set().context("no RTSTRUCT")?;
         let mut rs = RtStruct::from_file(&ctx.instance_path(&ss.path))?;
-        let auto = match ctx.upstream.get("segmentation") {
+        let auto = match ctx.upstream.get(&StageId::Segmentation) {
             Some(dir) => crate::stages::dvh::add_auto_rois(&mut rs, dir)?,
             None => json!({"used": false}),
         };
@@ -98,7 +98,7 @@ impl Stage for RadiomicsStage {
             ctx.progress,
         )?;
         write_outputs(&ctx.out_dir, &rows)?;
-        Ok(Outcome::Done(json!({
+        Ok(Outcome::done(json!({
             "structure_set": rs.sop_instance_uid,
             "rois": summary,
             "auto_segmentation": auto,

@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use super::organize::{GEOMETRY_FILE, VOLUME_FILE};
 use super::segmentation::RTSTRUCT_FILE;
-use super::{member_keys, Inputs, Outcome, Stage, StageContext};
+use super::{member_keys, Inputs, Outcome, Stage, StageContext, StageId};
 use crate::course::Course;
 use crate::report::content::{self, ReportInputs};
 use crate::report::csv::Csv;
@@ -94,16 +94,21 @@ fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> Result<T> {
 }
 
 impl Stage for Report {
-    fn name(&self) -> &'static str {
-        "report"
+    fn name(&self) -> StageId {
+        StageId::Report
     }
 
-    fn after(&self) -> &'static [&'static str] {
-        &["organize"]
+    fn after(&self) -> &'static [StageId] {
+        &[StageId::Organize]
     }
 
-    fn reads_if_present(&self) -> &'static [&'static str] {
-        &["segmentation", "qc", "dvh", "radiomics"]
+    fn reads_if_present(&self) -> &'static [StageId] {
+        &[
+            StageId::Segmentation,
+            StageId::Qc,
+            StageId::Dvh,
+            StageId::Radiomics,
+        ]
     }
 
     fn inputs(&self, course: &Course) -> Inputs {
@@ -262,14 +267,16 @@ impl Stage for Report {
         )?;
         (ctx.progress)(4, 4);
         info!(course = %course.id, version = ctx.version, pdf_bytes = pdf.len(), "report written");
-        Ok(Outcome::Done(json!({
-            "sop_instance_uid": written.sop_instance_uid,
-            "series_instance_uid": written.series_instance_uid,
-            "created_instances": [written.sop_instance_uid],
-            "pdf_bytes": pdf.len(),
-            "sources": sources.len(),
-            "missing": inputs.missing,
-        })))
+        Ok(Outcome::Done {
+            summary: json!({
+                "sop_instance_uid": written.sop_instance_uid,
+                "series_instance_uid": written.series_instance_uid,
+                "pdf_bytes": pdf.len(),
+                "sources": sources.len(),
+                "missing": inputs.missing,
+            }),
+            created: vec![written.sop_instance_uid],
+        })
     }
 }
 

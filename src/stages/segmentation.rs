@@ -18,7 +18,7 @@ use dicom_dictionary_std::tags;
 use serde::Deserialize;
 
 use super::organize::{GEOMETRY_FILE, VOLUME_FILE};
-use super::{member_keys, Inputs, Outcome, Stage, StageContext};
+use super::{member_keys, Inputs, Outcome, Stage, StageContext, StageId};
 use crate::course::Course;
 use crate::segmentation::rtstruct::{
     self, ImageRef, RoiContours, RoiSpec, SeriesRef, WriterOptions,
@@ -101,12 +101,12 @@ impl Segmentation {
 }
 
 impl Stage for Segmentation {
-    fn name(&self) -> &'static str {
-        "segmentation"
+    fn name(&self) -> StageId {
+        StageId::Segmentation
     }
 
-    fn after(&self) -> &'static [&'static str] {
-        &["organize"]
+    fn after(&self) -> &'static [StageId] {
+        &[StageId::Organize]
     }
 
     fn inputs(&self, course: &Course) -> Inputs {
@@ -147,7 +147,7 @@ impl Stage for Segmentation {
         }
         let up = ctx
             .upstream
-            .get("organize")
+            .get(&StageId::Organize)
             .context("the organize output is missing")?;
         let gpath = up.join(GEOMETRY_FILE);
         let gf: GeometryFile = serde_json::from_slice(
@@ -340,16 +340,18 @@ impl Stage for Segmentation {
         )?;
         lap("write".into(), &mut t);
         (ctx.progress)(TOTAL, TOTAL);
-        Ok(Outcome::Done(serde_json::json!({
-            "rtstruct_sop_instance_uid": written.sop_instance_uid,
-            "rtstruct_series_instance_uid": written.series_instance_uid,
-            "created_instances": [written.sop_instance_uid],
-            "segmenters": runs,
-            "series_description": self.series_description(),
-            "tolerance_mm": self.options.tolerance_mm,
-            "rois": summary_rois,
-            "timings_ms": timings,
-        })))
+        Ok(Outcome::Done {
+            summary: serde_json::json!({
+                "rtstruct_sop_instance_uid": written.sop_instance_uid,
+                "rtstruct_series_instance_uid": written.series_instance_uid,
+                "segmenters": runs,
+                "series_description": self.series_description(),
+                "tolerance_mm": self.options.tolerance_mm,
+                "rois": summary_rois,
+                "timings_ms": timings,
+            }),
+            created: vec![written.sop_instance_uid],
+        })
     }
 }
 
