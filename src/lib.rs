@@ -20,6 +20,7 @@ pub mod import;
 pub mod metrics;
 pub mod node;
 pub mod part10;
+pub mod peers;
 pub mod pipeline;
 pub mod process;
 pub mod radiomics;

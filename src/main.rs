@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use rtnode::config::{self, Config, LogFormat, PeersFile};
+use rtnode::config::{self, Config, LogFormat};
+use rtnode::peers::PeersFile;
+use rtnode::pipeline::ExecutorKind;
 use rtnode::scu::{self, Target};
 use tracing::{info, warn};
 
@@ -49,9 +51,11 @@ enum Command {
         /// Output folder: becomes a data directory with courses/<id>/v<N>/…
         #[arg(long)]
         out: PathBuf,
-        /// Node configuration file (for the pipeline settings).
-        #[arg(long, default_value = config::DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        /// Node configuration file (for the pipeline settings; default
+        /// conf/rtnode.yaml if present, else the embedded defaults). A file
+        /// named here must exist.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Where stage runs execute, over the config's `pipeline.executor`
         /// (`slurm`: sbatch jobs; OUT must be on the cluster's shared
         /// filesystem).
@@ -256,9 +260,10 @@ enum Command {
         /// Data directory (default: node.data_dir of the config).
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// Node configuration file.
-        #[arg(long, default_value = config::DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        /// Node configuration file (default conf/rtnode.yaml if present,
+        /// else the embedded defaults). A file named here must exist.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Remove courses with no activity for a while: instances, results, state rows.
     Purge {
@@ -302,9 +307,10 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Node configuration file.
-    #[arg(long, default_value = config::DEFAULT_CONFIG_PATH)]
-    config: PathBuf,
+    /// Node configuration file (default conf/rtnode.yaml if present, else
+    /// the embedded defaults). A file named here must exist.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Port to listen on (0 picks a free one; see node.json in the data dir).
     #[arg(long)]
     port: Option<u16>,
@@ -397,14 +403,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             config,
             executor,
         } => {
-            let mut cfg = if config.exists() {
-                config::load_config(&config).map_err(|e| anyhow::anyhow!("{e}"))?
-            } else {
-                Config::default()
-            };
+            let mut cfg = config::load_named_or_default(config.as_deref())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             match executor {
-                Some(ExecutorArg::Local) => cfg.pipeline.executor = config::ExecutorKind::Local,
-                Some(ExecutorArg::Slurm) => cfg.pipeline.executor = config::ExecutorKind::Slurm,
+                Some(ExecutorArg::Local) => cfg.pipeline.executor = ExecutorKind::Local,
+                Some(ExecutorArg::Slurm) => cfg.pipeline.executor = ExecutorKind::Slurm,
                 None => {}
             }
             init_logging(LogFormat::Text, "info");
@@ -458,7 +461,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tls,
             paths,
         } => {
-            config::check_ae_title(&calling_ae).map_err(anyhow::Error::msg)?;
+            rtnode::peers::check_ae_title(&calling_ae).map_err(anyhow::Error::msg)?;
             init_logging(LogFormat::Text, "warn");
             let node = match &config {
                 Some(c) => Some(config::validate(c, None).map_err(|e| anyhow::anyhow!("{e}"))?),
@@ -628,7 +631,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 anyhow::bail!("--name must not be empty");
             }
             if let Some(ae) = &ae_title {
-                config::check_ae_title(ae).map_err(anyhow::Error::msg)?;
+                rtnode::peers::check_ae_title(ae).map_err(anyhow::Error::msg)?;
             }
             let token = rtnode::http::tokens::generate();
             println!("token: {token}");
@@ -672,13 +675,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             config,
         } => {
             init_logging(LogFormat::Text, "warn");
+            let cfg = config::load_named_or_default(config.as_deref())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             let complete = rtnode::cohort::cli::run(rtnode::cohort::cli::CohortArgs {
                 out,
                 format,
                 pseudonymise,
                 pseudonym_key,
-                data_dir,
-                config,
+                configured_key: cfg.resolved_pseudonym_key_file(),
+                data_dir: data_dir.unwrap_or_else(|| cfg.node.data_dir.clone()),
             })?;
             Ok(if complete {
                 ExitCode::SUCCESS
@@ -766,13 +771,8 @@ fn rebuild(data_dir: &Path) -> Result<()> {
 }
 
 fn load_for_serve(args: &ServeArgs) -> Result<(Config, PeersFile)> {
-    let mut cfg = if args.config.exists() {
-        config::load_config(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?
-    } else if args.config == Path::new(config::DEFAULT_CONFIG_PATH) {
-        Config::default()
-    } else {
-        anyhow::bail!("config file {} not found", args.config.display());
-    };
+    let mut cfg = config::load_named_or_default(args.config.as_deref())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(p) = args.port {
         cfg.node.port = p;
     }
@@ -793,7 +793,7 @@ fn load_for_serve(args: &ServeArgs) -> Result<(Config, PeersFile)> {
         }
     }
     if let Some(ae) = &args.ae_title {
-        config::check_ae_title(ae).map_err(anyhow::Error::msg)?;
+        rtnode::peers::check_ae_title(ae).map_err(anyhow::Error::msg)?;
         cfg.node.ae_title = ae.clone();
     }
     let peers_path = args
@@ -814,8 +814,11 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         cfg.logging.log_format().unwrap_or(LogFormat::Text),
         &cfg.logging.level,
     );
-    if !args.config.exists() {
-        warn!(path = %args.config.display(), "no config file; running on embedded defaults");
+    if cfg.source.is_none() {
+        warn!(
+            path = config::DEFAULT_CONFIG_PATH,
+            "no config file; running on embedded defaults"
+        );
     }
     let peers_path = args
         .peers
@@ -823,7 +826,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| cfg.resolved_peers_file());
     runtime()?.block_on(async move {
         let running = rtnode::node::start(&cfg, peers).await?;
-        let config_path = args.config.exists().then(|| args.config.clone());
+        let config_path = cfg.source.clone();
         let _watcher =
             rtnode::service::spawn_reloader(running.node.clone(), peers_path, config_path)?;
         rtnode::service::spawn_notifier(running.node.clone());

@@ -12,8 +12,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::config::{Config, PeersFile};
+use crate::config::Config;
 use crate::export::Exporter;
+use crate::peers::PeersFile;
 use crate::pipeline::{Pipeline, PipelineOptions};
 use crate::scp::{self, Node};
 use crate::state::StateDb;
@@ -90,7 +91,7 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
     let pipeline = Pipeline::with_stages(
         &data_dir,
         state.clone(),
-        PipelineOptions::from_config(cfg, false),
+        PipelineOptions::new(&cfg.pipeline, cfg.source_and_text(), false),
         stages,
     )?;
     pipeline.load_index(store.index().clone());

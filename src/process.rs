@@ -57,7 +57,7 @@ pub fn run(dir: &Path, out: &Path, cfg: &Config) -> Result<Summary> {
     let pipeline = Pipeline::with_stages(
         out,
         state.clone(),
-        PipelineOptions::from_config(cfg, true),
+        PipelineOptions::new(&cfg.pipeline, cfg.source_and_text(), true),
         crate::stages::registry_with(cfg)?,
     )?;
     pipeline.load_index(store.index().clone());

@@ -33,8 +33,8 @@ impl Target {
     /// A peer of the peers file, over TLS when it is marked `tls: true`
     /// (with the node's certificate from `network.tls` as ours).
     pub fn for_peer(
-        peer: &crate::config::Peer,
-        node_tls: Option<&crate::config::TlsSection>,
+        peer: &crate::peers::Peer,
+        node_tls: Option<&crate::tls::TlsSection>,
     ) -> Result<Target, String> {
         Ok(Target {
             called_ae: peer.ae_title.trim().to_string(),
@@ -51,7 +51,7 @@ impl Target {
 /// the node's (`network.tls`).
 pub fn tls_for_send(
     to: &Target,
-    node: Option<&(crate::config::Config, crate::config::PeersFile)>,
+    node: Option<&(crate::config::Config, crate::peers::PeersFile)>,
     force: bool,
 ) -> Result<Option<crate::tls::ClientTls>, String> {
     let Some((cfg, peers)) = node else {
@@ -102,7 +102,7 @@ impl std::str::FromStr for Target {
     fn from_str(s: &str) -> Result<Self, String> {
         let (ae, rest) = s.split_once('@').ok_or("expected AE@HOST:PORT")?;
         let (host, port) = rest.rsplit_once(':').ok_or("expected AE@HOST:PORT")?;
-        crate::config::check_ae_title(ae)?;
+        crate::peers::check_ae_title(ae)?;
         let port: u16 = port.parse().map_err(|_| format!("bad port {port:?}"))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || port == 0 {

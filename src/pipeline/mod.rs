@@ -28,6 +28,7 @@
 mod fault;
 pub mod jobs;
 mod remote;
+pub mod settings;
 pub mod slurm;
 pub mod stage_run;
 mod versions;
@@ -43,12 +44,14 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
-use crate::config::{ExecutorKind, PipelineSection, StageLimits};
 use crate::course::{self, Course};
 use crate::stages::{Outcome, Stage};
 use crate::state::StateDb;
 use crate::store::{Index, InstanceRecord};
 pub use jobs::{job_key, CourseRecord, JobRecord, JobState, VersionRecord};
+pub use settings::{
+    ExecutorKind, PipelineSection, SlurmJobSettings, SlurmSection, StageLimits, TriggerRule,
+};
 pub use versions::{remove_results, result_files, stage_json, version_dir, versions_on_disk};
 
 #[derive(Debug, Clone)]
@@ -63,18 +66,21 @@ pub struct PipelineOptions {
 }
 
 impl PipelineOptions {
-    /// Options from a loaded config.
-    pub fn from_config(cfg: &crate::config::Config, immediate: bool) -> PipelineOptions {
+    /// Options from the `pipeline:` section; `source` is the config file
+    /// and its text (`Config::source_and_text`), handed to stage runs on
+    /// Slurm (`None`: the embedded defaults).
+    pub fn new(
+        settings: &PipelineSection,
+        source: Option<(&std::path::Path, &str)>,
+        immediate: bool,
+    ) -> PipelineOptions {
         PipelineOptions {
-            settings: cfg.pipeline.clone(),
+            settings: settings.clone(),
             immediate,
-            stage_config: match (&cfg.source, &cfg.source_text) {
-                (Some(path), Some(text)) => Some(stage_run::StageConfig {
-                    path: std::path::absolute(path).unwrap_or_else(|_| path.clone()),
-                    text: text.clone(),
-                }),
-                _ => None,
-            },
+            stage_config: source.map(|(path, text)| stage_run::StageConfig {
+                path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+                text: text.to_owned(),
+            }),
         }
     }
 }
@@ -472,12 +478,12 @@ impl Pipeline {
         self.dispatch()
     }
 
-    fn rule_for(&self, c: &Course) -> String {
+    fn rule_for(&self, c: &Course) -> TriggerRule {
         let s = &self.opts.settings;
         c.calling_aes
             .iter()
-            .find_map(|ae| s.trigger_by_calling_ae.get(ae.trim()).cloned())
-            .unwrap_or_else(|| s.trigger.clone())
+            .find_map(|ae| s.trigger_by_calling_ae.get(ae.trim()).copied())
+            .unwrap_or(s.trigger)
     }
 
     /// Re-assembles what the arrivals since the last tick (and the next
@@ -602,7 +608,7 @@ impl Pipeline {
         for c in assembly.courses {
             let fingerprint = versions::members_fingerprint(&c);
             let rule = self.rule_for(&c);
-            let missing = c.missing_for(&rule, self.opts.settings.require_approved);
+            let missing = c.missing_for(rule.as_str(), self.opts.settings.require_approved);
             let id = c.id.clone();
             let changed = match inner.courses.get(&id) {
                 Some(old) => {
@@ -629,7 +635,7 @@ impl Pipeline {
                     .unwrap_or_else(|| "incomplete".into()),
                 versions: old.map(|o| o.versions.clone()).unwrap_or_default(),
                 course: c,
-                rule,
+                rule: rule.as_str().to_owned(),
                 missing,
                 fingerprint,
                 updated_at: crate::time::now_rfc3339(),

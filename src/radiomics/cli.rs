@@ -11,7 +11,8 @@ use super::engine::Task;
 use super::io;
 use super::params::Params;
 use super::pool::{self, RoiOutcome};
-use super::stage::{compute, write_outputs, RadiomicsSection, Row};
+use super::settings::RadiomicsSection;
+use super::stage::{compute, write_outputs, Row};
 
 pub struct RadiomicsArgs {
     pub ct: Option<PathBuf>,

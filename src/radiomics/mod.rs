@@ -24,6 +24,7 @@ pub mod params;
 pub mod pool;
 pub mod protocol;
 pub mod resample;
+pub mod settings;
 pub mod shape;
 pub mod stage;
 pub mod voxelise;

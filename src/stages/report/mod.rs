@@ -23,6 +23,7 @@ pub mod html;
 pub mod model;
 pub mod pdf;
 pub mod png;
+pub mod settings;
 
 use std::path::{Path, PathBuf};
 
@@ -66,7 +67,7 @@ impl Default for Report {
 }
 
 impl Report {
-    pub fn from_section(section: &crate::config::ReportSection, base: &Path) -> Self {
+    pub fn from_section(section: &settings::ReportSection, base: &Path) -> Self {
         Report {
             v_gy: section.v_gy.clone(),
             fonts: section.font_files(base),

@@ -17,6 +17,7 @@ pub mod contour;
 pub mod model;
 pub mod morph;
 pub mod rtstruct;
+pub mod settings;
 
 use std::collections::BTreeMap;
 use std::path::Path;
