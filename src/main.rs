@@ -467,7 +467,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Some(c) => Some(config::validate(c, None).map_err(|e| anyhow::anyhow!("{e}"))?),
                 None => None,
             };
-            to.tls = scu::tls_for_send(&to, node.as_ref(), tls).map_err(anyhow::Error::msg)?;
+            to.tls = scu::tls_for_send(
+                &to,
+                node.as_ref()
+                    .map(|(cfg, peers)| (cfg.network.tls.as_ref(), peers)),
+                tls,
+            )
+            .map_err(anyhow::Error::msg)?;
             let files = scu::collect_files(&paths)?;
             let outcomes = runtime()?.block_on(scu::send(&to, &calling_ae, &files, max_pdu));
             let mut failed = 0;

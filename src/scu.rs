@@ -48,20 +48,20 @@ impl Target {
 /// TLS for `rtnode send --to`: when the receiver's AE title is a `tls: true`
 /// peer of the node's peers file (its CA and server name apply, the
 /// address is the one given), or when `force`d; the client certificate is
-/// the node's (`network.tls`).
+/// the node's (`network.tls`). `node` is that section (if the config has
+/// one) and the peers file, when a config was given.
 pub fn tls_for_send(
     to: &Target,
-    node: Option<&(crate::config::Config, crate::peers::PeersFile)>,
+    node: Option<(Option<&crate::tls::TlsSection>, &crate::peers::PeersFile)>,
     force: bool,
 ) -> Result<Option<crate::tls::ClientTls>, String> {
-    let Some((cfg, peers)) = node else {
+    let Some((node_tls, peers)) = node else {
         return if force {
             Err("--tls needs --config: network.tls names our certificate and the CA".into())
         } else {
             Ok(None)
         };
     };
-    let node_tls = cfg.network.tls.as_ref();
     match peers.find(&to.called_ae).filter(|p| p.tls) {
         Some(p) => crate::tls::client_config(
             node_tls,
