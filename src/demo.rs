@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::config::{Config, Peer, PeersFile};
+use crate::config::Config;
+use crate::peers::{Peer, PeersFile};
 use crate::scu::{self, Target};
 use crate::stages::report;
 use crate::synth::{self, SynthOptions};
@@ -51,7 +52,7 @@ fn demo_config(ae: &str, data_dir: &Path) -> Config {
     cfg.storage.min_free_bytes = 64 * 1024 * 1024;
     cfg.network.metrics_address = String::new();
     cfg.http.address = String::new();
-    cfg.pipeline.trigger = "full".into();
+    cfg.pipeline.trigger = crate::pipeline::TriggerRule::Full;
     cfg.pipeline.stable_age_s = 1;
     cfg.export.retry_base_s = 1;
     cfg.export.retry_max_s = 5;

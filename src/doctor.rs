@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::config::{Config, PeersFile};
+use crate::config::Config;
+use crate::peers::PeersFile;
 use crate::scu::{self, Target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

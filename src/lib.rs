@@ -22,6 +22,7 @@ pub mod http;
 pub mod import;
 pub mod metrics;
 pub mod node;
+pub mod peers;
 pub mod pipeline;
 pub mod process;
 pub mod radiomics;

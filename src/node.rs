@@ -16,9 +16,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::config::{Config, NetworkSection, PeersFile};
+use crate::config::Config;
 use crate::export::Exporter;
+use crate::peers::PeersFile;
 use crate::pipeline::{Pipeline, PipelineOptions};
+use crate::scp::NetworkSection;
 use crate::scp::{self, ScpContext, SharedPeers, Stats};
 use crate::state::StateDb;
 use crate::store::{Store, StoreOptions};
@@ -178,14 +180,11 @@ pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
         Some(audit.clone()),
     )?;
     exporter.set_tls(cfg.network.tls.clone());
-    let stages = crate::pipeline::stages_from_config(
-        cfg,
-        Some(crate::stages::export::Export::new(exporter.clone())),
-    )?;
+    let stages = cfg.stages(Some(crate::stages::export::Export::new(exporter.clone())))?;
     let pipeline = Pipeline::with_registry(
         &data_dir,
         state.clone(),
-        PipelineOptions::from_config(cfg, false),
+        PipelineOptions::new(&cfg.pipeline, cfg.source_and_text(), false),
         stages,
     )?;
     pipeline.load_index(store.index().clone());

@@ -57,8 +57,8 @@ pub fn run(dir: &Path, out: &Path, cfg: &Config) -> Result<Summary> {
     let pipeline = Pipeline::with_registry(
         out,
         state.clone(),
-        PipelineOptions::from_config(cfg, true),
-        crate::pipeline::stages_from_config(cfg, None)?,
+        PipelineOptions::new(&cfg.pipeline, cfg.source_and_text(), true),
+        cfg.stages(None)?,
     )?;
     pipeline.load_index(store.index().clone());
     eprintln!("running the stages");

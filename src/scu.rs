@@ -34,8 +34,8 @@ impl Target {
     /// A peer of the peers file, over TLS when it is marked `tls: true`
     /// (with the node's certificate from `network.tls` as ours).
     pub fn for_peer(
-        peer: &crate::config::Peer,
-        node_tls: Option<&crate::config::TlsSection>,
+        peer: &crate::peers::Peer,
+        node_tls: Option<&crate::tls::TlsSection>,
     ) -> Result<Target, String> {
         Ok(Target {
             called_ae: peer.ae_title.trim().to_string(),
@@ -49,20 +49,20 @@ impl Target {
 /// TLS for `rtnode send --to`: when the receiver's AE title is a `tls: true`
 /// peer of the node's peers file (its CA and server name apply, the
 /// address is the one given), or when `force`d; the client certificate is
-/// the node's (`network.tls`).
+/// the node's (`network.tls`). `node` is that section (if the config has
+/// one) and the peers file, when a config was given.
 pub fn tls_for_send(
     to: &Target,
-    node: Option<&(crate::config::Config, crate::config::PeersFile)>,
+    node: Option<(Option<&crate::tls::TlsSection>, &crate::peers::PeersFile)>,
     force: bool,
 ) -> Result<Option<crate::tls::ClientTls>, String> {
-    let Some((cfg, peers)) = node else {
+    let Some((node_tls, peers)) = node else {
         return if force {
             Err("--tls needs --config: network.tls names our certificate and the CA".into())
         } else {
             Ok(None)
         };
     };
-    let node_tls = cfg.network.tls.as_ref();
     match peers.find(&to.called_ae).filter(|p| p.tls) {
         Some(p) => crate::tls::client_config(
             node_tls,
@@ -103,7 +103,7 @@ impl std::str::FromStr for Target {
     fn from_str(s: &str) -> Result<Self, String> {
         let (ae, rest) = s.split_once('@').ok_or("expected AE@HOST:PORT")?;
         let (host, port) = rest.rsplit_once(':').ok_or("expected AE@HOST:PORT")?;
-        crate::config::check_ae_title(ae)?;
+        crate::peers::check_ae_title(ae)?;
         let port: u16 = port.parse().map_err(|_| format!("bad port {port:?}"))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || port == 0 {

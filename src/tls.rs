@@ -8,7 +8,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +20,9 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::config::{Peer, TlsSection};
+use serde::{Deserialize, Serialize};
+
+use crate::peers::Peer;
 
 pub use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -334,6 +336,92 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> Option<i64> {
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     Some(era * 146_097 + doe - 719_468)
+}
+
+/// The TLS listener and the node's own certificate (also its client
+/// certificate towards `tls: true` peers). Relative paths are taken from the
+/// config file's directory.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Port of the TLS listener (2762, the registered DICOM-TLS port; 0 picks
+    /// a free one, written to node.json as `tls_port`).
+    #[serde(default = "default_tls_port")]
+    pub port: u16,
+    /// PEM: our certificate, then any intermediates.
+    pub certificate: PathBuf,
+    /// PEM: its private key, unencrypted.
+    pub private_key: PathBuf,
+    /// PEM: the CA(s) that client certificates, and the certificates of
+    /// `tls: true` peers without their own `tls_ca`, must chain to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// Refuse clients without a certificate from `ca` (mutual
+    /// authentication, as the PS3.15 secure transport profiles expect).
+    #[serde(default = "yes")]
+    pub require_client_certificate: bool,
+    /// Keep the plaintext listener on `node.port` as well.
+    #[serde(default = "yes")]
+    pub plaintext: bool,
+    /// A client that has not finished its handshake by then is dropped.
+    #[serde(default = "default_tls_handshake_timeout_s")]
+    pub handshake_timeout_s: u64,
+}
+
+fn default_tls_port() -> u16 {
+    2762
+}
+fn default_tls_handshake_timeout_s() -> u64 {
+    10
+}
+
+impl TlsSection {
+    /// How long a client has to finish its handshake (at least 1 s).
+    pub fn handshake_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.handshake_timeout_s.max(1))
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl TlsSection {
+    /// Every problem of the section, as messages about `network.tls` as a
+    /// whole (the files are loaded as the node loads them at start).
+    /// `plain_port` is `node.port`.
+    pub fn check(&self, plain_port: u16, err: &mut impl FnMut(String)) {
+        let tls = self;
+        let e = err;
+        if tls.plaintext && tls.port == plain_port && tls.port != 0 {
+            e(format!(
+            "port {} is also node.port; give TLS its own port (2762 is registered for DICOM over TLS) or set plaintext: false",
+            tls.port
+        ));
+        }
+        if tls.handshake_timeout_s == 0 {
+            e("handshake_timeout_s must be at least 1 second".to_owned());
+        }
+        let certs = load_certs(&tls.certificate).map_err(|m| e(format!("certificate: {m}")));
+        let key = load_key(&tls.private_key).map_err(|m| e(format!("private_key: {m}")));
+        let ca = match &tls.ca {
+            Some(ca) => load_roots(ca)
+                .map(|_| ())
+                .map_err(|m| e(format!("ca: {m}"))),
+            None if tls.require_client_certificate => {
+                e("require_client_certificate is true (the default) but no ca verifies client certificates; set ca, or require_client_certificate: false".to_owned());
+                Err(())
+            }
+            None => Ok(()),
+        };
+        // Only when each file loads on its own: then what is left to find is a
+        // key that does not belong to the certificate.
+        if certs.is_ok() && key.is_ok() && ca.is_ok() {
+            if let Err(m) = server_config(tls) {
+                e(m);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::protocol::{self, Response, MAX_RESPONSE_BYTES};
-use crate::config::{Config, PeersFile};
+use crate::config::Config;
 use crate::export::{Exporter, OutboundItem, OutboundState};
 use crate::node::Node;
+use crate::peers::PeersFile;
 use crate::state::StateDb;
 use crate::store::{Store, StoreOptions};
 

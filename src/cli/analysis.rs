@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use rtnode::config::{self, Config, LogFormat};
+use rtnode::config::{self, LogFormat};
+use rtnode::pipeline::ExecutorKind;
 
 use super::init_logging;
 
@@ -24,9 +25,11 @@ pub struct ProcessArgs {
     /// Output folder: becomes a data directory with courses/<id>/v<N>/…
     #[arg(long)]
     pub out: PathBuf,
-    /// Node configuration file (for the pipeline settings).
-    #[arg(long, default_value = config::DEFAULT_CONFIG_PATH)]
-    pub config: PathBuf,
+    /// Node configuration file (for the pipeline settings; default
+    /// conf/rtnode.yaml if present, else the embedded defaults). A file
+    /// named here must exist.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Where stage runs execute, over the config's `pipeline.executor`
     /// (`slurm`: sbatch jobs; OUT must be on the cluster's shared
     /// filesystem).
@@ -138,9 +141,10 @@ pub struct ExportArgs {
     /// Data directory (default: node.data_dir of the config).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Node configuration file.
-    #[arg(long, default_value = config::DEFAULT_CONFIG_PATH)]
-    pub config: PathBuf,
+    /// Node configuration file (default conf/rtnode.yaml if present,
+    /// else the embedded defaults). A file named here must exist.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 /// `rtnode process`.
@@ -151,14 +155,11 @@ pub fn process(args: ProcessArgs) -> Result<ExitCode> {
         config,
         executor,
     } = args;
-    let mut cfg = if config.exists() {
-        config::load_config(&config).map_err(|e| anyhow::anyhow!("{e}"))?
-    } else {
-        Config::default()
-    };
+    let mut cfg =
+        config::load_named_or_default(config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
     match executor {
-        Some(ExecutorArg::Local) => cfg.pipeline.executor = config::ExecutorKind::Local,
-        Some(ExecutorArg::Slurm) => cfg.pipeline.executor = config::ExecutorKind::Slurm,
+        Some(ExecutorArg::Local) => cfg.pipeline.executor = ExecutorKind::Local,
+        Some(ExecutorArg::Slurm) => cfg.pipeline.executor = ExecutorKind::Slurm,
         None => {}
     }
     init_logging(LogFormat::Text, "info");
@@ -213,7 +214,14 @@ pub fn run_stage(args: RunStageArgs) -> Result<ExitCode> {
         stage,
     } = args;
     init_logging(LogFormat::Text, "info");
-    rtnode::pipeline::stage_run::run_command(&data_dir, &course, version, &stage)?;
+    rtnode::pipeline::stage_run::run_command(&data_dir, &course, version, &stage, &|c| {
+        let cfg = match c {
+            Some(c) => config::parse_config_str(&c.text, &c.path)
+                .map_err(|e| anyhow::anyhow!("the node's config: {e}"))?,
+            None => config::Config::default(),
+        };
+        cfg.stages(None)
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -288,6 +296,8 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
         data_dir,
         config,
     } = args;
+    let cfg =
+        config::load_named_or_default(config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
     init_logging(LogFormat::Text, "warn");
     let complete = rtnode::cohort::cli::run(
         rtnode::cohort::cli::CohortArgs {
@@ -295,8 +305,8 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
             format,
             pseudonymise,
             pseudonym_key,
-            data_dir,
-            config,
+            configured_key: cfg.resolved_pseudonym_key_file(),
+            data_dir: data_dir.unwrap_or_else(|| cfg.node.data_dir.clone()),
         },
         rtnode::admin::client::cohort_source,
     )?;

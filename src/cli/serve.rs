@@ -2,20 +2,22 @@
 //! command-line overrides, the reloaders and systemd notifications, and a
 //! clean stop on SIGTERM or SIGINT.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use rtnode::config::{self, Config, LogFormat, PeersFile};
+use rtnode::config::{self, Config, LogFormat};
+use rtnode::peers::PeersFile;
 use tracing::{info, warn};
 
 use super::{init_logging, runtime};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// Node configuration file.
-    #[arg(long, default_value = config::DEFAULT_CONFIG_PATH)]
-    pub config: PathBuf,
+    /// Node configuration file (default conf/rtnode.yaml if present, else
+    /// the embedded defaults). A file named here must exist.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Port to listen on (0 picks a free one; see node.json in the data dir).
     #[arg(long)]
     pub port: Option<u16>,
@@ -41,13 +43,8 @@ pub struct ServeArgs {
 }
 
 fn load_for_serve(args: &ServeArgs) -> Result<(Config, PeersFile)> {
-    let mut cfg = if args.config.exists() {
-        config::load_config(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?
-    } else if args.config == Path::new(config::DEFAULT_CONFIG_PATH) {
-        Config::default()
-    } else {
-        anyhow::bail!("config file {} not found", args.config.display());
-    };
+    let mut cfg = config::load_named_or_default(args.config.as_deref())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(p) = args.port {
         cfg.node.port = p;
     }
@@ -68,7 +65,7 @@ fn load_for_serve(args: &ServeArgs) -> Result<(Config, PeersFile)> {
         }
     }
     if let Some(ae) = &args.ae_title {
-        config::check_ae_title(ae).map_err(anyhow::Error::msg)?;
+        rtnode::peers::check_ae_title(ae).map_err(anyhow::Error::msg)?;
         cfg.node.ae_title = ae.clone();
     }
     let peers_path = args
@@ -90,8 +87,11 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         cfg.logging.log_format().unwrap_or(LogFormat::Text),
         &cfg.logging.level,
     );
-    if !args.config.exists() {
-        warn!(path = %args.config.display(), "no config file; running on embedded defaults");
+    if cfg.source.is_none() {
+        warn!(
+            path = config::DEFAULT_CONFIG_PATH,
+            "no config file; running on embedded defaults"
+        );
     }
     let peers_path = args
         .peers
@@ -99,7 +99,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| cfg.resolved_peers_file());
     runtime()?.block_on(async move {
         let running = rtnode::node::start(&cfg, peers).await?;
-        let config_path = args.config.exists().then(|| args.config.clone());
+        let config_path = cfg.source.clone();
         let _watcher =
             rtnode::service::spawn_reloader(running.node.clone(), peers_path, config_path)?;
         rtnode::service::spawn_notifier(running.node.clone());

@@ -114,13 +114,19 @@ pub fn send(args: SendArgs) -> Result<ExitCode> {
         tls,
         paths,
     } = args;
-    config::check_ae_title(&calling_ae).map_err(anyhow::Error::msg)?;
+    rtnode::peers::check_ae_title(&calling_ae).map_err(anyhow::Error::msg)?;
     init_logging(LogFormat::Text, "warn");
     let node = match &config {
         Some(c) => Some(config::validate(c, None).map_err(|e| anyhow::anyhow!("{e}"))?),
         None => None,
     };
-    to.tls = scu::tls_for_send(&to, node.as_ref(), tls).map_err(anyhow::Error::msg)?;
+    to.tls = scu::tls_for_send(
+        &to,
+        node.as_ref()
+            .map(|(cfg, peers)| (cfg.network.tls.as_ref(), peers)),
+        tls,
+    )
+    .map_err(anyhow::Error::msg)?;
     let files = scu::collect_files(&paths)?;
     let outcomes = runtime()?.block_on(scu::send(&to, &calling_ae, &files, max_pdu));
     let mut failed = 0;
@@ -258,7 +264,7 @@ pub fn http_token(args: HttpTokenArgs) -> Result<ExitCode> {
         anyhow::bail!("--name must not be empty");
     }
     if let Some(ae) = &ae_title {
-        config::check_ae_title(ae).map_err(anyhow::Error::msg)?;
+        rtnode::peers::check_ae_title(ae).map_err(anyhow::Error::msg)?;
     }
     let token = rtnode::http::tokens::generate();
     println!("token: {token}");

@@ -5,13 +5,19 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+/// What `rtnode export` was asked for, with the config's defaults already
+/// filled in by the caller (`cohort.pseudonym_key_file`, `node.data_dir`).
 pub struct CohortArgs {
     pub out: PathBuf,
     pub format: super::Format,
     pub pseudonymise: bool,
+    /// `--pseudonym-key`.
     pub pseudonym_key: Option<PathBuf>,
-    pub data_dir: Option<PathBuf>,
-    pub config: PathBuf,
+    /// The config's `cohort.pseudonym_key_file`, used when
+    /// `pseudonym_key` is not given.
+    pub configured_key: Option<PathBuf>,
+    /// `--data-dir`, else the config's `node.data_dir`.
+    pub data_dir: PathBuf,
 }
 
 /// `rtnode export`; `Ok(false)` when some outputs could not be read (the
@@ -22,16 +28,11 @@ pub fn run(
     a: CohortArgs,
     load_source: impl FnOnce(&Path) -> Result<super::Source>,
 ) -> Result<bool> {
-    let cfg = if a.config.exists() {
-        crate::config::load_config(&a.config).map_err(|e| anyhow::anyhow!("{e}"))?
-    } else {
-        crate::config::Config::default()
-    };
-    let data_dir = a.data_dir.unwrap_or_else(|| cfg.node.data_dir.clone());
+    let data_dir = a.data_dir;
     let pseudonymiser = if a.pseudonymise {
         let key = a
             .pseudonym_key
-            .or_else(|| cfg.resolved_pseudonym_key_file())
+            .or(a.configured_key)
             .context("--pseudonymise needs a key: --pseudonym-key FILE or cohort.pseudonym_key_file in the config")?;
         Some(super::pseudonym::Pseudonymiser::from_key_file(&key)?)
     } else {

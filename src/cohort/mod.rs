@@ -17,6 +17,7 @@ mod course_table;
 pub mod csv;
 mod parquet;
 pub mod pseudonym;
+pub mod settings;
 mod stage_tables;
 pub mod table;
 

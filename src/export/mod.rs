@@ -9,6 +9,7 @@
 //! association rejections are retried. The queue survives restarts.
 
 pub mod routing;
+pub mod settings;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,12 +20,13 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
-use crate::config::{ExportSection, PeersFile, RoutingRule};
 use crate::dicom::status::DimseStatus;
+use crate::peers::PeersFile;
 use crate::scu::{self, Target};
 use crate::state::StateDb;
 use crate::store::InstanceRecord;
 use crate::time::now_ms;
+pub use settings::{ExportSection, RoutingRule};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -122,7 +124,7 @@ pub struct Exporter {
     audit: Option<Arc<crate::audit::AuditLog>>,
     /// The node's TLS settings: its client certificate and default CA for
     /// `tls: true` destinations.
-    tls: Mutex<Option<crate::config::TlsSection>>,
+    tls: Mutex<Option<crate::tls::TlsSection>>,
 }
 
 impl Exporter {
@@ -159,7 +161,7 @@ impl Exporter {
         }))
     }
 
-    pub fn set_tls(&self, tls: Option<crate::config::TlsSection>) {
+    pub fn set_tls(&self, tls: Option<crate::tls::TlsSection>) {
         *self.tls.lock().unwrap_or_else(|p| p.into_inner()) = tls;
     }
 

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use dicom_core::Tag;
 use regex::Regex;
 
-use crate::config::RoutingRule;
+use super::settings::RoutingRule;
 use crate::store::InstanceRecord;
 
 pub struct CompiledRule {

@@ -527,7 +527,7 @@ async fn associations(
 }
 
 /// `GET /peers`: the peers file as loaded (read only).
-async fn peers(State(st): State<AppState>) -> Json<Vec<crate::config::Peer>> {
+async fn peers(State(st): State<AppState>) -> Json<Vec<crate::peers::Peer>> {
     let peers = st
         .node
         .peers

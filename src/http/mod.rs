@@ -12,6 +12,7 @@
 //! off loopback (the config refuses the address otherwise).
 
 pub mod api;
+pub mod settings;
 pub mod tokens;
 
 use std::net::SocketAddr;
@@ -32,8 +33,8 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
-use crate::config::HttpSection;
 use crate::node::Node;
+pub use settings::{HttpSection, HttpTlsSection};
 use tokens::{Role, TokensFile};
 
 /// Largest request head (request line and headers) read, bytes.

@@ -145,7 +145,7 @@ impl TokensFile {
                 ));
             }
             if let Some(ae) = &t.ae_title {
-                crate::config::check_ae_title(ae)
+                crate::peers::check_ae_title(ae)
                     .map_err(|m| invalid(line_of(&t.name), format!("token {:?}: {m}", t.name)))?;
             }
         }

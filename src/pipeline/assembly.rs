@@ -10,6 +10,7 @@ use std::time::Instant;
 use anyhow::Result;
 use tracing::info;
 
+use super::TriggerRule;
 use super::{
     course_jobs, versions, CourseRecord, CourseState, Pass, Pipeline, PASS_SERIES_PER_TICK,
 };
@@ -17,12 +18,12 @@ use crate::course::{self, Course};
 use crate::store::InstanceRecord;
 
 impl Pipeline {
-    pub(super) fn rule_for(&self, c: &Course) -> String {
+    pub(super) fn rule_for(&self, c: &Course) -> TriggerRule {
         let s = &self.opts.settings;
         c.calling_aes
             .iter()
-            .find_map(|ae| s.trigger_by_calling_ae.get(ae.trim()).cloned())
-            .unwrap_or_else(|| s.trigger.clone())
+            .find_map(|ae| s.trigger_by_calling_ae.get(ae.trim()).copied())
+            .unwrap_or(s.trigger)
     }
 
     /// Re-assembles what the arrivals since the last tick (and the next
@@ -147,7 +148,7 @@ impl Pipeline {
         for c in assembly.courses {
             let fingerprint = versions::members_fingerprint(&c);
             let rule = self.rule_for(&c);
-            let missing = c.missing_for(&rule, self.opts.settings.require_approved);
+            let missing = c.missing_for(rule.as_str(), self.opts.settings.require_approved);
             let id = c.id.clone();
             let changed = match inner.courses.get(&id) {
                 Some(old) => {
@@ -172,7 +173,7 @@ impl Pipeline {
                 state: old.map(|o| o.state).unwrap_or(CourseState::Incomplete),
                 versions: old.map(|o| o.versions.clone()).unwrap_or_default(),
                 course: c,
-                rule,
+                rule: rule.as_str().to_owned(),
                 missing,
                 fingerprint,
                 updated_at: crate::time::now_rfc3339(),

@@ -37,6 +37,7 @@ pub mod jobs;
 mod remote;
 mod runs;
 mod schedule;
+pub mod settings;
 pub mod slurm;
 pub mod stage_run;
 mod status;
@@ -52,14 +53,16 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use tracing::{error, info, warn};
 
-use crate::config::{ExecutorKind, PipelineSection};
 use crate::course::{self, Course};
-use crate::stages::{Registry, Stage, StageSettings};
+use crate::stages::{Registry, Stage};
 use crate::state::StateDb;
 use crate::store::{Index, InstanceRecord};
 use crate::time::now_ms;
 pub use jobs::{job_key, CourseRecord, CourseState, JobRecord, JobState, VersionRecord};
 use runs::move_into_place;
+pub use settings::{
+    ExecutorKind, PipelineSection, SlurmJobSettings, SlurmSection, StageLimits, TriggerRule,
+};
 pub use status::{offline_status, CourseStatus, PipelineStatus, StageStatus};
 pub use versions::{remove_results, result_files, stage_json, version_dir, versions_on_disk};
 
@@ -74,39 +77,22 @@ pub struct PipelineOptions {
     pub stage_config: Option<stage_run::StageConfig>,
 }
 
-/// The stages as `cfg` configures them (its `dvh`, `segmentation`,
-/// `radiomics` and `report` sections), with `export` last when given: the
-/// one list the node, `rtnode process` and a Slurm run build.
-pub fn stages_from_config(
-    cfg: &crate::config::Config,
-    export: Option<crate::stages::export::Export>,
-) -> Result<Registry> {
-    let base_dir = cfg.base_dir();
-    Registry::configured(
-        &StageSettings {
-            dvh: &cfg.dvh,
-            segmentation: &cfg.segmentation,
-            radiomics: &cfg.radiomics,
-            report: &cfg.report,
-            base_dir: &base_dir,
-        },
-        export,
-    )
-}
-
 impl PipelineOptions {
-    /// Options from a loaded config.
-    pub fn from_config(cfg: &crate::config::Config, immediate: bool) -> PipelineOptions {
+    /// Options from the `pipeline:` section; `source` is the config file
+    /// and its text (`Config::source_and_text`), handed to stage runs on
+    /// Slurm (`None`: the embedded defaults).
+    pub fn new(
+        settings: &PipelineSection,
+        source: Option<(&std::path::Path, &str)>,
+        immediate: bool,
+    ) -> PipelineOptions {
         PipelineOptions {
-            settings: cfg.pipeline.clone(),
+            settings: settings.clone(),
             immediate,
-            stage_config: match (&cfg.source, &cfg.source_text) {
-                (Some(path), Some(text)) => Some(stage_run::StageConfig {
-                    path: std::path::absolute(path).unwrap_or_else(|_| path.clone()),
-                    text: text.clone(),
-                }),
-                _ => None,
-            },
+            stage_config: source.map(|(path, text)| stage_run::StageConfig {
+                path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+                text: text.to_owned(),
+            }),
         }
     }
 }

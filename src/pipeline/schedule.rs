@@ -14,7 +14,7 @@ use super::{
     course_jobs, job_key, now_ms, slurm, versions, CourseRecord, CourseState, Inner, JobRecord,
     JobState, Pipeline, Progress, RunStart, SlurmWatch, VersionRecord,
 };
-use crate::config::{ExecutorKind, StageLimits};
+use super::{ExecutorKind, StageLimits};
 use crate::stages::StageId;
 
 impl Pipeline {

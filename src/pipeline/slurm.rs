@@ -20,7 +20,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::config::SlurmJobSettings;
+use super::settings::SlurmJobSettings;
 
 /// A stage run's job, as recorded in its job record.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

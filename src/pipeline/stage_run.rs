@@ -29,7 +29,7 @@ use tracing::info;
 
 use super::fault;
 use crate::course::Course;
-use crate::stages::{Outcome, Stage, StageContext, StageId};
+use crate::stages::{Outcome, Registry, Stage, StageContext, StageId};
 
 /// Format of the job description; bumped when it changes incompatibly.
 pub const DESCRIPTION_FORMAT: u32 = 1;
@@ -251,8 +251,16 @@ fn host_name() -> String {
 /// writes its outcome file. Errors before the output folder is known (no
 /// description, one for another run) are returned; from then on every
 /// failure ends in a `failed` outcome file, which is what the coordinator
-/// reads.
-pub fn run_command(data_dir: &Path, course_id: &str, version: u32, stage: &str) -> Result<()> {
+/// reads. `stages_for` builds the stages from the node's config as the job
+/// carries it (`None`: the embedded defaults); the command line passes the
+/// config's parser, so that the pipeline never depends on the config.
+pub fn run_command(
+    data_dir: &Path,
+    course_id: &str,
+    version: u32,
+    stage: &str,
+    stages_for: &dyn Fn(Option<&StageConfig>) -> Result<Registry>,
+) -> Result<()> {
     let stage: StageId = stage.parse()?;
     let path = description_path(data_dir, course_id, version, stage);
     let bytes =
@@ -290,7 +298,7 @@ pub fn run_command(data_dir: &Path, course_id: &str, version: u32, stage: &str) 
     let started_at = crate::time::now_rfc3339();
     let t0 = Instant::now();
     info!(course = %course_id, version, stage = %stage, attempt = job.attempt, host = %host_name(), "run-stage started");
-    let result = run_described(data_dir, &job, &out_dir).and_then(|o| {
+    let result = run_described(data_dir, &job, &out_dir, stages_for).and_then(|o| {
         fsync_tree(&out_dir).context("syncing the results")?;
         Ok(o)
     });
@@ -323,13 +331,13 @@ pub fn run_command(data_dir: &Path, course_id: &str, version: u32, stage: &str) 
     Ok(())
 }
 
-fn run_described(data_dir: &Path, job: &StageJob, out_dir: &Path) -> Result<Outcome> {
-    let cfg = match &job.config {
-        Some(c) => crate::config::parse_config_str(&c.text, &c.path)
-            .map_err(|e| anyhow::anyhow!("the node's config: {e}"))?,
-        None => crate::config::Config::default(),
-    };
-    let stages = super::stages_from_config(&cfg, None)?;
+fn run_described(
+    data_dir: &Path,
+    job: &StageJob,
+    out_dir: &Path,
+    stages_for: &dyn Fn(Option<&StageConfig>) -> Result<Registry>,
+) -> Result<Outcome> {
+    let stages = stages_for(job.config.as_ref())?;
     let Some(stage) = stages.get(job.stage) else {
         bail!("no stage {:?} in this rtnode", job.stage);
     };

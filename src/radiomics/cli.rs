@@ -12,7 +12,7 @@ use super::io;
 use super::params::Params;
 use super::pool::{self, RoiOutcome};
 use super::rois::{compute, write_outputs, Row};
-use super::section::RadiomicsSection;
+use super::settings::RadiomicsSection;
 
 pub struct RadiomicsArgs {
     pub ct: Option<PathBuf>,

@@ -27,7 +27,7 @@ pub mod pool;
 pub mod protocol;
 pub mod resample;
 pub mod rois;
-pub mod section;
+pub mod settings;
 pub mod shape;
 pub mod voxelise;
 pub mod wavelet;
@@ -36,7 +36,7 @@ pub mod worker;
 pub use engine::{extract, Extraction, Task};
 pub use params::Params;
 pub use rois::{CSV_FILE, JSON_FILE};
-pub use section::RadiomicsSection;
+pub use settings::RadiomicsSection;
 
 /// Whether a parameter file may name `feature` in `class`: pyradiomics'
 /// features, its deprecated ones (computed only when named) and the IBSI

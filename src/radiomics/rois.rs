@@ -19,7 +19,7 @@ use serde_json::json;
 use super::engine::{whole_stats, Task};
 use super::params::Params;
 use super::pool::{self, PoolOptions, RoiOutcome};
-use super::section::RadiomicsSection;
+use super::settings::RadiomicsSection;
 use super::voxelise::roi_window;
 use crate::rt::RtStruct;
 use crate::volume::Volume;

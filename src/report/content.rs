@@ -15,8 +15,8 @@ use super::csv::Csv;
 use super::figures::{dvh_figure, slice_figures, Colours};
 use super::model::{Block, Document};
 use super::summary::summary;
-use crate::rt::RtStruct;
 use crate::dvh::metrics::{num, unit_of as dvh_unit_of};
+use crate::rt::RtStruct;
 use crate::volume::Volume;
 
 /// Everything the report is made from; `None` where the course or its

@@ -29,4 +29,5 @@ pub mod html;
 pub mod model;
 pub mod pdf;
 pub mod png;
+pub mod settings;
 pub mod summary;

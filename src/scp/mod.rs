@@ -3,6 +3,7 @@
 
 mod association;
 mod negotiation;
+pub mod settings;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,9 +15,10 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::config::{NetworkSection, PeersFile};
+use crate::peers::PeersFile;
 use crate::state::StateDb;
 use crate::store::Store;
+pub use settings::NetworkSection;
 
 /// Counters for `rtnode status` and the log; reset at each start.
 #[derive(Default)]

@@ -11,6 +11,7 @@ pub mod contour;
 pub mod model;
 pub mod morph;
 pub mod rtstruct;
+pub mod settings;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};

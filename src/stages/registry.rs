@@ -21,7 +21,7 @@ pub struct StageSettings<'a> {
     /// `radiomics:`.
     pub radiomics: &'a crate::radiomics::RadiomicsSection,
     /// `report:`.
-    pub report: &'a crate::config::ReportSection,
+    pub report: &'a crate::report::settings::ReportSection,
     /// The config file's directory.
     pub base_dir: &'a Path,
 }
@@ -103,7 +103,7 @@ impl Registry {
         let dvh = crate::dvh::DvhSettings::default();
         let segmentation = crate::segmentation::SegmentationSection::default();
         let radiomics = crate::radiomics::RadiomicsSection::default();
-        let report = crate::config::ReportSection::default();
+        let report = crate::report::settings::ReportSection::default();
         let stage = radiomics::RadiomicsStage {
             section: radiomics.clone(),
             params_yaml: String::new(),

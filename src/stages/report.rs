@@ -51,7 +51,7 @@ impl Default for Report {
 }
 
 impl Report {
-    pub fn from_section(section: &crate::config::ReportSection, base: &Path) -> Self {
+    pub fn from_section(section: &crate::report::settings::ReportSection, base: &Path) -> Self {
         Report {
             v_gy: section.v_gy.clone(),
             fonts: section.font_files(base),

@@ -15,6 +15,7 @@ pub mod index;
 pub mod record;
 mod recovery;
 mod removal;
+pub mod settings;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -633,3 +633,57 @@ fn state_backup_while_serving_restores_into_a_fresh_data_dir() {
     assert_eq!(state_view(&restored), state_view(&live));
     s.stop();
 }
+
+/// A `--config` that names a missing file is an error for every command
+/// that takes one, never a silent run on the embedded defaults (`process`
+/// and `export` used to fall back to them while `serve` refused).
+#[test]
+fn a_named_config_that_does_not_exist_is_an_error_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-rtnode.yaml");
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let out = dir.path().join("out");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let runs: [(&str, Vec<&str>); 3] = [
+        (
+            "process",
+            vec![
+                "process",
+                p(&input),
+                "--out",
+                p(&out),
+                "--config",
+                p(&missing),
+            ],
+        ),
+        (
+            "export",
+            vec![
+                "export",
+                "--out",
+                p(&out),
+                "--data-dir",
+                p(&data),
+                "--config",
+                p(&missing),
+            ],
+        ),
+        (
+            "serve",
+            vec!["serve", "--config", p(&missing), "--port", "0"],
+        ),
+    ];
+    for (what, args) in runs {
+        let o = rtnode(&args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{what} ran on defaults: {stderr}");
+        assert!(
+            stderr.contains("no-such-rtnode.yaml") && stderr.contains("not found"),
+            "{what}: {stderr}"
+        );
+    }
+    // Nothing was written: the commands stopped before doing any work.
+    assert!(!out.exists());
+}

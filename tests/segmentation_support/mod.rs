@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
-use rtnode::config::PipelineSection;
+use rtnode::pipeline::PipelineSection;
 use rtnode::pipeline::{Pipeline, PipelineOptions};
 use rtnode::segmentation::contour;
 use rtnode::stages::organize::Organize;
@@ -275,7 +275,7 @@ pub fn run_course(input: &Path, out: &Path, segmentation: Segmentation) {
         state.clone(),
         PipelineOptions {
             settings: PipelineSection {
-                trigger: "ct".into(),
+                trigger: rtnode::pipeline::TriggerRule::Ct,
                 ..PipelineSection::default()
             },
             immediate: true,

@@ -1,6 +1,7 @@
-//! The `radiomics:` section of the node configuration: which ROIs the
-//! course stage extracts, with which parameter file, and how the worker
-//! pool is sized and bounded.
+//! The `radiomics:` section of the node configuration: what the engine
+//! extracts (the pyradiomics parameter file, which ROIs), and how its
+//! worker processes run. The engine's own settings, so they live here and
+//! the config only aggregates them.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
