@@ -89,7 +89,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
 
     // The stand-in TPS first: rtnode must know its port to send results.
     let tps_cfg = demo_config(TPS_AE, &work.join("tps"));
-    let tps = crate::node::start(
+    let tps = crate::server::start(
         &tps_cfg,
         PeersFile {
             peers: vec![peer("RTNODE", 104, false)],
@@ -97,7 +97,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     )
     .await?;
     let cfg = demo_config("RTNODE", &work.join("node"));
-    let node = crate::node::start(
+    let node = crate::server::start(
         &cfg,
         PeersFile {
             peers: vec![peer(TPS_AE, tps.addr.port(), true)],

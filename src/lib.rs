@@ -33,6 +33,7 @@ pub mod scp;
 pub mod scu;
 pub mod segmentation;
 pub mod series;
+pub mod server;
 pub mod service;
 pub mod stages;
 pub mod state;

@@ -98,7 +98,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| cfg.resolved_peers_file());
     runtime()?.block_on(async move {
-        let running = rtnode::node::start(&cfg, peers).await?;
+        let running = rtnode::server::start(&cfg, peers).await?;
         let config_path = cfg.source.clone();
         let _watcher =
             rtnode::service::spawn_reloader(running.node.clone(), peers_path, config_path)?;
