@@ -223,10 +223,17 @@ fn tls_checks(cfg: &Config, out: &mut Vec<Finding>) {
 /// libtorch, CUDA devices and every configured model (loaded and run on
 /// one patch), or what this build cannot do without the `torch` feature.
 fn model_checks(cfg: &Config, out: &mut Vec<Finding>) {
-    out.extend(crate::segmentation::model_report(
-        &cfg.segmentation,
-        &cfg.base_dir(),
-    ));
+    use crate::segmentation::model::CheckLevel;
+    let checks = crate::segmentation::model_report(&cfg.segmentation, &cfg.base_dir());
+    out.extend(checks.into_iter().map(|c| Finding {
+        level: match c.level {
+            CheckLevel::Ok => Level::Ok,
+            CheckLevel::Warn => Level::Warn,
+            CheckLevel::Fail => Level::Fail,
+        },
+        check: c.check,
+        detail: c.detail,
+    }));
 }
 
 /// Runs every check; `config_path` is validated with its peers file.

@@ -60,6 +60,26 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// TLS towards this peer, or `None` when it is not marked `tls: true`.
+    pub fn client_tls(
+        &self,
+        node: Option<&crate::tls::TlsSection>,
+    ) -> Result<Option<crate::tls::ClientTls>, String> {
+        if !self.tls {
+            return Ok(None);
+        }
+        crate::tls::client_config(
+            node,
+            self.tls_ca.as_deref(),
+            &self.host,
+            self.tls_server_name.as_deref(),
+        )
+        .map(Some)
+        .map_err(|e| format!("TLS towards {}: {e}", self.ae_title.trim()))
+    }
+}
+
+impl Peer {
     /// Whether this AE takes objects of `sop_class_uid`.
     pub fn accepts(&self, sop_class_uid: &str) -> bool {
         self.sop_classes.is_empty()

@@ -41,7 +41,7 @@ impl Target {
             called_ae: peer.ae_title.trim().to_string(),
             host: peer.host.clone(),
             port: peer.port,
-            tls: crate::tls::client_for_peer(peer, node_tls)?,
+            tls: peer.client_tls(node_tls)?,
         })
     }
 }

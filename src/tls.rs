@@ -22,8 +22,6 @@ use tokio::net::TcpStream;
 
 use serde::{Deserialize, Serialize};
 
-use crate::peers::Peer;
-
 pub use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// What the upper layer reads and writes: a TCP stream, or TLS over one.
@@ -196,25 +194,6 @@ pub fn client_config(
         config: Arc::new(config),
         server_name,
     })
-}
-
-/// TLS towards a peer of the peers file, or `None` when it is not marked
-/// `tls: true`.
-pub fn client_for_peer(
-    peer: &Peer,
-    node: Option<&TlsSection>,
-) -> Result<Option<ClientTls>, String> {
-    if !peer.tls {
-        return Ok(None);
-    }
-    client_config(
-        node,
-        peer.tls_ca.as_deref(),
-        &peer.host,
-        peer.tls_server_name.as_deref(),
-    )
-    .map(Some)
-    .map_err(|e| format!("TLS towards {}: {e}", peer.ae_title.trim()))
 }
 
 /// The SCU's handshake, bounded: a peer that accepts TCP but never answers

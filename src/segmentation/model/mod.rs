@@ -25,7 +25,6 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::{RoiLabel, Segmenter};
-use crate::doctor::{Finding, Level};
 
 /// Whether this build can run models.
 pub const TORCH_BUILD: bool = cfg!(feature = "torch");
@@ -258,8 +257,30 @@ pub fn model_segmenter(spec: &ModelSpec, base_dir: &Path) -> Result<Arc<dyn Segm
     }
 }
 
-fn finding(level: Level, check: &str, detail: impl Into<String>) -> Finding {
-    Finding {
+/// How one check of the model runtime or of a model came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckLevel {
+    /// Works.
+    Ok,
+    /// Works, with something the operator should know.
+    Warn,
+    /// Does not work: the node would refuse to start.
+    Fail,
+}
+
+/// One line of what [`model_report`] found (`rtnode doctor` prints it).
+#[derive(Debug, Clone)]
+pub struct ModelCheck {
+    /// How it came out.
+    pub level: CheckLevel,
+    /// What was checked.
+    pub check: String,
+    /// What was found.
+    pub detail: String,
+}
+
+fn finding(level: CheckLevel, check: &str, detail: impl Into<String>) -> ModelCheck {
+    ModelCheck {
         level,
         check: check.into(),
         detail: detail.into(),
@@ -269,7 +290,7 @@ fn finding(level: Level, check: &str, detail: impl Into<String>) -> Finding {
 /// What `rtnode doctor` reports about models: the libtorch this build
 /// links and where, the CUDA devices it sees, and whether each configured
 /// model loads and answers a patch with its label map's channels.
-pub fn model_report(section: &SegmentationSection, base_dir: &Path) -> Vec<Finding> {
+pub fn model_report(section: &SegmentationSection, base_dir: &Path) -> Vec<ModelCheck> {
     let mut out = Vec::new();
     #[cfg(feature = "torch")]
     {
@@ -278,8 +299,8 @@ pub fn model_report(section: &SegmentationSection, base_dir: &Path) -> Vec<Findi
             let check = format!("model {}", m.name);
             let probe = torch::TorchSegmenter::new(m, base_dir).and_then(|s| s.probe());
             match probe {
-                Ok(detail) => out.push(finding(Level::Ok, &check, detail)),
-                Err(e) => out.push(finding(Level::Fail, &check, format!("{e:#}"))),
+                Ok(detail) => out.push(finding(CheckLevel::Ok, &check, detail)),
+                Err(e) => out.push(finding(CheckLevel::Fail, &check, format!("{e:#}"))),
             }
         }
     }
@@ -288,14 +309,14 @@ pub fn model_report(section: &SegmentationSection, base_dir: &Path) -> Vec<Findi
         let _ = base_dir;
         if section.models.is_empty() {
             out.push(finding(
-                Level::Ok,
+                CheckLevel::Ok,
                 "segmentation",
                 "built-in body contour; this build has no torch feature and no model is configured",
             ));
         }
         for m in &section.models {
             out.push(finding(
-                Level::Fail,
+                CheckLevel::Fail,
                 &format!("model {}", m.name),
                 WITHOUT_TORCH,
             ));
@@ -354,7 +375,7 @@ models:
                 "{err:?}"
             );
             let report = model_report(&s, base);
-            assert_eq!(report[0].level, Level::Fail);
+            assert_eq!(report[0].level, CheckLevel::Fail);
         }
         // No model: the body contour alone, in any build.
         let plain = SegmentationSection::default();

@@ -14,7 +14,7 @@ use tch::{CModule, Device, Kind, Tensor};
 
 use super::grid::{self, Aggregate, ForwardError, Placement, Plan, Tiling};
 use super::{file_hash, DeviceChoice, ModelSpec, SegmentationSection};
-use crate::doctor::{Finding, Level};
+use super::{CheckLevel, ModelCheck};
 use crate::segmentation::{RoiLabel, Segmenter};
 use crate::volume::Volume;
 
@@ -616,9 +616,9 @@ impl Segmenter for TorchSegmenter {
 }
 
 /// `rtnode doctor`'s lines about libtorch and CUDA.
-pub fn runtime_findings(section: &SegmentationSection) -> Vec<Finding> {
-    let mut out = vec![Finding {
-        level: Level::Ok,
+pub fn runtime_findings(section: &SegmentationSection) -> Vec<ModelCheck> {
+    let mut out = vec![ModelCheck {
+        level: CheckLevel::Ok,
         check: "libtorch".into(),
         detail: format!(
             "{LIBTORCH_VERSION} from {LIBTORCH_LIB} (tch 0.26), {} CPU threads; libtorch_cuda {CUDA_LINKED}",
@@ -631,8 +631,8 @@ pub fn runtime_findings(section: &SegmentationSection) -> Vec<Finding> {
         .iter()
         .any(|m| matches!(DeviceChoice::parse(&m.device), Ok(DeviceChoice::Cuda(_))));
     out.push(if n > 0 {
-        Finding {
-            level: Level::Ok,
+        ModelCheck {
+            level: CheckLevel::Ok,
             check: "cuda".into(),
             detail: format!(
                 "{n} CUDA device(s); CUDA runtime {}, cuDNN {}",
@@ -645,9 +645,13 @@ pub fn runtime_findings(section: &SegmentationSection) -> Vec<Finding> {
             ),
         }
     } else {
-        Finding {
+        ModelCheck {
             // A model that insists on CUDA will fail every run here.
-            level: if wants_cuda { Level::Fail } else { Level::Warn },
+            level: if wants_cuda {
+                CheckLevel::Fail
+            } else {
+                CheckLevel::Warn
+            },
             check: "cuda".into(),
             detail: format!(
                 "no CUDA device visible: models run on the CPU (libtorch_cuda {CUDA_LINKED})"
