@@ -218,12 +218,12 @@ pub fn parse_config_str(text: &str, file: &Path) -> Result<Config, ConfigErrors>
     }
 }
 
-pub(crate) fn read_file(path: &Path) -> Result<String, ConfigErrors> {
+fn read_file(path: &Path) -> Result<String, ConfigErrors> {
     std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(path, None, format!("cannot read file: {e}")).into())
 }
 
-pub(crate) fn parse_yaml<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, ConfigErrors> {
+fn parse_yaml<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, ConfigErrors> {
     serde_yaml_ng::from_str(text).map_err(|e| yaml_error(&e, file).into())
 }
 

@@ -172,6 +172,10 @@ fn cohort_export_in_csv_and_parquet_matches_the_stage_outputs_and_pseudonymises(
     let s = start_node(dir.path());
     let id = deliver(&s, &dir.path().join("course"), "RTNODE_SCU");
     let v1 = s.data_dir.join("courses").join(&id).join("v1");
+    // The embedded defaults (no cohort.pseudonym_key_file), not the repo's
+    // conf/rtnode.yaml: an empty config file.
+    let defaults = dir.path().join("defaults.yaml");
+    std::fs::write(&defaults, "").unwrap();
     // The radiomics stage is another branch's; its documented output is
     // read when present. Its diagnostics carry a path naming the patient.
     std::fs::create_dir_all(v1.join("radiomics")).unwrap();
@@ -194,7 +198,7 @@ fn cohort_export_in_csv_and_parquet_matches_the_stage_outputs_and_pseudonymises(
             "--data-dir",
             p(&s.data_dir),
             "--config",
-            "/nonexistent/rtnode.yaml",
+            p(&defaults),
             "--format",
             format,
             "--out",
@@ -330,7 +334,7 @@ fn cohort_export_in_csv_and_parquet_matches_the_stage_outputs_and_pseudonymises(
             "--data-dir",
             p(&s.data_dir),
             "--config",
-            "/nonexistent/rtnode.yaml",
+            p(&defaults),
             "--format",
             format,
             "--pseudonymise",
@@ -378,7 +382,7 @@ fn cohort_export_in_csv_and_parquet_matches_the_stage_outputs_and_pseudonymises(
         "--data-dir",
         p(&s.data_dir),
         "--config",
-        "/nonexistent/rtnode.yaml",
+        p(&defaults),
         "--pseudonymise",
         "--out",
         p(&dir.path().join("refused")),
