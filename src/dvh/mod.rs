@@ -8,6 +8,7 @@
 //! The method (columns exact along z, shape interpolation between planes,
 //! end caps) is described in `rt::shape` and `engine`.
 
+pub mod assemble;
 pub mod cli;
 pub mod constraints;
 pub mod derived;
@@ -26,11 +27,12 @@ use crate::rt::plan::Prescription;
 use crate::rt::shape::{lattice_step, ShapeOptions};
 use crate::rt::{DoseGrid, DoseScope, RoiSource, RtStruct};
 
+pub use assemble::assemble_dose;
 pub use constraints::{Constraint, ConstraintResult};
 pub use histogram::Histogram;
 pub use metrics::Metrics;
 pub use output::{json_metrics, write_outputs};
-pub use select::{assemble_dose, select_dose, Component, DoseChoice};
+pub use select::{select_dose, Component, DoseChoice};
 pub use settings::DvhSettings;
 
 #[derive(Debug, Clone, Serialize)]

@@ -15,6 +15,7 @@
 //! reports it and [`SegmentationSection::segmenters`] refuses it.
 
 pub mod grid;
+pub mod tiles;
 #[cfg(feature = "torch")]
 pub mod torch;
 

@@ -12,7 +12,8 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use ndarray::Array3;
 use tch::{CModule, Device, Kind, Tensor};
 
-use super::grid::{self, Aggregate, ForwardError, Placement, Plan, Tiling};
+use super::grid::{self, Plan};
+use super::tiles::{self, Aggregate, ForwardError, Placement, Tiling};
 use super::{file_hash, DeviceChoice, ModelSpec, SegmentationSection};
 use super::{CheckLevel, ModelCheck};
 use crate::segmentation::{RoiLabel, Segmenter};
@@ -34,7 +35,7 @@ fn cache() -> &'static Mutex<HashMap<CacheKey, Arc<CModule>>> {
 
 fn tch_err(e: tch::TchError) -> ForwardError {
     let m = e.to_string();
-    if grid::is_oom(&m) {
+    if tiles::is_oom(&m) {
         ForwardError::OutOfMemory(m)
     } else {
         ForwardError::Other(anyhow!(m))
@@ -475,7 +476,7 @@ impl Segmenter for TorchSegmenter {
         let sum_here = self.sum_on_device.unwrap_or(device.is_cuda());
         let mut dev_sum: Option<DeviceSum> = None;
         let mut dev_sum_note: Option<String> = None;
-        let fallbacks = grid::run_tiles(
+        let fallbacks = tiles::run_tiles(
             &tiling.tiles,
             self.spec.batch_size,
             device == Device::Cpu,
