@@ -18,6 +18,7 @@ pub const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 pub const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
 pub const DEFLATED_EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1.99";
 pub const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
+pub const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
 
 /// Transfer syntaxes we store exactly as received and that dicom-pixeldata
 /// (with the features this crate enables) can decode later. The order is
@@ -36,7 +37,7 @@ pub const ACCEPTED_TRANSFER_SYNTAXES: &[&str] = &[
     "1.2.840.10008.1.2.4.81", // JPEG-LS near-lossless
     "1.2.840.10008.1.2.4.90", // JPEG 2000 lossless
     "1.2.840.10008.1.2.4.91", // JPEG 2000
-    "1.2.840.10008.1.2.5",    // RLE lossless
+    RLE_LOSSLESS,
 ];
 
 pub fn is_accepted_transfer_syntax(uid: &str) -> bool {

@@ -4,6 +4,7 @@
 //!
 //! Coordinates are DICOM patient coordinates in millimetres throughout.
 
+mod dose_pixels;
 pub mod edt;
 pub mod plan;
 pub mod raster;

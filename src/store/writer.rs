@@ -153,7 +153,7 @@ impl PendingWrite {
             r.seek(SeekFrom::Start(self.dataset_offset))
                 .map_err(|e| out_of_resources("seek failed", e))?;
             part10::check_dataset_structure(&mut r, &self.transfer_syntax_uid, end)
-                .map_err(|e| StoreFailure::new(DimseStatus::CANNOT_UNDERSTAND, e))?;
+                .map_err(|e| StoreFailure::new(DimseStatus::CANNOT_UNDERSTAND, e.to_string()))?;
         }
         let mut record = read_record(&self.tmp_path)
             .map_err(|e| StoreFailure::new(DimseStatus::CANNOT_UNDERSTAND, e.to_string()))?;
