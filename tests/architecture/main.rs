@@ -11,9 +11,8 @@
 //!
 //! How sources are read (comments and literals blanked, `#[cfg(test)]` items
 //! skipped) is in `checker.rs`, whose own tests run on small in-memory
-//! sources. The checks on `src/` are ignored until the restructure lands;
-//! `cargo test --test architecture -- --ignored --nocapture` prints where
-//! the code stands.
+//! sources. `cargo test --test architecture -- --nocapture` prints where the
+//! code stands.
 
 mod checker;
 
@@ -183,7 +182,6 @@ fn no_cycle_among_top_level_modules() {
 }
 
 #[test]
-#[ignore = "enabled by the coordinator once the restructure lands"]
 fn no_file_over_700_lines() {
     let files = sources();
     let mut over: Vec<(usize, &str)> = files
