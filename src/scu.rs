@@ -230,18 +230,30 @@ fn is_uncompressed(ts: &str) -> bool {
     )
 }
 
+/// Why a file could not be re-encoded for a peer that takes implicit VR
+/// little endian only.
+#[derive(Debug, thiserror::Error)]
+enum ReencodeError {
+    #[error("cannot re-encode: {0}")]
+    Read(Box<dicom_object::ReadError>),
+    #[error("implicit VR little endian not registered")]
+    NoImplicitVr,
+    #[error("cannot re-encode: {0}")]
+    Write(Box<dicom_object::WriteError>),
+}
+
 /// The data set re-encoded in implicit VR little endian.
-fn to_implicit(item: &Item) -> Result<Item, String> {
+fn to_implicit(item: &Item) -> Result<Item, ReencodeError> {
     use dicom_encoding::TransferSyntaxIndex;
     let obj = dicom_object::OpenFileOptions::new()
         .open_file(&item.path)
-        .map_err(|e| format!("cannot re-encode: {e}"))?;
+        .map_err(|e| ReencodeError::Read(Box::new(e)))?;
     let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
         .get(uids::IMPLICIT_VR_LE)
-        .ok_or("implicit VR little endian not registered")?;
+        .ok_or(ReencodeError::NoImplicitVr)?;
     let mut bytes = Vec::new();
     obj.write_dataset_with_ts(&mut bytes, ts)
-        .map_err(|e| format!("cannot re-encode: {e}"))?;
+        .map_err(|e| ReencodeError::Write(Box::new(e)))?;
     Ok(Item {
         ts: uids::IMPLICIT_VR_LE.to_string(),
         body: Body::Memory(bytes),
@@ -347,7 +359,7 @@ async fn send_association(
             (None, Some(pc)) if fallback_implicit => match to_implicit(item) {
                 Ok(i) => (pc, std::borrow::Cow::Owned(i)),
                 Err(e) => {
-                    outcome.error = Some(e);
+                    outcome.error = Some(e.to_string());
                     outcomes.push(outcome);
                     continue;
                 }
