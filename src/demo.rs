@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use crate::config::Config;
 use crate::peers::{Peer, PeersFile};
 use crate::scu::{self, Target};
-use crate::stages::report;
+use crate::stages::{report, StageId};
 use crate::synth::{self, SynthOptions};
 
 pub struct DemoOptions {
@@ -187,7 +187,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             .join(&c.id)
             .join(format!("v{}", c.version));
         println!("  results: {}", results.display());
-        let report = results.join("report");
+        let report = results.join(StageId::Report.as_str());
         if report.join(report::PDF_FILE).is_file() {
             println!(
                 "  report:  {} (also {}, and {} sent as Encapsulated PDF){}",
@@ -227,7 +227,7 @@ fn print_radiomics(data_dir: &Path, course: &str, version: u32) {
         .join("courses")
         .join(course)
         .join(format!("v{version}"))
-        .join("radiomics")
+        .join(StageId::Radiomics.as_str())
         .join(crate::radiomics::JSON_FILE);
     let Ok(bytes) = std::fs::read(&p) else { return };
     let Ok(serde_json::Value::Object(rois)) = serde_json::from_slice::<serde_json::Value>(&bytes)
@@ -262,7 +262,7 @@ fn print_dvh(data_dir: &Path, course: &str, version: u32) {
         .join("courses")
         .join(course)
         .join(format!("v{version}"))
-        .join("dvh")
+        .join(StageId::Dvh.as_str())
         .join("dvh.json");
     let Ok(bytes) = std::fs::read(&p) else { return };
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {

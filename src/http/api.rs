@@ -25,6 +25,7 @@ use super::{ApiError, AppState, Caller};
 use crate::export::OutboundState;
 use crate::node::Node;
 use crate::pipeline::CourseStatus;
+use crate::stages::StageId;
 
 /// The hand-maintained OpenAPI document.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -376,11 +377,13 @@ async fn course(
             return Ok(None);
         };
         let v = c.version;
-        let json =
-            |stage: &str, file: &str| crate::pipeline::stage_json(&data_dir, &c.id, v, stage, file);
-        let dvh = json("dvh", "dvh.json")?.map(dvh_summary);
-        let qc = json("qc", crate::stages::qc::REPORT_FILE)?;
-        let radiomics = json("radiomics", crate::radiomics::JSON_FILE)?.map(radiomics_summary);
+        let json = |stage: StageId, file: &str| {
+            crate::pipeline::stage_json(&data_dir, &c.id, v, stage.as_str(), file)
+        };
+        let dvh = json(StageId::Dvh, "dvh.json")?.map(dvh_summary);
+        let qc = json(StageId::Qc, crate::stages::qc::REPORT_FILE)?;
+        let radiomics =
+            json(StageId::Radiomics, crate::radiomics::JSON_FILE)?.map(radiomics_summary);
         Ok(Some(CourseDetail {
             versions: crate::pipeline::versions_on_disk(&data_dir, &c.id),
             result_files: crate::pipeline::result_files(&data_dir, &c.id, v),

@@ -245,24 +245,11 @@ pub(super) fn qc_blocks(q: &QcReport) -> Vec<Block> {
     ]
 }
 
-const STAGE_ORDER: &[&str] = &["organize", "segmentation", "qc", "dvh", "radiomics"];
-
-/// The stages that ran before the report, from the version's manifest.
-pub(super) fn stage_table(manifest: &Value) -> Option<Table> {
+/// The stages that ran before the report, from the version's manifest, in
+/// the pipeline's order (`order`).
+pub(super) fn stage_table(manifest: &Value, order: &[String]) -> Option<Table> {
     let stages = manifest["stages"].as_object()?;
-    let mut names: Vec<&String> = stages
-        .keys()
-        .filter(|k| !matches!(k.as_str(), "report" | "export"))
-        .collect();
-    names.sort_by_key(|n| {
-        (
-            STAGE_ORDER
-                .iter()
-                .position(|s| s == n)
-                .unwrap_or(STAGE_ORDER.len()),
-            n.to_string(),
-        )
-    });
+    let names: Vec<&String> = order.iter().filter(|n| stages.contains_key(*n)).collect();
     let rows = names
         .into_iter()
         .map(|name| {

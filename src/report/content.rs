@@ -41,6 +41,9 @@ pub struct ReportInputs {
     pub radiomics: Option<Csv>,
     /// The version's manifest.json.
     pub manifest: Option<Value>,
+    /// The stages that run before the report, in the pipeline's order (the
+    /// adapter passes the registry's): the order of the stage table.
+    pub stages_before: Vec<String>,
     /// Inputs that were missing or unreadable, in words.
     pub missing: Vec<String>,
     /// VxGy metrics listed besides those named in constraints
@@ -144,7 +147,11 @@ pub fn build(inp: &ReportInputs) -> Document {
         None => blocks.push(Block::Paragraph("No QC report.".into())),
     }
 
-    if let Some(t) = inp.manifest.as_ref().and_then(stage_table) {
+    if let Some(t) = inp
+        .manifest
+        .as_ref()
+        .and_then(|m| stage_table(m, &inp.stages_before))
+    {
         blocks.push(Block::Heading("Stages".into()));
         blocks.push(Block::Table(t));
     }

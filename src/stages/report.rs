@@ -126,13 +126,13 @@ impl Stage for Report {
 
     fn run(&self, ctx: &StageContext) -> Result<Outcome> {
         let course = ctx.course;
-        let up = |stage: &str, file: &str| ctx.upstream.get(stage).map(|d| d.join(file));
+        let up = |stage: StageId, file: &str| ctx.upstream.get(&stage).map(|d| d.join(file));
         (ctx.progress)(0, 4);
         // First, so that a missing font fails the stage before any work.
         let fonts = pdf::Fonts::load(&self.fonts)?;
         let organize = ctx
             .upstream
-            .get("organize")
+            .get(&StageId::Organize)
             .context("the organize output is missing")?;
         let gf: GeometryFile = read_json(&organize.join(GEOMETRY_FILE))?;
         let ct = Volume::read_nrrd(&organize.join(VOLUME_FILE))?;
@@ -164,33 +164,33 @@ impl Stage for Report {
             RtStruct::from_file(p)
         });
         let auto_structures = optional(
-            up("segmentation", RTSTRUCT_FILE),
+            up(StageId::Segmentation, RTSTRUCT_FILE),
             "the auto-segmentation RTSTRUCT",
             &mut missing,
             RtStruct::from_file,
         );
         let dvh: Option<serde_json::Value> =
-            optional(up("dvh", "dvh.json"), "dvh.json", &mut missing, read_json);
+            optional(up(StageId::Dvh, "dvh.json"), "dvh.json", &mut missing, read_json);
         let dvh_metrics = optional(
-            up("dvh", "dvh_metrics.csv"),
+            up(StageId::Dvh, "dvh_metrics.csv"),
             "dvh_metrics.csv",
             &mut missing,
             Csv::read,
         );
         let dvh_constraints = optional(
-            up("dvh", "dvh_constraints.csv"),
+            up(StageId::Dvh, "dvh_constraints.csv"),
             "dvh_constraints.csv",
             &mut missing,
             Csv::read,
         );
         let qc = optional(
-            up("qc", super::qc::REPORT_FILE),
+            up(StageId::Qc, super::qc::REPORT_FILE),
             "qc.json",
             &mut missing,
             read_json,
         );
         let radiomics = optional(
-            up("radiomics", "radiomics.csv"),
+            up(StageId::Radiomics, "radiomics.csv"),
             "radiomics.csv",
             &mut missing,
             Csv::read,
@@ -231,6 +231,11 @@ impl Stage for Report {
             qc,
             radiomics,
             manifest,
+            stages_before: StageId::ALL
+                .iter()
+                .take_while(|s| **s != StageId::Report)
+                .map(|s| s.as_str().to_owned())
+                .collect(),
             missing,
             v_gy: self.v_gy.clone(),
         };
