@@ -47,15 +47,16 @@ pub const RESCALE_INTERCEPT: f64 = -1024.0;
 /// Rescale slope (1, so stored values are integral HU offsets).
 pub const RESCALE_SLOPE: f64 = 1.0;
 
-/// Material values in Hounsfield units.
+/// Air, everywhere outside the body and the couch, HU. The phantom's
+/// materials follow, each a constant value.
 pub const HU_AIR: f64 = -1000.0;
 /// Soft tissue (the phantom's body), HU.
 pub const HU_SOFT_TISSUE: f64 = 20.0;
 /// Lung, HU.
 pub const HU_LUNG: f64 = -800.0;
-/// Trabecular bone (vertebral body), HU.
+/// Trabecular bone (inside the vertebral body), HU.
 pub const HU_TRABECULAR_BONE: f64 = 700.0;
-/// Cortical bone (the vertebra's shell), HU.
+/// Cortical bone (the vertebral body's outer ring), HU.
 pub const HU_CORTICAL_BONE: f64 = 1200.0;
 /// The treatment couch below the body, HU.
 pub const HU_COUCH: f64 = 100.0;

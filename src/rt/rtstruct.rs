@@ -162,8 +162,9 @@ pub struct Roi {
     /// ROIGenerationAlgorithm (AUTOMATIC, SEMIAUTOMATIC, MANUAL); empty when
     /// absent.
     pub generation_algorithm: String,
-    /// ReferencedFrameOfReferenceUID of the ROI (the patient coordinate system
-    /// its contours are in); empty when absent.
+    /// ReferencedFrameOfReferenceUID of the ROI: the patient coordinate
+    /// system its contours are in (the structure set's first one when the
+    /// ROI names none).
     pub frame_of_reference_uid: String,
     /// Closed planar contours by plane, ascending z.
     pub planes: Vec<ContourPlane>,
@@ -224,7 +225,8 @@ pub struct RtStruct {
     pub label: String,
     /// The frame of reference the structure set lives in.
     pub frame_of_reference_uid: String,
-    /// ROIs in file order, names made unique.
+    /// ROIs in StructureSetROISequence order (ROIs with contours but no
+    /// entry there last), names made unique.
     pub rois: Vec<Roi>,
     /// Oddities of the structure set as a whole.
     pub notes: Vec<String>,
