@@ -19,6 +19,7 @@ use crate::volume::{Geometry, Volume};
 pub struct Slice {
     /// SOP Instance UID.
     pub uid: String,
+    /// The slice's DICOM file.
     pub path: std::path::PathBuf,
     /// ImagePositionPatient.
     pub position: [f64; 3],

@@ -47,12 +47,18 @@ pub const RESCALE_INTERCEPT: f64 = -1024.0;
 /// Rescale slope (1, so stored values are integral HU offsets).
 pub const RESCALE_SLOPE: f64 = 1.0;
 
-/// Material values in Hounsfield units.
+/// Air, everywhere outside the body and the couch, HU. The phantom's
+/// materials follow, each a constant value.
 pub const HU_AIR: f64 = -1000.0;
+/// Soft tissue (the phantom's body), HU.
 pub const HU_SOFT_TISSUE: f64 = 20.0;
+/// Lung, HU.
 pub const HU_LUNG: f64 = -800.0;
+/// Trabecular bone (inside the vertebral body), HU.
 pub const HU_TRABECULAR_BONE: f64 = 700.0;
+/// Cortical bone (the vertebral body's outer ring), HU.
 pub const HU_CORTICAL_BONE: f64 = 1200.0;
+/// The treatment couch below the body, HU.
 pub const HU_COUCH: f64 = 100.0;
 
 /// Smallest supported matrix: below this the couch gap (which must be at
@@ -81,7 +87,9 @@ pub struct SynthOptions {
     pub pixel_spacing_mm: f64,
     /// Slice thickness and spacing (default 2.5).
     pub slice_thickness_mm: f64,
+    /// PatientID written into every file (up to 64 characters, not empty).
     pub patient_id: String,
+    /// PatientName, DICOM PN form `Family^Given` (may be empty).
     pub patient_name: String,
     /// UID root; UIDs are `<root>.<random decimal>` (default "2.25").
     pub uid_root: String,
@@ -172,10 +180,13 @@ fn check_text(what: &str, value: &str, max_chars: usize, allow_empty: bool) -> R
 /// that positions computed from it match what a reader derives from the files.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CtGrid {
+    /// Rows of every slice.
     pub rows: u16,
+    /// Columns of every slice (equal to `rows`).
     pub columns: u16,
     /// Equal row and column spacing (mm).
     pub pixel_spacing_mm: f64,
+    /// SliceThickness, also the distance between slices (mm).
     pub slice_thickness_mm: f64,
     /// x of the centre of column 0 (`ImagePositionPatient[0]`).
     pub first_pixel_x: f64,
@@ -186,6 +197,9 @@ pub struct CtGrid {
 }
 
 impl CtGrid {
+    /// The grid `opts` describe, centred on x = y = 0 with the first slice at
+    /// z = 0 and values rounded as the DS strings will hold them; an error if a
+    /// value cannot be encoded as DS.
     pub fn for_options(opts: &SynthOptions) -> Result<CtGrid> {
         let spacing = quantize_ds(opts.pixel_spacing_mm)?;
         let thickness = quantize_ds(opts.slice_thickness_mm)?;
@@ -222,15 +236,20 @@ impl CtGrid {
     reason = "consumed by the RTSTRUCT/RTDOSE synthesis and contour-validation stages"
 )]
 pub struct SynthSeries {
+    /// Study Instance UID of the series.
     pub study_instance_uid: String,
+    /// Series Instance UID of the series.
     pub series_instance_uid: String,
+    /// Frame of Reference UID, shared by the RT objects made for it.
     pub frame_of_reference_uid: String,
     /// One file per slice, in slice order (index 0 = lowest z).
     pub files: Vec<PathBuf>,
+    /// The anatomy the slices show, in patient mm.
     pub phantom: Phantom,
     /// SOP Instance UIDs, parallel to `files` (needed to reference the
     /// images from RTSTRUCT contour image sequences).
     pub sop_instance_uids: Vec<String>,
+    /// The sampling grid, as encoded in the files.
     pub grid: CtGrid,
 }
 

@@ -3,10 +3,12 @@
 
 use std::time::SystemTime;
 
+/// `t` as UTC RFC 3339 with milliseconds, e.g. `2026-01-01T12:00:00.000Z`.
 pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
+/// The current time as UTC RFC 3339 with milliseconds (see [`rfc3339`]).
 pub fn now_rfc3339() -> String {
     rfc3339(SystemTime::now())
 }

@@ -11,6 +11,8 @@ use anyhow::{bail, Context, Result};
 use ndarray::Array3;
 use serde::{Deserialize, Serialize};
 
+/// The voxel grid in the patient coordinate system (DICOM LPS, mm): where
+/// voxel `[0,0,0]` lies, the spacing and the axis directions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Geometry {
     /// Patient position of the centre of voxel `[0,0,0]`, mm.
@@ -36,8 +38,10 @@ impl Geometry {
     }
 }
 
+/// A 3-D image (CT in HU) with its grid; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct Volume {
+    /// Where the voxels lie in patient coordinates.
     pub geometry: Geometry,
     /// `[slice, row, column]`.
     pub data: Array3<f32>,

@@ -5,16 +5,23 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::InstanceRecord;
 
+/// Whether an image series forms a complete volume, and its slice layout.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SeriesGeometry {
+    /// Number of slices (instances) in the series.
     pub slices: usize,
+    /// True when the slices are parallel, equally spaced, without gap or
+    /// duplicate position; `problems` says why not.
     pub complete: bool,
     /// Slice spacing along the normal (median of neighbour distances), mm.
     pub spacing_mm: Option<f64>,
     /// Row × column direction: the slice normal.
     pub normal: Option<[f64; 3]>,
-    /// Positions along the normal, sorted, mm.
+    /// Lowest slice position along the normal, mm (slices sorted along it);
+    /// None when no slice has a position.
     pub first_mm: Option<f64>,
+    /// Highest slice position along the normal, mm; None when no slice has a
+    /// position.
     pub last_mm: Option<f64>,
     /// Why it is not complete, for a person to read.
     pub problems: Vec<String>,

@@ -23,11 +23,17 @@ pub use geometry::{check_series, SeriesGeometry};
 /// One member object of a course.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Member {
+    /// SOP Instance UID of the object.
     pub sop_instance_uid: String,
+    /// Series Instance UID of the object.
     pub series_instance_uid: String,
+    /// blake3 of the data set as received (see `InstanceRecord`).
     pub content_hash: String,
+    /// Where the file is stored, relative to the data directory.
     pub path: String,
+    /// Calling AE title of the association that sent it.
     pub calling_ae: String,
+    /// When it was received, RFC 3339 UTC.
     pub received_at: String,
 }
 
@@ -44,40 +50,66 @@ impl Member {
     }
 }
 
+/// An RT Plan of a course, with what course selection reads from it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanMember {
+    /// The stored object.
     pub member: Member,
+    /// RTPlanLabel; empty when absent.
     pub label: String,
+    /// PlanIntent (CURATIVE, PALLIATIVE, VERIFICATION, …); empty when absent.
     pub intent: String,
+    /// RTApprovalStatus (APPROVED, UNAPPROVED, REJECTED); empty when absent.
     pub approval_status: String,
     /// A plan this one replaces (RTPlanRelationship PREDECESSOR).
     pub predecessor: Option<String>,
+    /// SOP Instance UID of the RT Structure Set the plan references.
     pub structure_set: Option<String>,
 }
 
+/// An RT Dose of a course, attached to the plan it references.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DoseMember {
+    /// The stored object.
     pub member: Member,
+    /// SOP Instance UID of the RT Plan the dose references.
     pub plan: String,
+    /// DoseSummationType (PLAN, FRACTION, BEAM, …).
     pub summation_type: String,
+    /// DoseType (PHYSICAL, EFFECTIVE, ERROR).
     pub dose_type: String,
+    /// DoseUnits (GY or RELATIVE).
     pub units: String,
+    /// FrameOfReferenceUID of the dose grid; empty when absent.
     pub frame_of_reference_uid: String,
 }
 
+/// One treatment course: a planning image series and the RT objects that
+/// reference it, with what it still waits for (see the module
+/// documentation).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Course {
     /// Patient ID (made path-safe) and a short hash of the planning series.
     pub id: String,
+    /// The patient, as the planning images identify them (the structure
+    /// set until they arrive).
     pub patient: PatientInfo,
+    /// Series Instance UID of the planning image series.
     pub planning_series_uid: String,
+    /// Modality of the planning images (CT, MR, PT); empty until they arrive.
     pub modality: String,
+    /// FrameOfReferenceUID of the planning images: the coordinate system every
+    /// member must share.
     pub frame_of_reference_uid: String,
+    /// The planning image slices received so far.
     pub images: Vec<Member>,
+    /// Whether the planning series forms a complete volume.
     pub geometry: SeriesGeometry,
     /// Oldest first.
     pub structure_sets: Vec<Member>,
+    /// RT Plans that reference the structure sets.
     pub plans: Vec<PlanMember>,
+    /// RT Doses that reference the plans.
     pub doses: Vec<DoseMember>,
     /// Why the course cannot run at all (e.g. patient identity mismatch).
     pub held: Option<String>,
@@ -90,6 +122,7 @@ pub struct Course {
 }
 
 impl Course {
+    /// Whether the planning series has arrived and forms a complete volume.
     pub fn has_images(&self) -> bool {
         !self.images.is_empty() && self.geometry.complete
     }
@@ -275,16 +308,22 @@ fn stand_alone(series: &[&InstanceRecord]) -> StandAlone {
 /// without a reason (`rtnode status`, `rtnode process`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unassembled {
+    /// Series Instance UID of the series.
     pub series_instance_uid: String,
+    /// Modality of its first instance.
     pub modality: String,
+    /// PatientID of its first instance.
     pub patient_id: String,
+    /// Number of instances received in the series.
     pub instances: usize,
+    /// Why it formed no course, for a person to read.
     pub reason: String,
 }
 
 /// Every course the records allow, and every series that formed none.
 #[derive(Debug, Clone, Default)]
 pub struct Assembly {
+    /// Every course, complete or still waiting.
     pub courses: Vec<Course>,
     /// In series UID order.
     pub unassembled: Vec<Unassembled>,

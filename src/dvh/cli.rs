@@ -9,12 +9,19 @@ use crate::rt::{DoseGrid, DoseHeader, DoseScope, Plan, RtStruct};
 
 use super::{assemble_dose, compute, select_dose, write_outputs, DvhReport, DvhSettings};
 
+/// Arguments of `rtnode dvh`.
 #[derive(Debug, Clone)]
 pub struct DvhArgs {
+    /// The RT Structure Set whose ROIs are evaluated.
     pub rtstruct: PathBuf,
+    /// RT Dose files to choose from by the rules of [`select_dose`] (several
+    /// may be summed, e.g. BEAM doses).
     pub rtdose: Vec<PathBuf>,
+    /// RT Plans the doses reference: fractions and prescriptions.
     pub rtplan: Vec<PathBuf>,
+    /// Folder for the CSV/JSON outputs; None writes none.
     pub out: Option<PathBuf>,
+    /// Print the metrics as JSON instead of the text table.
     pub json: bool,
     /// YAML with DVH settings, bare or under `dvh:` (e.g. conf/rtnode.yaml).
     pub settings: Option<PathBuf>,
@@ -58,7 +65,11 @@ pub enum DoseChooser {
     /// even without a plan reference, and a lone FRACTION dose whose plan
     /// is not given is used as stored (or multiplied by `fractions`), each
     /// said in the outputs.
-    CommandLine { fractions: Option<u32> },
+    CommandLine {
+        /// `--fractions`: multiplies a lone FRACTION dose; None uses it as
+        /// stored.
+        fractions: Option<u32>,
+    },
 }
 
 /// Reads the files, chooses the dose, computes the report, as
@@ -209,6 +220,8 @@ fn fraction_dose_without_plan(grid: &mut DoseGrid, h: &DoseHeader, fractions: Op
     }
 }
 
+/// `rtnode dvh`: loads the settings, computes the report, writes the
+/// outputs when `--out` is given and prints the metrics (a table, or JSON).
 pub fn run(args: &DvhArgs) -> Result<()> {
     let settings = match &args.settings {
         Some(p) => load_settings(p)?,

@@ -4,25 +4,37 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// A parsed constraint such as `Lung*: V20Gy <= 30 %`: an ROI name pattern,
+/// a metric, a comparison and a limit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Constraint {
+    /// The constraint as written (trimmed), repeated in results.
     pub text: String,
+    /// ROI name pattern with `*` and `?` wildcards, matched case-insensitively.
     pub pattern: String,
     /// The metric name as reported (unit folded in: `V20Gy` with `%`
     /// becomes `V20Gy_pct`, `D95` with `%Rx` becomes `D95_pctRx`).
     pub metric: String,
+    /// The comparison the metric's value must satisfy.
     pub op: Op,
+    /// The limit in the metric's reported unit: Gy for dose metrics (cGy
+    /// converted), cc for absolute volumes, percent for `_pct`/`_pctRx` ones.
     pub limit: f64,
 }
 
+/// A constraint's comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
+    /// Value strictly below the limit (`<`).
     #[serde(rename = "<")]
     Lt,
+    /// Value at or below the limit (`<=`).
     #[serde(rename = "<=")]
     Le,
+    /// Value strictly above the limit (`>`).
     #[serde(rename = ">")]
     Gt,
+    /// Value at or above the limit (`>=`).
     #[serde(rename = ">=")]
     Ge,
 }
@@ -38,19 +50,33 @@ impl Op {
     }
 }
 
+/// The outcome of one constraint on one ROI, as reported.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConstraintResult {
+    /// Name of the ROI it was evaluated on; empty when no ROI matches the
+    /// pattern.
     pub roi: String,
+    /// The constraint as written.
     pub constraint: String,
+    /// The metric compared, as reported (e.g. `V20Gy_pct`).
     pub metric: String,
+    /// The metric's value for the ROI, in the limit's unit; None when it could
+    /// not be computed.
     pub value: Option<f64>,
+    /// The limit, in the metric's reported unit.
     pub limit: f64,
     /// None when the metric could not be computed (then the reason says why).
     pub pass: Option<bool>,
+    /// Why there is no verdict (no ROI matches, the metric is missing or
+    /// undefined, or the dose cannot answer it); None otherwise.
     pub reason: Option<String>,
 }
 
 impl Constraint {
+    /// Parses `"ROI pattern: metric op limit [unit]"`; units are Gy or cGy for
+    /// dose metrics, cc/cm3 or `%` for volume metrics, `%Rx` for dose relative to
+    /// the prescription (bare `%` on a dose metric means `%Rx` too). The error
+    /// says in words what is wrong.
     pub fn parse(text: &str) -> Result<Constraint, String> {
         let bad = |why: &str| format!("constraint {text:?}: {why}");
         let (pattern, rule) = text
@@ -103,10 +129,14 @@ impl Constraint {
         })
     }
 
+    /// Whether the constraint applies to the ROI named `roi` (wildcards,
+    /// case-insensitive).
     pub fn matches(&self, roi: &str) -> bool {
         glob(&self.pattern.to_lowercase(), &roi.to_lowercase())
     }
 
+    /// Evaluates against one ROI's metrics (by reported name, None for
+    /// undefined).
     pub fn evaluate(&self, roi: &str, metrics: &BTreeMap<String, Option<f64>>) -> ConstraintResult {
         let value = metrics.get(&self.metric).copied().flatten();
         let reason = match metrics.get(&self.metric) {

@@ -9,11 +9,17 @@ use crate::rt::{Roi, RtStruct};
 
 use super::settings::{DerivedSpec, DvhSettings, MissingSource};
 
+/// One derived structure as built: its definition, its solid and how it came
+/// about.
 pub struct Derived {
+    /// The definition from `dvh.derived`.
     pub spec: DerivedSpec,
     /// None when skipped.
     pub shape: Option<Shape>,
+    /// True when some sources were missing and it was built from the others (as
+    /// `missing: partial` allows); its DVH is marked so.
     pub partial: bool,
+    /// How it was built and what was missing, in words.
     pub notes: Vec<String>,
 }
 

@@ -19,6 +19,8 @@ use super::histogram::{Accumulator, Histogram};
 /// islands, thin shells).
 pub const MAX_LATTICE: usize = 1 << 21;
 
+/// Reads dose from one grid for the DVH: interpolated between nodes,
+/// integrated along z over a sample's intervals.
 pub struct Sampler<'a> {
     grid: &'a DoseGrid,
     data: &'a [f32],
@@ -31,6 +33,8 @@ pub struct Sampler<'a> {
 }
 
 impl<'a> Sampler<'a> {
+    /// A sampler over `grid`; None when its voxels are not one contiguous
+    /// array.
     pub fn new(grid: &'a DoseGrid) -> Option<Sampler<'a>> {
         let b = grid.geometry.bounds();
         Some(Sampler {

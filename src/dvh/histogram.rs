@@ -14,6 +14,9 @@
 /// ramp coefficients would grow without bound.
 const NARROW_GY: f64 = 1e-9;
 
+/// A DVH being built: deposits of volume over linear dose ranges, summed in
+/// O(1) each (see the module documentation); [`Accumulator::finish`] makes
+/// the [`Histogram`].
 #[derive(Debug, Clone)]
 pub struct Accumulator {
     bin: f64,
@@ -26,7 +29,9 @@ pub struct Accumulator {
     pub volume: f64,
     /// ∫ dose dV, Gy·mm³.
     pub dose_volume: f64,
+    /// Lowest dose deposited, Gy (+∞ before any deposit).
     pub min: f64,
+    /// Highest dose deposited, Gy (−∞ before any deposit).
     pub max: f64,
     /// Volume of the structure outside the dose grid, mm³.
     pub outside: f64,
@@ -94,10 +99,13 @@ impl Accumulator {
         self.offset[jb] += c * b;
     }
 
+    /// Adds `v` mm³ of the structure that lies outside the dose grid (counted
+    /// apart, not in the DVH).
     pub fn add_outside(&mut self, v: f64) {
         self.outside += v;
     }
 
+    /// Sums two accumulators of the same bin width (those of parallel workers).
     pub fn merge(mut self, other: Accumulator) -> Accumulator {
         if other.slope.len() > self.slope.len() {
             return other.merge(self);
@@ -116,6 +124,8 @@ impl Accumulator {
         self
     }
 
+    /// The finished histogram: cumulative volumes at every bin edge up to just
+    /// above the highest dose.
     pub fn finish(self) -> Histogram {
         // G at each edge, then bin contents as differences.
         let mut below = Vec::with_capacity(self.slope.len());
@@ -156,22 +166,30 @@ impl Accumulator {
 /// A finished DVH. Volumes in mm³.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Histogram {
+    /// Bin width, Gy.
     pub bin_gy: f64,
     /// Volume receiving less than edge j·bin_gy, for every edge; the last
     /// is the whole volume.
     pub below: Vec<f64>,
+    /// Volume inside the dose grid, mm³.
     pub volume: f64,
+    /// ∫ dose dV over that volume, Gy·mm³.
     pub dose_volume: f64,
+    /// Lowest dose in the structure, Gy (0 when empty).
     pub min: f64,
+    /// Highest dose in the structure, Gy (0 when empty).
     pub max: f64,
+    /// Volume of the structure outside the dose grid, mm³ (not in `volume`).
     pub outside: f64,
 }
 
 impl Histogram {
+    /// A histogram of no volume, with bins of `bin_gy` Gy.
     pub fn empty(bin_gy: f64) -> Histogram {
         Accumulator::new(bin_gy, 0.0).finish()
     }
 
+    /// Number of bin edges (0, bin_gy, 2·bin_gy, …) in `below`.
     pub fn edges(&self) -> usize {
         self.below.len()
     }
@@ -229,6 +247,7 @@ impl Histogram {
         Some(d.clamp(self.min, self.max))
     }
 
+    /// Mean dose, Gy; None for a structure with no volume in the grid.
     pub fn mean(&self) -> Option<f64> {
         (self.volume > 0.0).then(|| self.dose_volume / self.volume)
     }

@@ -18,6 +18,7 @@ use super::settings::DvhSettings;
 pub struct Metrics(pub Vec<(String, Option<f64>)>);
 
 impl Metrics {
+    /// The value of metric `name`; None when absent or undefined.
     pub fn get(&self, name: &str) -> Option<f64> {
         self.0.iter().find(|(n, _)| n == name).and_then(|(_, v)| *v)
     }
@@ -26,6 +27,7 @@ impl Metrics {
         self.0.push((name.into(), v.filter(|x| x.is_finite())));
     }
 
+    /// Metric name → value, for constraint evaluation.
     pub fn as_map(&self) -> std::collections::BTreeMap<String, Option<f64>> {
         self.0.iter().cloned().collect()
     }
@@ -45,7 +47,10 @@ impl Serialize for Metrics {
 /// its own target and there are several, the label to append.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RxRef {
+    /// The prescription dose, Gy (total over the fractions).
     pub dose_gy: f64,
+    /// The target label appended as `@<label>`; None for the ROI's own
+    /// prescription, or when there is only one.
     pub suffix: Option<String>,
 }
 
@@ -93,6 +98,11 @@ pub fn num(x: f64) -> String {
 
 const MM3_PER_CC: f64 = 1000.0;
 
+/// The metrics of one ROI from its histogram. `total_mm3` is the ROI's
+/// whole volume (including any part outside the dose grid). Only volumes are
+/// reported when `absolute` is false (relative dose) or nothing lies in the
+/// grid; relative-to-prescription metrics repeat for each of `rx`; VxGy
+/// metrics are left out for a FRACTION dose used as stored.
 pub fn compute(
     h: &Histogram,
     total_mm3: f64,

@@ -35,61 +35,89 @@ pub use output::{json_metrics, write_outputs};
 pub use select::{select_dose, Component, DoseChoice};
 pub use settings::DvhSettings;
 
+/// Everything one DVH run produced: the dose and structures used, every
+/// ROI's DVH and metrics, constraint verdicts and the settings, as written to
+/// `dvh.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct DvhReport {
+    /// Version of rtnode that computed it.
     pub rtnode_version: String,
+    /// The dose the DVHs were computed on.
     pub dose: DoseSummary,
+    /// The structure set the ROIs come from.
     pub structure_set: StructureSetSummary,
     /// The prescriptions relative metrics refer to.
     pub prescriptions: Vec<Prescription>,
     /// False for a RELATIVE dose: only volumes are reported.
     pub absolute: bool,
+    /// The structure set's ROIs in its order, then the derived structures.
     pub rois: Vec<RoiDvh>,
+    /// Every constraint on every ROI it matches (a pattern matching none
+    /// gives one row with an empty ROI).
     pub constraints: Vec<ConstraintResult>,
     /// Metrics left out because the dose cannot answer them (a FRACTION
     /// dose as stored: VxGy), with why; empty otherwise.
     pub not_evaluated: Option<NotEvaluated>,
+    /// Decisions and oddities of the run as a whole, in words.
     pub notes: Vec<String>,
+    /// The settings it ran with.
     pub settings: DvhSettings,
 }
 
 /// What was deliberately not computed, and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct NotEvaluated {
+    /// Names of the metrics left out.
     pub metrics: Vec<String>,
+    /// Why, in words.
     pub reason: String,
 }
 
+/// The dose a report was computed on, for provenance in every output.
 #[derive(Debug, Clone, Serialize)]
 pub struct DoseSummary {
     /// A treatment total, or a fraction's dose as stored.
     pub scope: DoseScope,
+    /// How the dose came about, in words ("PLAN dose", "sum of 4 BEAM doses", …).
     pub description: String,
     /// SOP Instance UIDs of every RTDOSE used.
     pub dose_uids: Vec<String>,
+    /// SOP Instance UIDs of the plans those doses belong to.
     pub plan_uids: Vec<String>,
+    /// GY (absolute) or RELATIVE.
     pub units: String,
+    /// DoseType of the RTDOSE (PHYSICAL, EFFECTIVE, ERROR).
     pub dose_type: String,
+    /// Frame of reference of the dose grid.
     pub frame_of_reference_uid: String,
+    /// Highest voxel value of the grid, Gy (relative units for a RELATIVE dose).
     pub max_dose_gy: f64,
     /// nx, ny, nz.
     pub grid_size: [usize; 3],
     /// dx, dy, mean dz (mm).
     pub grid_spacing_mm: [f64; 3],
+    /// Oddities of the dose files and how the dose was chosen, in words.
     pub notes: Vec<String>,
 }
 
+/// The structure set a report's ROIs come from.
 #[derive(Debug, Clone, Serialize)]
 pub struct StructureSetSummary {
+    /// SOP Instance UID of the RT Structure Set.
     pub sop_instance_uid: String,
+    /// StructureSetLabel; empty when absent.
     pub label: String,
+    /// Frame of reference the contours are in.
     pub frame_of_reference_uid: String,
+    /// Oddities of the structure set as a whole, in words.
     pub notes: Vec<String>,
 }
 
+/// Whether an ROI's DVH could be computed, and how fully.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RoiStatus {
+    /// Computed from the full structure.
     Ok,
     /// A derived structure built without some of its sources.
     Partial,
@@ -99,17 +127,26 @@ pub enum RoiStatus {
     Skipped,
 }
 
+/// One ROI's (or derived structure's) DVH, metrics and status.
 #[derive(Debug, Clone, Serialize)]
 pub struct RoiDvh {
+    /// ROI name as in the structure set (or the derived structure's name).
     pub name: String,
+    /// ROINumber; None for a derived structure.
     pub number: Option<i64>,
+    /// Where the ROI comes from.
     pub source: RoiSource,
+    /// RTROIInterpretedType (PTV, ORGAN, …); empty when absent.
     pub interpreted_type: String,
+    /// Whether the DVH was computed, and how fully.
     pub status: RoiStatus,
+    /// How the ROI was read and sampled, in words.
     pub notes: Vec<String>,
     /// In-plane sampling step used (mm).
     pub step_mm: Option<f64>,
+    /// Its metrics (see the `metrics` module), in reporting order.
     pub metrics: Metrics,
+    /// Its DVH (cumulative volumes at each bin edge), serialised as `dvh`.
     #[serde(rename = "dvh", serialize_with = "output::ser_histogram")]
     pub histogram: Histogram,
 }

@@ -230,6 +230,7 @@ impl Serialize for JsonMetrics<'_> {
     }
 }
 
+/// The report in the form `rtnode dvh --json` prints (see [`JsonMetrics`]).
 pub fn json_metrics(r: &DvhReport) -> JsonMetrics<'_> {
     JsonMetrics(r)
 }

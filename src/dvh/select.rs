@@ -29,24 +29,37 @@ use super::settings::{DvhSettings, SumPlans};
 /// One RTDOSE entering the chosen dose, scaled by `factor`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Component {
+    /// SOP Instance UID of the RTDOSE.
     pub dose_uid: String,
+    /// SOP Instance UID of the plan it belongs to (empty when it references
+    /// none).
     pub plan_uid: String,
+    /// Its DoseSummationType (PLAN, FRACTION, BEAM, …).
     pub summation_type: String,
+    /// Multiplier applied to its voxels: 1, or the number of fractions for a
+    /// FRACTION dose scaled to the treatment total.
     pub factor: f64,
 }
 
+/// The dose chosen for a course's DVHs by [`select_dose`]: which RTDOSEs,
+/// scaled how, and why, or why none could be.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DoseChoice {
     /// Why no dose could be chosen; `None` when one was.
     pub failure: Option<String>,
+    /// The RTDOSEs summed into the dose; empty on failure.
     pub components: Vec<Component>,
     /// In words, for outputs.
     pub description: String,
+    /// SOP Instance UIDs of the plans the dose belongs to.
     pub plan_uids: Vec<String>,
     /// False for RELATIVE doses: no absolute metrics.
     pub absolute: bool,
+    /// DoseType of the chosen doses (PHYSICAL, EFFECTIVE, ERROR).
     pub dose_type: String,
+    /// Frame of reference of the chosen doses.
     pub frame_of_reference_uid: String,
+    /// The plans' target prescriptions, which relative metrics refer to.
     pub prescriptions: Vec<Prescription>,
     /// Every decision, in the order taken.
     pub reasons: Vec<String>,
@@ -55,6 +68,7 @@ pub struct DoseChoice {
 }
 
 impl DoseChoice {
+    /// Whether a dose was chosen (no failure and at least one component).
     pub fn is_chosen(&self) -> bool {
         self.failure.is_none() && !self.components.is_empty()
     }

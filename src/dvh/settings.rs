@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::rt::EndCap;
 
+/// The `dvh:` settings: sampling, metrics, dose choice, constraints and
+/// derived structures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DvhSettings {
@@ -26,7 +28,11 @@ pub struct DvhSettings {
     /// `min_step_mm` (default 0.05) and `max_step_mm` (default: half the
     /// dose grid's in-plane spacing).
     pub samples_per_plane: f64,
+    /// Smallest in-plane sampling step, mm (default 0.05); see
+    /// `samples_per_plane`.
     pub min_step_mm: f64,
+    /// Largest in-plane sampling step, mm; None (default) is half the dose
+    /// grid's in-plane spacing.
     pub max_step_mm: Option<f64>,
     /// Dx% metrics (dose to at least x % of the volume). Default
     /// [99, 98, 95, 50, 5, 2, 1].
@@ -95,6 +101,9 @@ impl Default for DvhSettings {
 pub const INTERPOLATION_REFUSED: &str = "dvh.interpolate_between_planes: true is refused: shape interpolation between planes is less accurate than per-plane slabs on the analytic matrix; see README";
 
 impl DvhSettings {
+    /// Checks the settings as a whole (positive steps, percentages in range,
+    /// constraints that parse, derived structures that make sense); the error
+    /// says which key is wrong.
     pub fn validate(&self) -> Result<(), String> {
         if self.interpolate_between_planes {
             return Err(INTERPOLATION_REFUSED.into());
@@ -132,24 +141,34 @@ impl DvhSettings {
     }
 }
 
+/// `dvh.sum_plans`: whether the doses of several plans of one course are
+/// summed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum SumPlans {
+    /// Sum them when they are one treatment: same frame of reference, neither a
+    /// replan of the other nor a verification plan.
     #[default]
     Auto,
+    /// Sum every usable plan.
     Always,
+    /// Refuse to choose between several plans.
     Never,
 }
 
+/// `dvh.dose_type`: which DoseType to use when a plan has both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum DoseTypePreference {
+    /// PHYSICAL dose.
     #[default]
     Physical,
+    /// EFFECTIVE dose (e.g. RBE-weighted).
     Effective,
 }
 
 impl DoseTypePreference {
+    /// The DoseType code as DICOM writes it (PHYSICAL, EFFECTIVE).
     pub fn code(self) -> &'static str {
         match self {
             DoseTypePreference::Physical => "PHYSICAL",
@@ -171,11 +190,17 @@ impl DoseTypePreference {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DerivedSpec {
+    /// Name of the structure in outputs (and for later derived structures).
     pub name: String,
+    /// How the sources combine.
     pub op: crate::rt::shape::BoolOp,
+    /// The ROIs (or earlier derived structures) it is built from, each with an
+    /// optional margin of its own.
     pub sources: Vec<DerivedSource>,
+    /// Margin applied to the result (default 0).
     #[serde(default)]
     pub margin_mm: Margin,
+    /// What to do when a source is missing (default `skip`).
     #[serde(default)]
     pub missing: MissingSource,
 }
@@ -214,18 +239,25 @@ impl DerivedSpec {
     }
 }
 
+/// One source of a derived structure: a bare ROI name, or
+/// `{roi: NAME, margin_mm: M}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum DerivedSource {
+    /// The ROI of this name (case-insensitive), as it is.
     Name(String),
+    /// The ROI grown (or shrunk, when negative) by a margin first.
     WithMargin {
+        /// The ROI name (case-insensitive).
         roi: String,
+        /// Its margin (default 0).
         #[serde(default)]
         margin_mm: Margin,
     },
 }
 
 impl DerivedSource {
+    /// The ROI name the source refers to.
     pub fn name(&self) -> &str {
         match self {
             DerivedSource::Name(n) => n,
@@ -233,6 +265,7 @@ impl DerivedSource {
         }
     }
 
+    /// The source's own margin along x, y, z in mm (zeros for a bare name).
     pub fn margin(&self) -> [f64; 3] {
         match self {
             DerivedSource::Name(_) => [0.0; 3],
@@ -255,7 +288,9 @@ impl DerivedSource {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Margin {
+    /// The same margin on every axis, mm.
     Iso(f64),
+    /// Margins along x, y and z, mm.
     Axes([f64; 3]),
 }
 
@@ -266,6 +301,7 @@ impl Default for Margin {
 }
 
 impl Margin {
+    /// The margin along x, y, z in mm.
     pub fn axes(&self) -> [f64; 3] {
         match self {
             Margin::Iso(m) => [*m; 3],
@@ -296,6 +332,8 @@ impl Margin {
     }
 }
 
+/// `missing:` of a derived structure: what to do when a source ROI is
+/// absent or empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum MissingSource {

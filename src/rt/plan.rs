@@ -10,38 +10,55 @@ use serde::{Deserialize, Serialize};
 
 use crate::dicom::attrs;
 
+/// One item of FractionGroupSequence: how many fractions deliver which beams.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FractionGroup {
+    /// FractionGroupNumber (the item's 1-based position when absent).
     pub number: i64,
+    /// NumberOfFractionsPlanned; None when absent or not positive.
     pub fractions_planned: Option<u32>,
     /// ReferencedBeamNumbers of the group.
     pub beams: Vec<i64>,
+    /// How many brachytherapy application setups the group references (0 for
+    /// external beam).
     pub brachy_setups: usize,
 }
 
+/// One beam of BeamSequence or IonBeamSequence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Beam {
+    /// BeamNumber, as fraction groups reference it.
     pub number: i64,
+    /// BeamName; empty when absent.
     pub name: String,
     /// TREATMENT, SETUP, …; empty when absent (read as treatment).
     pub delivery_type: String,
 }
 
 impl Beam {
+    /// Whether the beam delivers treatment dose: everything but SETUP and
+    /// VERIFICATION beams (an absent TreatmentDeliveryType counts as treatment).
     pub fn is_treatment(&self) -> bool {
         !matches!(self.delivery_type.as_str(), "SETUP" | "VERIFICATION")
     }
 }
 
+/// One item of DoseReferenceSequence: a prescription or constraint point,
+/// volume or site.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DoseReference {
+    /// DoseReferenceNumber, when present.
     pub number: Option<i64>,
     /// DoseReferenceStructureType: POINT, VOLUME, COORDINATES, SITE.
     pub structure_type: String,
+    /// DoseReferenceDescription; empty when absent.
     pub description: String,
     /// DoseReferenceType: TARGET or ORGAN_AT_RISK.
     pub reference_type: String,
+    /// TargetPrescriptionDose in Gy (the total over all fractions); None when
+    /// absent or not positive.
     pub target_prescription_dose: Option<f64>,
+    /// ReferencedROINumber: the structure-set ROI a VOLUME reference is to.
     pub referenced_roi_number: Option<i64>,
 }
 
@@ -54,34 +71,50 @@ pub struct Prescription {
     pub roi_number: Option<i64>,
     /// DoseReferenceDescription, or where the prescription came from.
     pub description: String,
+    /// SOP Instance UID of the plan it comes from.
     pub plan_uid: String,
 }
 
+/// The parts of an RT Plan (or RT Ion Plan) that dose selection, courses and
+/// prescriptions use.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
+    /// SOP Instance UID of the plan.
     pub sop_instance_uid: String,
+    /// FrameOfReferenceUID of the plan (the patient coordinate system it is in);
+    /// empty when absent.
     pub frame_of_reference_uid: String,
+    /// RTPlanLabel; empty when absent.
     pub label: String,
+    /// RTPlanName; empty when absent.
     pub name: String,
     /// RTPlanDate+RTPlanTime, else InstanceCreationDate+Time.
     pub date_time: String,
+    /// PlanIntent (CURATIVE, PALLIATIVE, VERIFICATION, …); empty when absent.
     pub intent: String,
     /// RTApprovalStatus (APPROVED, UNAPPROVED, REJECTED); empty when absent.
     pub approval_status: String,
+    /// FractionGroupSequence, in file order.
     pub fraction_groups: Vec<FractionGroup>,
+    /// Beams of BeamSequence and IonBeamSequence.
     pub beams: Vec<Beam>,
+    /// DoseReferenceSequence, in file order.
     pub dose_references: Vec<DoseReference>,
     /// ReferencedRTPlanSequence: (plan UID, RTPlanRelationship).
     pub related_plans: Vec<(String, String)>,
+    /// SOP Instance UID of the RT Structure Set the plan references, if any.
     pub referenced_structure_set: Option<String>,
 }
 
 impl Plan {
+    /// Reads the RT Plan file at `path`; see [`Plan::from_object`].
     pub fn from_file(path: &Path) -> Result<Plan> {
         let obj = attrs::open(path, false)?;
         Self::from_object(&obj).with_context(|| format!("reading RTPLAN {}", path.display()))
     }
 
+    /// Reads a parsed RT Plan; an error when the modality is other than RTPLAN
+    /// (an absent Modality is accepted).
     pub fn from_object(obj: &InMemDicomObject) -> Result<Plan> {
         let modality = attrs::code(obj, tags::MODALITY);
         ensure!(
@@ -165,6 +198,7 @@ impl Plan {
         })
     }
 
+    /// The beam with BeamNumber `number`, if the plan has it.
     pub fn beam(&self, number: i64) -> Option<&Beam> {
         self.beams.iter().find(|b| b.number == number)
     }

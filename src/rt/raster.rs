@@ -10,11 +10,18 @@ use super::rtstruct::ContourPlane;
 /// Samples (x0 + i hx, y0 + j hy) for i < nx, j < ny, row-major (j outer).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lattice {
+    /// x of the first sample (column 0), in the polygons' units: mm in the
+    /// patient plane, or pixels for [`Lattice::pixel_centres`].
     pub x0: f64,
+    /// y of the first sample (row 0), in the same units as `x0`.
     pub y0: f64,
+    /// Step between columns, same units.
     pub hx: f64,
+    /// Step between rows, same units.
     pub hy: f64,
+    /// Number of columns (samples along x).
     pub nx: usize,
+    /// Number of rows (samples along y).
     pub ny: usize,
 }
 
@@ -54,22 +61,27 @@ impl Lattice {
         }
     }
 
+    /// Number of samples, nx·ny: the length of a mask [`Lattice::fill`] writes.
     pub fn len(&self) -> usize {
         self.nx * self.ny
     }
 
+    /// Whether the lattice has no sample.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// x of column `i`.
     pub fn x(&self, i: usize) -> f64 {
         self.x0 + i as f64 * self.hx
     }
 
+    /// y of row `j`.
     pub fn y(&self, j: usize) -> f64 {
         self.y0 + j as f64 * self.hy
     }
 
+    /// The area one sample stands for, hx·hy (mm² on a patient-plane lattice).
     pub fn area(&self) -> f64 {
         self.hx * self.hy
     }

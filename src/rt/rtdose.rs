@@ -25,8 +25,12 @@ const AXIS_TOLERANCE: f64 = 1e-3;
 /// (`dvh::select_dose`) without loading any grid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DoseHeader {
+    /// SOP Instance UID of the RTDOSE.
     pub sop_instance_uid: String,
+    /// Series Instance UID of the RTDOSE.
     pub series_instance_uid: String,
+    /// FrameOfReferenceUID: the patient coordinate system the grid is in; empty
+    /// when absent.
     pub frame_of_reference_uid: String,
     /// DoseUnits: GY or RELATIVE (upper case as read).
     pub units: String,
@@ -34,7 +38,10 @@ pub struct DoseHeader {
     pub dose_type: String,
     /// DoseSummationType: PLAN, MULTI_PLAN, FRACTION, BEAM, BRACHY, …
     pub summation_type: String,
+    /// ReferencedRTPlanSequence, one entry per referenced fraction group (or per
+    /// plan when it names none); empty when the dose references no plan.
     pub referenced_plans: Vec<PlanReference>,
+    /// SOP Instance UID of the referenced RT Structure Set, if any.
     pub referenced_structure_set: Option<String>,
     /// InstanceCreationDate+Time (or ContentDate+Time), for "newest" choices.
     pub created: String,
@@ -43,6 +50,7 @@ pub struct DoseHeader {
 /// One item of the dose's ReferencedRTPlanSequence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanReference {
+    /// SOP Instance UID of the referenced RT Plan.
     pub plan_uid: String,
     /// ReferencedFractionGroupNumber, for FRACTION and BEAM doses.
     pub fraction_group: Option<i64>,
@@ -57,6 +65,8 @@ impl DoseHeader {
         Self::from_object(&obj).with_context(|| format!("reading RTDOSE {}", path.display()))
     }
 
+    /// Reads the header of a parsed RTDOSE; an error when the modality is other
+    /// than RTDOSE (an absent Modality is accepted).
     pub fn from_object(obj: &InMemDicomObject) -> Result<DoseHeader> {
         let modality = attrs::code(obj, tags::MODALITY);
         ensure!(
@@ -111,6 +121,7 @@ impl DoseHeader {
         })
     }
 
+    /// Whether the dose is in absolute units (DoseUnits GY), not RELATIVE.
     pub fn is_absolute(&self) -> bool {
         self.units == "GY"
     }
@@ -120,12 +131,19 @@ impl DoseHeader {
 /// with dx, dy > 0 and z ascending (frames may be unevenly spaced).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GridGeometry {
+    /// x of the first column of nodes, patient LPS mm.
     pub x0: f64,
+    /// Node spacing along x, mm (> 0).
     pub dx: f64,
+    /// Number of nodes along x.
     pub nx: usize,
+    /// y of the first row of nodes, patient LPS mm.
     pub y0: f64,
+    /// Node spacing along y, mm (> 0).
     pub dy: f64,
+    /// Number of nodes along y.
     pub ny: usize,
+    /// z of each frame, patient LPS mm, strictly ascending.
     pub z: Vec<f64>,
     /// How far the grid's voxels reach below the first and above the last
     /// frame (half a frame spacing; for a single frame, half its slice
@@ -139,20 +157,26 @@ pub struct GridGeometry {
 pub struct CellXY {
     /// Index of the node at or below x (clamped so that i0 + 1 < nx when nx > 1).
     pub i0: usize,
+    /// Index of the node at or below y (clamped like `i0`).
     pub j0: usize,
+    /// Fraction of the way from node `i0` to `i0 + 1` along x, 0 to 1.
     pub fx: f64,
+    /// Fraction of the way from node `j0` to `j0 + 1` along y, 0 to 1.
     pub fy: f64,
 }
 
 impl GridGeometry {
+    /// Number of frames (nodes along z).
     pub fn nz(&self) -> usize {
         self.z.len()
     }
 
+    /// x of node column `i`, mm.
     pub fn x(&self, i: usize) -> f64 {
         self.x0 + i as f64 * self.dx
     }
 
+    /// y of node row `j`, mm.
     pub fn y(&self, j: usize) -> f64 {
         self.y0 + j as f64 * self.dy
     }
@@ -180,6 +204,7 @@ impl GridGeometry {
         self.dx * self.dy * (b[2][1] - b[2][0]) / self.nz().max(1) as f64
     }
 
+    /// Whether (x, y), in mm, lies within the grid's in-plane voxel bounds.
     pub fn contains_xy(&self, x: f64, y: f64) -> bool {
         let b = self.bounds();
         x >= b[0][0] && x <= b[0][1] && y >= b[1][0] && y <= b[1][1]
@@ -285,19 +310,26 @@ pub struct DoseProvenance {
     pub notes: Vec<String>,
 }
 
+/// An RTDOSE with its voxels, reordered onto an axis-aligned grid (see the
+/// module documentation).
 #[derive(Debug, Clone)]
 pub struct DoseGrid {
+    /// The RTDOSE's attributes.
     pub header: DoseHeader,
+    /// Where the voxels lie, patient LPS mm.
     pub geometry: GridGeometry,
     /// Dose in Gy (or relative units when `header.units` is RELATIVE),
     /// indexed [k (z), j (y), i (x)].
     pub data: Array3<f32>,
+    /// How the grid came about (one file, a sum, a scaled fraction dose).
     pub provenance: DoseProvenance,
     /// Oddities of the file and how they were handled.
     pub notes: Vec<String>,
 }
 
 impl DoseGrid {
+    /// Reads the RTDOSE file at `path`, voxels included; see
+    /// [`DoseGrid::from_object`].
     pub fn from_file(path: &Path) -> Result<DoseGrid> {
         let obj = attrs::open(path, false)?;
         Self::from_object(&obj).with_context(|| format!("reading RTDOSE {}", path.display()))
@@ -333,6 +365,10 @@ impl DoseGrid {
         })
     }
 
+    /// Reads a parsed RTDOSE: the pixel data scaled by DoseGridScaling to Gy
+    /// (CGY converted), reordered so that x, y and z grow with the indices. An
+    /// error for oblique or non-axial grids, unknown DoseUnits or frames that
+    /// share a z.
     pub fn from_object(obj: &DefaultDicomObject) -> Result<DoseGrid> {
         let header = DoseHeader::from_object(obj)?;
         let mut notes = Vec::new();
@@ -447,6 +483,8 @@ impl DoseGrid {
         Ok(grid)
     }
 
+    /// The largest voxel value, Gy (or relative units); 0 for an all-negative or
+    /// empty grid.
     pub fn max_dose(&self) -> f64 {
         self.data.iter().fold(0.0f32, |m, v| m.max(*v)) as f64
     }

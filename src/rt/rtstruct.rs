@@ -34,14 +34,22 @@ pub const PLANE_TOLERANCE_MM: f64 = 0.05;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RoiSource {
     /// The plan's (or any received) RT Structure Set.
-    StructureSet { sop_instance_uid: String },
+    StructureSet {
+        /// SOP Instance UID of the RT Structure Set.
+        sop_instance_uid: String,
+    },
     /// An RTSTRUCT written by an auto-segmentation model.
     AutoSegmentation {
+        /// Name of the model that drew the contours.
         model: String,
+        /// SOP Instance UID of the RTSTRUCT it wrote.
         sop_instance_uid: String,
     },
     /// Built from other ROIs by `dvh.derived`.
-    Derived { definition: String },
+    Derived {
+        /// The expression it was built from, as configured.
+        definition: String,
+    },
 }
 
 impl RoiSource {
@@ -62,7 +70,10 @@ pub type Polygon = Vec<[f64; 2]>;
 /// All closed contours of one ROI on one axial plane.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContourPlane {
+    /// z of the plane, patient LPS mm.
     pub z: f64,
+    /// The closed contours on it; by the even-odd rule a contour inside another
+    /// is a hole.
     pub polygons: Vec<Polygon>,
 }
 
@@ -138,19 +149,28 @@ pub fn point_in_polygon(pt: [f64; 2], poly: &[[f64; 2]]) -> bool {
     inside
 }
 
+/// One ROI of a structure set: its identity and closed contours, ready for
+/// rasterising.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Roi {
+    /// ROINumber, unique within the structure set.
     pub number: i64,
     /// Unique within the structure set (a duplicate gets " (ROI n)").
     pub name: String,
     /// RTROIInterpretedType (EXTERNAL, PTV, ORGAN, …), empty when absent.
     pub interpreted_type: String,
+    /// ROIGenerationAlgorithm (AUTOMATIC, SEMIAUTOMATIC, MANUAL); empty when
+    /// absent.
     pub generation_algorithm: String,
+    /// ReferencedFrameOfReferenceUID of the ROI: the patient coordinate
+    /// system its contours are in (the structure set's first one when the
+    /// ROI names none).
     pub frame_of_reference_uid: String,
     /// Closed planar contours by plane, ascending z.
     pub planes: Vec<ContourPlane>,
     /// POINT (and open) contours, which have no volume.
     pub ignored_contours: usize,
+    /// Where the ROI comes from.
     pub source: RoiSource,
     /// Oddities found and how they were handled.
     pub notes: Vec<String>,
@@ -196,18 +216,24 @@ pub(crate) fn median_gap(zs: impl Iterator<Item = f64>) -> Option<f64> {
     Some(gaps[gaps.len() / 2])
 }
 
+/// An RT Structure Set: its ROIs with their contours.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RtStruct {
+    /// SOP Instance UID of the structure set (empty for one built in memory).
     pub sop_instance_uid: String,
+    /// StructureSetLabel; empty when absent.
     pub label: String,
     /// The frame of reference the structure set lives in.
     pub frame_of_reference_uid: String,
+    /// ROIs in StructureSetROISequence order (ROIs with contours but no
+    /// entry there last), names made unique.
     pub rois: Vec<Roi>,
     /// Oddities of the structure set as a whole.
     pub notes: Vec<String>,
 }
 
 impl RtStruct {
+    /// Reads the RTSTRUCT file at `path`; see [`RtStruct::from_object`].
     pub fn from_file(path: &Path) -> Result<RtStruct> {
         let obj = attrs::open(path, false)?;
         Self::from_object(&obj).with_context(|| format!("reading RTSTRUCT {}", path.display()))
@@ -234,6 +260,7 @@ impl RtStruct {
         }
     }
 
+    /// The ROI named exactly `name` (case-sensitive), if any.
     pub fn roi(&self, name: &str) -> Option<&Roi> {
         self.rois.iter().find(|r| r.name == name)
     }
@@ -251,6 +278,9 @@ impl RtStruct {
         median_gap(zs.into_iter())
     }
 
+    /// Reads a parsed RTSTRUCT: its ROIs with their closed planar contours
+    /// grouped by plane; an error when the modality is other than RTSTRUCT (an
+    /// absent Modality is accepted).
     pub fn from_object(obj: &InMemDicomObject) -> Result<RtStruct> {
         let modality = attrs::code(obj, tags::MODALITY);
         anyhow::ensure!(

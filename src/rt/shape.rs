@@ -50,8 +50,11 @@ pub enum EndCap {
     None,
 }
 
+/// How contour planes become a solid: end caps and the spacing assumed for
+/// a single plane.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShapeOptions {
+    /// What happens beyond the first and last contour planes.
     pub end_cap: EndCap,
     /// Plane spacing to use for a structure with a single plane (the image
     /// slice spacing, normally from the structure set as a whole).
@@ -61,8 +64,11 @@ pub struct ShapeOptions {
 /// One z range of a structure: the contour of plane `p` fills [z_lo, z_hi].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Segment {
+    /// Index of the plane in the ROI's `planes`.
     pub p: usize,
+    /// Lower z of the slab, patient mm.
     pub z_lo: f64,
+    /// Upper z of the slab, patient mm (> `z_lo`).
     pub z_hi: f64,
 }
 
@@ -130,6 +136,7 @@ pub fn segments(roi: &Roi, opts: &ShapeOptions) -> (Vec<Segment>, Vec<String>) {
 
 /// A plane rasterised on a lattice.
 pub struct PlaneRaster {
+    /// Row-major (nx·ny) even-odd interior of the plane's contours; true inside.
     pub mask: Vec<bool>,
 }
 
@@ -204,12 +211,16 @@ pub fn segment_row<E>(
 /// intervals `spans[offsets[i]..offsets[i+1]]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Shape {
+    /// The in-plane sample points (patient x, y in mm).
     pub lattice: Lattice,
+    /// Start of each sample's intervals in `spans` (len = samples + 1).
     pub offsets: Vec<u32>,
+    /// The z intervals `[z_lo, z_hi]` in mm, all samples' one after another.
     pub spans: Vec<[f64; 2]>,
 }
 
 impl Shape {
+    /// A shape with no volume on `lattice`.
     pub fn empty(lattice: Lattice) -> Shape {
         let n = lattice.len();
         Shape {
@@ -261,10 +272,12 @@ impl Shape {
         }
     }
 
+    /// The sorted disjoint z intervals (mm) of sample `i`.
     pub fn column(&self, i: usize) -> &[[f64; 2]] {
         &self.spans[self.offsets[i] as usize..self.offsets[i + 1] as usize]
     }
 
+    /// Volume in mm³: the summed interval lengths times the sample area.
     pub fn volume_mm3(&self) -> f64 {
         self.spans.iter().map(|s| s[1] - s[0]).sum::<f64>() * self.lattice.area()
     }
@@ -373,12 +386,17 @@ impl Shape {
     }
 }
 
+/// A Boolean operation between two structures (derived ROIs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BoolOp {
+    /// In either (A ∪ B).
     Union,
+    /// In both (A ∩ B).
     Intersection,
+    /// In the first but not the second (A − B).
     Subtraction,
+    /// In exactly one of the two.
     Xor,
 }
 

@@ -7,7 +7,9 @@ use super::*;
 /// An axis-aligned ellipse in the axial (x, y) plane.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Ellipse {
+    /// Centre x, patient mm.
     pub cx: f64,
+    /// Centre y, patient mm.
     pub cy: f64,
     /// Semi-axis along x.
     pub rx: f64,
@@ -27,6 +29,7 @@ impl Ellipse {
         u * u + v * v <= 1.0
     }
 
+    /// Area in mm², π·rx·ry.
     pub fn area(&self) -> f64 {
         std::f64::consts::PI * self.rx * self.ry
     }
@@ -46,13 +49,18 @@ impl Ellipse {
 /// An axis-aligned rectangle in the axial plane, infinite along z.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Slab {
+    /// Lowest x, mm (inclusive).
     pub x_min: f64,
+    /// Highest x, mm (inclusive).
     pub x_max: f64,
+    /// Lowest y, mm (inclusive).
     pub y_min: f64,
+    /// Highest y, mm (inclusive).
     pub y_max: f64,
 }
 
 impl Slab {
+    /// Whether (x, y), mm, lies in the rectangle (edges included).
     pub fn contains(&self, x: f64, y: f64) -> bool {
         (self.x_min..=self.x_max).contains(&x) && (self.y_min..=self.y_max).contains(&y)
     }

@@ -36,6 +36,7 @@ use crate::dicom::values::{ds_values, format_ds, now_da_tm};
 
 /// Prescription (Gy) to the PTV, and the dose at zc.
 pub const RX_GY: f64 = 50.0;
+/// NumberOfFractionsPlanned of the synthetic plan.
 pub const FRACTIONS: u32 = 25;
 /// Dose gradient along z.
 pub const GRADIENT_GY_PER_MM: f64 = 0.2;
@@ -47,14 +48,22 @@ const CIRCLE_POINTS: usize = 256;
 /// What was written, with the analytic geometry tests compare against.
 #[derive(Debug, Clone)]
 pub struct SynthRt {
+    /// Path of the RT Structure Set written.
     pub rtstruct: PathBuf,
+    /// Path of the RT Plan written.
     pub rtplan: PathBuf,
+    /// Path of the RT Dose written.
     pub rtdose: PathBuf,
+    /// SOP Instance UID of the RT Structure Set.
     pub rtstruct_uid: String,
+    /// SOP Instance UID of the RT Plan.
     pub rtplan_uid: String,
+    /// SOP Instance UID of the RT Dose.
     pub rtdose_uid: String,
-    /// Centre of the shapes along z, and their size r.
+    /// Centre of the shapes along z (the middle of the series), mm.
     pub zc: f64,
+    /// The PTV sphere's radius, mm; the other shapes scale with it (see the
+    /// module documentation).
     pub r: f64,
 }
 

@@ -15,14 +15,17 @@ use super::*;
 pub struct BoostOptions {
     /// TargetPrescriptionDose (Gy) to the PTV (ROI 2, as in the primary).
     pub rx_gy: f64,
+    /// NumberOfFractionsPlanned of the boost plan.
     pub fractions: u32,
     /// Dose at x = 0 and its gradient along x.
     pub dose_gy: f64,
+    /// Gradient of the dose along x, Gy/mm.
     pub gradient_x_gy_per_mm: f64,
     /// Node spacing along x, y and between frames (mm).
     pub spacing_mm: [f64; 3],
     /// Grid nodes lie in |x|, |y| ≤ this (mm).
     pub half_width_mm: f64,
+    /// RTPlanLabel of the boost plan.
     pub label: String,
     /// Reference the primary plan with RTPlanRelationship PREDECESSOR.
     pub replaces_primary: bool,
@@ -56,9 +59,13 @@ impl BoostOptions {
 /// What [`write_boost`] wrote.
 #[derive(Debug, Clone)]
 pub struct SynthBoost {
+    /// Path of the boost RT Plan written.
     pub rtplan: PathBuf,
+    /// Path of the boost RT Dose written.
     pub rtdose: PathBuf,
+    /// SOP Instance UID of the boost RT Plan.
     pub rtplan_uid: String,
+    /// SOP Instance UID of the boost RT Dose.
     pub rtdose_uid: String,
     /// Extent of the grid's nodes, [[x_min, x_max], [y…], [z…]] (mm): the
     /// dose is linear between them, and zero more than half a node
