@@ -35,7 +35,7 @@ pub struct Row {
     /// ROI name as in the structure set (or `label N` for an image and mask).
     pub roi: String,
     /// Where the ROI comes from: `rtstruct`, `autoseg:<model>`, `derived`,
-    /// or the mask file's path.
+    /// or the image file's path.
     pub roi_source: String,
     /// done, failed, skipped.
     pub status: String,

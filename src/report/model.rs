@@ -50,8 +50,8 @@ pub struct Table {
     pub rows: Vec<Vec<String>>,
 }
 
-/// A vector drawing in its own coordinate box, scaled to the text width
-/// when rendered.
+/// A vector drawing in its own coordinate box: shown at that size in the
+/// HTML, shrunk to the text width in the PDF where wider.
 #[derive(Debug, Clone)]
 pub struct Figure {
     /// Width of the drawing box, points.
