@@ -23,7 +23,7 @@ use rayon::prelude::*;
 /// An orthogonal wavelet's decomposition filters, as PyWavelets gives them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Wavelet {
-    /// PyWavelets' name (`coif1`, `haar`, ...), as in the feature names.
+    /// PyWavelets' name (`coif1`, `haar`, ...).
     pub name: String,
     /// Decomposition low-pass filter taps (the L of LLH...).
     pub dec_lo: Vec<f64>,
