@@ -14,19 +14,36 @@ use super::pool::{self, RoiOutcome};
 use super::rois::{compute, write_outputs, Row};
 use super::settings::RadiomicsSection;
 
+/// The command's arguments, as the command line gave them. Exactly one pair
+/// is given: `ct` with `rtstruct`, or `image` with `mask`.
 pub struct RadiomicsArgs {
+    /// Folder of the CT series (searched recursively).
     pub ct: Option<PathBuf>,
+    /// The RT Structure Set whose ROIs are measured.
     pub rtstruct: Option<PathBuf>,
+    /// Only these ROIs, by exact name (then the configured skip patterns do
+    /// not apply); empty: every ROI not skipped.
     pub roi: Vec<String>,
+    /// Research image (NRRD or NIfTI).
     pub image: Option<PathBuf>,
+    /// Label map on `image`'s grid; the ROI is the parameter file's `label`.
     pub mask: Option<PathBuf>,
+    /// pyradiomics parameter file (YAML); none: pyradiomics' defaults.
     pub params: Option<PathBuf>,
+    /// Folder to write radiomics.csv and radiomics.json into.
     pub out: Option<PathBuf>,
+    /// Folder to write the CT and each measured ROI's mask into, as NRRD
+    /// (with `ct` only).
     pub masks_out: Option<PathBuf>,
+    /// Print the features as JSON on stdout instead of a summary per ROI.
     pub json: bool,
+    /// Worker processes; none: `RTNODE_RADIOMICS_WORKERS`, else cores − 1.
     pub workers: Option<usize>,
 }
 
+/// Runs `rtnode radiomics`: extracts the features in worker processes and
+/// prints or writes them. Fails on bad arguments, unreadable inputs or
+/// parameter file; an ROI that fails is reported in its row.
 pub fn run(a: &RadiomicsArgs) -> Result<()> {
     let mut section = RadiomicsSection {
         params_file: a.params.clone(),

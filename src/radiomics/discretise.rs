@@ -3,6 +3,7 @@ use ndarray::Array3;
 
 use super::image::{Levels, Roi, Standard};
 
+/// How intensities are binned into grey levels.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Binning {
     /// Fixed bin size (pyradiomics `binWidth`, default 25).

@@ -32,9 +32,11 @@ type ClassFeatures = (&'static str, Vec<(&'static str, f64)>);
 /// the engine crops to the mask's bounding box itself) and its mask.
 #[derive(Debug, Clone)]
 pub struct Task {
+    /// The ROI's name, as the output rows and error messages give it.
     pub roi: String,
     /// `[z, y, x]`, in the image's units (HU for CT).
     pub image: Array3<f32>,
+    /// ROI membership, `[z, y, x]`, the same shape as `image`.
     pub mask: Array3<bool>,
     /// `[dz, dy, dx]`, mm.
     pub spacing: [f64; 3],
@@ -74,6 +76,8 @@ impl Task {
     }
 }
 
+/// The result for one ROI: its feature values and pyradiomics-style
+/// diagnostics.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Extraction {
     /// `original_glcm_JointEnergy` → value, in pyradiomics' order.
@@ -82,6 +86,11 @@ pub struct Extraction {
     pub diagnostics: Vec<(String, String)>,
 }
 
+/// Extracts every feature `params` asks for from one ROI, as pyradiomics'
+/// `RadiomicsFeatureExtractor.execute` would: normalise, check the ROI
+/// (`minimumROIDimensions`, `minimumROISize`), resample, resegment, then
+/// each enabled image type and class. Fails with the reason when the ROI is
+/// empty, too small, or emptied by resampling or resegmentation.
 pub fn extract(task: &Task, params: &Params) -> Result<Extraction> {
     let st = &params.settings;
     if task.image.dim() != task.mask.dim() {

@@ -74,6 +74,7 @@ fn level_counts(levels: &Levels) -> Vec<f64> {
     h
 }
 
+/// The first-order features' pyradiomics names, in pyradiomics' output order.
 pub const NAMES: [&str; 19] = [
     "Energy",
     "TotalEnergy",

@@ -34,8 +34,12 @@ pub struct Levels {
 /// Which definition a step follows where pyradiomics and the IBSI manual differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub enum Standard {
+    /// pyradiomics' behaviour (its resampling, binning edges and
+    /// matrix conventions), so that values match a pyradiomics run.
     #[default]
     Pyradiomics,
+    /// The IBSI reference manual's definitions, as checked against its
+    /// digital phantom.
     Ibsi,
 }
 
@@ -54,8 +58,11 @@ pub enum Aggregation {
 /// pyradiomics' `weightingNorm`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum WeightingNorm {
+    /// Sum of the offset's absolute components, mm.
     Manhattan,
+    /// Euclidean length of the offset, mm.
     Euclidean,
+    /// Largest absolute component of the offset, mm.
     Infinity,
     /// pyradiomics' `no_weighting`: every direction weight 1.
     NoWeighting,
@@ -77,7 +84,9 @@ pub struct TextureSettings {
     pub weighting_norm: Option<WeightingNorm>,
     /// GLDM: coarseness parameter alpha (pyradiomics `gldm_a`, default 0).
     pub gldm_a: f64,
+    /// Where pyradiomics and IBSI definitions differ, which apply.
     pub standard: Standard,
+    /// How per-direction matrices combine into one value.
     pub aggregation: Aggregation,
 }
 

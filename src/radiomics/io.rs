@@ -9,7 +9,10 @@ use ndarray::Array3;
 /// A volume read from a file: `[z, y, x]` data, spacing in the same order (mm).
 #[derive(Debug, Clone)]
 pub struct ImageFile {
+    /// Voxel values `[z, y, x]`, after any scaling the file declares (NIfTI
+    /// `scl_slope`/`scl_inter`).
     pub data: Array3<f64>,
+    /// Voxel spacing `[dz, dy, dx]`, mm.
     pub spacing: [f64; 3],
     /// The range of the file's integer voxel type; None for floats.
     pub integer_range: Option<[f64; 2]>,
@@ -29,6 +32,8 @@ fn integer_range(ty: &str) -> Option<[f64; 2]> {
     }
 }
 
+/// Reads a whole NRRD or NIfTI-1 file (chosen by the `.nii`/`.nii.gz`
+/// extension, else NRRD) into memory as f64.
 pub fn read(path: &Path) -> Result<ImageFile> {
     let raw = read_raw(path)?;
     Ok(ImageFile {
@@ -51,11 +56,14 @@ pub struct RawImage {
     pub dims: [usize; 3],
     /// `[dz, dy, dx]`, mm.
     pub spacing: [f64; 3],
+    /// The range of the file's integer voxel type; None for floats.
     pub integer_range: Option<[f64; 2]>,
     /// NIfTI's `v · slope + inter`, when the file scales its values.
     scale: Option<(f64, f64)>,
 }
 
+/// Reads and decompresses a NRRD or NIfTI-1 file (by extension, as
+/// [`read`]) without converting its voxels.
 pub fn read_raw(path: &Path) -> Result<RawImage> {
     let name = path.to_string_lossy().to_ascii_lowercase();
     if name.ends_with(".nii") || name.ends_with(".nii.gz") {

@@ -40,54 +40,121 @@ const DEPRECATED: &[&str] = &[
     "SphericalDisproportion",
 ];
 
+/// Image interpolation for resampling (`interpolator`: SimpleITK names or
+/// numbers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Interpolator {
+    /// `sitkNearestNeighbor` (1): the nearest voxel's value.
     NearestNeighbor,
+    /// `sitkLinear` (2): trilinear.
     Linear,
+    /// `sitkBSpline` (3): cubic B-spline, pyradiomics' default.
     BSpline,
 }
 
+/// How `resegmentRange` is read (`resegmentMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum ResegmentMode {
+    /// Bounds in image units (HU).
     Absolute,
+    /// Bounds as fractions of the ROI's maximum intensity.
     Relative,
+    /// Bounds in standard deviations about the ROI's mean.
     Sigma,
 }
 
 /// pyradiomics' `setting` section (global, or one image type's overrides).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Settings {
+    /// `minimumROIDimensions`: how many axes (1–3) the ROI must extend over more than one
+    /// voxel; fewer is an error for that ROI.
     pub minimum_roi_dimensions: usize,
+    /// `minimumROISize`: the fewest voxels an ROI may have; `None`, no minimum beyond one voxel.
     pub minimum_roi_size: Option<usize>,
+    /// `geometryTolerance`: the largest relative difference between image and
+    /// mask spacing accepted for `--image`/`--mask`; `None`, 1e-6. (In the
+    /// pipeline the mask is rasterised on the CT's own grid.)
     pub geometry_tolerance: Option<f64>,
+    /// `correctMask`: accepted for compatibility; rtnode never resamples a mask onto a
+    /// differing grid, so it has no effect.
     pub correct_mask: bool,
+    /// `additionalInfo`: accepted for compatibility; rtnode always writes its diagnostics columns.
     pub additional_info: bool,
+    /// `label`: the mask value that marks the ROI in a `--mask` label map (≥ 1).
     pub label: i64,
+    /// `label_channel`: which channel of a vector label map to read; only 0 (single-channel
+    /// maps) is supported.
     pub label_channel: usize,
+    /// `binWidth`: width of a grey-level bin in image units (HU for CT; after normalisation, in
+    /// its scaled units). Ignored when `bin_count` is set.
     pub bin_width: f64,
+    /// `binCount`: a fixed number of grey-level bins over the ROI's range instead of a fixed
+    /// width; `None`, fixed width.
     pub bin_count: Option<usize>,
+    /// `normalize`: z-score the image over the whole image (not the ROI) before everything else.
     pub normalize: bool,
+    /// `normalizeScale`: factor applied to the z-scores when `normalize` is on.
     pub normalize_scale: f64,
+    /// `removeOutliers`: with `normalize`, clip z-scores to ± this many standard deviations;
+    /// `None`, no clipping.
     pub remove_outliers: Option<f64>,
+    /// `resampledPixelSpacing`: resample image and mask to this spacing `[x, y, z]` in mm
+    /// before extraction (0 keeps that axis); `None`, no resampling.
     pub resampled_pixel_spacing: Option<Vec<f64>>,
+    /// `interpolator`: how the image is interpolated when resampling (the mask always by its
+    /// own rule).
     pub interpolator: Interpolator,
+    /// `padDistance`: voxels of image kept around the ROI's bounding box when cropping, so that
+    /// filters see real neighbours.
     pub pad_distance: usize,
+    /// `distances`: neighbour distances (voxels, Chebyshev) for GLCM, GLDM and NGTDM; positive,
+    /// at least one.
     pub distances: Vec<usize>,
+    /// `force2D`: compute texture matrices slice by slice (2-D neighbourhoods) instead of in 3-D.
     pub force2d: bool,
+    /// `force2Ddimension`: the axis (0 = z, 1 = y, 2 = x, in the voxel array's order) across
+    /// which `force2d` slices.
     pub force2d_dimension: usize,
+    /// `resegmentRange`: one (lower) or two (lower, upper) bounds; ROI voxels outside them are
+    /// dropped before the features, meaning as `resegment_mode`
+    /// says. `None`, no resegmentation.
     pub resegment_range: Option<Vec<f64>>,
+    /// `resegmentMode`: how `resegment_range` is read.
     pub resegment_mode: ResegmentMode,
+    /// `resegmentShape`: also compute shape features on the resegmented mask (else on the
+    /// original one).
     pub resegment_shape: bool,
+    /// `preCrop`: crop to the ROI's bounding box plus `pad_distance` before
+    /// filtering (faster; the filters then see the crop's edge rather than
+    /// the surrounding image).
     pub pre_crop: bool,
+    /// `sigma`: Laplacian-of-Gaussian widths in mm, one derived image each; must be non-empty
+    /// when LoG is enabled.
     pub sigma: Vec<f64>,
+    /// `start_level`: wavelet levels decomposed but not output before the first one that is (0
+    /// outputs from the first).
     pub start_level: usize,
+    /// `level`: how many wavelet levels are output (≥ 1).
     pub level: usize,
+    /// `wavelet`: the wavelet family name (`coif1`, `haar`, `db1`, `db2`, `sym2`).
     pub wavelet: String,
+    /// `voxelArrayShift`: added to intensities (image units) in the first-order Energy,
+    /// TotalEnergy and RootMeanSquared, to keep negative values such
+    /// as HU from lowering them.
     pub voxel_array_shift: f64,
+    /// `symmetricalGLCM`: count each GLCM pair in both directions.
     pub symmetrical_glcm: bool,
+    /// `weightingNorm`: weight each direction's matrix by its offset length in mm, in this
+    /// norm, and sum them; `None`, features averaged over
+    /// directions.
     pub weighting_norm: Option<WeightingNorm>,
+    /// `gldm_a`: the GLDM dependence cutoff α, in grey levels: a neighbour is dependent when it
+    /// differs by at most this.
     pub gldm_a: f64,
+    /// rtnode's `standard`: which definitions apply where pyradiomics and IBSI differ.
     pub standard: Standard,
+    /// rtnode's `aggregation`: whether per-direction texture matrices give features that are
+    /// averaged, or are merged into one matrix first.
     pub aggregation: Aggregation,
 }
 
@@ -135,12 +202,17 @@ impl Default for Settings {
 pub struct ImageType {
     /// `Original`, `LoG`, `Wavelet`.
     pub name: String,
+    /// The global settings with this image type's overrides applied.
     pub settings: Settings,
 }
 
+/// A whole radiomics parameter file, parsed and checked.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Params {
+    /// The global `setting` section.
     pub settings: Settings,
+    /// The enabled image types in file order, each with its own settings;
+    /// never empty (`Original` when the file names none).
     pub image_types: Vec<ImageType>,
     /// Class → the features asked for (None: every feature of the class).
     pub classes: BTreeMap<String, Option<Vec<String>>>,
@@ -162,6 +234,8 @@ impl Default for Params {
 }
 
 impl Params {
+    /// Reads and checks a parameter file (YAML); errors name the file and
+    /// the offending key.
     pub fn from_file(path: &Path) -> Result<Params> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -169,6 +243,7 @@ impl Params {
             .with_context(|| format!("in radiomics parameter file {}", path.display()))
     }
 
+    /// Parses a parameter file's text; an empty document gives the defaults.
     pub fn from_yaml(text: &str) -> Result<Params> {
         let doc: Value = serde_yaml_ng::from_str(text).context("not YAML")?;
         let map = match &doc {

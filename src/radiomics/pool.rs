@@ -20,14 +20,19 @@ use tracing::{info, warn};
 use super::engine::{Extraction, Task};
 use super::protocol::{self, Kind, Reply};
 
+/// How the worker pool runs (built from the `radiomics:` settings).
 #[derive(Debug, Clone)]
 pub struct PoolOptions {
     /// The rtnode binary (the workers are `rtnode radiomics-worker`).
     pub exe: PathBuf,
+    /// Worker processes run at once (see [`PoolOptions::worker_count`]).
     pub workers: usize,
+    /// Threads each worker computes with; with fewer ROIs than workers the
+    /// running ones share the idle ones' threads.
     pub threads_per_worker: usize,
     /// Address-space limit of each worker, MiB.
     pub memory_mb: Option<u64>,
+    /// How long one attempt at one ROI may take before its worker is killed.
     pub timeout: Duration,
     /// Attempts per task (the first included).
     pub attempts: u32,
@@ -56,10 +61,18 @@ impl PoolOptions {
     }
 }
 
+/// What became of one ROI's task.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RoiOutcome {
+    /// Extracted.
     Done(Extraction),
-    Failed { reason: String, attempts: u32 },
+    /// Not extracted; the other ROIs are unaffected.
+    Failed {
+        /// Why, in words: the worker's own error, or how the worker was lost.
+        reason: String,
+        /// Attempts made; 0 when the task was never sent to a worker.
+        attempts: u32,
+    },
 }
 
 struct Slot {

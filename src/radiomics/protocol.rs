@@ -17,6 +17,8 @@ use super::engine::{Extraction, Task};
 use super::resample::Placement;
 
 const MAGIC: &[u8; 4] = b"RTRW";
+/// Protocol version in every frame header; a frame of another version is
+/// refused (stage and workers are the same binary, so they always agree).
 pub const VERSION: u16 = 1;
 /// Largest payload accepted: a 512 × 512 × 800 CT crop with its mask
 /// (1 GiB) is far beyond any ROI's bounding box.
@@ -25,9 +27,13 @@ const MAX_HEADER: u32 = 16 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
+/// What a frame carries (its header's kind byte).
 pub enum Kind {
+    /// Stage to worker: one ROI to extract ([`encode_task`]).
     Task = 1,
+    /// Worker to stage: the features and diagnostics, JSON.
     Result = 2,
+    /// Worker to stage: the extraction failed, with the message, JSON.
     Error = 3,
 }
 
@@ -57,11 +63,14 @@ struct ErrorBody {
 /// What a worker answers.
 #[derive(Debug)]
 pub enum Reply {
+    /// The ROI's features.
     Done(Extraction),
     /// The extraction itself failed (a bad ROI): deterministic, not retried.
     Failed(String),
 }
 
+/// Writes one frame (header and `payload`) and flushes; fails for a
+/// payload over [`MAX_PAYLOAD`] or a write error.
 pub fn write_frame(w: &mut impl Write, kind: Kind, payload: &[u8]) -> Result<()> {
     let len = u32::try_from(payload.len())
         .ok()
@@ -121,6 +130,8 @@ pub fn read_frame(r: &mut impl Read) -> Result<Option<(Kind, Vec<u8>)>> {
     Ok(Some((kind, payload)))
 }
 
+/// A task frame's payload: JSON header, then the image as f32 and the mask
+/// as one byte per voxel, little-endian, in `[z, y, x]` order.
 pub fn encode_task(t: &Task) -> Result<Vec<u8>> {
     let (z, y, x) = t.image.dim();
     let header = serde_json::to_vec(&TaskHeader {
@@ -144,6 +155,8 @@ pub fn encode_task(t: &Task) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Reads a task payload back, checking every length and the spacing
+/// before allocating.
 pub fn decode_task(p: &[u8]) -> Result<Task> {
     if p.len() < 4 {
         bail!("task message too short");
@@ -192,6 +205,7 @@ pub fn decode_task(p: &[u8]) -> Result<Task> {
     })
 }
 
+/// A result frame's payload (NaN features are written as JSON null).
 pub fn encode_result(e: &Extraction) -> Result<Vec<u8>> {
     Ok(serde_json::to_vec(&ResultBody {
         features: e.features.clone(),
@@ -199,12 +213,15 @@ pub fn encode_result(e: &Extraction) -> Result<Vec<u8>> {
     })?)
 }
 
+/// An error frame's payload carrying `message`.
 pub fn encode_error(message: &str) -> Result<Vec<u8>> {
     Ok(serde_json::to_vec(&ErrorBody {
         message: message.to_string(),
     })?)
 }
 
+/// Reads a worker's answer of kind `kind` (null features back to NaN);
+/// a task frame from a worker is an error.
 pub fn decode_reply(kind: Kind, p: &[u8]) -> Result<Reply> {
     match kind {
         Kind::Result => {

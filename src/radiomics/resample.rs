@@ -40,7 +40,12 @@ pub enum PixelCast {
     Float,
     /// An integer pixel type: SimpleITK writes the result in the input's
     /// pixel type, clamping to its range and truncating toward zero.
-    Truncate { min: f64, max: f64 },
+    Truncate {
+        /// Lowest value of the pixel type.
+        min: f64,
+        /// Highest value of the pixel type.
+        max: f64,
+    },
 }
 
 impl PixelCast {
@@ -88,7 +93,9 @@ impl Placement {
 /// A resampled image and mask on one grid.
 #[derive(Debug, Clone)]
 pub struct Resampled {
+    /// Interpolated intensities `[z, y, x]` on the new grid.
     pub image: Array3<f64>,
+    /// The ROI on the new grid, same shape as `image`.
     pub mask: Array3<bool>,
     /// Spacing of the new grid `[dz, dy, dx]`, mm.
     pub spacing: [f64; 3],

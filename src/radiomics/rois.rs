@@ -24,21 +24,36 @@ use super::voxelise::roi_window;
 use crate::rt::RtStruct;
 use crate::volume::Volume;
 
+/// The feature table's file name: one row per ROI.
 pub const CSV_FILE: &str = "radiomics.csv";
+/// The same rows as JSON, with the run's counts.
 pub const JSON_FILE: &str = "radiomics.json";
 
 /// One row of the stage's output.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
+    /// ROI name as in the structure set (or `label N` for an image and mask).
     pub roi: String,
+    /// Where the ROI comes from: `rtstruct`, `autoseg:<model>`, `derived`,
+    /// or the image file's path.
     pub roi_source: String,
     /// done, failed, skipped.
     pub status: String,
+    /// Why the ROI was skipped or failed; empty when done.
     pub reason: String,
+    /// `diagnostics_…` columns → text, rtnode's first, then the engine's.
     pub diagnostics: Vec<(String, String)>,
+    /// pyradiomics-named features (`original_glcm_JointEnergy`) → value, in
+    /// pyradiomics' order; empty unless done. NaN where undefined.
     pub features: Vec<(String, f64)>,
 }
 
+/// Selects, voxelises and extracts every ROI of `rs` on `volume` through
+/// the worker pool: one [`Row`] per ROI in structure-set order, and a
+/// summary `{"done", "failed", "skipped"}`. `lossy_slices` is how many CT
+/// slices were lossy-compressed (recorded in the diagnostics);
+/// `progress(done, total)` after each ROI. Fails only on a bad skip
+/// pattern.
 #[allow(clippy::too_many_arguments)]
 pub fn compute(
     rs: &RtStruct,

@@ -30,15 +30,21 @@ pub struct RadiomicsSection {
     /// and first order of the Original image only, resampled to
     /// `large_roi_spacing_mm` (x, y, z) when that is set.
     pub large_roi_voxels: usize,
+    /// Spacing `[x, y, z]`, mm, to which large ROIs are resampled; none:
+    /// their own grid.
     pub large_roi_spacing_mm: Option<[f64; 3]>,
     /// Worker processes; none: cores − 1 (`RTNODE_RADIOMICS_WORKERS` wins).
     pub workers: Option<usize>,
+    /// Threads each worker process computes with (at least 1).
     pub threads_per_worker: usize,
     /// Address-space limit per worker, MiB.
     pub memory_mb: u64,
-    /// Per ROI and attempt.
+    /// Per ROI and attempt, seconds; the worker is killed after it.
     pub timeout_s: u64,
+    /// Attempts per ROI when its worker is lost (crash, timeout, memory
+    /// limit), the first included.
     pub attempts: u32,
+    /// Wait before the second attempt, ms; doubled for each further one.
     pub backoff_ms: u64,
 }
 
@@ -111,6 +117,8 @@ impl RadiomicsSection {
         }
     }
 
+    /// The worker pool's options from this section, the workers running
+    /// `exe` (the rtnode binary).
     pub fn pool_options(&self, exe: PathBuf) -> PoolOptions {
         PoolOptions {
             exe,

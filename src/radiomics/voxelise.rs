@@ -16,6 +16,7 @@ use crate::volume::Geometry;
 pub struct Window {
     /// Index `[slice, row, column]` of the window's first voxel.
     pub offset: [usize; 3],
+    /// ROI membership within the window, `[slice, row, column]`.
     pub mask: Array3<bool>,
 }
 

@@ -23,8 +23,11 @@ use rayon::prelude::*;
 /// An orthogonal wavelet's decomposition filters, as PyWavelets gives them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Wavelet {
+    /// PyWavelets' name (`coif1`, `haar`, ...).
     pub name: String,
+    /// Decomposition low-pass filter taps (the L of LLH...).
     pub dec_lo: Vec<f64>,
+    /// Decomposition high-pass filter taps (the H).
     pub dec_hi: Vec<f64>,
 }
 

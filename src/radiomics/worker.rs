@@ -17,6 +17,9 @@ use super::protocol::{self, Kind};
 /// that ROI the way a crashing texture library would.
 pub const FAULT_ENV: &str = "RTNODE_RADIOMICS_FAULT";
 
+/// The worker's body: sets its address-space limit (`memory_mb` MiB;
+/// none: unlimited) and `threads` compute threads, then serves tasks from
+/// stdin until it closes.
 pub fn main(memory_mb: Option<u64>, threads: usize) -> Result<()> {
     if let Some(mb) = memory_mb {
         limit_address_space(mb.saturating_mul(1 << 20))?;

@@ -23,21 +23,34 @@ use crate::volume::Volume;
 /// stages have none.
 #[derive(Debug, Default)]
 pub struct ReportInputs {
+    /// The course's id, as in its folder name and the pipeline's messages.
     pub course_id: String,
+    /// The course version the report describes (its `v<N>` folder).
     pub version: u32,
     /// As decoded from the images: `^` between components, `=` between
     /// the alphabetic, ideographic and phonetic groups.
     pub patient_name: String,
+    /// PatientID as in the images.
     pub patient_id: String,
+    /// When the report was made, RFC 3339 (printed as is).
     pub created: String,
+    /// The planning CT in HU, as the organize stage wrote it; the report
+    /// stage always supplies it.
     pub ct: Option<Volume>,
+    /// The course's current structure set (from the planning system).
     pub plan_structures: Option<RtStruct>,
+    /// The segmentation stage's RTSTRUCT (automatic contours).
     pub auto_structures: Option<RtStruct>,
     /// dvh.json.
     pub dvh: Option<Value>,
+    /// dvh_metrics.csv: every DVH metric per ROI and source.
     pub dvh_metrics: Option<Csv>,
+    /// dvh_constraints.csv: each configured constraint with value, limit
+    /// and pass/fail.
     pub dvh_constraints: Option<Csv>,
+    /// qc.json from the QC stage.
     pub qc: Option<QcReport>,
+    /// radiomics.csv: the features per ROI.
     pub radiomics: Option<Csv>,
     /// The version's manifest.json.
     pub manifest: Option<Value>,

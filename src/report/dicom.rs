@@ -18,13 +18,17 @@ use crate::dicom::derived::{derived_object_header, image_item, lo, put, put_seq,
 use crate::dicom::uids;
 use crate::dicom::values::now_da_tm;
 
+/// SOP Class UID of Encapsulated PDF Storage.
 pub const ENCAPSULATED_PDF_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.104.1";
 
 /// Type 1 in this IOD, unlike the RTSTRUCT's; a number high enough to stay
 /// clear of the series a scanner or planning system numbers from 1.
 const SERIES_NUMBER: &str = "9701";
 
+/// What the Encapsulated PDF needs besides the PDF and the CT.
 pub struct PdfOptions<'a> {
+    /// Organisation UID root under which the new SOP Instance and Series
+    /// UIDs are generated.
     pub uid_root: &'a str,
     /// DocumentTitle and SeriesDescription.
     pub title: &'a str,
@@ -33,8 +37,11 @@ pub struct PdfOptions<'a> {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+/// The UIDs given to a newly made Encapsulated PDF.
 pub struct Written {
+    /// Its SOPInstanceUID.
     pub sop_instance_uid: String,
+    /// The new series it alone is in (SeriesInstanceUID).
     pub series_instance_uid: String,
 }
 
@@ -170,6 +177,8 @@ pub fn build(
     ))
 }
 
+/// [`build`]s the Encapsulated PDF and writes it as a Part 10 file at
+/// `path`.
 pub fn write(path: &Path, ct: &InMemDicomObject, pdf: &[u8], opts: &PdfOptions) -> Result<Written> {
     let (file, written) = build(ct, pdf, opts)?;
     file.write_to_file(path)

@@ -23,6 +23,8 @@ const MAX_CURVE_POINTS: usize = 400;
 pub struct Colours(HashMap<String, Rgb>);
 
 impl Colours {
+    /// The colour of structure `name`: the one it already has, else the
+    /// next palette colour (cycling after ten names).
     pub fn get(&mut self, name: &str) -> Rgb {
         let next = PALETTE[self.0.len() % PALETTE.len()];
         *self.0.entry(name.to_string()).or_insert(next)
@@ -43,11 +45,17 @@ fn tick_step(range: f64, max: usize) -> f64 {
         .unwrap_or(10.0 * mag)
 }
 
+/// An axis label: `v` to at most three decimals, trailing zeros dropped
+/// (`2.5`, `10`).
 pub fn fmt_tick(v: f64) -> String {
     let s = format!("{v:.3}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
+/// The cumulative DVH plot, volume in % of each ROI's volume against dose
+/// in Gy, from dvh.json (`rois[].dvh.cumulative_cc`, `bin_width_gy`): one
+/// curve per ROI, dashed for auto-segmented ROIs, with a legend. `None` when
+/// no ROI has a usable curve.
 pub fn dvh_figure(dvh: &Value, colours: &mut Colours) -> Option<Figure> {
     struct Curve {
         name: String,
@@ -262,6 +270,11 @@ fn chosen_slices(ct: &Volume, plan: Option<&RtStruct>) -> Vec<usize> {
     ks
 }
 
+/// Up to three axial CT slices (at a quarter, half and three quarters of
+/// the first target's extent in z, else of the scan) in a soft-tissue window
+/// (W 400 / L 40 HU), with the `plan` contours solid and the `auto` contours
+/// dashed on each. Empty when the CT is not axial (slice normal more than
+/// about 8° from patient z) or has no pixels.
 pub fn slice_figures(
     ct: &Volume,
     plan: Option<&RtStruct>,

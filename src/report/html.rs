@@ -8,6 +8,8 @@ use anyhow::Result;
 use super::model::{Anchor, Block, Document, Figure, Rgb, Shape, Table};
 use super::png;
 
+/// `s` with `& < > " '` replaced by HTML character references, safe in
+/// element text and in quoted attribute values.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -163,6 +165,9 @@ fn figure(out: &mut String, f: &Figure) -> Result<()> {
     Ok(())
 }
 
+/// The whole HTML page for `doc`, with `footer` (plain text, e.g. the
+/// program version and time of making) at the bottom. Fails only if a CT
+/// slice cannot be PNG-encoded.
 pub fn render(doc: &Document, footer: &str) -> Result<String> {
     let mut out = String::new();
     let _ = writeln!(

@@ -5,81 +5,135 @@
 //! Figure coordinates are in points (1/72 inch) with y pointing down, the
 //! SVG convention; the PDF renderer flips them.
 
+/// A colour as 8-bit red, green, blue (0–255 each), as both renderers take it.
 pub type Rgb = [u8; 3];
 
+/// Black: text and axes.
 pub const BLACK: Rgb = [0, 0, 0];
+/// Mid grey: grid lines and secondary marks.
 pub const GREY: Rgb = [150, 150, 150];
 
+/// One report: a title and its content in reading order, rendered alike to
+/// HTML and PDF.
 #[derive(Debug, Clone)]
 pub struct Document {
+    /// Document title: the HTML `<title>`, the PDF's title metadata and first heading.
     pub title: String,
+    /// The content, top to bottom.
     pub blocks: Vec<Block>,
 }
 
+/// One piece of the report's flow.
 #[derive(Debug, Clone)]
 pub enum Block {
+    /// A section heading (plain text).
     Heading(String),
+    /// Body text, wrapped to the page width.
     Paragraph(String),
     /// A paragraph that must stand out (the UNAPPROVED notice).
     Strong(String),
+    /// A table of text cells.
     Table(Table),
+    /// A vector figure with its caption.
     Figure(Figure),
     /// What follows starts on a new page (PDF) or after a rule (HTML).
     PageBreak,
 }
 
+/// A table of plain-text cells; the PDF repeats the header on each page
+/// the table spans.
 #[derive(Debug, Clone, Default)]
 pub struct Table {
+    /// Column titles; empty for a table without a header row.
     pub header: Vec<String>,
+    /// Body rows, each a list of cells (normally as many as `header`).
     pub rows: Vec<Vec<String>>,
 }
 
+/// A vector drawing in its own coordinate box: shown at that size in the
+/// HTML, shrunk to the text width in the PDF where wider.
 #[derive(Debug, Clone)]
 pub struct Figure {
+    /// Width of the drawing box, points.
     pub width: f64,
+    /// Height of the drawing box, points.
     pub height: f64,
+    /// What is drawn, in painting order (later shapes on top); coordinates in
+    /// points from the box's top-left corner, y down.
     pub shapes: Vec<Shape>,
+    /// Text set under the figure; empty for none.
     pub caption: String,
 }
 
+/// Which point of a text run its `x` coordinate gives (SVG `text-anchor`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Anchor {
+    /// `x` is the left end: left-aligned.
     Start,
+    /// `x` is the centre: centred.
     Middle,
+    /// `x` is the right end: right-aligned.
     End,
 }
 
+/// One element of a [`Figure`]; all lengths and coordinates in points,
+/// origin at the figure's top-left, y down.
 #[derive(Debug, Clone)]
 pub enum Shape {
+    /// A polyline (a DVH curve, an axis, a contour).
     Path {
+        /// Vertices `[x, y]` in drawing order.
         points: Vec<[f64; 2]>,
+        /// Whether the last vertex joins back to the first.
         closed: bool,
+        /// Line colour.
         stroke: Rgb,
+        /// Line width, points.
         width: f64,
+        /// Drawn dashed (e.g. auto contours against solid plan contours).
         dashed: bool,
     },
+    /// An axis-aligned rectangle.
     Rect {
+        /// Left edge.
         x: f64,
+        /// Top edge.
         y: f64,
+        /// Width.
         w: f64,
+        /// Height.
         h: f64,
+        /// Fill colour; `None` leaves the inside unpainted.
         fill: Option<Rgb>,
+        /// Outline colour; `None` draws no outline.
         stroke: Option<Rgb>,
     },
-    /// `y` is the baseline.
+    /// A single line of text in Helvetica; `y` is the baseline.
     Text {
+        /// Anchor point's x, as `anchor` says.
         x: f64,
+        /// Baseline y.
         y: f64,
+        /// The text, one line.
         text: String,
+        /// Font size, points.
         size: f64,
+        /// Which point of the text `x` gives.
         anchor: Anchor,
+        /// Text colour.
         colour: Rgb,
     },
+    /// A greyscale raster (a CT slice) stretched to the given box.
     Image {
+        /// Left edge.
         x: f64,
+        /// Top edge.
         y: f64,
+        /// Drawn width (the pixels are stretched to it).
         w: f64,
+        /// Drawn height.
         h: f64,
+        /// The pixels.
         image: GrayImage,
     },
 }
@@ -87,12 +141,16 @@ pub enum Shape {
 /// 8-bit greyscale pixels, row by row from the top.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GrayImage {
+    /// Columns, pixels.
     pub width: usize,
+    /// Rows, pixels.
     pub height: usize,
+    /// `width * height` grey levels (0 black, 255 white), row-major from the top-left.
     pub pixels: Vec<u8>,
 }
 
 impl Shape {
+    /// A solid straight line from `a` to `b`, `width` points wide.
     pub fn line(a: [f64; 2], b: [f64; 2], stroke: Rgb, width: f64) -> Shape {
         Shape::Path {
             points: vec![a, b],
@@ -103,6 +161,7 @@ impl Shape {
         }
     }
 
+    /// A line of black text at size `size` points, `y` its baseline.
     pub fn text(x: f64, y: f64, text: impl Into<String>, size: f64, anchor: Anchor) -> Shape {
         Shape::Text {
             x,

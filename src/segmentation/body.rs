@@ -63,8 +63,11 @@ impl Default for BodyOptions {
 /// The label the body gets in its label file (`labels-rtnode-body-contour.nrrd`).
 pub const BODY_LABEL: u16 = 1;
 
+/// The built-in [`Segmenter`] that outlines the patient ("External"), by
+/// the rule in this module's description.
 #[derive(Debug, Clone, Default)]
 pub struct BodyContour {
+    /// Its threshold and separation.
     pub options: BodyOptions,
 }
 

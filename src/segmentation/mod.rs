@@ -70,11 +70,15 @@ impl RoiLabel {
 pub trait Segmenter: Send + Sync {
     /// The model's name, as the series description shows it.
     fn name(&self) -> &str;
+    /// Its version (rtnode's for the body contour, the model's own for a
+    /// model), recorded in the structure set and the stage record.
     fn version(&self) -> String;
     /// Everything that changes its output (name, version, weights hash,
     /// settings): part of the stage fingerprint, so that a change re-runs
     /// the stage rather than reusing an older result.
     fn identity(&self) -> String;
+    /// Every label it can output and the ROI each becomes; a label absent
+    /// from a run's output gives no ROI.
     fn labels(&self) -> Vec<RoiLabel>;
     /// How it works, in a sentence: the structure set's description.
     fn description(&self) -> String;
@@ -131,7 +135,9 @@ pub fn labels_file_name(segmenter_name: &str) -> String {
 
 /// The traced contours of one label, slice by slice.
 pub struct LabelContours {
+    /// The label and its ROI.
     pub label: RoiLabel,
+    /// How many voxels of the volume carry it.
     pub voxels: usize,
     /// (slice index, loops in `[row, column]` pixel coordinates).
     pub planes: Vec<(usize, Vec<Loop>)>,

@@ -29,8 +29,11 @@ pub const STUDY_REFERENCE_SOP_CLASS: &str = "1.2.840.10008.3.1.2.3.1";
 /// The image series the contours are drawn on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesRef {
+    /// StudyInstanceUID of the images (the structure set joins that study).
     pub study_instance_uid: String,
+    /// SeriesInstanceUID of the images.
     pub series_instance_uid: String,
+    /// FrameOfReferenceUID in which the contour points are given.
     pub frame_of_reference_uid: String,
     /// Every image of the series; [`PlanarContour::image`] indexes it.
     pub images: Vec<ImageRef>,
@@ -39,8 +42,11 @@ pub struct SeriesRef {
 /// What an ROI is called and how it is shown.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoiSpec {
+    /// ROI Number, unique within the structure set (≥ 1).
     pub number: u32,
+    /// ROI Name (TG-263 where possible).
     pub name: String,
+    /// ROI Display Color, RGB.
     pub colour: [u8; 3],
     /// RT ROI Interpreted Type: EXTERNAL, ORGAN, PTV, …
     pub interpreted_type: String,
@@ -52,16 +58,23 @@ pub struct RoiSpec {
 /// One closed planar contour, in patient coordinates (mm), on one image.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanarContour {
+    /// Index into [`SeriesRef::images`] of the image the contour lies on.
     pub image: usize,
+    /// At least three vertices in patient LPS coordinates, mm; closed implicitly (the
+    /// last joins the first), as CLOSED_PLANAR.
     pub points: Vec<[f64; 3]>,
 }
 
+/// One ROI and its contours.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoiContours {
+    /// Its number, name, colour and type.
     pub spec: RoiSpec,
+    /// Its contours, in any order; may be empty (an ROI with no contour).
     pub contours: Vec<PlanarContour>,
 }
 
+/// How the structure set is labelled and identified.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WriterOptions {
     /// Root of the UIDs made here (`<root>.<random digits>`).
@@ -70,15 +83,19 @@ pub struct WriterOptions {
     pub series_description: String,
     /// Structure Set Label (SH: at most 16 characters).
     pub label: String,
-    /// Structure Set Name and Description.
+    /// Structure Set Name (LO: cut to 64 characters).
     pub name: String,
+    /// Structure Set Description (cut to 1024 characters): how the
+    /// contours were made.
     pub description: String,
 }
 
 /// The UIDs a written structure set was given.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Written {
+    /// Its SOPInstanceUID.
     pub sop_instance_uid: String,
+    /// The new series it is in (SeriesInstanceUID).
     pub series_instance_uid: String,
 }
 

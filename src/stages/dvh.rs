@@ -18,8 +18,10 @@ use crate::dvh::cli::{report_for_structures, DoseChooser};
 use crate::dvh::{write_outputs, DvhSettings};
 use crate::rt::{RoiSource, RtStruct};
 
+/// The dvh stage.
 #[derive(Default)]
 pub struct DvhStage {
+    /// The `dvh:` section: dose choice, metrics and constraints.
     pub settings: DvhSettings,
 }
 

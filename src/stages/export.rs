@@ -14,16 +14,21 @@ use super::{Inputs, Outcome, Stage, StageContext, StageId};
 use crate::course::Course;
 use crate::export::Exporter;
 
+/// The export stage: queues the course's results through the node's
+/// exporter.
 pub struct Export {
     exporter: Arc<Exporter>,
 }
 
 impl Export {
+    /// The stage, queuing through `exporter` (the node's outbound queue).
     pub fn new(exporter: Arc<Exporter>) -> Export {
         Export { exporter }
     }
 }
 
+/// The stage's output: the destinations and, per result object, the queue
+/// entries made and the peers that already held it.
 pub const QUEUED_FILE: &str = "queued.json";
 
 impl Stage for Export {

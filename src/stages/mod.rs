@@ -24,9 +24,13 @@ pub use registry::{Registry, RegistryError, StageSettings};
 /// Everything a stage run may use. Outputs go to `out_dir`, a temporary
 /// folder the pipeline renames into place only when the run succeeds.
 pub struct StageContext<'a> {
+    /// The course being processed: its patient, images and structure sets.
     pub course: &'a Course,
+    /// The course version this run belongs to (its `v<N>` folder).
     pub version: u32,
+    /// The node's data folder; stored instance paths are relative to it.
     pub data_dir: &'a Path,
+    /// Where this run writes its outputs (created, empty).
     pub out_dir: PathBuf,
     /// Output folders of the stages this one runs after, in this version,
     /// and of those it `uses` that finished done.
@@ -34,6 +38,7 @@ pub struct StageContext<'a> {
     /// Threads this run may use (the stage's limit, halved after an
     /// out-of-memory failure).
     pub threads: usize,
+    /// Reports `(done, total)` steps of this run, for the status pages.
     pub progress: &'a (dyn Fn(u64, u64) + Sync),
 }
 

@@ -14,9 +14,13 @@ use crate::course::Course;
 use crate::series::{decode_planes, series_geometry, text, Slice};
 use crate::volume::{Geometry, Volume};
 
+/// The organize stage.
 pub struct Organize;
 
+/// The CT volume in HU, `[slice, row, column]`, with its geometry (NRRD).
 pub const VOLUME_FILE: &str = "volume.nrrd";
+/// The series' geometry, modality, UIDs, the SOP Instance UIDs and
+/// positions (mm) of the slices in order, and the HU range (JSON).
 pub const GEOMETRY_FILE: &str = "geometry.json";
 
 #[derive(Serialize)]

@@ -16,30 +16,46 @@ use super::{member_keys, Inputs, Outcome, Stage, StageContext, StageId};
 use crate::course::Course;
 use crate::dicom::uids;
 
+/// The qc stage.
 pub struct Qc;
 
+/// The stage's output file: the [`Report`] as JSON.
 pub const REPORT_FILE: &str = "qc.json";
 
+/// A check's outcome, written `PASS`, `WARNING`, `FAIL`; ordered by
+/// severity, so the worst is the maximum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Verdict {
+    /// Nothing to look at.
     Pass,
+    /// Worth a look before the numbers are trusted.
     Warning,
+    /// The data cannot be used as it is.
     Fail,
 }
 
+/// One check and what it found.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Check {
+    /// Stable identifier of the check (`missing_slices`, `dose_units`, ...).
     pub id: String,
+    /// What it is about: `image`, `references`, `structures`, `plan`, `dose`.
     pub category: String,
+    /// Its outcome.
     pub status: Verdict,
+    /// What was found, in words for the physicist.
     pub detail: String,
 }
 
+/// The whole of qc.json.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
+    /// The course checked.
     pub course_id: String,
+    /// The worst status of any check (PASS when there is none).
     pub verdict: Verdict,
+    /// Every check run, in order.
     pub checks: Vec<Check>,
 }
 

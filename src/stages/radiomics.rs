@@ -15,13 +15,21 @@ use crate::stages::{member_keys, Inputs, Outcome, Stage, StageContext, StageId};
 use crate::volume::Volume;
 use std::path::Path;
 
+/// The radiomics stage, with its parameter file read once at start.
 pub struct RadiomicsStage {
+    /// The `radiomics:` section: enabled, ROI selection, worker limits.
     pub section: RadiomicsSection,
+    /// The parameter file's text, as sent to the workers (empty:
+    /// pyradiomics' defaults).
     pub params_yaml: String,
+    /// The same, parsed and checked; its hash is part of the fingerprint.
     pub params: Params,
 }
 
 impl RadiomicsStage {
+    /// The stage for `section`, reading its parameter file (relative to
+    /// `base_dir`, the config's folder); fails on an unreadable or invalid
+    /// file, so that the node does not start with it.
     pub fn new(section: &RadiomicsSection, base_dir: &Path) -> Result<Self> {
         let (params_yaml, params) = section.params(base_dir)?;
         Ok(RadiomicsStage {

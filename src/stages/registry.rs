@@ -32,9 +32,19 @@ pub enum RegistryError {
     /// Two stages of the same name.
     Duplicate(StageId),
     /// `stage` runs after `needs`, which is not in the list.
-    Missing { stage: StageId, needs: StageId },
+    Missing {
+        /// The stage with the dependency.
+        stage: StageId,
+        /// The stage it needs.
+        needs: StageId,
+    },
     /// `stage` depends on `on`, which comes later in the list.
-    OutOfOrder { stage: StageId, on: StageId },
+    OutOfOrder {
+        /// The stage with the dependency.
+        stage: StageId,
+        /// The stage it depends on.
+        on: StageId,
+    },
 }
 
 impl fmt::Display for RegistryError {

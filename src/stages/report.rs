@@ -27,10 +27,14 @@ use crate::segmentation::rtstruct::ImageRef;
 use crate::segmentation::SegmentationOptions;
 use crate::volume::Volume;
 
+/// The report as one self-contained HTML page.
 pub const HTML_FILE: &str = "report.html";
+/// The report as PDF/A-2b.
 pub const PDF_FILE: &str = "report.pdf";
+/// The PDF as an Encapsulated PDF object in the course's study, for export.
 pub const DICOM_FILE: &str = "report.dcm";
 
+/// The report stage.
 pub struct Report {
     /// Root of the report's UIDs: the segmentation writer's.
     pub uid_root: String,
@@ -51,6 +55,8 @@ impl Default for Report {
 }
 
 impl Report {
+    /// The stage for the `report:` section, font paths taken relative to
+    /// `base` (the config's folder).
     pub fn from_section(section: &crate::report::settings::ReportSection, base: &Path) -> Self {
         Report {
             v_gy: section.v_gy.clone(),

@@ -29,13 +29,18 @@ use crate::segmentation::{
 };
 use crate::volume::{Geometry, Volume};
 
+/// The structure set of every segmenter's ROIs, on the planning CT.
 pub const RTSTRUCT_FILE: &str = "rtstruct.dcm";
+/// Per segmenter: label value → ROI name, colour, type, volume, and which
+/// label file holds it.
 pub const LABEL_MAP_FILE: &str = "labels.json";
 
+/// The segmentation stage.
 pub struct Segmentation {
     /// Run in this order; their ROIs go into one structure set, numbered
     /// in the same order.
     pub segmenters: Vec<Arc<dyn Segmenter>>,
+    /// UID root and contour tolerance.
     pub options: SegmentationOptions,
 }
 

@@ -222,6 +222,7 @@ fn ratio(small: f64, large: f64) -> f64 {
     }
 }
 
+/// The shape features' pyradiomics names, in pyradiomics' output order.
 pub const NAMES: [&str; 17] = [
     "MeshVolume",
     "VoxelVolume",

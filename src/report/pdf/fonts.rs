@@ -42,7 +42,11 @@ pub const DEFAULT_BOLD_FONTS: &[(&str, &str)] = &[(
 /// tried before them for bold text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FontFiles {
+    /// TrueType/OpenType files for regular text, first choice first; a
+    /// character missing from one is taken from the next. Must not be empty.
     pub regular: Vec<PathBuf>,
+    /// Files tried first for bold text; may be empty (bold then falls back
+    /// to `regular`).
     pub bold: Vec<PathBuf>,
 }
 

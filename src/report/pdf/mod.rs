@@ -33,12 +33,29 @@ use layout::{Layout, Op, BODY, MARGIN, PAGE_H, PAGE_W};
 
 use super::model::{Block, Document, GrayImage, Rgb};
 
+/// Why the PDF could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PdfError {
+    /// A configured font file does not exist.
     #[error("report font {path} is missing{hint}")]
-    MissingFont { path: PathBuf, hint: String },
+    MissingFont {
+        /// The font file looked for.
+        path: PathBuf,
+        /// How to get it: the Debian package for a default font, else a
+        /// pointer to `report.fonts`; starts with a space.
+        hint: String,
+    },
+    /// A font file cannot be read or used (also: no regular font configured,
+    /// with `path` "report.fonts").
     #[error("report font {path}: {reason}")]
-    BadFont { path: PathBuf, reason: String },
+    BadFont {
+        /// The font file, or the setting at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// krilla failed to build or serialise the document (e.g. a PDF/A
+    /// violation); the message is krilla's.
     #[error("writing the report PDF: {0}")]
     Write(String),
 }

@@ -24,7 +24,9 @@ pub struct AxisMap {
     pub ct_axis: usize,
     /// Whether the model axis runs against the CT axis.
     pub flip: bool,
+    /// Voxels along the CT axis.
     pub n_ct: usize,
+    /// Voxels along the model axis (after resampling to the model's spacing).
     pub n_model: usize,
 }
 
@@ -184,8 +186,11 @@ impl Plan {
 /// CTNormalization does with the training set's foreground statistics.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Normalise {
+    /// `[low, high]` HU to clip to first; none: no clipping.
     pub clip: Option<[f32; 2]>,
+    /// Subtracted after clipping, HU.
     pub mean: f32,
+    /// Divided by after subtracting, HU.
     pub std: f32,
 }
 

@@ -52,6 +52,7 @@ pub struct ModelSpec {
     /// TotalSegmentator reorients), or any other such code.
     #[serde(default = "default_orientation")]
     pub orientation: String,
+    /// How CT numbers are normalised before the model sees them.
     #[serde(default)]
     pub intensity: Intensity,
     /// Patch size D, H, W (nnU-Net's `patch_size`); part of the trained
@@ -82,7 +83,9 @@ pub struct ModelSpec {
 pub struct Intensity {
     /// `[low, high]` HU (nnU-Net's percentile_00_5, percentile_99_5).
     pub clip_hu: Option<[f32; 2]>,
+    /// Mean HU subtracted after clipping (0: none).
     pub mean: f32,
+    /// Standard deviation, HU, divided by after subtracting `mean` (1: none).
     pub std: f32,
 }
 
@@ -133,12 +136,16 @@ fn default_interpreted_type() -> String {
 /// Where a model runs, as configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceChoice {
+    /// The first CUDA device when libtorch sees one, else the CPU.
     Auto,
+    /// The CPU.
     Cpu,
+    /// CUDA device number N (`cuda` is 0).
     Cuda(usize),
 }
 
 impl DeviceChoice {
+    /// Parses the `device` setting: `auto`, `cpu`, `cuda` or `cuda:N`.
     pub fn parse(s: &str) -> Result<DeviceChoice> {
         Ok(match s.trim() {
             "auto" => DeviceChoice::Auto,
@@ -153,6 +160,7 @@ impl DeviceChoice {
 }
 
 impl LabelSpec {
+    /// The ROI this label becomes.
     pub fn roi(&self) -> RoiLabel {
         RoiLabel {
             value: self.value,
@@ -173,6 +181,7 @@ impl ModelSpec {
         }
     }
 
+    /// The intensity preprocessing in the form the grid code applies it.
     pub fn normalise(&self) -> grid::Normalise {
         grid::Normalise {
             clip: self.intensity.clip_hu,

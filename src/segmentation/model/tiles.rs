@@ -15,15 +15,22 @@ use super::grid::{gaussian, steps, Plan};
 /// with 0 — the normalised mean — as nnU-Net pads), and the patches over it.
 #[derive(Debug, Clone)]
 pub struct Tiling {
+    /// The model input's size `[D, H, W]`, voxels.
     pub shape: [usize; 3],
+    /// The padded grid's size: `shape` raised to at least `patch` per axis.
     pub padded: [usize; 3],
+    /// Padding voxels before the input along each axis (the rest after).
     pub pad_before: [usize; 3],
+    /// Patch size `[D, H, W]`, voxels.
     pub patch: [usize; 3],
     /// Patch origins in the padded grid.
     pub tiles: Vec<[usize; 3]>,
 }
 
 impl Tiling {
+    /// Pads `shape` to at least `patch` and places patch origins along each
+    /// axis so that neighbours overlap by at least `overlap` (0 to below 1) of
+    /// a patch, the last one flush with the end, as nnU-Net does.
     pub fn new(shape: [usize; 3], patch: [usize; 3], overlap: f64) -> Tiling {
         let mut padded = [0; 3];
         let mut pad_before = [0; 3];
@@ -85,7 +92,9 @@ impl Tiling {
 
 /// Gaussian-weighted sum of patch outputs over the padded grid.
 pub struct Aggregate {
+    /// The patches whose outputs are summed.
     pub tiling: Tiling,
+    /// Output channels (classes, background included).
     pub classes: usize,
     /// `[C, D, H, W]` over the padded grid.
     sum: Vec<f32>,
@@ -95,6 +104,7 @@ pub struct Aggregate {
 }
 
 impl Aggregate {
+    /// An empty sum for `classes` channels over `tiling`'s padded grid.
     pub fn new(tiling: Tiling, classes: usize) -> Aggregate {
         let n: usize = tiling.padded.iter().product();
         let gauss = gaussian(tiling.patch);
@@ -276,10 +286,12 @@ pub enum Placement {
     Cpu,
 }
 
+/// Why a forward pass failed.
 #[derive(Debug)]
 pub enum ForwardError {
     /// The device ran out of memory: worth a smaller batch or the CPU.
     OutOfMemory(String),
+    /// Any other failure: not retried.
     Other(anyhow::Error),
 }
 
