@@ -16,7 +16,8 @@ use crate::state::StateDb;
 /// What `rtnode status` shows of one course.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CourseStatus {
-    /// The course id.
+    /// Course id: PatientID (made path-safe) and a short hash of the
+    /// planning series.
     pub id: String,
     /// PatientID of the course's patient.
     pub patient_id: String,
@@ -58,7 +59,7 @@ pub struct StageStatus {
     pub course_id: String,
     /// The course's result version.
     pub version: u32,
-    /// The stage's name.
+    /// The stage, e.g. `dvh`, `qc`.
     pub stage: String,
     /// The job state (`queued`, `running`, `done`, `failed`, `skipped`).
     pub state: String,
