@@ -60,7 +60,7 @@ pub struct AssociationRecord {
     pub duration_ms: u64,
     /// Instances stored successfully over the association.
     pub instances: u64,
-    /// Data set bytes received over the association.
+    /// Data set bytes of the instances stored successfully.
     pub bytes: u64,
     /// C-STOREs answered with a failure status.
     pub failures: u64,

@@ -32,7 +32,7 @@ pub enum Kind {
 pub enum Cell {
     /// No value: an empty CSV field, a Parquet null.
     Null,
-    /// Text, never empty (see [`Cell::text`]).
+    /// Text ([`Cell::text`] turns empty text into Null).
     Text(String),
     /// An integer.
     Int(i64),

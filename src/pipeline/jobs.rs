@@ -17,7 +17,7 @@ pub enum JobState {
     Running,
     /// Finished with outputs (or reused an identical earlier result).
     Done,
-    /// Failed for good: out of attempts or an error that a retry cannot fix.
+    /// Failed on its last allowed attempt (`pipeline.max_attempts`).
     Failed,
     /// Will not run: its inputs are absent, an upstream stage did not
     /// finish, or a newer version superseded it.

@@ -45,7 +45,7 @@ pub const PROGRESS_FILE: &str = ".progress.json";
 pub struct StageConfig {
     /// Where the config file was read from.
     pub path: PathBuf,
-    /// Its full text (YAML), as read.
+    /// Its full text (YAML, `rtnode.yaml`), as read.
     pub text: String,
 }
 
@@ -54,7 +54,7 @@ pub struct StageConfig {
 pub struct StageJob {
     /// [`DESCRIPTION_FORMAT`] of the writer; a run refuses another.
     pub format: u32,
-    /// The course as assembled when the version was made.
+    /// The course as the coordinator has it assembled: its member objects.
     pub course: Course,
     /// The course's result version.
     pub version: u32,

@@ -62,9 +62,9 @@ pub enum Reference {
     },
 }
 
-/// RT attributes that course assembly and dose selection decide on.
+/// RT attributes that course assembly and dose selection decide on. Each
+/// is empty when the object lacks it (e.g. dose fields on an RTPLAN).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-/// Each is empty when the object lacks it (e.g. dose fields on an RTPLAN).
 pub struct RtAttributes {
     /// PlanIntent (300A,000A), e.g. `CURATIVE`, `PALLIATIVE`, `VERIFICATION`.
     pub plan_intent: String,
