@@ -19,7 +19,9 @@ use crate::state::{state_path, BackupSummary, StateDb};
 /// A backup a running node made into its `tmp/`, for the client to move.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AdminBackup {
+    /// The copy, `<data dir>/tmp/state-backup-<8 hex>.redb`.
     pub path: PathBuf,
+    /// Rows copied, per table.
     pub summary: BackupSummary,
 }
 
@@ -85,8 +87,10 @@ fn sync_parent(p: &Path) -> Result<()> {
     Ok(())
 }
 
+/// What [`restore`] put in place.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Restored {
+    /// Rows of the restored database, per table.
     pub summary: BackupSummary,
     /// Where the state database that was replaced was kept, if there was one.
     pub previous: Option<PathBuf>,

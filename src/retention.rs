@@ -30,15 +30,22 @@ use crate::pipeline::{CourseRecord, JobRecord, Pipeline};
 use crate::state::{RemovedRows, StateDb};
 use crate::store::Index;
 
+/// What a purge is asked to do.
 #[derive(Debug, Clone, Copy)]
 pub struct PurgeOptions {
+    /// Courses whose last activity is older than this are due.
     pub older_than: Duration,
+    /// Only report what would be purged; remove nothing.
     pub dry_run: bool,
 }
 
+/// What a purge did (or, with `dry_run`, would do), as `rtnode purge`
+/// prints it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PurgeReport {
+    /// Whether nothing was removed.
     pub dry_run: bool,
+    /// The `older_than` asked for, s.
     pub older_than_s: u64,
     /// Courses whose last activity is before this (RFC 3339, UTC) are due.
     pub cutoff: String,
@@ -50,31 +57,46 @@ pub struct PurgeReport {
     pub recent: usize,
 }
 
+/// One course purged (or due, with `dry_run`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PurgedCourse {
+    /// The purged course's id.
     pub course_id: String,
+    /// Its last activity (an instance received, a version made, a state
+    /// change), RFC 3339 UTC.
     pub last_activity: String,
     /// Instances of the course (members and objects rtnode made for it).
     pub instances: usize,
+    /// StudyInstanceUIDs whose instances of the course were removed.
     pub studies: Vec<String>,
+    /// Whether a `courses/<id>/` result folder existed and was removed.
     pub results_removed: bool,
+    /// State database rows removed (zero with `dry_run`).
     pub state_rows: RemovedRows,
 }
 
+/// A due course that was kept.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct KeptCourse {
+    /// The kept course's id.
     pub course_id: String,
+    /// Why, e.g. `stage qc of v2 is running`, `3 outbound item(s) pending`,
+    /// or the error that stopped its purge.
     pub reason: String,
 }
 
 /// What a purge works on: the same for the running node (its own handles)
 /// and for the command line with no server running.
 pub struct PurgeContext<'a> {
+    /// The data directory (store files and result folders).
     pub data_dir: &'a Path,
+    /// The state database (courses, jobs, outbound queue).
     pub state: &'a StateDb,
+    /// The instance index.
     pub index: &'a Index,
     /// The live scheduler, which must forget a course before its data goes.
     pub pipeline: Option<&'a Pipeline>,
+    /// Where each purged study is recorded (`DICOMStudyDeleted`).
     pub audit: &'a AuditLog,
 }
 
@@ -105,6 +127,10 @@ fn study_of(path: &str) -> Option<&str> {
 /// `rtnode purge` over the admin socket must not remove the same course twice.
 static PURGE: Mutex<()> = Mutex::new(());
 
+/// Purges every course whose last activity is older than
+/// `opts.older_than`, except those in use (a stage queued or running) or
+/// with outbound items pending. One course that fails does not stop the
+/// rest; it is listed as kept. One purge at a time per process.
 pub fn purge(ctx: &PurgeContext, opts: PurgeOptions) -> Result<PurgeReport> {
     let _one_at_a_time = PURGE.lock().unwrap_or_else(|p| p.into_inner());
     let cutoff = SystemTime::now()
@@ -236,7 +262,9 @@ fn purge_one(
 /// A parsed `storage.retention` policy.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
+    /// Courses whose last activity is older than this are purged.
     pub older_than: Duration,
+    /// How often the running node purges.
     pub check_every: Duration,
 }
 
@@ -244,10 +272,13 @@ pub struct Policy {
 /// so its purges go through them).
 #[derive(Clone)]
 pub struct LiveHandles {
+    /// The node's state database.
     pub state: Arc<StateDb>,
+    /// The node's store (data directory and index).
     pub store: Arc<crate::store::Store>,
     /// The live scheduler, which must forget a course before its data goes.
     pub pipeline: Option<Arc<Pipeline>>,
+    /// The node's audit log.
     pub audit: Arc<AuditLog>,
 }
 

@@ -43,15 +43,26 @@ const KNOWN_TABLES: [&str; 6] = [
 /// Keeps the log bounded on a node that runs for years.
 const MAX_ASSOCIATIONS_KEPT: u64 = 100_000;
 
+/// One entry of the association log: who connected, how long, how much
+/// was stored and how it ended. Only associations that got as far as a
+/// parseable request are logged; the newest 100 000 are kept.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AssociationRecord {
+    /// AE title the peer called itself (trimmed).
     pub calling_ae: String,
+    /// AE title the peer asked for (ours, if it asked right).
     pub called_ae: String,
+    /// The peer's IP address and port, e.g. `10.0.0.5:51234`.
     pub peer_address: String,
+    /// When the TCP connection was accepted, RFC 3339 UTC.
     pub started_at: String,
+    /// From accept to close, ms.
     pub duration_ms: u64,
+    /// Instances stored successfully over the association.
     pub instances: u64,
+    /// Data set bytes of the instances stored successfully.
     pub bytes: u64,
+    /// C-STOREs answered with a failure status.
     pub failures: u64,
     /// How it ended: released, aborted, rejected (with the reason), error.
     pub outcome: String,
@@ -60,20 +71,30 @@ pub struct AssociationRecord {
 /// What [`StateDb::remove_course`] removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemovedRows {
+    /// Whether the course record itself existed and was removed.
     pub course: bool,
+    /// Job rows removed, over all result versions.
     pub jobs: usize,
+    /// Rows of objects rtnode had created for the course.
     pub created: usize,
+    /// Outbound queue rows removed.
     pub outbound: usize,
 }
 
 /// Rows copied by [`StateDb::backup_to`], per table.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupSummary {
+    /// Association log entries.
     pub associations: u64,
+    /// Course records.
     pub courses: u64,
+    /// Job records (one per course, result version and stage).
     pub jobs: u64,
+    /// Objects rtnode created (SOP Instance UID → course).
     pub created_instances: u64,
+    /// Stages with a run counter.
     pub stage_runs: u64,
+    /// Outbound queue items (object, destination).
     pub outbound: u64,
 }
 
@@ -93,15 +114,20 @@ fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
     Ok(n)
 }
 
+/// The state database (`state.redb` in the data directory): what cannot be
+/// rebuilt from the stored files — association log, courses, jobs, created
+/// objects, stage run counters and the outbound queue.
 pub struct StateDb {
     db: Database,
 }
 
+/// Where the state database lives in a data directory (`state.redb`).
 pub fn state_path(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("state.redb")
 }
 
 impl StateDb {
+    /// Opens (creating) the state database of a data directory.
     pub fn open(data_dir: &Path) -> Result<StateDb> {
         Self::open_at(&state_path(data_dir))
     }
@@ -126,6 +152,8 @@ impl StateDb {
         Ok(StateDb { db })
     }
 
+    /// Appends to the association log, dropping the oldest entry beyond
+    /// 100 000. Not fsynced: a lost log entry loses no data.
     pub fn log_association(&self, rec: &AssociationRecord) -> Result<()> {
         let mut txn = self.db.begin_write()?;
         // An association record lost in a crash loses no data; no fsync.
@@ -156,6 +184,7 @@ impl StateDb {
         Ok(out)
     }
 
+    /// Entries in the association log.
     pub fn association_count(&self) -> Result<u64> {
         let txn = self.db.begin_read()?;
         Ok(txn.open_table(ASSOCIATIONS)?.len()?)
@@ -195,10 +224,12 @@ impl StateDb {
         Ok(out)
     }
 
+    /// Writes a course record (JSON) under its course id, durably.
     pub fn put_course<T: Serialize>(&self, id: &str, course: &T) -> Result<()> {
         self.put_json(COURSES, id, course)
     }
 
+    /// Every course record, in course id order.
     pub fn courses<T: for<'de> Deserialize<'de>>(&self) -> Result<Vec<T>> {
         self.all_json(COURSES, "")
     }
@@ -232,6 +263,8 @@ impl StateDb {
         self.all_json(UNASSEMBLED, "")
     }
 
+    /// Writes a job record (JSON) under `<course id>/v<NNNN>/<stage>`,
+    /// durably.
     pub fn put_job<T: Serialize>(&self, key: &str, job: &T) -> Result<()> {
         self.put_json(JOBS, key, job)
     }
@@ -241,6 +274,8 @@ impl StateDb {
         self.all_json(JOBS, prefix)
     }
 
+    /// Records that rtnode created the object `sop_instance_uid` for a
+    /// course, so that it is never taken for input when it comes back.
     pub fn mark_created(&self, sop_instance_uid: &str, course_id: &str) -> Result<()> {
         let txn = self.db.begin_write()?;
         txn.open_table(CREATED)?
@@ -249,6 +284,7 @@ impl StateDb {
         Ok(())
     }
 
+    /// SOP Instance UIDs of every object rtnode created.
     pub fn created(&self) -> Result<std::collections::HashSet<String>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(CREATED)?;
@@ -259,6 +295,7 @@ impl StateDb {
         Ok(out)
     }
 
+    /// Adds one to a stage's run counter.
     pub fn count_stage_run(&self, stage: &str) -> Result<()> {
         let txn = self.db.begin_write()?;
         {
@@ -270,6 +307,7 @@ impl StateDb {
         Ok(())
     }
 
+    /// Stage name → runs since the state database was made.
     pub fn stage_runs(&self) -> Result<std::collections::BTreeMap<String, u64>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(STAGE_RUNS)?;
@@ -297,6 +335,7 @@ impl StateDb {
         Ok(ids)
     }
 
+    /// Overwrites the outbound item `id` (its attempts and state), durably.
     pub fn put_outbound<T: Serialize>(&self, id: u64, item: &T) -> Result<()> {
         let txn = self.db.begin_write()?;
         txn.open_table(OUTBOUND)?
@@ -305,6 +344,7 @@ impl StateDb {
         Ok(())
     }
 
+    /// Every outbound item with its id, oldest first.
     pub fn outbound<T: for<'de> Deserialize<'de>>(&self) -> Result<Vec<(u64, T)>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(OUTBOUND)?;
@@ -445,6 +485,7 @@ impl StateDb {
         Ok(summary)
     }
 
+    /// Makes every earlier non-durable commit (the association log) durable.
     pub fn flush(&self) -> Result<()> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate);

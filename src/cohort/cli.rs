@@ -8,8 +8,12 @@ use anyhow::{Context, Result};
 /// What `rtnode export` was asked for, with the config's defaults already
 /// filled in by the caller (`cohort.pseudonym_key_file`, `node.data_dir`).
 pub struct CohortArgs {
+    /// `--out`: the folder the tables are written to.
     pub out: PathBuf,
+    /// `--format`: CSV or Parquet.
     pub format: super::Format,
+    /// `--pseudonymise`: replace identifiers with keyed pseudonyms; needs
+    /// a key.
     pub pseudonymise: bool,
     /// `--pseudonym-key`.
     pub pseudonym_key: Option<PathBuf>,

@@ -33,10 +33,13 @@ use crate::state::StateDb;
 use pseudonym::{Identity, Pseudonymiser};
 use table::{Cell, Kind, Row, Table};
 
+/// File format of the exported tables (`--format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
+    /// CSV with a header row, RFC 4180 quoting (`<table>.csv`).
     Csv,
+    /// Apache Parquet, one file per table (`<table>.parquet`).
     Parquet,
 }
 
@@ -49,25 +52,38 @@ impl Format {
     }
 }
 
+/// Where and how [`export`] writes the tables.
 pub struct ExportOptions {
+    /// Output folder, created if missing; each table replaces its file
+    /// there whole.
     pub out: PathBuf,
+    /// File format of the tables.
     pub format: Format,
+    /// The keyed pseudonymiser; None exports identifying data as stored.
     pub pseudonymiser: Option<Pseudonymiser>,
 }
 
+/// One table an export wrote.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TableSummary {
+    /// Table name: `dvh_metrics`, `radiomics`, `qc` or `courses`.
     pub name: String,
+    /// The file written.
     pub path: PathBuf,
+    /// Data rows (header not counted).
     pub rows: usize,
+    /// Columns, provenance columns included.
     pub columns: usize,
 }
 
+/// What an export wrote, as `rtnode export` prints it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ExportSummary {
     /// Courses with at least one result version.
     pub courses: usize,
+    /// The tables written, in the order written.
     pub tables: Vec<TableSummary>,
+    /// Whether the tables were pseudonymised.
     pub pseudonymised: bool,
     /// Cells blanked because they still held a PatientID or name.
     pub blanked_cells: usize,
@@ -78,6 +94,7 @@ pub struct ExportSummary {
 /// The records an export needs from the state database.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Source {
+    /// Every course record (courses without a version are skipped).
     pub courses: Vec<CourseRecord>,
     /// The jobs of each course's latest version.
     pub jobs: Vec<JobRecord>,
@@ -140,6 +157,9 @@ struct Builder<'a> {
     problems: Vec<String>,
 }
 
+/// Builds the four cohort tables from `source` and the stage outputs under
+/// `data_dir`, and writes them to `opts.out`. Unreadable outputs are listed
+/// in the summary's `problems`, not fatal.
 pub fn export(data_dir: &Path, source: &Source, opts: &ExportOptions) -> Result<ExportSummary> {
     let mut b = Builder {
         data_dir,

@@ -32,6 +32,8 @@ use super::table::{Cell, Kind, Table};
 /// becomes the 32-byte MAC key.
 const KEY_CONTEXT: &str = "rtnode 2026 cohort export pseudonym key v1";
 
+/// Replaces identifiers in the cohort tables with keyed pseudonyms (see
+/// the module comment for what happens to each kind of column).
 pub struct Pseudonymiser {
     key: [u8; 32],
 }
@@ -39,12 +41,18 @@ pub struct Pseudonymiser {
 /// The original identity behind a course id, for the final check.
 #[derive(Debug, Clone, Default)]
 pub struct Identity {
+    /// PatientID (0010,0020) as stored.
     pub patient_id: String,
+    /// PatientName (0010,0010) in DICOM PN form (`Family^Given`).
     pub patient_name: String,
+    /// IssuerOfPatientID (0010,0021); empty when absent.
     pub issuer: String,
 }
 
 impl Pseudonymiser {
+    /// Reads the secret key from a file: its content, trimmed of white
+    /// space, of any format but at least 16 bytes (e.g. 32 random bytes in
+    /// base64), derived into the 32-byte MAC key.
     pub fn from_key_file(path: &Path) -> Result<Pseudonymiser> {
         let bytes = std::fs::read(path)
             .with_context(|| format!("reading the pseudonym key {}", path.display()))?;
@@ -69,11 +77,13 @@ impl Pseudonymiser {
         h.finalize()
     }
 
+    /// The patient's pseudonym, `P-<16 hex>`, from issuer and PatientID.
     pub fn patient(&self, issuer: &str, patient_id: &str) -> String {
         let h = self.mac("patient", &format!("{issuer}\\{patient_id}"));
         format!("P-{}", &h.to_hex()[..16])
     }
 
+    /// A course id's pseudonym, `C-<16 hex>`.
     pub fn course(&self, course_id: &str) -> String {
         format!("C-{}", &self.mac("course", course_id).to_hex()[..16])
     }

@@ -11,7 +11,9 @@ use std::collections::HashMap;
 pub enum Kind {
     /// Kept as it is: numbers, codes, names of structures, provenance.
     Plain,
+    /// PatientID: replaced by the patient's pseudonym.
     PatientId,
+    /// PatientName: replaced by the patient's pseudonym.
     PatientName,
     /// Course ids start with the patient ID.
     CourseId,
@@ -25,15 +27,21 @@ pub enum Kind {
     Measure,
 }
 
+/// One value of a table.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell {
+    /// No value: an empty CSV field, a Parquet null.
     Null,
+    /// Text ([`Cell::text`] turns empty text into Null).
     Text(String),
+    /// An integer.
     Int(i64),
+    /// A real number, in the unit the producing stage reports.
     Num(f64),
 }
 
 impl Cell {
+    /// Text, or [`Cell::Null`] when empty.
     pub fn text(s: impl Into<String>) -> Cell {
         let s = s.into();
         if s.is_empty() {
@@ -43,6 +51,7 @@ impl Cell {
         }
     }
 
+    /// A number, or [`Cell::Null`] for None.
     pub fn opt_num(v: Option<f64>) -> Cell {
         v.map_or(Cell::Null, Cell::Num)
     }
@@ -59,21 +68,31 @@ impl Cell {
         }
     }
 
+    /// Whether the cell holds no value.
     pub fn is_null(&self) -> bool {
         matches!(self, Cell::Null)
     }
 }
 
+/// A column of a table.
 #[derive(Debug, Clone)]
 pub struct Column {
+    /// The header name, e.g. `course_id`, `roi`.
     pub name: String,
+    /// What it holds, for pseudonymisation.
     pub kind: Kind,
 }
 
+/// A cohort table: columns in the order first named, rows of cells.
 #[derive(Debug, Clone)]
 pub struct Table {
+    /// Table name, also its file's stem (`dvh_metrics`, `radiomics`, `qc`,
+    /// `courses`).
     pub name: &'static str,
+    /// The columns, in order.
     pub columns: Vec<Column>,
+    /// The rows; each has one cell per column, Null where a row did not
+    /// name the column.
     pub rows: Vec<Vec<Cell>>,
     positions: HashMap<String, usize>,
 }
@@ -83,6 +102,7 @@ pub struct Table {
 pub struct Row(pub Vec<(String, Kind, Cell)>);
 
 impl Row {
+    /// Appends a named cell of the given kind; chainable.
     pub fn put(&mut self, name: &str, kind: Kind, cell: Cell) -> &mut Row {
         self.0.push((name.to_string(), kind, cell));
         self
@@ -90,6 +110,7 @@ impl Row {
 }
 
 impl Table {
+    /// An empty table with no columns.
     pub fn new(name: &'static str) -> Table {
         Table {
             name,
@@ -112,6 +133,8 @@ impl Table {
         t
     }
 
+    /// Appends a row, adding the columns it names that the table lacks
+    /// (earlier rows get Null there).
     pub fn push(&mut self, row: Row) {
         let mut cells = vec![Cell::Null; self.columns.len()];
         for (name, kind, cell) in row.0 {
@@ -177,10 +200,15 @@ impl Table {
     }
 }
 
+/// The storage type of a column ([`Table::column_type`]), as Parquet
+/// writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnType {
+    /// Every value an integer: INT64.
     Int,
+    /// Numbers, some not integers: DOUBLE.
     Num,
+    /// Any text, or no value at all: UTF-8 BYTE_ARRAY.
     Text,
 }
 

@@ -66,8 +66,11 @@ pub use settings::{
 pub use status::{offline_status, CourseStatus, PipelineStatus, StageStatus};
 pub use versions::{remove_results, result_files, stage_json, version_dir, versions_on_disk};
 
+/// How [`Pipeline::open`] runs the pipeline.
 #[derive(Debug, Clone)]
 pub struct PipelineOptions {
+    /// The `pipeline:` config section: trigger rules, stable age, workers,
+    /// retries, executors.
     pub settings: PipelineSection,
     /// `rtnode process`: every course runs at once, whatever the rule and
     /// the stable age (those are for the live node).
@@ -169,6 +172,9 @@ struct Inner {
     last_slurm_poll: Option<Instant>,
 }
 
+/// The running pipeline: the scheduler's view of every course and job,
+/// over the durable records in the state database. Shared as `Arc`; one
+/// scheduler thread drives it, the store and the CLI talk to it.
 pub struct Pipeline {
     data_dir: PathBuf,
     state: Arc<StateDb>,

@@ -96,6 +96,7 @@ pub enum ExecutorKind {
 }
 
 impl ExecutorKind {
+    /// The name used in the config: `local` or `slurm`.
     pub fn as_str(self) -> &'static str {
         match self {
             ExecutorKind::Local => "local",
@@ -190,6 +191,8 @@ impl Default for SlurmSection {
     }
 }
 
+/// Per-stage overrides under `pipeline.stages.<stage>`: concurrency,
+/// threads and where the stage runs.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StageLimits {

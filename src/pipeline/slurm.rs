@@ -40,20 +40,31 @@ pub struct SlurmRun {
 /// One task of a submission.
 #[derive(Debug, Clone)]
 pub struct Task {
+    /// Its index in the job array (`SLURM_ARRAY_TASK_ID`).
     pub task: u32,
+    /// The course whose stage it runs.
     pub course_id: String,
+    /// The course's result version.
     pub version: u32,
+    /// The stage it runs.
     pub stage: crate::stages::StageId,
 }
 
 /// What one submission asks of the cluster.
 #[derive(Debug, Clone)]
 pub struct Submission<'a> {
+    /// The job array's unique `--job-name`.
     pub name: &'a str,
+    /// The array's tasks, one stage run each.
     pub tasks: &'a [Task],
+    /// `sbatch` settings (partition, gres, time, memory, account).
     pub settings: &'a SlurmJobSettings,
+    /// `--cpus-per-task` of each task (at least 1).
     pub cpus: u32,
+    /// The `rtnode` binary as the cluster's nodes see it.
     pub rtnode: &'a Path,
+    /// The data directory on the cluster's shared file system; also the
+    /// job's working directory.
     pub data_dir: &'a Path,
 }
 
@@ -215,7 +226,9 @@ pub fn preflight() -> Result<()> {
 /// One task as `squeue` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Queued {
+    /// The array's job id (`%F`).
     pub array_job_id: String,
+    /// Slurm's state name, e.g. `PENDING`, `RUNNING`, `CANCELLED`.
     pub state: String,
 }
 

@@ -43,18 +43,26 @@ pub const PROGRESS_FILE: &str = ".progress.json";
 /// resolve against `path`'s folder, which must be visible there too).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageConfig {
+    /// Where the config file was read from.
     pub path: PathBuf,
+    /// Its full text (YAML, `rtnode.yaml`), as read.
     pub text: String,
 }
 
 /// What `rtnode run-stage` is told.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageJob {
+    /// [`DESCRIPTION_FORMAT`] of the writer; a run refuses another.
     pub format: u32,
+    /// The course as the coordinator has it assembled: its member objects.
     pub course: Course,
+    /// The course's result version.
     pub version: u32,
+    /// The stage to run.
     pub stage: StageId,
+    /// Which attempt of the job this is (1 for the first run).
     pub attempt: u32,
+    /// Threads the run may use (OMP_NUM_THREADS and friends).
     pub threads: u32,
     /// Output folder, relative to the data directory.
     pub out_dir: String,
@@ -69,7 +77,9 @@ pub struct StageJob {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum OutcomeKind {
+    /// The stage wrote its results.
     Done {
+        /// What the stage reports of its result, shown by `status`.
         summary: serde_json::Value,
         /// SOP Instance UIDs the run wrote ([`Outcome::Done`]'s `created`).
         /// Files written before this field existed list them in the
@@ -78,10 +88,14 @@ pub enum OutcomeKind {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         created: Vec<String>,
     },
+    /// The stage had nothing to do (e.g. no RTSTRUCT); not an error.
     Skipped {
+        /// Why, in words.
         reason: String,
     },
+    /// The run failed; the coordinator may retry it.
     Failed {
+        /// The error with its causes, one line.
         error: String,
     },
 }
@@ -89,12 +103,18 @@ pub enum OutcomeKind {
 /// The outcome file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutcomeRecord {
+    /// How the run ended.
     #[serde(flatten)]
     pub kind: OutcomeKind,
+    /// The attempt the run was (0 for an unreadable outcome file).
     pub attempt: u32,
+    /// Host name of the machine that ran it; empty when unknown.
     pub host: String,
+    /// When the run started, RFC 3339 UTC; empty when unknown.
     pub started_at: String,
+    /// When it ended, RFC 3339 UTC; empty when unknown.
     pub finished_at: String,
+    /// Its wall time, ms.
     pub duration_ms: u64,
 }
 

@@ -16,39 +16,71 @@ use crate::state::StateDb;
 /// What `rtnode status` shows of one course.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CourseStatus {
+    /// Course id: PatientID (made path-safe) and a short hash of the
+    /// planning series.
     pub id: String,
+    /// PatientID of the course's patient.
     pub patient_id: String,
+    /// PatientName in DICOM PN form (`Family^Given`).
     pub patient_name: String,
+    /// Member objects by kind: `images` (image instances), `rtstruct`,
+    /// `rtplan`, `rtdose` → count.
     pub objects: BTreeMap<String, usize>,
+    /// True when the trigger rule lacks nothing and the course is not held.
     pub complete: bool,
+    /// The course state (`incomplete`, `waiting`, `held`, `processing`,
+    /// `done`, `failed`).
     pub state: String,
+    /// The trigger rule it is judged by (`ct`, `ct+rtstruct`, `full`).
     pub rule: String,
+    /// What the rule still lacks, in words; empty when complete.
     pub missing: Vec<String>,
+    /// Objects the course waits for, in words (e.g. a referenced series
+    /// not yet received).
     pub waiting_for: Vec<String>,
+    /// Why the course is held for an operator; None when not held.
     pub held: Option<String>,
     /// Things noticed and how they were handled (assumptions, objects left
     /// out), from course assembly.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Latest result version; 0 before the first trigger.
     pub version: u32,
     /// stage → state
     pub stages: BTreeMap<String, String>,
+    /// The latest version's stages in run order.
     pub stage_details: Vec<StageStatus>,
 }
 
+/// What `rtnode status` shows of one stage run (a job).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StageStatus {
+    /// The course the job belongs to.
     pub course_id: String,
+    /// The course's result version.
     pub version: u32,
+    /// The stage, e.g. `dvh`, `qc`.
     pub stage: String,
+    /// The job state (`queued`, `running`, `done`, `failed`, `skipped`).
     pub state: String,
+    /// Runs started so far, retries included.
     pub attempts: u32,
+    /// Work items done, as the running stage reports them; None when not
+    /// running.
     pub done: Option<u64>,
+    /// Work items in all, as the running stage reports them; None when
+    /// not running.
     pub total: Option<u64>,
+    /// Estimated seconds to finish, from the rate so far; None until an
+    /// item is done.
     pub eta_s: Option<f64>,
+    /// Wall time of the last run, ms; None before one ended.
     pub duration_ms: Option<u64>,
+    /// The version whose identical result was reused instead of a run.
     pub reused_from: Option<u32>,
+    /// The last failure, kept after a successful retry too.
     pub error: Option<String>,
+    /// Why the job was skipped; None unless skipped.
     pub skip_reason: Option<String>,
     /// The Slurm job of this run, when it ran there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -58,12 +90,18 @@ pub struct StageStatus {
     pub slurm_state: Option<String>,
 }
 
+/// The pipeline part of `rtnode status`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PipelineStatus {
+    /// Every known course, in course id order.
     pub courses: Vec<CourseStatus>,
+    /// Jobs queued (waiting to start).
     pub queue_depth: usize,
+    /// Jobs running now.
     pub running: usize,
+    /// Jobs that failed, or failed and wait for a retry.
     pub recent_failures: Vec<StageStatus>,
+    /// Stage name → runs since the state database was made.
     pub stage_runs: BTreeMap<String, u64>,
     /// Series that formed no course, each with why.
     #[serde(default)]
@@ -71,6 +109,7 @@ pub struct PipelineStatus {
 }
 
 impl Pipeline {
+    /// The status from the scheduler's memory, stages in run order.
     pub fn status(&self) -> Result<PipelineStatus> {
         let inner = self.lock();
         let mut st = build_status(&inner.courses, &inner.jobs, &inner.running);
@@ -81,6 +120,8 @@ impl Pipeline {
         Ok(st)
     }
 
+    /// One line per held course and per failed job, for `rtnode process`
+    /// to report; empty when all is well.
     pub fn any_failed_or_held(&self) -> Vec<String> {
         let inner = self.lock();
         let mut out = Vec::new();

@@ -13,6 +13,8 @@ use super::jobs::{CourseRecord, CourseState, JobRecord, JobState};
 use crate::course::Course;
 use crate::stages::{Stage, StageId};
 
+/// `<data dir>/courses/<course id>/v<n>`: where version `n` of a course
+/// keeps its results and manifest.
 pub fn version_dir(data_dir: &Path, course_id: &str, n: u32) -> PathBuf {
     data_dir
         .join("courses")

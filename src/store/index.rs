@@ -49,31 +49,52 @@ pub const SCHEMA_VERSION: u64 = 2;
 /// a long-running node's resident memory grow with the archive.
 pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
+/// The series row of the index, taken from the latest instance stored in
+/// the series (see [`InstanceRecord`] for each attribute).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SeriesRecord {
+    /// SeriesInstanceUID (0020,000E): the row's key.
     pub series_instance_uid: String,
+    /// StudyInstanceUID of the study the series belongs to.
     pub study_instance_uid: String,
+    /// Modality (0008,0060), e.g. `CT`, `RTSTRUCT`.
     pub modality: String,
+    /// SeriesNumber (0020,0011); None when absent.
     pub series_number: Option<i64>,
+    /// SeriesDescription (0008,103E); empty when absent.
     pub series_description: String,
+    /// FrameOfReferenceUID the series' geometry lives in; empty when unknown.
     pub frame_of_reference_uid: String,
+    /// SOPClassUID of the series' instances.
     pub sop_class_uid: String,
 }
 
+/// The study row of the index, taken from the latest instance stored in
+/// the study.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StudyRecord {
+    /// StudyInstanceUID (0020,000D): the row's key.
     pub study_instance_uid: String,
+    /// [`PatientInfo::key`] of the study's patient (a hash, not the PatientID).
     pub patient_key: String,
+    /// StudyDate (0008,0020), DICOM DA `YYYYMMDD`; empty when absent.
     pub study_date: String,
+    /// StudyDescription (0008,1030); empty when absent.
     pub study_description: String,
+    /// AccessionNumber (0008,0050); empty when absent.
     pub accession_number: String,
 }
 
+/// How many rows each level of the index holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
+    /// Distinct patients (issuer + PatientID).
     pub patients: u64,
+    /// Distinct studies.
     pub studies: u64,
+    /// Distinct series.
     pub series: u64,
+    /// Stored SOP instances.
     pub instances: u64,
 }
 
@@ -81,9 +102,12 @@ pub struct Counts {
 /// it was elsewhere and must now be removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replaced {
+    /// The older copy's path, relative to the data directory.
     pub old_path: String,
 }
 
+/// The redb instance index (`index.redb`); cheap to share behind an `Arc`,
+/// as redb serialises writers itself.
 pub struct Index {
     db: Database,
 }
@@ -102,6 +126,8 @@ fn followed_references(rec: &InstanceRecord) -> impl Iterator<Item = &str> {
 }
 
 impl Index {
+    /// Opens (creating, or upgrading an older schema in place) with the
+    /// default page cache, [`DEFAULT_CACHE_BYTES`].
     pub fn open(path: &Path) -> Result<Index> {
         Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
     }
@@ -277,6 +303,9 @@ impl Index {
         Ok(out)
     }
 
+    /// Removes an instance and whatever series, study and patient rows it
+    /// leaves empty; returns its record, or None when it was not indexed.
+    /// `durable` as for [`Index::apply`].
     pub fn remove(&self, sop_instance_uid: &str, durable: bool) -> Result<Option<InstanceRecord>> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(if durable {
@@ -297,6 +326,7 @@ impl Index {
         Ok(())
     }
 
+    /// The record of one instance; None when it is not indexed.
     pub fn get(&self, sop_instance_uid: &str) -> Result<Option<InstanceRecord>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(INSTANCES)?;
@@ -306,6 +336,7 @@ impl Index {
         }
     }
 
+    /// Row counts per level.
     pub fn counts(&self) -> Result<Counts> {
         let txn = self.db.begin_read()?;
         Ok(Counts {
@@ -340,6 +371,8 @@ impl Index {
         Ok(out)
     }
 
+    /// The records of every indexed instance of a series, in SOP Instance
+    /// UID order; empty for an unknown series.
     pub fn series_instances(&self, series_instance_uid: &str) -> Result<Vec<InstanceRecord>> {
         let txn = self.db.begin_read()?;
         let members = txn.open_multimap_table(SERIES_INSTANCES)?;
@@ -354,6 +387,7 @@ impl Index {
         Ok(out)
     }
 
+    /// Every series row, in Series Instance UID order.
     pub fn all_series(&self) -> Result<Vec<SeriesRecord>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(SERIES)?;
@@ -364,6 +398,7 @@ impl Index {
         Ok(out)
     }
 
+    /// The patient stored under a [`PatientInfo::key`]; None when unknown.
     pub fn patient(&self, key: &str) -> Result<Option<PatientInfo>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(PATIENTS)?;

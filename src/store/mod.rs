@@ -38,11 +38,15 @@ use crate::dicom::status::DimseStatus;
 /// Why a C-STORE was not stored: the DIMSE status and a comment for the peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreFailure {
+    /// The C-STORE-RSP status, e.g. `OUT_OF_RESOURCES` (A700) or
+    /// `PROCESSING_FAILURE` (0110).
     pub status: DimseStatus,
+    /// Error Comment (0000,0902) for the peer and the log.
     pub comment: String,
 }
 
 impl StoreFailure {
+    /// A failure with `status` and a comment for the peer.
     pub fn new(status: DimseStatus, comment: impl Into<String>) -> Self {
         StoreFailure {
             status,
@@ -57,10 +61,16 @@ impl std::fmt::Display for StoreFailure {
     }
 }
 
+/// How [`Store::open`] sets up the store; from the `storage:` config section.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
+    /// The data directory holding `store/`, `tmp/` and `index.redb`.
     pub data_dir: PathBuf,
+    /// Fsync each file and its directory before the C-STORE success
+    /// (`storage.fsync`); off only for tests and benchmarks.
     pub fsync: bool,
+    /// Below this much free space on the data directory, bytes, new
+    /// instances are refused with Out of Resources (`storage.min_free_bytes`).
     pub min_free_bytes: u64,
     /// Page cache of index.redb (`storage.index_cache_mb`).
     pub index_cache_bytes: usize,
@@ -75,6 +85,8 @@ struct CommitRequest {
     reply: oneshot::Sender<Result<(), StoreFailure>>,
 }
 
+/// The durable instance store: files under the data directory, their
+/// index, and the single commit thread that makes both durable in batches.
 pub struct Store {
     opts: StoreOptions,
     store_dir: PathBuf,
@@ -87,6 +99,7 @@ pub struct Store {
 
 const CLEAN_MARKER: &str = "index.clean";
 
+/// Where the instance index lives in a data directory (`index.redb`).
 pub fn index_path(data_dir: &Path) -> PathBuf {
     data_dir.join("index.redb")
 }
@@ -153,18 +166,23 @@ impl Store {
         *self.listener.write().unwrap_or_else(|p| p.into_inner()) = Some(l);
     }
 
+    /// The instance index the store keeps.
     pub fn index(&self) -> &Arc<Index> {
         &self.index
     }
 
+    /// The data directory the store was opened on.
     pub fn data_dir(&self) -> &Path {
         &self.opts.data_dir
     }
 
+    /// `store/` under the data directory: where committed instances live.
     pub fn store_dir(&self) -> &Path {
         &self.store_dir
     }
 
+    /// Free space on the data directory's file system, bytes available to
+    /// an unprivileged user.
     pub fn free_bytes(&self) -> std::io::Result<u64> {
         free_bytes(&self.opts.data_dir)
     }
@@ -321,10 +339,14 @@ fn clear_tmp(tmp_dir: &Path) {
     }
 }
 
+/// Fsyncs a directory, making the creation, rename or removal of its
+/// entries durable.
 pub fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Free space, bytes available to an unprivileged user (statvfs `f_bavail`),
+/// on the file system holding `path`.
 pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;

@@ -13,12 +13,20 @@ use dicom_dictionary_std::tags;
 use dicom_object::{InMemDicomObject, OpenFileOptions};
 use serde::{Deserialize, Serialize};
 
+/// Patient module attributes as received; each is empty when the data set
+/// lacks it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PatientInfo {
+    /// PatientID (0010,0020), unique only together with `issuer`.
     pub id: String,
+    /// PatientName (0010,0010) in DICOM PN form (`Family^Given^...`),
+    /// decoded from the data set's SpecificCharacterSet.
     pub name: String,
+    /// PatientBirthDate (0010,0030), DICOM DA `YYYYMMDD`.
     pub birth_date: String,
+    /// PatientSex (0010,0040): `M`, `F`, `O`, or empty.
     pub sex: String,
+    /// IssuerOfPatientID (0010,0021): the assigning authority of `id`.
     pub issuer: String,
 }
 
@@ -45,50 +53,96 @@ pub enum Reference {
     /// RTPLAN → ReferencedStructureSetSequence
     StructureSet(String),
     /// RTDOSE (and a replan) → ReferencedRTPlanSequence, with the relationship
-    Plan { uid: String, relationship: String },
+    Plan {
+        /// SOPInstanceUID of the referenced RT Plan.
+        uid: String,
+        /// RTPlanRelationship (300A,0055), e.g. `PREDECESSOR`, `VERIFIED_PLAN`;
+        /// empty when absent.
+        relationship: String,
+    },
 }
 
-/// RT attributes that course assembly and dose selection decide on.
+/// RT attributes that course assembly and dose selection decide on. Each
+/// is empty when the object lacks it (e.g. dose fields on an RTPLAN).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RtAttributes {
+    /// PlanIntent (300A,000A), e.g. `CURATIVE`, `PALLIATIVE`, `VERIFICATION`.
     pub plan_intent: String,
+    /// ApprovalStatus (300E,0002): `APPROVED`, `UNAPPROVED` or `REJECTED`.
     pub approval_status: String,
+    /// DoseSummationType (3004,000A), e.g. `PLAN`, `BEAM`, `FRACTION`.
     pub dose_summation_type: String,
+    /// DoseType (3004,0004): `PHYSICAL`, `EFFECTIVE` or `ERROR`.
     pub dose_type: String,
+    /// DoseUnits (3004,0002): `GY` or `RELATIVE`.
     pub dose_units: String,
+    /// StructureSetLabel (3006,0002) of an RTSTRUCT.
     pub structure_set_label: String,
+    /// RTPlanLabel (300A,0002) of an RTPLAN.
     pub plan_label: String,
 }
 
+/// The index entry of one stored SOP instance: identifying UIDs, the
+/// attributes grouping and sorting need, and where and how it was stored.
+/// Text attributes are empty when the data set lacks them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstanceRecord {
+    /// SOPInstanceUID (0008,0018): the index key; never empty.
     pub sop_instance_uid: String,
+    /// SOPClassUID (0008,0016), e.g. CT Image or RT Dose Storage.
     pub sop_class_uid: String,
+    /// Transfer syntax UID from the file meta header.
     pub transfer_syntax_uid: String,
+    /// StudyInstanceUID (0020,000D); never empty.
     pub study_instance_uid: String,
+    /// SeriesInstanceUID (0020,000E); never empty.
     pub series_instance_uid: String,
+    /// Patient module attributes.
     pub patient: PatientInfo,
+    /// StudyDate (0008,0020), DICOM DA `YYYYMMDD`.
     pub study_date: String,
+    /// StudyDescription (0008,1030).
     pub study_description: String,
+    /// AccessionNumber (0008,0050).
     pub accession_number: String,
+    /// Modality (0008,0060), e.g. `CT`, `MR`, `RTSTRUCT`, `RTPLAN`, `RTDOSE`.
     pub modality: String,
+    /// SeriesNumber (0020,0011); None when absent or not an integer.
     pub series_number: Option<i64>,
+    /// SeriesDescription (0008,103E).
     pub series_description: String,
+    /// FrameOfReferenceUID (0020,0052); for an RTSTRUCT, which has none of
+    /// its own, the first frame of reference it references.
     pub frame_of_reference_uid: String,
+    /// InstanceNumber (0020,0013); None when absent or not an integer.
     pub instance_number: Option<i64>,
+    /// ImageType (0008,0008), values joined with `\`, e.g.
+    /// `ORIGINAL\PRIMARY\AXIAL`.
     pub image_type: String,
+    /// ImagePositionPatient (0020,0032): centre of the first voxel, mm,
+    /// patient LPS; None when absent or malformed (non-image objects).
     pub image_position_patient: Option<[f64; 3]>,
+    /// ImageOrientationPatient (0020,0037): row then column direction
+    /// cosines, patient LPS; None when absent or malformed.
     pub image_orientation_patient: Option<[f64; 6]>,
+    /// SpecificCharacterSet (0008,0005); empty means the default repertoire.
     pub specific_character_set: String,
+    /// UIDs this object references (RT objects only; empty otherwise).
     pub references: Vec<Reference>,
+    /// RT attributes; Some only for RTSTRUCT, RTPLAN, RTDOSE, RTIMAGE and
+    /// RTRECORD modalities.
     pub rt: Option<RtAttributes>,
+    /// True when LossyImageCompression is `01` or the transfer syntax is a
+    /// lossy JPEG / JPEG-LS / JPEG 2000 one.
     pub lossy_compressed: bool,
     /// Path relative to the data directory.
     pub path: String,
+    /// Size of the stored file, bytes.
     pub file_size: u64,
     /// blake3 of the data set bytes as received: tells a re-send with
     /// changed content from a plain duplicate.
     pub content_hash: String,
+    /// AE title of the peer that sent the instance (trimmed).
     pub calling_ae: String,
     /// RFC 3339, UTC.
     pub received_at: String,
@@ -137,10 +191,14 @@ fn references(obj: &InMemDicomObject) -> Vec<Reference> {
     refs
 }
 
+/// Why a file could not be turned into an [`InstanceRecord`].
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
+    /// The file is not a readable DICOM Part 10 file; the parser's message.
     #[error("cannot parse data set: {0}")]
     Parse(String),
+    /// A UID the index keys on (SOP instance, study or series) is absent or
+    /// empty; names the attribute.
     #[error("data set lacks {0}")]
     Missing(&'static str),
 }

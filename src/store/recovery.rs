@@ -17,13 +17,22 @@ use tracing::warn;
 use super::index::Index;
 use super::record::read_record;
 
+/// What a reconciliation of the index with the files did, in counts of
+/// instances (files).
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RecoveryReport {
+    /// `.dcm` files found under `store/`.
     pub files_scanned: u64,
+    /// Files that had no index row and were added.
     pub indexed: u64,
+    /// Index rows moved to another file of the same instance.
     pub repointed: u64,
+    /// Older copies of a re-sent instance removed from disk.
     pub stale_removed: u64,
+    /// Index rows dropped because their file is gone.
     pub records_dropped: u64,
+    /// Files left out of the index: unparsable, or their SOPInstanceUID
+    /// disagrees with the file name.
     pub unreadable: u64,
 }
 

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The `storage:` configuration section: durability, the free-space
+/// watermark, the index cache and optional retention.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageSection {
@@ -78,11 +80,16 @@ impl StorageSection {
     }
 }
 
-/// Durations as humantime writes them: `90d`, `12h`, `1h 30m`.
+/// The `storage.retention:` section. Durations as humantime writes them:
+/// `90d`, `12h`, `1h 30m`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionSection {
+    /// How long a course must have been without activity before it is
+    /// purged, e.g. `3650d`.
     pub older_than: String,
+    /// How often the running node looks for courses to purge; at least
+    /// 1 s, default `1h`.
     #[serde(default = "default_retention_check_every")]
     pub check_every: String,
 }
@@ -92,11 +99,15 @@ fn default_retention_check_every() -> String {
 }
 
 impl RetentionSection {
+    /// `older_than` parsed; Err with a message for the config check when it
+    /// is not a duration.
     pub fn older_than(&self) -> Result<std::time::Duration, String> {
         humantime::parse_duration(self.older_than.trim())
             .map_err(|e| format!("older_than {:?}: {e}", self.older_than))
     }
 
+    /// `check_every` parsed; Err with a message when it is not a duration or
+    /// is below 1 s.
     pub fn check_every(&self) -> Result<std::time::Duration, String> {
         let d = humantime::parse_duration(self.check_every.trim())
             .map_err(|e| format!("check_every {:?}: {e}", self.check_every))?;

@@ -27,6 +27,9 @@ use crate::dicom::uids::{self, check_uid, UidCheck};
 /// Pieces smaller than this are collected before they are written.
 const WRITE_BUFFER: usize = 64 * 1024;
 
+/// An instance being received: its temporary file in `tmp/`, the running
+/// blake3 of the data set, and the first failure met, which `finish`
+/// reports. Get one from `Store::begin`.
 pub struct PendingWrite {
     file: BufWriter<File>,
     tmp_path: PathBuf,
@@ -44,7 +47,10 @@ pub struct PendingWrite {
 /// An instance that is complete and synced in `tmp/`, with its index record.
 #[derive(Debug)]
 pub struct Prepared {
+    /// The complete, synced file under `tmp/`, to be renamed into `store/`
+    /// on commit.
     pub tmp_path: PathBuf,
+    /// Its index record; `path` already names the final place in `store/`.
     pub record: InstanceRecord,
 }
 
