@@ -261,7 +261,7 @@ pub struct CourseSummary {
     pub patient_name: String,
     /// Course state: waiting, processing, done, failed, held, …
     pub state: String,
-    /// Result version of the course (a new version when members change after results).
+    /// Current result version (1, 2, …; a new one when the course's members change).
     pub version: u32,
     /// True when the course has every object its trigger rule needs.
     pub complete: bool,
