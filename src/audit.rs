@@ -14,27 +14,37 @@ use std::sync::Mutex;
 use serde::Serialize;
 use tracing::warn;
 
+/// One audit event, written as one JSON line; empty text fields are left out.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Event {
+    /// When it happened (RFC 3339, UTC); set by `AuditLog::record`.
     pub time: String,
     /// `ApplicationActivity`, `DICOMInstancesTransferred`, `SecurityAlert`.
     pub event: &'static str,
     /// `started`/`stopped`, `received`/`sent`/`refused`, `association-rejected`.
     pub action: &'static str,
+    /// AE title of the association's requester.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub calling_ae: String,
+    /// AE title the requester called.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub called_ae: String,
+    /// Network address of the peer, `ip:port`.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub peer: String,
+    /// PatientID (0010,0020) of the data concerned.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub patient_id: String,
+    /// StudyInstanceUID of the data concerned.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub study_instance_uid: String,
+    /// SOPInstanceUID of the instance concerned.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub sop_instance_uid: String,
+    /// SOPClassUID of the instance concerned.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub sop_class_uid: String,
+    /// The result in words or as a DICOM status (`0000` success), or the error text.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub outcome: String,
     /// Who did it over the HTTP API: the bearer token's name.
@@ -45,12 +55,14 @@ pub struct Event {
     pub object: String,
 }
 
+/// The append-only audit log under `<data-dir>/audit/`, one file per UTC day.
 pub struct AuditLog {
     dir: PathBuf,
     current: Mutex<Option<(String, File)>>,
 }
 
 impl AuditLog {
+    /// Opens (creating if needed) `<data_dir>/audit/`; files are opened on the first event of each day.
     pub fn open(data_dir: &Path) -> std::io::Result<AuditLog> {
         let dir = data_dir.join("audit");
         std::fs::create_dir_all(&dir)?;
@@ -60,6 +72,7 @@ impl AuditLog {
         })
     }
 
+    /// Stamps `ev` with the current time and appends it to today's file; failures are logged, never returned.
     pub fn record(&self, mut ev: Event) {
         ev.time = crate::time::now_rfc3339();
         let day = ev.time.get(..10).unwrap_or("unknown").to_string();

@@ -17,8 +17,11 @@ use crate::scu::{self, Target};
 use crate::stages::{report, StageId};
 use crate::synth::{self, SynthOptions};
 
+/// Options of `rtnode demo`.
 pub struct DemoOptions {
+    /// Number of CT slices in the synthetic course.
     pub slices: u32,
+    /// Rows (and columns) of each synthetic CT slice, in pixels; the field of view stays fixed, so pixel spacing follows.
     pub rows: u16,
     /// Keep the temporary data directories (they are printed).
     pub keep: bool,
@@ -59,6 +62,7 @@ fn demo_config(ae: &str, data_dir: &Path) -> Config {
     cfg
 }
 
+/// Runs the demo end to end (two loopback nodes, a synthetic course sent and processed) and prints what happened.
 pub async fn run(opts: DemoOptions) -> Result<()> {
     let t0 = Instant::now();
     let work = tempdir()?;

@@ -14,10 +14,15 @@ use crate::dicom::status::DimseStatus;
 /// A command set is a few hundred bytes; anything near this is hostile.
 pub const MAX_COMMAND_SET_LEN: usize = 64 * 1024;
 
+/// CommandField (0000,0100) values for the DIMSE-C services this node speaks (PS3.7 E.1).
 pub mod command_field {
+    /// C-STORE request: a data set follows with the object to store.
     pub const C_STORE_RQ: u16 = 0x0001;
+    /// C-STORE response.
     pub const C_STORE_RSP: u16 = 0x8001;
+    /// C-ECHO request (verification).
     pub const C_ECHO_RQ: u16 = 0x0030;
+    /// C-ECHO response.
     pub const C_ECHO_RSP: u16 = 0x8030;
 }
 
@@ -40,14 +45,37 @@ mod tag {
     pub const MOVE_ORIGINATOR_MESSAGE_ID: u16 = 0x1031;
 }
 
+/// Why a command set was rejected while decoding; the association is aborted on any of these.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandError {
+    /// The command set is longer than `MAX_COMMAND_SET_LEN` (length in bytes).
     TooLong(usize),
-    Truncated { at: usize },
-    NotGroupZero { group: u16, at: usize },
-    BadValueLength { element: u16, len: u32 },
+    /// Fewer bytes remained than an element header or value needs.
+    Truncated {
+        /// Byte offset in the command set where the element started.
+        at: usize,
+    },
+    /// An element outside group 0000 appeared in the command set.
+    NotGroupZero {
+        /// The offending group number.
+        group: u16,
+        /// Byte offset of the element in the command set.
+        at: usize,
+    },
+    /// An element's value length does not fit its VR (for example a US element that is not 2 bytes).
+    BadValueLength {
+        /// Element number within group 0000.
+        element: u16,
+        /// The declared value length in bytes.
+        len: u32,
+    },
+    /// A required element (named) is absent for this command.
     MissingElement(&'static str),
-    NotText { element: u16 },
+    /// A text element (UI, AE, LO) holds non-ASCII or control characters.
+    NotText {
+        /// Element number within group 0000.
+        element: u16,
+    },
 }
 
 impl fmt::Display for CommandError {
@@ -78,20 +106,32 @@ impl std::error::Error for CommandError {}
 /// unknown group-0000 elements are skipped (they are legal in retired usage).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Command {
+    /// CommandField (0000,0100): which message this is; see `command_field`.
     pub command_field: u16,
+    /// MessageID (0000,0110); present on requests.
     pub message_id: Option<u16>,
+    /// MessageIDBeingRespondedTo (0000,0120); present on responses.
     pub message_id_being_responded_to: Option<u16>,
+    /// AffectedSOPClassUID (0000,0002), with NUL/space padding removed.
     pub affected_sop_class_uid: Option<String>,
+    /// AffectedSOPInstanceUID (0000,1000); None for C-ECHO.
     pub affected_sop_instance_uid: Option<String>,
+    /// Priority (0000,0700): 0 medium, 1 high, 2 low; None when absent.
     pub priority: Option<u16>,
+    /// CommandDataSetType (0000,0800); `NO_DATA_SET` (0x0101) means no data set follows.
     pub data_set_type: u16,
+    /// Status (0000,0900); present on responses.
     pub status: Option<DimseStatus>,
+    /// ErrorComment (0000,0902): free text accompanying a failure status; cut to 64 characters (LO) when encoded.
     pub error_comment: Option<String>,
+    /// MoveOriginatorApplicationEntityTitle (0000,1030) when this C-STORE is a sub-operation of a C-MOVE.
     pub move_originator_ae: Option<String>,
+    /// MoveOriginatorMessageID (0000,1031) of the C-MOVE that caused this C-STORE.
     pub move_originator_message_id: Option<u16>,
 }
 
 impl Command {
+    /// True when a data set follows this command (CommandDataSetType is not 0x0101).
     pub fn has_data_set(&self) -> bool {
         self.data_set_type != NO_DATA_SET
     }
@@ -257,6 +297,7 @@ pub fn encode_command(cmd: &Command) -> Vec<u8> {
     w.finish()
 }
 
+/// Builds the C-ECHO-RSP answering `message_id`, status Success; the SOP class defaults to Verification.
 pub fn c_echo_rsp(message_id: u16, sop_class: Option<&str>) -> Command {
     Command {
         command_field: command_field::C_ECHO_RSP,
@@ -272,6 +313,7 @@ pub fn c_echo_rsp(message_id: u16, sop_class: Option<&str>) -> Command {
     }
 }
 
+/// Builds a C-ECHO-RQ (Verification SOP class) with the given MessageID.
 pub fn c_echo_rq(message_id: u16) -> Command {
     Command {
         command_field: command_field::C_ECHO_RQ,
@@ -282,6 +324,7 @@ pub fn c_echo_rq(message_id: u16) -> Command {
     }
 }
 
+/// Builds a C-STORE-RQ at medium priority for one instance; the data set is sent after it.
 pub fn c_store_rq(message_id: u16, sop_class: &str, sop_instance: &str) -> Command {
     Command {
         command_field: command_field::C_STORE_RQ,
@@ -295,6 +338,7 @@ pub fn c_store_rq(message_id: u16, sop_class: &str, sop_instance: &str) -> Comma
     }
 }
 
+/// Builds the C-STORE-RSP answering `message_id` with `status` and an optional ErrorComment.
 pub fn c_store_rsp(
     message_id: u16,
     sop_class: Option<&str>,

@@ -8,17 +8,25 @@ use crate::config::Config;
 use crate::peers::PeersFile;
 use crate::scu::{self, Target};
 
+/// How serious a finding is; ordered, so the worst of a run is its maximum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
+    /// The check passed.
     Ok,
+    /// Works, but something deserves attention (a certificate near expiry, free space under 4× the minimum).
     Warn,
+    /// The node cannot run correctly as configured; `rtnode doctor` exits non-zero.
     Fail,
 }
 
+/// The result of one check: one line of `rtnode doctor` output.
 #[derive(Debug, Clone)]
 pub struct Finding {
+    /// How serious it is.
     pub level: Level,
+    /// Short name of what was checked (for example "config", "data dir", a peer's AE title).
     pub check: String,
+    /// What was found, for a person to read.
     pub detail: String,
 }
 

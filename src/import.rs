@@ -14,20 +14,32 @@ use crate::dicom::uids;
 #[derive(Debug, Clone)]
 pub enum Body {
     /// A Part 10 file: the bytes after its meta group, as they are.
-    File { offset: u64, len: u64 },
+    File {
+        /// Byte offset of the data set in the file (just after the meta group).
+        offset: u64,
+        /// Length of the data set in bytes.
+        len: u64,
+    },
     /// A bare data set re-encoded in memory (files without a meta group).
     Memory(Vec<u8>),
 }
 
+/// One file ready to send or import: its identity from the data set, and where its bytes are.
 #[derive(Debug, Clone)]
 pub struct Item {
+    /// The file on disk.
     pub path: PathBuf,
+    /// SOPClassUID from the data set.
     pub sop_class: String,
+    /// SOPInstanceUID from the data set.
     pub sop_instance: String,
+    /// Transfer syntax UID the data set bytes are encoded in.
     pub ts: String,
+    /// Where the data set bytes come from.
     pub body: Body,
 }
 
+/// Expands `paths` into files: files as given, folders walked recursively in name order keeping only files that look like DICOM (Part 10 or a bare data set).
 pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
@@ -89,6 +101,7 @@ fn looks_like_dicom(path: &Path) -> bool {
     (n == 132 && &head[128..132] == b"DICM") || bare_dataset_syntax(&head[..n]).is_some()
 }
 
+/// Reads `path`'s identity and locates its data set bytes; the error is a message for a person (unreadable, not DICOM, no SOP UIDs).
 pub fn prepare(path: &Path) -> Result<Item, String> {
     use dicom_dictionary_std::tags;
     let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;

@@ -18,20 +18,26 @@ use crate::store::Store;
 /// same handles for the HTTP server, the admin socket, retention and the
 /// service manager's notifications.
 pub struct Node {
+    /// The AE title this node answers to as an SCP and calls from as an SCU.
     pub ae_title: String,
     /// The peers file as loaded; the SCP reads the same (see
     /// `service::reload_peers`).
     pub peers: SharedPeers,
+    /// The DICOM store: instance files under the data directory and their index.
     pub store: Arc<Store>,
+    /// The state database: associations, pipeline jobs, outbound queue.
     pub state: Arc<StateDb>,
     /// The SCP's counters, reset at each start.
     pub stats: Arc<Stats>,
+    /// Monotonic time of the start, for uptime.
     pub started: Instant,
+    /// Wall-clock time of the start (RFC 3339, UTC).
     pub started_at: String,
     /// The course pipeline fed by this node's store, when it runs one.
     pub pipeline: Option<Arc<crate::pipeline::Pipeline>>,
     /// The outbound queue (results and routed instances).
     pub exporter: Option<Arc<crate::export::Exporter>>,
+    /// The audit log every part writes security-relevant events to.
     pub audit: Arc<crate::audit::AuditLog>,
     /// What the SCP's association tasks share.
     pub scp: Arc<ScpContext>,

@@ -19,17 +19,21 @@ fn yes() -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeersFile {
+    /// Every peer, in file order; with `network.require_known_callers`, only these AEs may associate.
     #[serde(default)]
     pub peers: Vec<Peer>,
 }
 
+/// One remote AE: who it is, where it listens, and what it may do.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Peer {
+    /// The peer's AE title (at most 16 characters), matched against the Calling AE Title.
     pub ae_title: String,
     /// IP address or hostname; used to reach the peer and, with
     /// `network.check_peer_address`, to check where an association comes from.
     pub host: String,
+    /// TCP port the peer listens on for our outgoing associations.
     pub port: u16,
     /// Whether this AE may send (C-STORE) to us.
     #[serde(default = "yes")]
@@ -37,6 +41,7 @@ pub struct Peer {
     /// Whether derived objects (RTSTRUCT, reports) are sent to this AE.
     #[serde(default)]
     pub receives_results: bool,
+    /// Free text for people (site, system); None when not given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// SOP classes this AE accepts (UIDs or dictionary keywords such as

@@ -16,14 +16,19 @@ use crate::pipeline::{Pipeline, PipelineOptions, PipelineStatus};
 use crate::state::StateDb;
 use crate::store::{Store, StoreOptions};
 
+/// What `rtnode process` did.
 pub struct Summary {
+    /// Files imported into the store.
     pub imported: usize,
+    /// Files that could not be imported, each as `path: reason`.
     pub import_failures: Vec<String>,
+    /// The pipeline's state after the run: courses and their stages.
     pub status: PipelineStatus,
     /// Failed stages and held courses; non-empty means a non-zero exit.
     pub problems: Vec<String>,
 }
 
+/// Imports every DICOM file under `dir` into a data directory at `out`, runs course assembly and the stage DAG to completion with `cfg`, and returns what happened.
 pub fn run(dir: &Path, out: &Path, cfg: &Config) -> Result<Summary> {
     let t0 = Instant::now();
     let store = Store::open(StoreOptions {

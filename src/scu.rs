@@ -21,10 +21,14 @@ pub use crate::import::collect_files;
 use crate::import::{prepare, Body, Item};
 use crate::ul::{self, pdu_type};
 
+/// Where to send: a remote SCP's AE title and network address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// The remote AE title, sent as Called AE Title in the A-ASSOCIATE-RQ.
     pub called_ae: String,
+    /// Host name or IP address of the remote SCP.
     pub host: String,
+    /// TCP port of the remote SCP.
     pub port: u16,
     /// TLS towards this peer; `None`: plain TCP.
     pub tls: Option<crate::tls::ClientTls>,
@@ -118,11 +122,16 @@ impl std::str::FromStr for Target {
     }
 }
 
+/// What happened to one file sent by C-STORE.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
+    /// The file that was sent.
     pub path: PathBuf,
+    /// SOPInstanceUID of the instance in it (empty if it could not be read).
     pub sop_instance_uid: String,
+    /// The C-STORE-RSP status; None when no response came (association failed, file unreadable).
     pub status: Option<DimseStatus>,
+    /// Why the file was not sent or not stored, for a person to read; None on success.
     pub error: Option<String>,
     /// For a failure without a DIMSE status: whether trying again later can
     /// help (peer down, transient rejection) or not (permanent rejection, no
@@ -131,6 +140,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// True when the peer stored the instance: Success or a Warning (B-range) status.
     pub fn ok(&self) -> bool {
         // B-range statuses are warnings: stored.
         self.status.is_some_and(DimseStatus::stored)

@@ -25,8 +25,11 @@ use crate::scp;
 use crate::state::StateDb;
 use crate::store::{Store, StoreOptions};
 
+/// A started node: its listeners and background tasks, until `RunningNode::stop`.
 pub struct RunningNode {
+    /// The DICOM listen address actually bound (the plaintext one, or the TLS one when plaintext is off); the port is real even for `--port 0`.
     pub addr: SocketAddr,
+    /// The shared handles of this node.
     pub node: Arc<Node>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
@@ -53,10 +56,12 @@ struct NodeFile<'a> {
     started_at: &'a str,
 }
 
+/// Path of `node.json` in `data_dir`, which a running node writes with its pid and bound ports.
 pub fn node_file_path(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("node.json")
 }
 
+/// Starts a node from `cfg` and `peers`: opens store and state, starts pipeline, outbound queue, retention, and binds the DICOM, admin and HTTP listeners.
 pub async fn start(cfg: &Config, peers: PeersFile) -> Result<RunningNode> {
     // The HTTP server's checks, TLS files and tokens, before anything opens
     // or listens: a bad one stops the start with its reason.

@@ -14,39 +14,63 @@ use crate::pipeline::{CourseStatus, PipelineStatus, StageStatus};
 use crate::state::{AssociationRecord, StateDb};
 use crate::store::{Counts, Index};
 
+/// The running server's identity and counters since it started; absent when no server answered.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServerInfo {
+    /// The AE title this node answers to.
     pub ae_title: String,
+    /// The DICOM listen address, `host:port`.
     pub listening: String,
+    /// Process id of the `serve` process.
     pub pid: u32,
+    /// When the server started (RFC 3339, UTC).
     pub started_at: String,
+    /// Seconds since the server started.
     pub uptime_s: u64,
+    /// Associations open right now.
     pub active_associations: u64,
+    /// Associations accepted since start.
     pub associations_since_start: u64,
+    /// Association requests rejected since start (unknown caller, limit reached, bad proposal).
     pub rejected_since_start: u64,
+    /// SOP instances stored since start.
     pub instances_since_start: u64,
+    /// Bytes of instances stored since start.
     pub bytes_since_start: u64,
+    /// C-STORE requests that failed to store since start.
     pub store_failures_since_start: u64,
 }
 
+/// Everything `rtnode status` shows, as text or JSON.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
+    /// rtnode version (the crate version) that built the report.
     pub version: String,
+    /// The node's data directory, as configured.
     pub data_dir: String,
     /// "running" when a server answered on the admin socket, else "stopped".
     pub server_state: String,
+    /// The running server, when `server_state` is "running".
     pub server: Option<ServerInfo>,
+    /// Patients in the store index.
     pub patients: u64,
+    /// Studies in the store index.
     pub studies: u64,
+    /// Series in the store index.
     pub series: u64,
+    /// SOP instances in the store index.
     pub instances: u64,
+    /// Free space on the data directory's file system in bytes (0 if unknown).
     pub free_bytes: u64,
+    /// The last 10 associations, newest first.
     pub recent_associations: Vec<AssociationRecord>,
     /// Courses with their stages (see `pipeline::CourseStatus`).
     pub courses: Vec<CourseStatus>,
     /// Stage runs waiting to start.
     pub queue_depth: usize,
+    /// Stage runs executing now.
     pub running_stages: usize,
+    /// The latest failed stage runs.
     pub recent_failures: Vec<StageStatus>,
     /// Runs of each stage since the state database was created.
     pub stage_runs: std::collections::BTreeMap<String, u64>,
@@ -129,6 +153,7 @@ pub fn offline_report(data_dir: &Path) -> Result<StatusReport> {
     }
 }
 
+/// The report as text for a terminal, one section per part.
 pub fn render_text(r: &StatusReport) -> String {
     let mut out = String::new();
     out.push_str(&format!("rtnode {}  data dir {}\n", r.version, r.data_dir));

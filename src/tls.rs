@@ -138,7 +138,9 @@ pub fn http_server_config(
 /// What the SCU needs to open a TLS connection to one peer.
 #[derive(Clone)]
 pub struct ClientTls {
+    /// rustls client configuration: our certificate (if any) and the roots that verify the peer.
     pub config: Arc<ClientConfig>,
+    /// Name the peer's certificate must match (`tls_server_name`, else the peer's host).
     pub server_name: ServerName<'static>,
 }
 

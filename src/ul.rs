@@ -12,15 +12,24 @@ use std::io;
 use dicom_ul::pdu::{AbortRQServiceProviderReason, AbortRQSource, Pdu};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+/// Length of every PDU header in bytes: type (1), reserved (1), big-endian length (4) (PS3.8 9.3).
 pub const PDU_HEADER_LEN: usize = 6;
 
+/// PDU-type byte values (PS3.8 9.3.1).
 pub mod pdu_type {
+    /// A-ASSOCIATE-RQ: the calling AE proposes an association.
     pub const ASSOCIATE_RQ: u8 = 0x01;
+    /// A-ASSOCIATE-AC: the called AE accepts.
     pub const ASSOCIATE_AC: u8 = 0x02;
+    /// A-ASSOCIATE-RJ: the called AE rejects.
     pub const ASSOCIATE_RJ: u8 = 0x03;
+    /// P-DATA-TF: carries PDV items (command and data set fragments).
     pub const P_DATA_TF: u8 = 0x04;
+    /// A-RELEASE-RQ: orderly release requested.
     pub const RELEASE_RQ: u8 = 0x05;
+    /// A-RELEASE-RP: orderly release confirmed.
     pub const RELEASE_RP: u8 = 0x06;
+    /// A-ABORT: the association is torn down at once.
     pub const ABORT: u8 = 0x07;
 }
 
@@ -28,12 +37,16 @@ pub mod pdu_type {
 /// with 128 presentation contexts; refuse to buffer more.
 pub const MAX_CONTROL_PDU_LEN: u32 = 1024 * 1024;
 
+/// The 6-byte header that starts every PDU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PduHeader {
+    /// PDU-type byte; see `pdu_type`.
     pub pdu_type: u8,
+    /// Length in bytes of the PDU body that follows the header.
     pub length: u32,
 }
 
+/// Reads the next PDU header; `Ok(None)` when the peer closed the connection cleanly between PDUs.
 pub async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Option<PduHeader>> {
     let mut h = [0u8; PDU_HEADER_LEN];
     // A clean close between PDUs is not an error; inside one it is.
@@ -72,6 +85,7 @@ pub async fn read_control_pdu<R: AsyncRead + Unpin>(
     }
 }
 
+/// An `io::Error` of kind `InvalidData` with `msg`: how protocol violations are reported.
 pub fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
@@ -94,6 +108,7 @@ async fn bounded<T>(
     }
 }
 
+/// Encodes `pdu` and writes it, failing with `TimedOut` after `WRITE_TIMEOUT` (30 s) if the peer does not read.
 pub async fn write_pdu<W: AsyncWrite + Unpin>(w: &mut W, pdu: &Pdu) -> io::Result<()> {
     let mut buf = Vec::with_capacity(256);
     dicom_ul::pdu::write_pdu(&mut buf, pdu).map_err(|e| invalid(format!("encoding PDU: {e}")))?;
@@ -104,6 +119,7 @@ pub async fn write_pdu<W: AsyncWrite + Unpin>(w: &mut W, pdu: &Pdu) -> io::Resul
     .await
 }
 
+/// Sends an A-ABORT from the service provider with `reason`, best effort (gives up after 2 s, errors ignored).
 pub async fn write_abort<W: AsyncWrite + Unpin>(w: &mut W, reason: AbortRQServiceProviderReason) {
     let pdu = Pdu::AbortRQ {
         source: AbortRQSource::ServiceProvider(reason),
@@ -115,8 +131,11 @@ pub async fn write_abort<W: AsyncWrite + Unpin>(w: &mut W, reason: AbortRQServic
 /// One PDV item's header inside a P-DATA-TF.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PdvHeader {
+    /// Presentation context ID (odd, 1..=255) the fragment belongs to.
     pub context_id: u8,
+    /// True for a command-set fragment, false for a data-set fragment (message control header bit 0).
     pub is_command: bool,
+    /// True for the last fragment of the command or data set (message control header bit 1).
     pub is_last: bool,
     /// Bytes of value data that follow.
     pub data_len: u32,
@@ -212,6 +231,7 @@ pub fn peer_max_pdu(user_variables: &[dicom_ul::pdu::UserVariableItem]) -> u32 {
 
 /// Our implementation identity in association negotiation (a 2.25 UUID UID).
 pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.170712845932906716548327451869271870913";
+/// Our Implementation Version Name in association negotiation: `RTNODE_` plus the crate version (at most 16 chars).
 pub const IMPLEMENTATION_VERSION_NAME: &str = concat!("RTNODE_", env!("CARGO_PKG_VERSION"));
 
 #[cfg(test)]

@@ -36,9 +36,17 @@ pub enum Request {
     /// The live status report.
     Status,
     /// Requeue these dead letters of the outbound queue.
-    Retry { ids: Vec<u64> },
+    Retry {
+        /// Outbound queue row ids; empty: every dead letter.
+        ids: Vec<u64>,
+    },
     /// Purge courses whose last activity is older than this.
-    Purge { older_than_ms: u64, dry_run: bool },
+    Purge {
+        /// Age limit in ms: courses inactive for longer are purged.
+        older_than_ms: u64,
+        /// Report what would be purged without removing anything.
+        dry_run: bool,
+    },
     /// Back up the state database into the node's `tmp/`.
     Backup,
     /// The records a cohort export needs.
@@ -48,7 +56,9 @@ pub enum Request {
 /// A request as sent: the protocol version and the request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Envelope {
+    /// The protocol version of the client, `VERSION`.
     pub version: u32,
+    /// What is asked.
     #[serde(flatten)]
     pub request: Request,
 }
@@ -57,17 +67,23 @@ pub struct Envelope {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "response", rename_all = "snake_case")]
 pub enum Response {
+    /// The live status report.
     Status(Box<StatusReport>),
     /// How many dead letters went back to pending.
     Requeued {
+        /// Dead letters moved back to pending.
         requeued: usize,
     },
+    /// What the purge removed, or would remove on a dry run.
     Purged(PurgeReport),
+    /// The backup made, and where it is.
     BackedUp(AdminBackup),
+    /// The records a cohort export needs.
     Cohort(Box<Source>),
     /// The request was refused or failed; nothing was done unless the
     /// message says so.
     Error {
+        /// What went wrong, for a person to read.
         error: String,
     },
 }
@@ -84,16 +100,25 @@ impl Response {
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
+    /// The stream ended inside the frame.
     #[error("frame cut short: {0}")]
     Truncated(std::io::Error),
+    /// The announced length is over the bound for this direction.
     #[error("frame of {len} bytes is over the bound of {max}")]
-    TooLarge { len: u32, max: u32 },
+    TooLarge {
+        /// The announced length in bytes.
+        len: u32,
+        /// The bound in bytes (`MAX_REQUEST_BYTES` or `MAX_RESPONSE_BYTES`).
+        max: u32,
+    },
     /// Bare JSON where a length was expected: the peer speaks the
     /// unframed protocol of rtnode before the admin protocol's version 1.
     #[error("an unframed JSON message (the peer is an older rtnode: restart it)")]
     Unframed,
+    /// The socket failed while reading.
     #[error("reading the frame: {0}")]
     Io(std::io::Error),
+    /// The frame's bytes are not the JSON of the expected message.
     #[error("bad JSON in the frame: {0}")]
     Json(#[from] serde_json::Error),
 }

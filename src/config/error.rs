@@ -9,11 +9,13 @@ use super::locator::Pos;
 /// One problem in a config or peers file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The file the problem is in.
     pub file: PathBuf,
     /// 1-based.
     pub line: Option<usize>,
     /// 1-based.
     pub column: Option<usize>,
+    /// What is wrong, for a person to read.
     pub message: String,
 }
 

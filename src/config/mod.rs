@@ -49,19 +49,25 @@ pub const DEFAULT_PEERS_PATH: &str = "ae-titles.yaml";
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The `node` section: identity, listen address, data directory.
     #[serde(default)]
     pub node: NodeSection,
+    /// The `network` section: the SCP's limits, timeouts and TLS.
     #[serde(default)]
     pub network: crate::scp::NetworkSection,
     /// The HTTP server: health, metrics and the REST API.
     #[serde(default)]
     pub http: crate::http::HttpSection,
+    /// The `storage` section: fsync, free-space floor, index cache.
     #[serde(default)]
     pub storage: crate::store::settings::StorageSection,
+    /// The `logging` section.
     #[serde(default)]
     pub logging: LoggingSection,
+    /// The `pipeline` section: course assembly and stages.
     #[serde(default)]
     pub pipeline: crate::pipeline::PipelineSection,
+    /// The `export` section: the outbound queue's retries and auto-routing.
     #[serde(default)]
     pub export: crate::export::ExportSection,
     /// The DVH stage: bins, sampling, metrics, constraints, derived

@@ -29,6 +29,7 @@ pub(crate) fn default_peers_file() -> PathBuf {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSection {
+    /// The node's AE title (default `RTNODE`).
     #[serde(default = "default_ae_title")]
     pub ae_title: String,
     /// Kept as text so that a bad address is reported together with every
@@ -36,8 +37,10 @@ pub struct NodeSection {
     /// [`NodeSection::bind_ip`].
     #[serde(default = "default_bind")]
     pub bind: String,
+    /// TCP port of the plaintext DICOM listener (default 11112; 0: any free port).
     #[serde(default = "default_port")]
     pub port: u16,
+    /// Data directory: store, index, state database, course results (default `/var/lib/rtnode`).
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
     /// As written in the file; use [`super::Config::resolved_peers_file`].

@@ -136,6 +136,7 @@ pub fn floats(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
     (!v.is_empty() && v.iter().all(|x| x.is_finite())).then_some(v)
 }
 
+/// The first numeric value of an element (see `floats`); `None` when absent, empty or unparseable.
 pub fn float(obj: &InMemDicomObject, tag: Tag) -> Option<f64> {
     floats(obj, tag).and_then(|v| v.first().copied())
 }

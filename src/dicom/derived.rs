@@ -13,7 +13,9 @@ use dicom_object::InMemDicomObject;
 /// One referenced image (or other instance): its class and instance UID.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageRef {
+    /// ReferencedSOPClassUID of the instance.
     pub sop_class_uid: String,
+    /// ReferencedSOPInstanceUID of the instance.
     pub sop_instance_uid: String,
 }
 

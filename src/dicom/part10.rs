@@ -7,14 +7,19 @@ use std::io::{self, BufRead, Read, Seek, SeekFrom};
 
 use crate::dicom::uids;
 
+/// Bytes of the Part 10 preamble before the `DICM` prefix.
 pub const PREAMBLE_LEN: usize = 128;
 
 /// What a Part 10 file's meta group says, and where its data set begins.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileMeta {
+    /// MediaStorageSOPClassUID (0002,0002).
     pub sop_class_uid: String,
+    /// MediaStorageSOPInstanceUID (0002,0003).
     pub sop_instance_uid: String,
+    /// TransferSyntaxUID (0002,0010) of the data set that follows.
     pub transfer_syntax_uid: String,
+    /// Byte offset of the data set from the start of the file (after preamble, prefix and meta group).
     pub dataset_offset: u64,
 }
 

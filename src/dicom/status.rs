@@ -19,10 +19,15 @@ pub struct DimseStatus(pub u16);
 /// The classes of PS3.7 C.1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusCategory {
+    /// 0000: the operation completed.
     Success,
+    /// 0001, 0107, 0116 and Bxxx: completed, with something to note (a C-STORE so answered was stored).
     Warning,
+    /// Axxx, Cxxx and any other failure code: not done.
     Failure,
+    /// FE00: the operation was cancelled.
     Cancel,
+    /// FF00, FF01: more responses follow.
     Pending,
 }
 

@@ -5,19 +5,31 @@
 use dicom_core::dictionary::UidDictionary;
 use dicom_dictionary_std::StandardSopClassDictionary;
 
+/// Verification SOP Class (C-ECHO).
 pub const VERIFICATION: &str = "1.2.840.10008.1.1";
+/// DICOM Application Context Name, proposed and accepted in every association.
 pub const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
 
+/// CT Image Storage SOP Class.
 pub const CT_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
+/// RT Structure Set Storage SOP Class.
 pub const RT_STRUCTURE_SET_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.481.3";
+/// RT Plan Storage SOP Class (photons and electrons).
 pub const RT_PLAN_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.481.5";
+/// RT Ion Plan Storage SOP Class (protons and ions).
 pub const RT_ION_PLAN_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.481.8";
+/// RT Dose Storage SOP Class.
 pub const RT_DOSE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.481.2";
 
+/// Implicit VR Little Endian transfer syntax, the default every DICOM node supports.
 pub const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+/// Explicit VR Little Endian transfer syntax.
 pub const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+/// Deflated Explicit VR Little Endian transfer syntax.
 pub const DEFLATED_EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1.99";
+/// Explicit VR Big Endian transfer syntax (retired).
 pub const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
+/// RLE Lossless transfer syntax.
 pub const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
 
 /// Transfer syntaxes we store exactly as received and that dicom-pixeldata
@@ -40,6 +52,7 @@ pub const ACCEPTED_TRANSFER_SYNTAXES: &[&str] = &[
     RLE_LOSSLESS,
 ];
 
+/// True when the SCP accepts data sets in transfer syntax `uid`; see `ACCEPTED_TRANSFER_SYNTAXES`.
 pub fn is_accepted_transfer_syntax(uid: &str) -> bool {
     ACCEPTED_TRANSFER_SYNTAXES.contains(&uid)
 }
@@ -70,6 +83,7 @@ pub fn tag_by_keyword(keyword: &str) -> Option<dicom_core::Tag> {
         .map(|e| e.tag.inner())
 }
 
+/// The standard's name of a SOP class UID, or "unknown SOP class".
 pub fn sop_class_name(uid: &str) -> &'static str {
     StandardSopClassDictionary
         .by_uid(uid)
@@ -77,19 +91,26 @@ pub fn sop_class_name(uid: &str) -> &'static str {
         .unwrap_or("unknown SOP class")
 }
 
+/// A UID that `check_uid` lets in, and whether it is strictly conformant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UidCheck {
+    /// Conformant: digits and dots, at most 64 characters, no component with a leading zero.
     Valid,
     /// Legal to store, but not conformant: some archives emit components
     /// with leading zeros, and refusing them would lose real data.
     LeadingZeroComponent,
 }
 
+/// Why `check_uid` refused a UID.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UidError {
+    /// The UID is empty.
     Empty,
+    /// The UID is longer than 64 characters (its length is given).
     TooLong(usize),
+    /// The UID contains something other than digits and dots (the first such character).
     BadCharacter(char),
+    /// The UID has an empty component (two dots in a row, or a leading or trailing dot).
     EmptyComponent,
 }
 
@@ -145,11 +166,13 @@ pub const MIN_UID_RANDOM_DIGITS: usize = 20;
 /// A UID root that cannot prefix generated UIDs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UidRootError {
+    /// The root is not a conformant UID.
     #[error("invalid UID root {0:?}")]
     Invalid(String),
     #[error(
         "UID root {0:?} is too long: at least {MIN_UID_RANDOM_DIGITS} characters must remain for random digits"
     )]
+    /// The root leaves fewer than `MIN_UID_RANDOM_DIGITS` characters for the random part.
     TooLong(String),
 }
 

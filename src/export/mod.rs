@@ -28,34 +28,50 @@ use crate::store::InstanceRecord;
 use crate::time::now_ms;
 pub use settings::{ExportSection, RoutingRule};
 
+/// Where a queue row stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OutboundState {
+    /// Waiting to be sent, or to be retried after a failed attempt.
     Pending,
+    /// Stored by the destination (Success or Warning status); final.
     Sent,
+    /// Given up on (permanent failure or `export.max_attempts` reached); final until retried by hand.
     Dead,
 }
 
+/// One (object, destination) row of the durable outbound queue, stored in the state database.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OutboundItem {
+    /// SOPInstanceUID of the object to send.
     pub sop_instance_uid: String,
+    /// SOPClassUID of the object to send.
     pub sop_class_uid: String,
     /// Absolute path of the file to send.
     pub path: PathBuf,
+    /// AE title of the destination peer.
     pub destination: String,
     /// Why it is sent: `route:<rule>` or `result:<course>`.
     pub reason: String,
+    /// Where the row stands.
     pub state: OutboundState,
+    /// Attempts made so far.
     pub attempts: u32,
+    /// Earliest time of the next attempt, in ms since the Unix epoch (0: at once).
     pub not_before_ms: u64,
+    /// When the row was queued (RFC 3339, UTC).
     pub created_at: String,
+    /// When the destination stored it (RFC 3339, UTC); None until sent.
     pub sent_at: Option<String>,
+    /// DIMSE status of the latest C-STORE-RSP; None when no response came.
     pub last_status: Option<DimseStatus>,
+    /// Why the latest attempt failed, for a person to read; None when it did not fail.
     pub last_error: Option<String>,
     /// Whose data this is, for the audit trail. Rows queued before these
     /// were recorded lack them; `finish` reads them from the file then.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub patient_id: String,
+    /// StudyInstanceUID of the object, for the audit trail; empty for old rows.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub study_instance_uid: String,
 }
@@ -77,21 +93,31 @@ fn identity_of(path: &std::path::Path) -> (String, String) {
     }
 }
 
+/// Counts of the outbound queue by state, for `status` and the API.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct QueueSummary {
+    /// Rows waiting to be sent or retried.
     pub pending: usize,
+    /// Rows sent.
     pub sent: usize,
+    /// Rows dead-lettered.
     pub dead: usize,
     /// The latest dead letters, newest first.
     pub dead_letters: Vec<DeadLetter>,
 }
 
+/// A dead-lettered row as `status` shows it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetter {
+    /// Queue row id, to retry it by.
     pub id: u64,
+    /// AE title of the destination.
     pub destination: String,
+    /// SOPInstanceUID of the object.
     pub sop_instance_uid: String,
+    /// Attempts made before giving up.
     pub attempts: u32,
+    /// The last error or status, for a person to read; empty if none was recorded.
     pub error: String,
 }
 
@@ -113,6 +139,7 @@ fn judge(o: &scu::Outcome) -> Verdict {
     }
 }
 
+/// The outbound sender: holds the queue rows not yet final and the routing rules, and sends with one association per destination.
 pub struct Exporter {
     state: Arc<StateDb>,
     settings: ExportSection,
@@ -128,6 +155,7 @@ pub struct Exporter {
 }
 
 impl Exporter {
+    /// Opens the queue in `state`, resuming the pending rows; the calling AE is `settings.calling_ae`, else `node_ae`.
     pub fn open(
         state: Arc<StateDb>,
         settings: ExportSection,
@@ -161,14 +189,17 @@ impl Exporter {
         }))
     }
 
+    /// Sets the TLS settings used for `tls: true` destinations (client certificate, default CA); None: no TLS.
     pub fn set_tls(&self, tls: Option<crate::tls::TlsSection>) {
         *self.tls.lock().unwrap_or_else(|p| p.into_inner()) = tls;
     }
 
+    /// Replaces the peers the sender resolves destinations against (after a peers-file reload).
     pub fn set_peers(&self, peers: Arc<PeersFile>) {
         *self.peers.lock().unwrap_or_else(|p| p.into_inner()) = peers;
     }
 
+    /// Replaces the auto-routing rules; fails, leaving the old ones, if one does not compile.
     pub fn set_rules(&self, rules: &[RoutingRule]) -> Result<()> {
         let compiled = routing::compile(rules)?;
         *self.rules.lock().unwrap_or_else(|p| p.into_inner()) = compiled;
@@ -506,17 +537,29 @@ pub fn requeue_dead(state: &StateDb, ids: &[u64]) -> Result<usize> {
 /// One row of the outbound queue as the HTTP API shows it (no file path).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueueEntry {
+    /// Queue row id.
     pub id: u64,
+    /// Where the row stands.
     pub state: OutboundState,
+    /// AE title of the destination.
     pub destination: String,
+    /// Why it is sent: `route:<rule>` or `result:<course>`.
     pub reason: String,
+    /// SOPInstanceUID of the object.
     pub sop_instance_uid: String,
+    /// SOPClassUID of the object.
     pub sop_class_uid: String,
+    /// PatientID (0010,0020) of the object; empty when unknown.
     pub patient_id: String,
+    /// Attempts made so far.
     pub attempts: u32,
+    /// When the row was queued (RFC 3339, UTC).
     pub created_at: String,
+    /// When the destination stored it (RFC 3339, UTC); None until sent.
     pub sent_at: Option<String>,
+    /// DIMSE status of the latest C-STORE-RSP; None when no response came.
     pub last_status: Option<DimseStatus>,
+    /// Why the latest attempt failed; None when it did not fail.
     pub last_error: Option<String>,
 }
 
@@ -545,6 +588,7 @@ pub fn entries(state: &StateDb, only: Option<OutboundState>) -> Result<Vec<Queue
     Ok(out)
 }
 
+/// Counts of the outbound queue by state and its 10 latest dead letters (newest first).
 pub fn summary(state: &StateDb) -> Result<QueueSummary> {
     let mut s = QueueSummary::default();
     let mut dead = Vec::new();

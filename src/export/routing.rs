@@ -11,6 +11,7 @@ use regex::Regex;
 use super::settings::RoutingRule;
 use crate::store::InstanceRecord;
 
+/// A `RoutingRule` with its SOP class keywords resolved and its regular expressions compiled, ready to match instances.
 pub struct CompiledRule {
     name: String,
     calling_ae: Vec<String>,
@@ -20,6 +21,7 @@ pub struct CompiledRule {
     to: Vec<String>,
 }
 
+/// Compiles the configured rules; fails on an unknown attribute keyword or an invalid regular expression.
 pub fn compile(rules: &[RoutingRule]) -> Result<Vec<CompiledRule>> {
     rules
         .iter()

@@ -16,6 +16,7 @@ pub struct ExportSection {
     /// First retry delay, seconds; doubled each time up to `retry_max_s`.
     #[serde(default = "default_export_retry_s")]
     pub retry_base_s: u64,
+    /// Longest retry delay, seconds: the doubling stops here.
     #[serde(default = "default_export_retry_max_s")]
     pub retry_max_s: u64,
     /// Calling AE title of the node's own C-STOREs (default: node.ae_title).
@@ -64,9 +65,12 @@ impl ExportSection {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoutingRule {
+    /// Rule name, used in logs and as the queue reason `route:<name>`.
     pub name: String,
+    /// Calling AE titles whose instances match; empty: any sender.
     #[serde(default)]
     pub calling_ae: Vec<String>,
+    /// Modalities (0008,0060, such as CT, RTSTRUCT, RTDOSE) that match; empty: any.
     #[serde(default)]
     pub modality: Vec<String>,
     /// SOP class UIDs or keywords.

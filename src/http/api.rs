@@ -33,13 +33,17 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
 
+/// HTTP method of an API route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
+    /// GET: reads, for any authenticated caller.
     Get,
+    /// POST: actions, for operators.
     Post,
 }
 
 impl Method {
+    /// The method in lower case, as the OpenAPI document spells it.
     pub fn name(self) -> &'static str {
         match self {
             Method::Get => "get",
@@ -56,7 +60,9 @@ impl Method {
 
 /// One API route: method, path (relative to `/api/v1`), handler.
 pub struct Route {
+    /// HTTP method of the route.
     pub method: Method,
+    /// Path relative to `/api/v1`, with `{name}` for path parameters.
     pub path: &'static str,
     handler: MethodRouter<AppState>,
 }
@@ -112,8 +118,11 @@ async fn openapi() -> Response {
 /// The caller of a request (set by authentication), where from, and what
 /// was asked, for the audit trail.
 pub struct Who {
+    /// The authenticated token and its role.
     pub caller: Caller,
+    /// The client's address, `ip:port`; empty if unknown.
     pub peer: String,
+    /// Method and path with query, for example `GET /api/v1/courses?patient=X`.
     pub object: String,
 }
 
@@ -228,6 +237,7 @@ async fn status(
     Ok(Json(r))
 }
 
+/// Query parameters of `GET /courses`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CourseQuery {
@@ -235,21 +245,34 @@ pub struct CourseQuery {
     pub state: Option<String>,
     /// Only courses of this patient ID.
     pub patient: Option<String>,
+    /// Page size (default 100, at most 1000).
     pub limit: Option<usize>,
+    /// Courses to skip before the page (default 0).
     pub offset: Option<usize>,
 }
 
+/// One course in the `GET /courses` list.
 #[derive(Debug, Serialize)]
 pub struct CourseSummary {
+    /// Course id.
     pub id: String,
+    /// PatientID (0010,0020) of the course.
     pub patient_id: String,
+    /// PatientName (0010,0010) of the course.
     pub patient_name: String,
+    /// Course state: waiting, processing, done, failed, held, …
     pub state: String,
+    /// Current result version (1, 2, …; a new one when the course's members change).
     pub version: u32,
+    /// True when the course has every object its trigger rule needs.
     pub complete: bool,
+    /// Why the course is held for a person (for example conflicting patient identities); None when not held.
     pub held: Option<String>,
+    /// Member counts by kind (images, rtstruct, rtplan, rtdose, …).
     pub objects: std::collections::BTreeMap<String, usize>,
+    /// Number of referenced objects not received.
     pub missing: usize,
+    /// Stage name → state of the current version's run.
     pub stages: std::collections::BTreeMap<String, String>,
 }
 
@@ -270,11 +293,16 @@ impl From<CourseStatus> for CourseSummary {
     }
 }
 
+/// One page of `GET /courses`.
 #[derive(Debug, Serialize)]
 pub struct CourseList {
+    /// Courses matching the filter, before paging.
     pub total: usize,
+    /// Page size applied.
     pub limit: usize,
+    /// Courses skipped before this page.
     pub offset: usize,
+    /// The page, in the pipeline's order.
     pub courses: Vec<CourseSummary>,
 }
 
@@ -308,6 +336,7 @@ async fn courses(
     }))
 }
 
+/// `GET /courses/{id}`: one course with its results.
 #[derive(Debug, Serialize)]
 pub struct CourseDetail {
     /// Members, missing references, the current version's stages with
@@ -412,23 +441,32 @@ async fn course(
     }
 }
 
+/// Query parameters of `GET /outbound`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutboundQuery {
     /// pending, sent or dead.
     pub state: Option<OutboundState>,
+    /// Page size (default 100, at most 1000).
     pub limit: Option<usize>,
+    /// Rows to skip before the page (default 0).
     pub offset: Option<usize>,
 }
 
+/// `GET /outbound`: the queue counts and one page of rows.
 #[derive(Debug, Serialize)]
 pub struct OutboundList {
+    /// Rows pending in the whole queue.
     pub pending: usize,
+    /// Rows sent in the whole queue.
     pub sent: usize,
+    /// Rows dead-lettered in the whole queue.
     pub dead: usize,
     /// Rows matching the filter.
     pub total: usize,
+    /// Page size applied.
     pub limit: usize,
+    /// Rows skipped before this page.
     pub offset: usize,
     /// Newest first.
     pub items: Vec<crate::export::QueueEntry>,
@@ -469,6 +507,7 @@ async fn outbound(
     }))
 }
 
+/// Body of `POST /outbound/retry`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryRequest {
@@ -513,9 +552,11 @@ async fn retry(State(st): State<AppState>, who: Who, body: Bytes) -> Result<Resp
     Ok(Json(serde_json::json!({ "requeued": n })).into_response())
 }
 
+/// Query parameters of `GET /associations`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitQuery {
+    /// Rows to return, newest first (default 100, at most 1000).
     pub limit: Option<usize>,
 }
 

@@ -44,17 +44,29 @@ const MAX_HEADERS: usize = 64;
 /// Time a client has to send its request head, and its TLS handshake.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why the HTTP server could not be prepared or started; the node does not start.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
+    /// A setting of the `http` section is invalid.
     #[error("http.{key}: {message}")]
-    Config { key: &'static str, message: String },
+    Config {
+        /// The key under `http` (for example `address`, `tls`).
+        key: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The TLS certificate or private key could not be loaded.
     #[error("http.tls: {0}")]
     Tls(String),
+    /// The tokens file could not be read or is invalid.
     #[error("http.tokens_file: {0}")]
     Tokens(#[from] tokens::TokensError),
+    /// The listen address could not be bound.
     #[error("binding the HTTP server on {addr}: {source}")]
     Bind {
+        /// The address asked for.
         addr: SocketAddr,
+        /// The operating system's error.
         source: std::io::Error,
     },
 }
@@ -63,38 +75,48 @@ pub enum HttpError {
 /// tokens file is configured.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// The token's name (or `loopback`), recorded as the audit trail's user.
     pub name: String,
+    /// What the caller may do.
     pub role: Role,
+    /// The AE title the token is tied to, recorded as the audit event's calling AE; None if not tied.
     pub ae_title: Option<String>,
 }
 
 /// The user name recorded for requests on loopback without a tokens file.
 pub const LOOPBACK_USER: &str = "loopback";
 
+/// What every HTTP handler shares.
 #[derive(Clone)]
 pub struct AppState {
+    /// The node's shared handles.
     pub node: Arc<Node>,
     /// The SCP's address, as `rtnode status` reports it.
     pub listening: String,
     /// Set while the SCP accept loop runs.
     pub scp_listening: Arc<AtomicBool>,
+    /// The tokens file; None: no authentication, loopback only.
     pub tokens: Option<Arc<TokensFile>>,
 }
 
 /// A JSON error answer: `{"error": message}` with its status.
 #[derive(Debug)]
 pub struct ApiError {
+    /// HTTP status of the answer.
     pub status: StatusCode,
+    /// The error, for a person to read.
     pub message: String,
 }
 
 impl ApiError {
+    /// An error answer with `status` and `message`.
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             message: message.into(),
         }
     }
+    /// A 500 Internal Server Error answer carrying `e`'s text.
     pub fn internal(e: impl std::fmt::Display) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
     }
@@ -165,7 +187,9 @@ pub fn prepare(cfg: &HttpSection) -> Result<Option<Prepared>, HttpError> {
 /// A server that is listening: its bound address (for port 0) and its
 /// accept loop, aborted when the node stops.
 pub struct Serving {
+    /// The address actually bound (the real port when 0 was asked for).
     pub addr: SocketAddr,
+    /// The accept loop; aborted when the node stops.
     pub task: tokio::task::JoinHandle<()>,
 }
 

@@ -32,6 +32,7 @@ pub struct HttpSection {
     pub max_body_bytes: u64,
 }
 
+/// TLS for the HTTP server (`http.tls`): HTTPS with this certificate and key.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpTlsSection {

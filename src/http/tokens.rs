@@ -20,7 +20,9 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Read-only access to the API.
     Read,
+    /// Read access and actions such as retrying dead letters.
     Operator,
 }
 
@@ -44,35 +46,49 @@ impl std::str::FromStr for Role {
     }
 }
 
+/// One API token as stored in the tokens file: a name, the token's hash (never the token), a role.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenEntry {
+    /// Who holds the token; recorded as the user in the audit trail. Unique in the file.
     pub name: String,
     /// SHA-256 of the token, 64 lowercase hex digits.
     pub sha256: String,
+    /// What the token may do.
     pub role: Role,
+    /// AE title the token stands for, recorded as the calling AE of its audit events; None if not tied to one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ae_title: Option<String>,
 }
 
+/// The tokens file (`http.tokens_file`, YAML): who may call the API.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokensFile {
+    /// Every accepted token; empty: no request authenticates.
     #[serde(default)]
     pub tokens: Vec<TokenEntry>,
 }
 
+/// Why the tokens file was refused; the node does not start.
 #[derive(Debug, thiserror::Error)]
 pub enum TokensError {
+    /// The file could not be read.
     #[error("cannot read the tokens file {path}: {source}")]
     Read {
+        /// The file's path.
         path: String,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// The file is not valid YAML or breaks a rule (duplicate name, bad hash, bad AE title).
     #[error("{path}:{line}: {message}")]
     Invalid {
+        /// The file's path.
         path: String,
+        /// The line of the problem, 1-based (1 when it cannot be placed).
         line: usize,
+        /// What is wrong.
         message: String,
     },
 }
@@ -99,6 +115,7 @@ pub fn generate() -> String {
 }
 
 impl TokensFile {
+    /// Reads and checks the tokens file at `path`.
     pub fn load(path: &Path) -> Result<TokensFile, TokensError> {
         let text = std::fs::read_to_string(path).map_err(|source| TokensError::Read {
             path: path.display().to_string(),

@@ -23,11 +23,17 @@ pub use settings::NetworkSection;
 /// Counters for `rtnode status` and the log; reset at each start.
 #[derive(Default)]
 pub struct Stats {
+    /// Associations open now.
     pub active_associations: AtomicU64,
+    /// Associations accepted since start.
     pub associations: AtomicU64,
+    /// Association requests rejected since start.
     pub rejected_associations: AtomicU64,
+    /// SOP instances stored since start.
     pub instances_stored: AtomicU64,
+    /// Bytes of instances stored since start.
     pub bytes_stored: AtomicU64,
+    /// C-STORE requests that could not be stored since start.
     pub store_failures: AtomicU64,
     /// Connections that never sent a parseable A-ASSOCIATE-RQ.
     pub junk_connections: AtomicU64,
@@ -37,10 +43,12 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Adds `n` to `counter` (relaxed ordering: these are statistics, not synchronisation).
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Counts one failure under `reason` (for example an abort reason or a refusing status).
     pub fn failure(&self, reason: &str) {
         let mut m = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         *m.entry(reason.to_string()).or_default() += 1;
@@ -56,12 +64,19 @@ pub type SharedPeers = Arc<RwLock<Arc<PeersFile>>>;
 /// the state database for association records, counters and the audit log.
 /// The node (`node::Node`) holds the same handles and one of these.
 pub struct ScpContext {
+    /// The AE title the SCP answers to (Called AE Title it accepts).
     pub ae_title: String,
+    /// The `network` section: limits, timeouts, caller checks, TLS.
     pub network: NetworkSection,
+    /// The peers file, reloadable.
     pub peers: SharedPeers,
+    /// Where received instances are written.
     pub store: Arc<Store>,
+    /// Where association records are written.
     pub state: Arc<StateDb>,
+    /// Counters for status and metrics.
     pub stats: Arc<Stats>,
+    /// Where associations and transfers are audited.
     pub audit: Arc<crate::audit::AuditLog>,
     association_slots: Arc<Semaphore>,
     /// Bounds sockets that have not yet completed negotiation, so a flood of
@@ -104,13 +119,19 @@ impl ScpContext {
 
 /// The sockets the SCP accepts on: plaintext, TLS, or both.
 pub struct Listeners {
+    /// Plaintext DICOM listener; None when plaintext is off.
     pub plain: Option<TcpListener>,
+    /// DICOM TLS listener; None when TLS is off.
     pub tls: Option<TlsListener>,
 }
 
+/// A listener whose connections start with a TLS handshake.
 pub struct TlsListener {
+    /// The bound TCP socket.
     pub listener: TcpListener,
+    /// The TLS server configuration (node certificate, client verification).
     pub acceptor: crate::tls::TlsAcceptor,
+    /// Time a client has to complete the TLS handshake before the connection is closed.
     pub handshake_timeout: Duration,
 }
 

@@ -14,9 +14,11 @@ pub const MIN_PDU_LENGTH: u32 = 4096;
 /// nothing on a LAN and multiply per-association memory.
 pub const MAX_PDU_LENGTH: u32 = 16_777_216;
 
+/// The `network` section of the configuration: how the DICOM SCP accepts and limits associations.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSection {
+    /// Associations served at once (default 16); further requests are rejected as transient.
     #[serde(default = "default_max_associations")]
     pub max_associations: u32,
     /// The maximum PDU length we announce in A-ASSOCIATE.
@@ -26,12 +28,16 @@ pub struct NetworkSection {
     /// associations we accept PDUs up to this size.
     #[serde(default = "default_max_pdu_hard_limit")]
     pub max_pdu_hard_limit: u32,
+    /// Reject calling AE titles not in the peers file with `may_store` (default true).
     #[serde(default = "yes")]
     pub require_known_callers: bool,
+    /// Also require the connection to come from the peer's configured host (default false).
     #[serde(default)]
     pub check_peer_address: bool,
+    /// Seconds without a PDU before an association is aborted (default 120).
     #[serde(default = "default_idle_timeout_s")]
     pub idle_timeout_s: u64,
+    /// Serve the admin socket `<data-dir>/admin.sock` that `status` and other commands ask (default true).
     #[serde(default = "yes")]
     pub admin_socket: bool,
     /// Prometheus metrics over HTTP at this address (`ip:port`; empty: off).
@@ -79,6 +85,7 @@ impl Default for NetworkSection {
 }
 
 impl NetworkSection {
+    /// `idle_timeout_s` as a `Duration`.
     pub fn idle_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.idle_timeout_s)
     }
