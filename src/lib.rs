@@ -1,9 +1,15 @@
 //! rtnode: a DICOM network node for radiotherapy.
 //!
 //! Data flows one way: [`scp`] (associations, C-ECHO/C-STORE) → [`store`]
-//! (durable files + redb index) → later stages. [`ul`] and [`dimse`] are the
-//! protocol layers under both [`scp`] and [`scu`]; [`config`], [`status`] and
-//! the CLI sit at the edge. See ARCHITECTURE.md.
+//! (durable files + redb index) → [`course`] → [`pipeline`] (durable jobs,
+//! the stage DAG, local or Slurm executors) → [`stages`], thin adapters over
+//! the engines ([`dvh`], [`radiomics`], [`segmentation`], [`report`], RT
+//! geometry in [`rt`]) → [`export`]. [`ul`], [`dimse`] and [`dicom`] are the
+//! protocol and vocabulary under [`scp`] and [`scu`]; [`config`],
+//! [`admin`], [`http`], [`server`] and the binary's CLI sit at the edge.
+//! ARCHITECTURE.md has the code map and the order of the modules.
+
+#![warn(missing_docs)]
 
 pub mod admin;
 pub mod audit;

@@ -175,8 +175,12 @@ impl Stage for Report {
             &mut missing,
             RtStruct::from_file,
         );
-        let dvh: Option<serde_json::Value> =
-            optional(up(StageId::Dvh, "dvh.json"), "dvh.json", &mut missing, read_json);
+        let dvh: Option<serde_json::Value> = optional(
+            up(StageId::Dvh, "dvh.json"),
+            "dvh.json",
+            &mut missing,
+            read_json,
+        );
         let dvh_metrics = optional(
             up(StageId::Dvh, "dvh_metrics.csv"),
             "dvh_metrics.csv",
