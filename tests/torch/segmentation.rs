@@ -307,7 +307,7 @@ fn a_feet_first_ct_gives_the_same_labels() {
 /// What `rtnode doctor` prints about models.
 #[test]
 fn doctor_reports_libtorch_cuda_and_each_model() {
-    use rtnode::doctor::Level;
+    use rtnode::segmentation::model::CheckLevel as Level;
     use rtnode::segmentation::model_report;
     let s = section([2.5, 3.90625, 3.90625], [16, 64, 64], 2);
     let report = model_report(&s, Path::new("/"));

@@ -21,6 +21,7 @@ use crate::volume::Volume;
 
 /// The libtorch this binary was built against (from the build script).
 pub const LIBTORCH_VERSION: &str = env!("RTNODE_LIBTORCH_VERSION");
+/// The directory of the libtorch libraries this binary links (its RUNPATH).
 pub const LIBTORCH_LIB: &str = env!("RTNODE_LIBTORCH_LIB");
 /// Whether the build linked libtorch_cuda, and if not, why.
 pub const CUDA_LINKED: &str = env!("RTNODE_TORCH_CUDA_LINKED");
