@@ -29,11 +29,13 @@
 //! which runs start), `runs` (a local run, and how any run ends), `remote`
 //! (the coordinator's side of Slurm runs), `stage_run` (a run's
 //! description and outcome, and `rtnode run-stage`), `status`, `jobs` (the
-//! durable records), `versions` (fingerprints, manifests, result folders).
+//! durable records), `versions` (fingerprints, manifests, result folders),
+//! `operator` (an operator's hold, release, process-now and re-run).
 
 mod assembly;
 mod fault;
 pub mod jobs;
+mod operator;
 mod remote;
 mod runs;
 mod schedule;
@@ -58,7 +60,10 @@ use crate::stages::{Registry, Stage};
 use crate::state::StateDb;
 use crate::store::{Index, InstanceRecord};
 use crate::time::now_ms;
-pub use jobs::{job_key, CourseRecord, CourseState, JobRecord, JobState, VersionRecord};
+pub use jobs::{
+    job_key, CourseRecord, CourseState, JobRecord, JobState, OperatorHold, VersionRecord,
+};
+pub use operator::{ActionError, ActionOutcome, MAX_REASON_CHARS};
 use runs::move_into_place;
 pub use settings::{
     ExecutorKind, PipelineSection, SlurmJobSettings, SlurmSection, StageLimits, TriggerRule,
