@@ -238,3 +238,6 @@ impl Pipeline {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests;
