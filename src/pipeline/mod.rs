@@ -63,7 +63,7 @@ use crate::time::now_ms;
 pub use jobs::{
     job_key, CourseRecord, CourseState, JobRecord, JobState, OperatorHold, VersionRecord,
 };
-pub use operator::{ActionError, ActionOutcome, MAX_REASON_CHARS};
+pub use operator::{ActionError, ActionOutcome, CourseAction, MAX_REASON_CHARS};
 use runs::move_into_place;
 pub use settings::{
     ExecutorKind, PipelineSection, SlurmJobSettings, SlurmSection, StageLimits, TriggerRule,

@@ -8,7 +8,7 @@
 //! after fixing something rtnode cannot see (a model file, a constraint
 //! table, a stage's environment), so every stage runs again.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::{course_jobs, CourseRecord, CourseState, Inner, OperatorHold, Pipeline};
@@ -30,8 +30,34 @@ pub enum ActionError {
     Failed(#[from] anyhow::Error),
 }
 
+/// An operator's action on one course.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CourseAction {
+    /// [`Pipeline::hold`].
+    Hold,
+    /// [`Pipeline::release`].
+    Release,
+    /// [`Pipeline::process_now`].
+    ProcessNow,
+    /// [`Pipeline::rerun`].
+    Rerun,
+}
+
+impl CourseAction {
+    /// The action's name in the audit trail (`course-held`, …).
+    pub fn audit_name(self) -> &'static str {
+        match self {
+            CourseAction::Hold => "course-held",
+            CourseAction::Release => "course-released",
+            CourseAction::ProcessNow => "course-processed-now",
+            CourseAction::Rerun => "course-rerun",
+        }
+    }
+}
+
 /// What an accepted action did to a course.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionOutcome {
     /// The course acted on.
     pub course_id: String,
@@ -89,6 +115,23 @@ fn blocked(rec: &CourseRecord) -> Option<String> {
 }
 
 impl Pipeline {
+    /// Does `action` on course `id` for `by` (a token's or a user's name);
+    /// `reason` is kept by a hold and a re-run, ignored by the others.
+    pub fn act(
+        &self,
+        action: CourseAction,
+        id: &str,
+        by: &str,
+        reason: Option<String>,
+    ) -> Result<ActionOutcome, ActionError> {
+        match action {
+            CourseAction::Hold => self.hold(id, by, reason),
+            CourseAction::Release => self.release(id, by),
+            CourseAction::ProcessNow => self.process_now(id, by),
+            CourseAction::Rerun => self.rerun(id, by, reason),
+        }
+    }
+
     fn course_of(inner: &Inner, id: &str) -> Result<CourseRecord, ActionError> {
         inner
             .courses

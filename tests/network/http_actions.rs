@@ -3,7 +3,8 @@
 //! until released), process-now on a course waiting for its stable age,
 //! re-run with every stage run again, and the refusals (403 for a read
 //! token, 404 for an unknown course, 409 with the reason), each in the
-//! audit trail with the token's name.
+//! audit trail with the token's name; then the same actions from the
+//! command line through the admin socket.
 
 use super::common::*;
 use super::{audit_events, get, http_addr, request, token_line, Resp};
@@ -241,6 +242,32 @@ fn operator_hold_process_now_and_rerun() {
     let r = post(&addr, &format!("/api/v1/courses/{x}/release"), &ops, "");
     assert_eq!(r.status, 409, "{}", r.body);
 
+    // The same actions from the command line, through the admin socket,
+    // audited with the user's name.
+    let cli = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(&s.data_dir)
+            .env("USER", "physicist")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, text) = cli(&["rerun", &x, "--reason", "structure set fixed"]);
+    assert!(ok && text.contains("v2 made"), "{text}");
+    let (ok, text) = cli(&["rerun", &x]);
+    assert!(!ok && text.contains("v2 is running"), "{text}");
+    let (ok, text) = cli(&["hold", "NOBODY-0000"]);
+    assert!(!ok && text.contains("no course"), "{text}");
+
     // Every action and refusal is in the audit trail with the token's name.
     let events = audit_events(&s.data_dir);
     let by_ops = |action: &str| {
@@ -278,5 +305,8 @@ fn operator_hold_process_now_and_rerun() {
     assert!(events
         .iter()
         .any(|e| e["action"] == "http-forbidden" && e["user"] == "dashboard"));
+    assert!(events.iter().any(|e| e["action"] == "course-rerun"
+        && e["user"] == "physicist"
+        && e["outcome"].as_str().unwrap_or("").contains("v2 made")));
     s.stop();
 }

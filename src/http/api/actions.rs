@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::{blocking_action, pipeline_of, Who};
 use crate::http::tokens::Role;
 use crate::http::{ApiError, AppState};
-use crate::pipeline::{ActionError, ActionOutcome};
+use crate::pipeline::{ActionError, ActionOutcome, CourseAction as Action};
 
 /// Body of `POST /courses/{id}/hold` and `/rerun` (optional).
 #[derive(Debug, Default, Deserialize)]
@@ -38,27 +38,6 @@ fn reason_of(body: &Bytes) -> Result<Option<String>, ApiError> {
     Ok(r.reason)
 }
 
-/// Which action a request asks for.
-#[derive(Debug, Clone, Copy)]
-enum Action {
-    Hold,
-    Release,
-    ProcessNow,
-    Rerun,
-}
-
-impl Action {
-    /// The audit trail's action name.
-    fn audit_name(self) -> &'static str {
-        match self {
-            Action::Hold => "course-held",
-            Action::Release => "course-released",
-            Action::ProcessNow => "course-processed-now",
-            Action::Rerun => "course-rerun",
-        }
-    }
-}
-
 async fn act(
     st: AppState,
     who: Who,
@@ -70,13 +49,7 @@ async fn act(
     let p = pipeline_of(&st.node)?;
     let by = who.caller.name.clone();
     let course = id.clone();
-    let result = blocking_action(move || match action {
-        Action::Hold => p.hold(&course, &by, reason),
-        Action::Release => p.release(&course, &by),
-        Action::ProcessNow => p.process_now(&course, &by),
-        Action::Rerun => p.rerun(&course, &by, reason),
-    })
-    .await?;
+    let result = blocking_action(move || p.act(action, &course, &by, reason)).await?;
     match result {
         Ok(done) => {
             who.audit(
