@@ -416,12 +416,20 @@ impl Pipeline {
         }
     }
 
-    /// Runs until no stage is queued or running (for `rtnode process`).
+    /// Runs until no stage is queued or running (for `rtnode process`);
+    /// the queued runs of a course on an operator's hold do not count, as
+    /// they wait for a release.
     pub fn run_until_idle(self: &Arc<Self>) -> Result<()> {
         loop {
             self.tick()?;
             let idle = {
                 let inner = self.lock();
+                let on_hold = |course: &str| {
+                    inner
+                        .courses
+                        .get(course)
+                        .is_some_and(|c| c.operator_hold.is_some())
+                };
                 matches!(inner.pass, Pass::Done | Pass::Pending)
                     && self.arrivals_pending.load(Ordering::Relaxed) == 0
                     && inner.running.is_empty()
@@ -429,7 +437,7 @@ impl Pipeline {
                         inner
                             .jobs
                             .get(k)
-                            .is_some_and(|j| j.state == JobState::Queued)
+                            .is_some_and(|j| j.state == JobState::Queued && !on_hold(&j.course_id))
                     })
             };
             if idle {

@@ -132,6 +132,12 @@ impl Pipeline {
             if let Some(h) = &c.course.held {
                 out.push(format!("{}: held: {h}", c.course.id));
             }
+            if let Some(h) = &c.operator_hold {
+                out.push(format!(
+                    "{}: on hold by {} since {}",
+                    c.course.id, h.by, h.at
+                ));
+            }
         }
         for j in inner.jobs.values() {
             if j.state == JobState::Failed {

@@ -198,6 +198,13 @@ fn hold_release_process_now_and_rerun() {
     assert_eq!(v2.version, Some(2));
     p.hold(&id, "alice", None).unwrap();
     ticks(&p, 5);
+    // `rtnode process` does not wait for a held course's queued run, and
+    // names the hold.
+    p.run_until_idle().unwrap();
+    assert!(p
+        .any_failed_or_held()
+        .iter()
+        .any(|l| l.contains("on hold by alice")));
     let st = p.status().unwrap();
     assert_eq!(st.courses[0].stages["organize"], "queued");
     assert_eq!(runs.load(Ordering::SeqCst), 1);
