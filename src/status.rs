@@ -193,6 +193,17 @@ pub fn render_text(r: &StatusReport) -> String {
             if let Some(h) = &c.held {
                 out.push_str(&format!("      held: {h}\n"));
             }
+            if let Some(h) = &c.operator_hold {
+                out.push_str(&format!(
+                    "      on hold by {} since {}{}\n",
+                    h.by,
+                    h.at,
+                    h.reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ));
+            }
             for m in &c.missing {
                 out.push_str(&format!("      missing: {m}\n"));
             }

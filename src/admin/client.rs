@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use super::protocol::{self, Envelope, Request, Response, MAX_RESPONSE_BYTES, VERSION};
 use crate::backup::Restored;
 use crate::cohort::Source;
+use crate::pipeline::{ActionOutcome, CourseAction};
 use crate::retention::{PurgeOptions, PurgeReport};
 use crate::state::{BackupSummary, StateDb};
 use crate::status::StatusReport;
@@ -164,4 +165,33 @@ pub fn cohort_source(data_dir: &Path) -> Result<Source> {
         },
         || crate::cohort::load_source(data_dir),
     )
+}
+
+/// `rtnode hold | release | process-now | rerun`: an operator's action on a
+/// course of the running node (the scheduler that acts is the node's; with
+/// no node running this is an error). `by` names the user for the audit
+/// trail.
+pub fn course_action(
+    data_dir: &Path,
+    action: CourseAction,
+    course: &str,
+    by: &str,
+    reason: Option<String>,
+) -> Result<ActionOutcome> {
+    let request = Request::Course {
+        action,
+        course: course.to_owned(),
+        by: by.to_owned(),
+        reason,
+    };
+    match ask(data_dir, request, SHORT) {
+        Some(answer) => match answer? {
+            Response::Acted(done) => Ok(done),
+            other => anyhow::bail!("the server answered {action:?} with {other:?}"),
+        },
+        None => anyhow::bail!(
+            "no node answers on {}: the actions on a course are done by the running node",
+            super::socket_path(data_dir).display()
+        ),
+    }
 }

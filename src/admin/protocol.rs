@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::backup::AdminBackup;
 use crate::cohort::Source;
+use crate::pipeline::{ActionOutcome, CourseAction};
 use crate::retention::PurgeReport;
 use crate::status::StatusReport;
 
@@ -51,6 +52,18 @@ pub enum Request {
     Backup,
     /// The records a cohort export needs.
     Cohort,
+    /// An operator's action on one course (hold, release, process now,
+    /// re-run), as the HTTP API's `POST /courses/{id}/…` does.
+    Course {
+        /// What to do.
+        action: CourseAction,
+        /// The course id.
+        course: String,
+        /// Who asks (the user running the command), for the audit trail.
+        by: String,
+        /// Why (kept by a hold and a re-run).
+        reason: Option<String>,
+    },
 }
 
 /// A request as sent: the protocol version and the request.
@@ -80,6 +93,8 @@ pub enum Response {
     BackedUp(AdminBackup),
     /// The records a cohort export needs.
     Cohort(Box<Source>),
+    /// What an operator's action on a course did.
+    Acted(ActionOutcome),
     /// The request was refused or failed; nothing was done unless the
     /// message says so.
     Error {
@@ -241,6 +256,12 @@ mod tests {
             },
             Request::Backup,
             Request::Cohort,
+            Request::Course {
+                action: CourseAction::ProcessNow,
+                course: "P1-0a1b2c3d".into(),
+                by: "physicist".into(),
+                reason: Some("plan fixed".into()),
+            },
         ] {
             assert_eq!(parse_request(&envelope(r.clone())), Ok(r));
         }

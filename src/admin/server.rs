@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::protocol::{self, Request, Response, MAX_REQUEST_BYTES};
 use crate::node::Node;
+use crate::pipeline::{ActionError, CourseAction};
 use crate::retention::PurgeOptions;
 
 /// How long a client may take to send its request.
@@ -121,5 +122,50 @@ pub fn answer(node: &Node, listening: &str, request: Request) -> Result<Response
         Request::Cohort => {
             Response::Cohort(Box::new(crate::cohort::source_from_state(&node.state)?))
         }
+        Request::Course {
+            action,
+            course,
+            by,
+            reason,
+        } => course_action(node, action, &course, &by, reason),
     })
+}
+
+/// An operator's action through the socket, audited with the user's name
+/// as the HTTP API audits it with the token's.
+fn course_action(
+    node: &Node,
+    action: CourseAction,
+    course: &str,
+    by: &str,
+    reason: Option<String>,
+) -> Response {
+    let Some(pipeline) = &node.pipeline else {
+        return Response::error("no course pipeline");
+    };
+    let by: String = by.chars().filter(|c| !c.is_control()).take(64).collect();
+    let result = pipeline.act(action, course, &by, reason);
+    let (patient_id, outcome) = match &result {
+        Ok(done) => (
+            done.patient_id.clone(),
+            format!("course {}: {}", done.course_id, done.message),
+        ),
+        Err(e) => (String::new(), format!("refused: course {course}: {e}")),
+    };
+    node.audit.record(crate::audit::Event {
+        event: "ApplicationActivity",
+        action: action.audit_name(),
+        called_ae: node.ae_title.clone(),
+        patient_id,
+        outcome,
+        user: by,
+        object: format!("admin socket {action:?} {course}"),
+        ..Default::default()
+    });
+    match result {
+        Ok(done) => Response::Acted(done),
+        Err(e @ ActionError::UnknownCourse(_)) => Response::error(e),
+        Err(ActionError::Conflict(why)) => Response::error(format!("refused: {why}")),
+        Err(e @ ActionError::Failed(_)) => Response::error(e),
+    }
 }

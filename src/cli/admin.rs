@@ -1,5 +1,6 @@
 //! The commands that act on a node's data directory: `status`, `retry`,
-//! `purge`, `backup`, `restore`, `rebuild-index`. Those that need the
+//! `hold`, `release`, `process-now`, `rerun`, `purge`, `backup`, `restore`,
+//! `rebuild-index`. Those that need the
 //! databases go through `rtnode::admin::client`, which asks the running node
 //! when there is one (it holds the databases) and opens them otherwise.
 
@@ -31,6 +32,18 @@ pub struct RetryArgs {
     pub data_dir: PathBuf,
     /// Queue ids (from `rtnode status`); none means every dead letter.
     pub ids: Vec<u64>,
+}
+
+#[derive(clap::Args)]
+pub struct CourseActionArgs {
+    /// Data directory of the running node.
+    #[arg(long, default_value = "/var/lib/rtnode")]
+    pub data_dir: PathBuf,
+    /// Why (kept by `hold` and `rerun`, in the audit trail and the version).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// The course id (from `rtnode status`).
+    pub course: String,
 }
 
 #[derive(clap::Args)]
@@ -109,6 +122,33 @@ pub fn retry(args: RetryArgs) -> Result<ExitCode> {
     let RetryArgs { data_dir, ids } = args;
     let n = rtnode::admin::client::retry(&data_dir, &ids)?;
     println!("{n} dead letter(s) requeued");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The user running the command, for the audit trail (the admin socket
+/// is open to the service's user only).
+fn user_name() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        // SAFETY: getuid has no preconditions and cannot fail.
+        .unwrap_or_else(|| format!("uid {}", unsafe { libc::getuid() }))
+}
+
+/// `rtnode hold | release | process-now | rerun COURSE`.
+pub fn course_action(
+    action: rtnode::pipeline::CourseAction,
+    args: CourseActionArgs,
+) -> Result<ExitCode> {
+    let CourseActionArgs {
+        data_dir,
+        reason,
+        course,
+    } = args;
+    let done =
+        rtnode::admin::client::course_action(&data_dir, action, &course, &user_name(), reason)?;
+    println!("{}: {} (now {})", done.course_id, done.message, done.state);
     Ok(ExitCode::SUCCESS)
 }
 

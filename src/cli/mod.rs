@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use rtnode::config::LogFormat;
+use rtnode::pipeline::CourseAction;
 
 #[derive(Parser)]
 #[command(
@@ -54,6 +55,15 @@ pub enum Command {
     HttpToken(tools::HttpTokenArgs),
     /// Requeue dead letters of the outbound queue (all, or the ids given).
     Retry(admin::RetryArgs),
+    /// Put an operator's hold on a course of the running node: no new
+    /// version, no queued stage run starts until `release`.
+    Hold(admin::CourseActionArgs),
+    /// Lift an operator's hold on a course of the running node.
+    Release(admin::CourseActionArgs),
+    /// Trigger a course waiting for its stable age now (the trigger rule must hold).
+    ProcessNow(admin::CourseActionArgs),
+    /// Make a new version of a processed course with every stage run again.
+    Rerun(admin::CourseActionArgs),
     /// Check the configuration, data directory, port, peers and models.
     Doctor(tools::DoctorArgs),
     /// Write the cohort tables (DVH metrics, radiomics, QC, courses) of every course.
@@ -84,6 +94,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Validate(a) => tools::validate(a),
         Command::HttpToken(a) => tools::http_token(a),
         Command::Retry(a) => admin::retry(a),
+        Command::Hold(a) => admin::course_action(CourseAction::Hold, a),
+        Command::Release(a) => admin::course_action(CourseAction::Release, a),
+        Command::ProcessNow(a) => admin::course_action(CourseAction::ProcessNow, a),
+        Command::Rerun(a) => admin::course_action(CourseAction::Rerun, a),
         Command::Doctor(a) => tools::doctor(a),
         Command::Export(a) => analysis::export(a),
         Command::Purge(a) => admin::purge(a),

@@ -1,6 +1,7 @@
 //! The REST API under `/api/v1` (JSON): node status, courses, the outbound
-//! queue, the association log, peers, and the operator action of retrying
-//! dead letters. Everything is read through the public APIs of status,
+//! queue, the association log, peers, and the operator actions: retrying
+//! dead letters, and holding, releasing, processing now and re-running a
+//! course (`actions`). Everything is read through the public APIs of status,
 //! pipeline, export and state. Every read of patient data and every action
 //! is written to the audit trail with the caller's token name.
 //!
@@ -19,6 +20,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+
+mod actions;
 
 use super::tokens::Role;
 use super::{ApiError, AppState, Caller};
@@ -86,6 +89,14 @@ pub fn routes() -> Vec<Route> {
         at(Method::Get, "/status", status),
         at(Method::Get, "/courses", courses),
         at(Method::Get, "/courses/{id}", course),
+        at(Method::Post, "/courses/{id}/hold", actions::hold),
+        at(Method::Post, "/courses/{id}/release", actions::release),
+        at(
+            Method::Post,
+            "/courses/{id}/process-now",
+            actions::process_now,
+        ),
+        at(Method::Post, "/courses/{id}/rerun", actions::rerun),
         at(Method::Get, "/outbound", outbound),
         at(Method::Post, "/outbound/retry", retry),
         at(Method::Get, "/associations", associations),
@@ -206,6 +217,15 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Runs a pipeline action off the async threads, keeping its typed error.
+async fn blocking_action<T: Send + 'static, E: Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<Result<T, E>, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)
+}
+
 fn pipeline_of(node: &Node) -> Result<Arc<crate::pipeline::Pipeline>, ApiError> {
     node.pipeline
         .clone()
@@ -268,6 +288,9 @@ pub struct CourseSummary {
     pub complete: bool,
     /// Why the course is held for a person (for example conflicting patient identities); None when not held.
     pub held: Option<String>,
+    /// An operator's hold (who, when, why); absent when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator_hold: Option<crate::pipeline::OperatorHold>,
     /// Member counts by kind (images, rtstruct, rtplan, rtdose, …).
     pub objects: std::collections::BTreeMap<String, usize>,
     /// Number of referenced objects not received.
@@ -286,6 +309,7 @@ impl From<CourseStatus> for CourseSummary {
             version: c.version,
             complete: c.complete,
             held: c.held,
+            operator_hold: c.operator_hold,
             objects: c.objects,
             missing: c.missing.len(),
             stages: c.stages,

@@ -172,6 +172,7 @@ impl Pipeline {
             let rec = CourseRecord {
                 state: old.map(|o| o.state).unwrap_or(CourseState::Incomplete),
                 versions: old.map(|o| o.versions.clone()).unwrap_or_default(),
+                operator_hold: old.and_then(|o| o.operator_hold.clone()),
                 course: c,
                 rule: rule.as_str().to_owned(),
                 missing,

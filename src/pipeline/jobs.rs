@@ -50,7 +50,8 @@ pub enum CourseState {
     Incomplete,
     /// Complete, waiting for its stable age.
     Waiting,
-    /// Held by assembly (a conflict an operator must resolve).
+    /// Held by assembly (a conflict an operator must resolve), or by an
+    /// operator ([`CourseRecord::operator_hold`]).
     Held,
     /// Its latest version has stages not yet final.
     Processing,
@@ -182,6 +183,24 @@ pub struct CourseRecord {
     pub versions: Vec<VersionRecord>,
     /// When the record last changed, RFC 3339 UTC.
     pub updated_at: String,
+    /// An operator's hold (`POST /api/v1/courses/{id}/hold`): while set,
+    /// no new version is made and no queued stage run of the course
+    /// starts; runs in flight finish. Kept apart from `course.held`, the
+    /// automatic hold of assembly, which re-assembly recomputes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_hold: Option<OperatorHold>,
+}
+
+/// Who put an operator's hold on a course, when and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorHold {
+    /// The name of the token (or user) that asked for the hold.
+    pub by: String,
+    /// When, RFC 3339 UTC.
+    pub at: String,
+    /// The operator's reason, if one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl CourseRecord {

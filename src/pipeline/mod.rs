@@ -29,11 +29,13 @@
 //! which runs start), `runs` (a local run, and how any run ends), `remote`
 //! (the coordinator's side of Slurm runs), `stage_run` (a run's
 //! description and outcome, and `rtnode run-stage`), `status`, `jobs` (the
-//! durable records), `versions` (fingerprints, manifests, result folders).
+//! durable records), `versions` (fingerprints, manifests, result folders),
+//! `operator` (an operator's hold, release, process-now and re-run).
 
 mod assembly;
 mod fault;
 pub mod jobs;
+mod operator;
 mod remote;
 mod runs;
 mod schedule;
@@ -58,7 +60,10 @@ use crate::stages::{Registry, Stage};
 use crate::state::StateDb;
 use crate::store::{Index, InstanceRecord};
 use crate::time::now_ms;
-pub use jobs::{job_key, CourseRecord, CourseState, JobRecord, JobState, VersionRecord};
+pub use jobs::{
+    job_key, CourseRecord, CourseState, JobRecord, JobState, OperatorHold, VersionRecord,
+};
+pub use operator::{ActionError, ActionOutcome, CourseAction, MAX_REASON_CHARS};
 use runs::move_into_place;
 pub use settings::{
     ExecutorKind, PipelineSection, SlurmJobSettings, SlurmSection, StageLimits, TriggerRule,
@@ -411,12 +416,20 @@ impl Pipeline {
         }
     }
 
-    /// Runs until no stage is queued or running (for `rtnode process`).
+    /// Runs until no stage is queued or running (for `rtnode process`);
+    /// the queued runs of a course on an operator's hold do not count, as
+    /// they wait for a release.
     pub fn run_until_idle(self: &Arc<Self>) -> Result<()> {
         loop {
             self.tick()?;
             let idle = {
                 let inner = self.lock();
+                let on_hold = |course: &str| {
+                    inner
+                        .courses
+                        .get(course)
+                        .is_some_and(|c| c.operator_hold.is_some())
+                };
                 matches!(inner.pass, Pass::Done | Pass::Pending)
                     && self.arrivals_pending.load(Ordering::Relaxed) == 0
                     && inner.running.is_empty()
@@ -424,7 +437,7 @@ impl Pipeline {
                         inner
                             .jobs
                             .get(k)
-                            .is_some_and(|j| j.state == JobState::Queued)
+                            .is_some_and(|j| j.state == JobState::Queued && !on_hold(&j.course_id))
                     })
             };
             if idle {

@@ -27,8 +27,7 @@ impl Pipeline {
                 inner.active.remove(&id);
                 continue;
             };
-            let new_state = if let Some(h) = &rec.course.held {
-                let _ = h;
+            let new_state = if rec.course.held.is_some() || rec.operator_hold.is_some() {
                 CourseState::Held
             } else if !self.opts.immediate && !rec.missing.is_empty() {
                 CourseState::Incomplete
@@ -44,7 +43,7 @@ impl Pipeline {
                         .get(&id)
                         .is_none_or(|t| t.elapsed() >= stable);
                 if settled {
-                    let rec = self.new_version(&mut inner, rec)?;
+                    let rec = self.new_version(&mut inner, rec, None, true)?;
                     inner.courses.insert(id.clone(), rec);
                     CourseState::Processing
                 } else {
@@ -59,7 +58,7 @@ impl Pipeline {
             if let Some(r) = inner.courses.get_mut(&id) {
                 if r.state != new_state {
                     if new_state == CourseState::Held {
-                        warn!(course = %id, reason = ?r.course.held, "course held");
+                        warn!(course = %id, reason = ?r.course.held, operator = ?r.operator_hold, "course held");
                     }
                     r.state = new_state;
                     r.updated_at = crate::time::now_rfc3339();
@@ -72,14 +71,22 @@ impl Pipeline {
     }
 
     /// Makes version N+1 of a course: each stage is queued, reused from
-    /// the previous version when its fingerprint is unchanged, or skipped
-    /// when its inputs are absent.
-    fn new_version(&self, inner: &mut Inner, mut rec: CourseRecord) -> Result<CourseRecord> {
+    /// the previous version when its fingerprint is unchanged and `reuse`
+    /// holds (an operator's re-run recomputes every stage), or skipped
+    /// when its inputs are absent. `why` overrides the version's reason.
+    pub(super) fn new_version(
+        &self,
+        inner: &mut Inner,
+        mut rec: CourseRecord,
+        why: Option<String>,
+        reuse: bool,
+    ) -> Result<CourseRecord> {
         let n = rec.latest_version().map(|v| v.n + 1).unwrap_or(1);
         let prev = rec.latest_version().map(|v| v.n);
-        let reason = match prev {
-            None => "first complete delivery".to_string(),
-            Some(p) => format!("members changed since v{p}"),
+        let reason = match (why, prev) {
+            (Some(w), _) => w,
+            (None, None) => "first complete delivery".to_string(),
+            (None, Some(p)) => format!("members changed since v{p}"),
         };
         let id = rec.course.id.clone();
         // Supersede what is still queued in older versions.
@@ -127,7 +134,7 @@ impl Pipeline {
                     let fp = versions::stage_fingerprint(stage.as_ref(), &inputs, &fingerprints);
                     job.fingerprint = fp.clone();
                     fingerprints.insert(name, fp.clone());
-                    if let Some(p) = prev {
+                    if let Some(p) = prev.filter(|_| reuse) {
                         let old = inner.jobs.get(&job_key(&id, p, name)).cloned().or_else(|| {
                             self.state
                                 .jobs::<JobRecord>(&job_key(&id, p, name))
@@ -242,6 +249,14 @@ impl Pipeline {
                     continue;
                 };
                 if job.not_before_ms > now {
+                    continue;
+                }
+                // An operator's hold: queued runs wait (they stay queued).
+                if inner
+                    .courses
+                    .get(&job.course_id)
+                    .is_some_and(|c| c.operator_hold.is_some())
+                {
                     continue;
                 }
                 let Some(stage) = self.stages.get(job.stage).cloned() else {

@@ -40,6 +40,9 @@ pub struct CourseStatus {
     pub waiting_for: Vec<String>,
     /// Why the course is held for an operator; None when not held.
     pub held: Option<String>,
+    /// An operator's hold: who, when, why; None when not held by one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_hold: Option<super::OperatorHold>,
     /// Things noticed and how they were handled (assumptions, objects left
     /// out), from course assembly.
     #[serde(default)]
@@ -129,6 +132,12 @@ impl Pipeline {
             if let Some(h) = &c.course.held {
                 out.push(format!("{}: held: {h}", c.course.id));
             }
+            if let Some(h) = &c.operator_hold {
+                out.push(format!(
+                    "{}: on hold by {} since {}",
+                    c.course.id, h.by, h.at
+                ));
+            }
         }
         for j in inner.jobs.values() {
             if j.state == JobState::Failed {
@@ -178,6 +187,7 @@ fn build_status(
             missing: rec.missing.clone(),
             waiting_for: c.waiting_for.clone(),
             held: c.held.clone(),
+            operator_hold: rec.operator_hold.clone(),
             notes: c.notes.clone(),
             version,
             ..CourseStatus::default()

@@ -2,9 +2,13 @@
 //! plain HTTP/1.1 client written here (and Python's urllib for HTTPS):
 //! health and readiness, metrics, the course API after a real course,
 //! dead-letter retry through the API, tokens and roles, the body and head
-//! limits, and the refusal to listen off loopback without TLS or a proxy.
+//! limits, and the refusal to listen off loopback without TLS or a proxy;
+//! the operator's actions on a course in `http_actions.rs`.
 
 use crate::common;
+
+#[path = "http_actions.rs"]
+mod actions;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
