@@ -12,6 +12,7 @@
 //! off loopback (the config refuses the address otherwise).
 
 pub mod api;
+pub mod dicomweb;
 pub mod settings;
 pub mod tokens;
 
@@ -235,6 +236,13 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics).route_layer(authed))
         .nest("/api/v1", api::router(state.clone()))
+        .nest(
+            dicomweb::BASE,
+            dicomweb::router().route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                authenticate,
+            )),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
