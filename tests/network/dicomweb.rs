@@ -70,6 +70,19 @@ fn stow(addr: &str, token: &str, body: &[u8], boundary: &str) -> (u16, String) {
     (status, body.to_string())
 }
 
+/// The status and lower-cased head of the answer to a raw request.
+fn raw(addr: &str, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
+    let head = text.split("\r\n\r\n").next().unwrap_or("").to_string();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head)
+}
+
 fn multipart(parts: &[Vec<u8>]) -> (Vec<u8>, String) {
     let boundary = format!("b{}", rand_suffix());
     let mut body = Vec::new();
@@ -123,7 +136,8 @@ fn stow_qido_wado_with_dicomweb_client_and_refusals() {
     let max_body = 4 * 1024 * 1024;
     let opts = ServerOptions {
         extra_yaml: format!(
-            "http:\n  address: 127.0.0.1:0\n  tokens_file: {}\n  max_body_bytes: {max_body}\n\
+            "http:\n  address: 127.0.0.1:0\n  tokens_file: {}\n  max_body_bytes: {max_body}\n  \
+             cors_origins: [\"http://viewer.test:3000\"]\n\
              pipeline:\n  stable_age_s: 1\n  trigger: full\n",
             tokens.display()
         ),
@@ -178,6 +192,42 @@ fn stow_qido_wado_with_dicomweb_client_and_refusals() {
         .unwrap()
         .next()
         .is_none());
+
+    // CORS: a preflight from the configured origin (answered before
+    // authentication), one from elsewhere, and a refusal the page can read.
+    let pre = |origin: &str| {
+        raw(
+            &addr,
+            &format!(
+                "OPTIONS /dicom-web/studies HTTP/1.1\r\nHost: rtnode\r\nConnection: close\r\n\
+                 Origin: {origin}\r\nAccess-Control-Request-Method: POST\r\n\
+                 Access-Control-Request-Headers: authorization, content-type\r\n\r\n"
+            ),
+        )
+    };
+    let (st, head) = pre("http://viewer.test:3000");
+    assert_eq!(st, 204, "{head}");
+    assert!(
+        head.contains("access-control-allow-origin: http://viewer.test:3000"),
+        "{head}"
+    );
+    assert!(
+        head.contains("access-control-allow-headers: authorization"),
+        "{head}"
+    );
+    let (st, head) = pre("http://elsewhere.test");
+    assert_eq!(st, 403, "{head}");
+    assert!(!head.contains("access-control-allow-origin"), "{head}");
+    let (st, head) = raw(
+        &addr,
+        "GET /dicom-web/studies HTTP/1.1\r\nHost: rtnode\r\nConnection: close\r\n\
+         Origin: http://viewer.test:3000\r\n\r\n",
+    );
+    assert_eq!(st, 401, "{head}");
+    assert!(
+        head.contains("access-control-allow-origin: http://viewer.test:3000"),
+        "{head}"
+    );
 
     // The course through dicomweb-client, judged by pydicom.
     let out = Command::new(venv_python())

@@ -10,6 +10,7 @@
 //! AE title is for C-STORE, so that routing, trigger rules and
 //! `results_to_sender` treat both alike.
 
+pub mod cors;
 pub mod json;
 pub mod metadata;
 pub mod multipart;
@@ -36,9 +37,22 @@ pub const BASE: &str = "/dicom-web";
 /// The media type of DICOM JSON answers.
 pub const DICOM_JSON: &str = "application/dicom+json";
 
-/// The DICOMweb routes (relative to [`BASE`]); authentication is layered
-/// on by the caller.
-pub fn router() -> Router<AppState> {
+/// The DICOMweb routes (relative to [`BASE`]), each behind the HTTP
+/// server's bearer-token authentication, all behind the CORS policy of
+/// `http.cors_origins` ([`cors`]).
+pub fn router(state: AppState, cors_origins: &[String]) -> Router<AppState> {
+    routes()
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            super::authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            cors::Cors::new(cors_origins),
+            cors::handle,
+        ))
+}
+
+fn routes() -> Router<AppState> {
     Router::new()
         .route("/studies", get(qido::studies).post(stow::store))
         .route(
