@@ -12,7 +12,10 @@
 //! recorded as the calling AE.
 //!
 //! The whole body is read into memory first, bounded by
-//! `http.max_body_bytes` (413 past it, before anything is written).
+//! `http.max_body_bytes` (413 past it, before anything is written); its
+//! instances are then written and committed up to [`IN_FLIGHT`] at a time
+//! (each its own commit, acknowledged on its own: a failure of one leaves
+//! the others stored), without copying the body.
 //!
 //! The answer (PS3.18 10.5.3): 200 when every instance was stored, 202
 //! when some failed, 409 when all failed, with ReferencedSOPSequence
@@ -40,6 +43,8 @@ use crate::store::StoreFailure;
 
 /// Data set bytes are handed to the store's writer in pieces of this size.
 const CHUNK: usize = 256 * 1024;
+/// Instances of one request being written or committed at once.
+pub const IN_FLIGHT: usize = 8;
 
 /// `POST /dicom-web/studies`.
 pub async fn store(
@@ -90,12 +95,41 @@ async fn store_instances(
         ));
     }
     let calling_ae = who.calling_ae();
-    let mut outcomes = Vec::with_capacity(parts.len());
-    for part in &parts {
-        let o = store_part(&st.node, part, study.as_deref(), &calling_ae).await;
-        record(&st.node, &who, &o, part.body.len() as u64);
-        outcomes.push(o);
+    // Instances are written and committed a few at a time, so that the
+    // store's commit thread can make them durable in one group commit.
+    let mut outcomes: Vec<Option<Outcome>> = (0..parts.len()).map(|_| None).collect();
+    let mut running = tokio::task::JoinSet::new();
+    for (i, part) in parts.iter().enumerate() {
+        if running.len() >= IN_FLIGHT {
+            collect(&mut running, &mut outcomes, &st.node, &who).await;
+        }
+        let (node, study, ae) = (st.node.clone(), study.clone(), calling_ae.clone());
+        let content_type = part.content_type.clone();
+        let bytes = body.slice_ref(part.body);
+        running.spawn(async move {
+            let n = bytes.len() as u64;
+            let o = store_part(&node, &content_type, bytes, study.as_deref(), &ae).await;
+            (i, o, n)
+        });
     }
+    while !running.is_empty() {
+        collect(&mut running, &mut outcomes, &st.node, &who).await;
+    }
+    let outcomes: Vec<Outcome> = outcomes
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or_else(|| Outcome {
+                sop_class: String::new(),
+                sop_instance: String::new(),
+                study: String::new(),
+                series: String::new(),
+                result: Err(StoreFailure::new(
+                    DimseStatus::PROCESSING_FAILURE,
+                    "the writer ended without an answer",
+                )),
+            })
+        })
+        .collect();
     let stored = outcomes.iter().filter(|o| o.result.is_ok()).count();
     let status = if stored == outcomes.len() {
         StatusCode::OK
@@ -134,6 +168,23 @@ async fn store_instances(
         .sequence(tags::REFERENCED_SOP_SEQUENCE, referenced)
         .sequence(tags::FAILED_SOP_SEQUENCE, failed);
     Ok(dicom_json(status, &answer.into_value()))
+}
+
+/// Waits for one running part and records its outcome.
+async fn collect(
+    running: &mut tokio::task::JoinSet<(usize, Outcome, u64)>,
+    outcomes: &mut [Option<Outcome>],
+    node: &Node,
+    who: &Who,
+) {
+    match running.join_next().await {
+        Some(Ok((i, o, bytes))) => {
+            record(node, who, &o, bytes);
+            outcomes[i] = Some(o);
+        }
+        Some(Err(e)) => warn!(error = %e, "STOW-RS writer task failed"),
+        None => {}
+    }
 }
 
 /// Stats, log and audit trail for one part, as the SCP does for a C-STORE.
@@ -180,7 +231,8 @@ fn record(node: &Node, who: &Who, o: &Outcome, bytes: u64) {
 /// Checks one part as the SCP checks a C-STORE request, then stores it.
 async fn store_part(
     node: &std::sync::Arc<Node>,
-    part: &multipart::Part<'_>,
+    content_type: &str,
+    part: Bytes,
     study: Option<&str>,
     calling_ae: &str,
 ) -> Outcome {
@@ -195,7 +247,7 @@ async fn store_part(
         o.result = Err(StoreFailure::new(status, comment));
         o
     };
-    let (media, _) = multipart::media_params(&part.content_type);
+    let (media, _) = multipart::media_params(content_type);
     if !media.is_empty() && media != "application/dicom" {
         return fail(
             o,
@@ -203,7 +255,7 @@ async fn store_part(
             format!("part of type {media:?}: application/dicom is required"),
         );
     }
-    let mut reader = part.body;
+    let mut reader = &part[..];
     let meta = match part10::read_file_meta(&mut reader) {
         Ok(Some(m)) => m,
         Ok(None) => {
@@ -253,8 +305,8 @@ async fn store_part(
     }
     let offset = usize::try_from(meta.dataset_offset)
         .unwrap_or(usize::MAX)
-        .min(part.body.len());
-    let data_set = part.body[offset..].to_vec();
+        .min(part.len());
+    let data_set = part.slice(offset..);
     let store = node.store.clone();
     let ae = calling_ae.to_owned();
     let prepared = tokio::task::spawn_blocking(move || {
