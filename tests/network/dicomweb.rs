@@ -50,10 +50,15 @@ fn http_addr(s: &Server) -> String {
 
 /// A STOW-RS request of `parts` (Part 10 bytes) with `token`: status and body.
 fn stow(addr: &str, token: &str, body: &[u8], boundary: &str) -> (u16, String) {
+    stow_to(addr, "/dicom-web/studies", token, body, boundary)
+}
+
+/// A STOW-RS request to `path`.
+fn stow_to(addr: &str, path: &str, token: &str, body: &[u8], boundary: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let head = format!(
-        "POST /dicom-web/studies HTTP/1.1\r\nHost: rtnode\r\nConnection: close\r\n\
+        "POST {path} HTTP/1.1\r\nHost: rtnode\r\nConnection: close\r\n\
          Authorization: Bearer {token}\r\n\
          Content-Type: multipart/related; type=\"application/dicom\"; boundary={boundary}\r\n\
          Content-Length: {}\r\n\r\n",
@@ -184,6 +189,15 @@ fn stow_qido_wado_with_dicomweb_client_and_refusals() {
         assert_eq!(f["00081197"]["Value"][0], 0xC001, "{f}");
     }
     assert!(v.get("00081199").is_none(), "{v}");
+    // To a study the instance is not in: refused (A900), nothing kept.
+    let (body, b) = multipart(std::slice::from_ref(&one));
+    let (st, text) = stow_to(&addr, "/dicom-web/studies/1.2.3", &op, &body, &b);
+    assert_eq!(st, 409, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        v["00081198"]["Value"][0]["00081197"]["Value"][0], 0xA900,
+        "{v}"
+    );
     assert!(
         stored(&s.data_dir).is_empty(),
         "nothing written under store/"
@@ -272,6 +286,27 @@ fn stow_qido_wado_with_dicomweb_client_and_refusals() {
             .is_some_and(|c| c.iter().any(|c| c["state"] == "done"))
     });
     assert_eq!(v["courses"].as_array().unwrap().len(), 1, "{v}");
+
+    // Some stored, some failed: 202, with one sequence each.
+    let (body, b) = multipart(&[one, hostile[0].clone()]);
+    let (st, text) = stow(&addr, &op, &body, &b);
+    assert_eq!(st, 202, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        v["00081199"]["Value"].as_array().map(Vec::len),
+        Some(1),
+        "{v}"
+    );
+    assert_eq!(
+        v["00081198"]["Value"].as_array().map(Vec::len),
+        Some(1),
+        "{v}"
+    );
+    assert!(v["00081199"]["Value"][0]["00081190"]["Value"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("/dicom-web/studies/"));
+    assert_eq!(stored(&s.data_dir).len() as u64, n);
     s.stop();
 }
 
