@@ -278,6 +278,25 @@ fn stow_qido_wado_with_dicomweb_client_and_refusals() {
         "{r}"
     );
     assert_eq!(stored(&s.data_dir).len() as u64, n);
+    // Each instance stored is in the audit trail with the token's name and
+    // AE title, as a C-STORE is with the association's.
+    let audit: Vec<serde_json::Value> = std::fs::read_dir(s.data_dir.join("audit"))
+        .unwrap()
+        .flat_map(|e| {
+            let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+            text.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let received: Vec<_> = audit
+        .iter()
+        .filter(|e| e["event"] == "DICOMInstancesTransferred" && e["action"] == "received")
+        .collect();
+    assert_eq!(received.len() as u64, n);
+    assert!(received.iter().all(|e| e["user"] == "pacs"
+        && e["calling_ae"] == "WEBPACS"
+        && e["patient_id"] == r["patient_id"]));
 
     // Processed like a C-STORE course.
     let v = wait_status(&s.data_dir, 180, "course done", |v| {

@@ -69,6 +69,7 @@ pub async fn store_in_study(
 
 /// What became of one part.
 struct Outcome {
+    patient_id: String,
     sop_class: String,
     sop_instance: String,
     study: String,
@@ -119,6 +120,7 @@ async fn store_instances(
         .into_iter()
         .map(|o| {
             o.unwrap_or_else(|| Outcome {
+                patient_id: String::new(),
                 sop_class: String::new(),
                 sop_instance: String::new(),
                 study: String::new(),
@@ -216,6 +218,7 @@ fn record(node: &Node, who: &Who, o: &Outcome, bytes: u64) {
             } else {
                 "refused"
             },
+            patient_id: o.patient_id.clone(),
             study_instance_uid: o.study.escape_debug().to_string(),
             sop_instance_uid: o.sop_instance.escape_debug().to_string(),
             sop_class_uid: o.sop_class.escape_debug().to_string(),
@@ -237,6 +240,7 @@ async fn store_part(
     calling_ae: &str,
 ) -> Outcome {
     let mut o = Outcome {
+        patient_id: String::new(),
         sop_class: String::new(),
         sop_instance: String::new(),
         study: String::new(),
@@ -336,6 +340,7 @@ async fn store_part(
             )
         }
     };
+    o.patient_id = prepared.record.patient.id.clone();
     o.study = prepared.record.study_instance_uid.clone();
     o.series = prepared.record.series_instance_uid.clone();
     if let Some(study) = study {
