@@ -278,6 +278,38 @@ fn stow_qido_wado_with_dicomweb_client_and_refusals() {
         "{r}"
     );
     assert_eq!(stored(&s.data_dir).len() as u64, n);
+    // QIDO-RS matching keys, by raw request.
+    let qido = |query: &str| {
+        let mut c = TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        c.write_all(
+            format!(
+                "GET /dicom-web/studies?{query} HTTP/1.1\r\nHost: rtnode\r\n\
+                 Connection: close\r\nAuthorization: Bearer {reader}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let n = serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.as_array().map(Vec::len));
+        (status, n)
+    };
+    let pid = r["patient_id"].as_str().unwrap();
+    assert_eq!(qido(&format!("PatientID={pid}")), (200, Some(1)));
+    assert_eq!(qido("PatientID=nobody"), (200, Some(0)));
+    assert_eq!(qido("00100020=nobody"), (200, Some(0)));
+    assert_eq!(qido("StudyDate=19000101-19000102"), (200, Some(0)));
+    assert_eq!(qido("ModalitiesInStudy=RTDOSE"), (200, Some(1)));
+    assert_eq!(qido("ModalitiesInStudy=MR"), (200, Some(0)));
+    assert_eq!(qido("offset=1"), (200, Some(0)));
+    assert_eq!(qido("Modality=CT").0, 400, "not a study-level key");
+
     // Each instance stored is in the audit trail with the token's name and
     // AE title, as a C-STORE is with the association's.
     let audit: Vec<serde_json::Value> = std::fs::read_dir(s.data_dir.join("audit"))
