@@ -136,8 +136,14 @@ fn stow_qido_wado_with_dicomweb_client_and_refusals() {
     let files = synth_course_of(&dir.path().join("course"), 24, 96);
     let (op, op_line) = token("pacs", "operator", Some("WEBPACS"));
     let (reader, reader_line) = token("viewer", "read", None);
+    // An operator token whose AE title the peers file forbids to store.
+    let (barred, barred_line) = token("barred", "operator", Some("NOT_ALLOWED"));
     let tokens = dir.path().join("tokens.yaml");
-    std::fs::write(&tokens, format!("tokens:\n{op_line}\n{reader_line}\n")).unwrap();
+    std::fs::write(
+        &tokens,
+        format!("tokens:\n{op_line}\n{reader_line}\n{barred_line}\n"),
+    )
+    .unwrap();
     let max_body = 4 * 1024 * 1024;
     let opts = ServerOptions {
         extra_yaml: format!(
@@ -158,6 +164,9 @@ fn stow_qido_wado_with_dicomweb_client_and_refusals() {
     assert_eq!(st, 401, "{text}");
     let (st, text) = stow(&addr, &reader, &body, &b);
     assert_eq!(st, 403, "{text}");
+    let (st, text) = stow(&addr, &barred, &body, &b);
+    assert_eq!(st, 403, "{text}");
+    assert!(text.contains("may_store"), "{text}");
     let big = vec![0u8; max_body + 1024];
     let (big_body, b2) = multipart(&[big]);
     let (st, text) = stow(&addr, &op, &big_body, &b2);

@@ -85,6 +85,7 @@ async fn store_instances(
     study: Option<String>,
 ) -> Result<Response, ApiError> {
     who.require(&st.node, Role::Operator)?;
+    may_store(&st.node, &who)?;
     let boundary = multipart::stow_boundary(&headers)
         .map_err(|e| ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()))?;
     let parts = multipart::split(&body, &boundary)
@@ -170,6 +171,30 @@ async fn store_instances(
         .sequence(tags::REFERENCED_SOP_SEQUENCE, referenced)
         .sequence(tags::FAILED_SOP_SEQUENCE, failed);
     Ok(dicom_json(status, &answer.into_value()))
+}
+
+/// 403 when the token's AE title is in the peers file with
+/// `may_store: false`: the operator said that client may not store, over
+/// DICOM or HTTP. (A token's role is what admits it; the peers file is not
+/// required to list its AE title.)
+fn may_store(node: &Node, who: &Who) -> Result<(), ApiError> {
+    let ae = who.calling_ae();
+    if ae.is_empty() || node.peers().find(&ae).is_none_or(|p| p.may_store) {
+        return Ok(());
+    }
+    who.audit(
+        node,
+        crate::audit::Event {
+            event: "SecurityAlert",
+            action: "http-forbidden",
+            outcome: format!("AE title {ae} may not store (peers file)"),
+            ..Default::default()
+        },
+    );
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        format!("the token's AE title {ae:?} is in the peers file without may_store"),
+    ))
 }
 
 /// Waits for one running part and records its outcome.
