@@ -318,6 +318,21 @@ fn stow_qido_wado_with_dicomweb_client_and_refusals() {
     assert_eq!(qido("ModalitiesInStudy=MR"), (200, Some(0)));
     assert_eq!(qido("offset=1"), (200, Some(0)));
     assert_eq!(qido("Modality=CT").0, 400, "not a study-level key");
+    // A page that leaves results behind says so (PS3.18's Warning 299).
+    let page = |q: &str| {
+        raw(
+            &addr,
+            &format!(
+                "GET /dicom-web/studies?{q} HTTP/1.1\r\nHost: rtnode\r\nConnection: close\r\n\
+                 Authorization: Bearer {reader}\r\n\r\n"
+            ),
+        )
+    };
+    let (st, head) = page("limit=0");
+    assert_eq!(st, 200);
+    assert!(head.contains("warning: 299"), "{head}");
+    let (_, head) = page("limit=1");
+    assert!(!head.contains("warning:"), "{head}");
 
     // Each instance stored is in the audit trail with the token's name and
     // AE title, as a C-STORE is with the association's.

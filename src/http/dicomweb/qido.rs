@@ -12,6 +12,7 @@
 //!
 //! Keys may be named by keyword or by tag (`00100020`). `limit` (default
 //! [`DEFAULT_LIMIT`], at most [`MAX_LIMIT`]) and `offset` page the result;
+//! a page that leaves results behind carries `Warning: 299 …`;
 //! `includefield` and `fuzzymatching=false` are accepted (the answer holds
 //! the attributes the index has, listed above plus the patient's and the
 //! counts); any other key is refused with 400 rather than ignored.
@@ -191,6 +192,23 @@ const STUDY_KEYS: &[&str] = &[
 const SERIES_KEYS: &[&str] = &["Modality", "SeriesInstanceUID", "SeriesNumber"];
 const INSTANCE_KEYS: &[&str] = &["SOPInstanceUID", "SOPClassUID", "InstanceNumber"];
 
+/// The answer: at most `limit` results (one more was fetched to tell),
+/// with PS3.18's Warning header when more are there to be asked for.
+fn answer(mut out: Vec<serde_json::Value>, limit: usize) -> Response {
+    let more = out.len() > limit;
+    out.truncate(limit);
+    let mut r = dicom_json(StatusCode::OK, &serde_json::Value::Array(out));
+    if more {
+        r.headers_mut().insert(
+            axum::http::header::WARNING,
+            axum::http::HeaderValue::from_static(
+                "299 rtnode: There are additional results that can be requested",
+            ),
+        );
+    }
+    r
+}
+
 fn audit_search(st: &AppState, who: &Who, n: usize) {
     who.audit(
         &st.node,
@@ -211,6 +229,7 @@ pub async fn studies(
 ) -> Result<Response, ApiError> {
     who.require(&st.node, Role::Read)?;
     let search = Search::parse(&q, STUDY_KEYS)?;
+    let limit = search.limit;
     let node = st.node.clone();
     let hits = blocking(move || {
         let uids: Option<Vec<String>> = search
@@ -233,12 +252,12 @@ pub async fn studies(
                             .all(|c| c.is_empty() || modalities.iter().any(|m| matches("", c, m)))
                 },
                 search.offset,
-                search.limit,
+                search.limit.saturating_add(1),
             )
             .map_err(|e| ApiError::internal(format!("{e:#}")))
     })
     .await?;
-    audit_search(&st, &who, hits.len());
+    audit_search(&st, &who, hits.len().min(limit));
     let out: Vec<serde_json::Value> = hits
         .into_iter()
         .map(|h| {
@@ -270,7 +289,7 @@ pub async fn studies(
                 .into_value()
         })
         .collect();
-    Ok(dicom_json(StatusCode::OK, &serde_json::Value::Array(out)))
+    Ok(answer(out, limit))
 }
 
 /// `GET /dicom-web/studies/{study}/series`.
@@ -305,7 +324,7 @@ pub async fn study_series(
                 )
         })
         .skip(search.offset)
-        .take(search.limit)
+        .take(search.limit.saturating_add(1))
         .map(|h| {
             let s = &h.series;
             DataSet::new()
@@ -327,8 +346,8 @@ pub async fn study_series(
                 .into_value()
         })
         .collect();
-    audit_search(&st, &who, out.len());
-    Ok(dicom_json(StatusCode::OK, &serde_json::Value::Array(out)))
+    audit_search(&st, &who, out.len().min(search.limit));
+    Ok(answer(out, search.limit))
 }
 
 /// The records of one series, checked to belong to `study`.
@@ -374,7 +393,7 @@ pub async fn series_instances(
                 )
         })
         .skip(search.offset)
-        .take(search.limit)
+        .take(search.limit.saturating_add(1))
         .map(|r| {
             DataSet::new()
                 .text(tags::SOP_CLASS_UID, "UI", &r.sop_class_uid)
@@ -394,8 +413,8 @@ pub async fn series_instances(
                 .into_value()
         })
         .collect();
-    audit_search(&st, &who, out.len());
-    Ok(dicom_json(StatusCode::OK, &serde_json::Value::Array(out)))
+    audit_search(&st, &who, out.len().min(search.limit));
+    Ok(answer(out, search.limit))
 }
 
 #[cfg(test)]
