@@ -30,10 +30,11 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
 # pynetdicom/pydicom: a peer that answers chosen DIMSE statuses, and a second
-# reader of what rtnode writes. In a venv of the repo (.venv, ignored by git).
+# reader of what rtnode writes; dicomweb-client: the DICOMweb client of
+# tests/network/dicomweb.rs. In a venv of the repo (.venv, ignored by git).
 here=$(cd "$(dirname "$0")/.." && pwd)
-if ! "$here/.venv/bin/python" -c "import pynetdicom, pydicom" 2>/dev/null; then
-  python3 -m venv "$here/.venv"
-  "$here/.venv/bin/pip" install -q "pynetdicom==3.0.4" "pydicom==3.0.2"
+if ! "$here/.venv/bin/python" -c "import pynetdicom, pydicom, dicomweb_client" 2>/dev/null; then
+  [ -x "$here/.venv/bin/python" ] || python3 -m venv "$here/.venv"
+  "$here/.venv/bin/pip" install -q "pynetdicom==3.0.4" "pydicom==3.0.2" "dicomweb-client==0.60.1"
 fi
 echo "test dependencies present: $(storescu --version 2>&1 | head -1 | tr -s ' ')"

@@ -292,6 +292,14 @@ fn http_off_loopback_needs_tls_or_a_proxy_and_tokens() {
     )
     .unwrap_err();
     assert_eq!(e.0.len(), 2, "{e}");
+    let e = parse_config_str(
+        "http:\n  cors_origins: [\"https://ok.example\", \"https://bad.example/path\"]\n",
+        &cfg_path(),
+    )
+    .unwrap_err();
+    assert_eq!(e.0.len(), 1, "{e}");
+    assert!(e.to_string().contains("cors_origins"), "{e}");
+    assert!(e.to_string().contains("bad.example/path"), "{e}");
     let e = parse_config_str("http:\n  adress: 127.0.0.1:1\n", &cfg_path()).unwrap_err();
     assert!(e.to_string().contains("unknown field"), "{e}");
 }

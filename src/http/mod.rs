@@ -12,6 +12,7 @@
 //! off loopback (the config refuses the address otherwise).
 
 pub mod api;
+pub mod dicomweb;
 pub mod settings;
 pub mod tokens;
 
@@ -147,6 +148,7 @@ pub struct Prepared {
     tls: Option<tokio_rustls::TlsAcceptor>,
     tokens: Option<Arc<TokensFile>>,
     max_body: usize,
+    cors_origins: Vec<String>,
 }
 
 /// Checks the section (loopback rules), loads TLS and tokens; `None` when
@@ -181,6 +183,7 @@ pub fn prepare(cfg: &HttpSection) -> Result<Option<Prepared>, HttpError> {
         tls,
         tokens,
         max_body: usize::try_from(cfg.max_body_bytes).unwrap_or(usize::MAX),
+        cors_origins: cfg.cors_origins.clone(),
     }))
 }
 
@@ -216,7 +219,7 @@ pub async fn start(
         scp_listening,
         tokens: p.tokens.clone(),
     };
-    let app = router(state, p.max_body);
+    let app = router(state, p.max_body, &p.cors_origins);
     info!(
         address = %bound,
         tls = p.tls.is_some(),
@@ -228,13 +231,17 @@ pub async fn start(
 }
 
 /// The whole router of `http.address`.
-pub fn router(state: AppState, max_body: usize) -> Router {
+pub fn router(state: AppState, max_body: usize, cors_origins: &[String]) -> Router {
     let authed = axum::middleware::from_fn_with_state(state.clone(), authenticate);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics).route_layer(authed))
         .nest("/api/v1", api::router(state.clone()))
+        .nest(
+            dicomweb::BASE,
+            dicomweb::router(state.clone(), cors_origins),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(state)
 }

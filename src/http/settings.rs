@@ -30,6 +30,11 @@ pub struct HttpSection {
     /// Largest request body accepted, bytes (larger: 413).
     #[serde(default = "default_http_max_body_bytes")]
     pub max_body_bytes: u64,
+    /// Origins (`https://viewer.example.org`, or `*`) whose web pages may
+    /// call DICOMweb (`/dicom-web`) from a browser, a viewer such as OHIF;
+    /// empty: none (no CORS headers are sent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cors_origins: Vec<String>,
 }
 
 /// TLS for the HTTP server (`http.tls`): HTTPS with this certificate and key.
@@ -57,6 +62,7 @@ impl Default for HttpSection {
             behind_proxy: false,
             tokens_file: None,
             max_body_bytes: default_http_max_body_bytes(),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -78,6 +84,11 @@ impl HttpSection {
         let mut out = Vec::new();
         if self.max_body_bytes == 0 {
             out.push(("max_body_bytes", "must be at least 1".to_owned()));
+        }
+        for o in &self.cors_origins {
+            if let Err(m) = check_origin(o) {
+                out.push(("cors_origins", m));
+            }
         }
         let addr = match self.listen_addr() {
             Ok(a) => a,
@@ -142,6 +153,64 @@ impl HttpSection {
             if let Err(e) = super::tokens::TokensFile::load(f) {
                 err("tokens_file", e.to_string());
             }
+        }
+    }
+}
+
+/// An origin as browsers send it (RFC 6454): `scheme://host[:port]` with
+/// http or https, nothing after the authority; or `*`, any origin (safe
+/// only because DICOMweb authenticates with bearer tokens, never cookies).
+pub fn check_origin(origin: &str) -> Result<(), String> {
+    if origin == "*" {
+        return Ok(());
+    }
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or_else(|| format!("{origin:?}: an origin is http:// or https:// and a host, or *"))?;
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || rest.starts_with('[') => (h, Some(p)),
+        _ => (rest, None),
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'));
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+    if host_ok && port_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{origin:?}: an origin is scheme://host[:port], with no path or trailing slash"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_origin;
+
+    #[test]
+    fn origins() {
+        for ok in [
+            "*",
+            "https://viewer.example.org",
+            "http://localhost:3000",
+            "http://[::1]:3000",
+        ] {
+            assert!(check_origin(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "viewer.example.org",
+            "https://viewer.example.org/",
+            "https://viewer.example.org/ohif",
+            "ftp://x",
+            "http://x:0",
+            "http://x:99999",
+            "https://",
+        ] {
+            assert!(check_origin(bad).is_err(), "{bad}");
         }
     }
 }

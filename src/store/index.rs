@@ -23,13 +23,13 @@ use serde::{Deserialize, Serialize};
 
 use super::record::{InstanceRecord, PatientInfo, Reference};
 
-const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instances");
-const SERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("series");
-const STUDIES: TableDefinition<&str, &[u8]> = TableDefinition::new("studies");
-const PATIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("patients");
-const SERIES_INSTANCES: MultimapTableDefinition<&str, &str> =
+pub(super) const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instances");
+pub(super) const SERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("series");
+pub(super) const STUDIES: TableDefinition<&str, &[u8]> = TableDefinition::new("studies");
+pub(super) const PATIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("patients");
+pub(super) const SERIES_INSTANCES: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("series_instances");
-const STUDY_SERIES: MultimapTableDefinition<&str, &str> =
+pub(super) const STUDY_SERIES: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("study_series");
 const PATIENT_STUDIES: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("patient_studies");
@@ -109,7 +109,7 @@ pub struct Replaced {
 /// The redb instance index (`index.redb`); cheap to share behind an `Arc`,
 /// as redb serialises writers itself.
 pub struct Index {
-    db: Database,
+    pub(super) db: Database,
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {

@@ -12,6 +12,7 @@
 //!   clean shutdown so that start-up can skip the recovery scan.
 
 pub mod index;
+pub mod query;
 pub mod record;
 mod recovery;
 mod removal;

@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod dicomweb;
 mod fuzz_corpus;
 mod hostile;
 mod http;
