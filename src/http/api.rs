@@ -9,12 +9,10 @@
 //! `openapi.json` beside this file; a unit test checks that it lists
 //! exactly the routes [`routes`] registers.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
@@ -24,7 +22,8 @@ use serde::{Deserialize, Serialize};
 mod actions;
 
 use super::tokens::Role;
-use super::{ApiError, AppState, Caller};
+pub use super::Who;
+use super::{ApiError, AppState};
 use crate::export::OutboundState;
 use crate::node::Node;
 use crate::pipeline::CourseStatus;
@@ -126,42 +125,10 @@ async fn openapi() -> Response {
         .into_response()
 }
 
-/// The caller of a request (set by authentication), where from, and what
-/// was asked, for the audit trail.
-pub struct Who {
-    /// The authenticated token and its role.
-    pub caller: Caller,
-    /// The client's address, `ip:port`; empty if unknown.
-    pub peer: String,
-    /// Method and path with query, for example `GET /api/v1/courses?patient=X`.
-    pub object: String,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Who {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Who, ApiError> {
-        let caller = parts
-            .extensions
-            .get::<Caller>()
-            .cloned()
-            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "not authenticated"))?;
-        let peer = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.to_string())
-            .unwrap_or_default();
-        let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("");
-        Ok(Who {
-            caller,
-            peer,
-            object: format!("{} /api/v1{pq}", parts.method),
-        })
-    }
-}
-
 impl Who {
-    fn audit(
+    /// One audit line of the API: `event` and `action`, the patient the
+    /// request concerned (empty if none) and how it ended.
+    fn audit_action(
         &self,
         node: &Node,
         event: &'static str,
@@ -169,40 +136,16 @@ impl Who {
         patient_id: &str,
         outcome: String,
     ) {
-        node.audit.record(crate::audit::Event {
-            event,
-            action,
-            calling_ae: self.caller.ae_title.clone().unwrap_or_default(),
-            called_ae: node.ae_title.clone(),
-            peer: self.peer.clone(),
-            patient_id: patient_id.to_owned(),
-            outcome,
-            user: self.caller.name.clone(),
-            object: self.object.clone(),
-            ..Default::default()
-        });
-    }
-
-    /// 403 (and a security alert in the audit trail) unless the caller
-    /// has `role`.
-    fn require(&self, node: &Node, role: Role) -> Result<(), ApiError> {
-        if self.caller.role >= role {
-            return Ok(());
-        }
         self.audit(
             node,
-            "SecurityAlert",
-            "http-forbidden",
-            "",
-            format!("role {} needed, token has {}", role, self.caller.role),
+            crate::audit::Event {
+                event,
+                action,
+                patient_id: patient_id.to_owned(),
+                outcome,
+                ..Default::default()
+            },
         );
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "this needs the {role} role; the token {:?} has {}",
-                self.caller.name, self.caller.role
-            ),
-        ))
     }
 }
 
@@ -247,7 +190,7 @@ async fn status(
     let node = st.node.clone();
     let listening = st.listening.clone();
     let r = blocking(move || crate::status::live_report(&node, &listening)).await?;
-    who.audit(
+    who.audit_action(
         &st.node,
         "Query",
         "status-read",
@@ -345,7 +288,7 @@ async fn courses(
         .collect();
     let total = matching.len();
     let (limit, offset, page) = page(matching, q.limit, q.offset);
-    who.audit(
+    who.audit_action(
         &st.node,
         "Query",
         "courses-listed",
@@ -449,7 +392,7 @@ async fn course(
     .await?;
     match detail {
         Some(d) => {
-            who.audit(
+            who.audit_action(
                 &st.node,
                 "DICOMInstancesAccessed",
                 "course-read",
@@ -513,7 +456,7 @@ async fn outbound(
     .await?;
     let total = rows.len();
     let (limit, offset, items) = page(rows, q.limit, q.offset);
-    who.audit(
+    who.audit_action(
         &st.node,
         "Query",
         "outbound-listed",
@@ -562,7 +505,7 @@ async fn retry(State(st): State<AppState>, who: Who, body: Bytes) -> Result<Resp
     };
     let ids = req.ids.clone();
     let n = blocking(move || exporter.retry_dead(&ids)).await?;
-    who.audit(
+    who.audit_action(
         &st.node,
         "ApplicationActivity",
         "dead-letters-retried",

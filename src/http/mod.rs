@@ -15,6 +15,7 @@ pub mod api;
 pub mod dicomweb;
 pub mod settings;
 pub mod tokens;
+mod who;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +38,7 @@ use tracing::{debug, info, warn};
 use crate::node::Node;
 pub use settings::{HttpSection, HttpTlsSection};
 use tokens::{Role, TokensFile};
+pub use who::Who;
 
 /// Largest request head (request line and headers) read, bytes.
 const MAX_HEAD_BYTES: usize = 16 * 1024;

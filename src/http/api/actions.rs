@@ -52,7 +52,7 @@ async fn act(
     let result = blocking_action(move || p.act(action, &course, &by, reason)).await?;
     match result {
         Ok(done) => {
-            who.audit(
+            who.audit_action(
                 &st.node,
                 "ApplicationActivity",
                 action.audit_name(),
@@ -67,7 +67,7 @@ async fn act(
                 ActionError::Conflict(_) => StatusCode::CONFLICT,
                 ActionError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
-            who.audit(
+            who.audit_action(
                 &st.node,
                 "ApplicationActivity",
                 action.audit_name(),

@@ -18,18 +18,13 @@ pub mod qido;
 pub mod stow;
 pub mod wado;
 
-use std::net::SocketAddr;
-
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use super::tokens::Role;
-use super::{ApiError, AppState, Caller};
-use crate::node::Node;
+pub use super::Who;
+use super::{ApiError, AppState};
 
 /// Where DICOMweb is mounted on the HTTP server.
 pub const BASE: &str = "/dicom-web";
@@ -78,88 +73,6 @@ fn routes() -> Router<AppState> {
             "/studies/{study}/series/{series}/instances/{sop}/metadata",
             get(metadata::instance),
         )
-}
-
-/// The authenticated caller of a DICOMweb request, with what the audit
-/// trail records of it.
-pub struct Who {
-    /// The token and its role.
-    pub caller: Caller,
-    /// The client's address, `ip:port`; empty if unknown.
-    pub peer: String,
-    /// Method and path with query.
-    pub object: String,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Who {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Who, ApiError> {
-        let caller = parts
-            .extensions
-            .get::<Caller>()
-            .cloned()
-            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "not authenticated"))?;
-        let peer = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.to_string())
-            .unwrap_or_default();
-        let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("");
-        Ok(Who {
-            caller,
-            peer,
-            object: format!("{} {BASE}{pq}", parts.method),
-        })
-    }
-}
-
-impl Who {
-    /// The calling AE title recorded for what this caller stores: the
-    /// token's AE title, empty when the token has none.
-    pub fn calling_ae(&self) -> String {
-        self.caller
-            .ae_title
-            .as_deref()
-            .map(str::trim)
-            .unwrap_or("")
-            .to_owned()
-    }
-
-    /// Writes one audit event for this request.
-    pub fn audit(&self, node: &Node, event: crate::audit::Event) {
-        node.audit.record(crate::audit::Event {
-            calling_ae: self.calling_ae(),
-            called_ae: node.ae_title.clone(),
-            peer: self.peer.clone(),
-            user: self.caller.name.clone(),
-            object: self.object.clone(),
-            ..event
-        });
-    }
-
-    /// 403 (and a security alert in the audit trail) unless the caller has `role`.
-    pub fn require(&self, node: &Node, role: Role) -> Result<(), ApiError> {
-        if self.caller.role >= role {
-            return Ok(());
-        }
-        self.audit(
-            node,
-            crate::audit::Event {
-                event: "SecurityAlert",
-                action: "http-forbidden",
-                outcome: format!("role {} needed, token has {}", role, self.caller.role),
-                ..Default::default()
-            },
-        );
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "this needs the {role} role; the token {:?} has {}",
-                self.caller.name, self.caller.role
-            ),
-        ))
-    }
 }
 
 /// A DICOM JSON answer with `status`.
