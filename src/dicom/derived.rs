@@ -166,6 +166,19 @@ pub(crate) fn character_set(ct: &InMemDicomObject) -> Option<String> {
     }
 }
 
+/// The General Equipment module of an object rtnode made: rtnode as the
+/// manufacturer and model, and this build's version.
+pub fn put_equipment(obj: &mut InMemDicomObject) {
+    put(obj, tags::MANUFACTURER, VR::LO, "rtnode");
+    put(obj, tags::MANUFACTURER_MODEL_NAME, VR::LO, "rtnode");
+    put(
+        obj,
+        tags::SOFTWARE_VERSIONS,
+        VR::LO,
+        concat!("rtnode ", env!("CARGO_PKG_VERSION")),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,9 @@ use dicom_dictionary_std::tags;
 use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::{FileDicomObject, InMemDicomObject};
 
-use crate::dicom::derived::{derived_object_header, image_item, lo, put, put_seq, ImageRef};
+use crate::dicom::derived::{
+    derived_object_header, image_item, lo, put, put_equipment, put_seq, ImageRef,
+};
 use crate::dicom::uids;
 use crate::dicom::values::now_da_tm;
 
@@ -94,14 +96,7 @@ pub fn build(
     put(&mut obj, tags::SERIES_DESCRIPTION, VR::LO, lo(opts.title));
 
     // General Equipment
-    put(&mut obj, tags::MANUFACTURER, VR::LO, "rtnode");
-    put(&mut obj, tags::MANUFACTURER_MODEL_NAME, VR::LO, "rtnode");
-    put(
-        &mut obj,
-        tags::SOFTWARE_VERSIONS,
-        VR::LO,
-        concat!("rtnode ", env!("CARGO_PKG_VERSION")),
-    );
+    put_equipment(&mut obj);
 
     // SC Equipment: a workstation made it.
     put(&mut obj, tags::CONVERSION_TYPE, VR::CS, "WSD");

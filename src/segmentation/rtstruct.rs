@@ -17,7 +17,9 @@ use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::{FileDicomObject, InMemDicomObject};
 
 pub use crate::dicom::derived::ImageRef;
-use crate::dicom::derived::{derived_object_header, image_item, lo, put, put_multi, put_seq};
+use crate::dicom::derived::{
+    derived_object_header, image_item, lo, put, put_equipment, put_multi, put_seq,
+};
 use crate::dicom::uids;
 use crate::dicom::values::{ds_fixed, now_da_tm};
 
@@ -192,14 +194,7 @@ pub fn build(
     };
 
     // General Equipment
-    put(&mut obj, tags::MANUFACTURER, VR::LO, "rtnode");
-    put(&mut obj, tags::MANUFACTURER_MODEL_NAME, VR::LO, "rtnode");
-    put(
-        &mut obj,
-        tags::SOFTWARE_VERSIONS,
-        VR::LO,
-        concat!("rtnode ", env!("CARGO_PKG_VERSION")),
-    );
+    put_equipment(&mut obj);
 
     // Structure Set
     put(&mut obj, tags::INSTANCE_NUMBER, VR::IS, "1");
